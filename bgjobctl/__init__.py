@@ -1,0 +1,39 @@
+"""bgjobctl: the command line (`bgjobctl`) and the client library of bgjobs.
+
+from bgjobctl import run_background_job            # blocking apps
+from bgjobctl import run_background_job_async      # asyncio apps
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bgjobctl.aclient import AsyncJobHandle, run_background_job_async
+    from bgjobctl.library import JobClient, JobHandle, run_background_job
+
+__all__ = [
+    "AsyncJobHandle",
+    "JobClient",
+    "JobHandle",
+    "run_background_job",
+    "run_background_job_async",
+]
+
+_HOMES = {
+    "run_background_job": "bgjobctl.library",
+    "JobClient": "bgjobctl.library",
+    "JobHandle": "bgjobctl.library",
+    "run_background_job_async": "bgjobctl.aclient",
+    "AsyncJobHandle": "bgjobctl.aclient",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, so `bgjobctl` the command starts without loading the library.
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'bgjobctl' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(home), name)

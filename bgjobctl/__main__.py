@@ -1,0 +1,5 @@
+import sys
+
+from bgjobctl.cli import main
+
+sys.exit(main())

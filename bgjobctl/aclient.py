@@ -1,0 +1,225 @@
+"""The asyncio twin of the client library, for async applications:
+
+    handle = await run_background_job_async("LessonCreatedService", "handle", ["Intro"])
+    result = await handle.wait(10)
+
+Requests are pipelined on one connection per event loop: each carries its own id, and a
+reader task hands every reply to the request that waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+import msgspec
+
+from bgjobctl.address import Address, resolve_address
+from bgjobctl.fallback import spawn_detached
+from bgjobctl.library import Fallback, LinkSpec, make_spec, result_of
+from bgjobctl.replies import expect
+from bgjobs.errors import DaemonUnreachable, ProtocolError
+from bgjobs.model import JobInfo, JobSpec, Priority
+from bgjobs.protocol import (
+    PROTOCOL_VERSION,
+    Event,
+    FrameEncoder,
+    FrameError,
+    FrameReader,
+    Get,
+    Hello,
+    JobReply,
+    Reply,
+    Request,
+    Submit,
+    Submitted,
+    Subscribe,
+    Subscribed,
+    Welcome,
+    decode_reply,
+)
+
+_R = TypeVar("_R")
+
+
+class AsyncConnection:
+    def __init__(self, address: Address) -> None:
+        self.address = address
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._waiting: dict[int, asyncio.Future[Reply]] = {}
+        self._events: dict[int, asyncio.Queue[Event]] = {}
+        self._encoder = FrameEncoder()
+        self._next_rid = 0
+        self._connecting = asyncio.Lock()
+
+    async def _connect(self) -> None:
+        try:
+            if self.address.unix_path is not None:
+                reader, writer = await asyncio.open_unix_connection(str(self.address.unix_path))
+            else:
+                reader, writer = await asyncio.open_connection(self.address.host, self.address.port)
+        except OSError as exc:
+            raise DaemonUnreachable(
+                f"no daemon answers on {self.address.describe()} ({exc.strerror or exc})"
+            ) from None
+        self._writer = writer
+        self._reader_task = asyncio.create_task(self._read(reader))
+        welcome = await self._send(
+            Hello(version=PROTOCOL_VERSION, token=self.address.read_token(), client="aclient")
+        )
+        expect(welcome, Welcome)
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        frames = FrameReader()
+        failure: Exception = DaemonUnreachable("the daemon closed the connection")
+        try:
+            while chunk := await reader.read(262144):
+                for body in frames.feed(chunk):
+                    self._route(decode_reply(body))
+        except FrameError as exc:
+            failure = ProtocolError(str(exc))
+        except OSError as exc:
+            failure = DaemonUnreachable(f"the daemon went away: {exc}")
+        finally:
+            self._writer = None
+            for future in self._waiting.values():
+                if not future.done():
+                    future.set_exception(failure)
+            self._waiting.clear()
+
+    def _route(self, reply: Reply) -> None:
+        if isinstance(reply, Event):
+            queue = self._events.get(reply.rid)
+            if queue is not None:
+                queue.put_nowait(reply)
+            return
+        future = self._waiting.pop(reply.rid, None)
+        if future is not None and not future.done():
+            future.set_result(reply)
+
+    async def _send(self, request: Request) -> Reply:
+        assert self._writer is not None
+        self._next_rid += 1
+        rid = self._next_rid
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._waiting[rid] = future
+        self._writer.write(self._encoder.encode(msgspec.structs.replace(request, rid=rid)))
+        return await future
+
+    async def call(self, request: Request, kind: type[_R]) -> _R:
+        async with self._connecting:
+            if self._writer is None:
+                await self._connect()
+        return expect(await self._send(request), kind)
+
+    async def subscribe(self, job_ids: Sequence[int]) -> asyncio.Queue[Event]:
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        async with self._connecting:
+            if self._writer is None:
+                await self._connect()
+        self._events[self._next_rid + 1] = queue
+        expect(await self._send(Subscribe(job_ids=list(job_ids))), Subscribed)
+        return queue
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(OSError):
+                await self._writer.wait_closed()
+        if self._reader_task is not None:
+            await asyncio.gather(self._reader_task, return_exceptions=True)
+
+
+class AsyncClient:
+    def __init__(self, address: Address) -> None:
+        self.address = address
+        self._connection = AsyncConnection(address)
+
+    async def submit(self, specs: Sequence[JobSpec]) -> Submitted:
+        return await self._connection.call(Submit(jobs=list(specs)), Submitted)
+
+    async def get(self, job_id: int) -> JobInfo:
+        return (await self._connection.call(Get(job_id=job_id), JobReply)).job
+
+    async def wait(self, job_id: int, timeout: float | None = None) -> JobInfo:
+        """The job's record once it is final (a connection of its own carries the events)."""
+        connection = AsyncConnection(self.address)
+        try:
+            async with asyncio.timeout(timeout):
+                events = await connection.subscribe([job_id])
+                while True:
+                    job = (await connection.call(Get(job_id=job_id), JobReply)).job
+                    if job.state.is_final:
+                        return job
+                    while not (await events.get()).event.state.is_final:
+                        pass
+        finally:
+            await connection.close()
+
+    async def close(self) -> None:
+        await self._connection.close()
+
+
+@dataclass
+class AsyncJobHandle:
+    id: int | None
+    last_id: int | None = None
+    client: AsyncClient | None = field(default=None, repr=False)
+
+    async def job(self) -> JobInfo:
+        assert self.client is not None and self.id is not None
+        return await self.client.get(self.id)
+
+    async def wait(self, timeout: float | None = None) -> Any:
+        """The result (of the chain's last link); JobFailed/JobCancelled otherwise."""
+        if self.client is None or self.last_id is None:
+            raise DaemonUnreachable("the job runs in a detached run_job.py; it cannot be awaited")
+        return result_of(await self.client.wait(self.last_id, timeout))
+
+
+_clients: dict[tuple[int, str | None, str | None], tuple[AsyncClient, str | None]] = {}
+_clients_lock = threading.Lock()
+
+
+def _client_for(config: str | None, socket: str | None) -> tuple[AsyncClient, str | None]:
+    key = (id(asyncio.get_running_loop()), config, socket)
+    with _clients_lock:
+        found = _clients.get(key)
+        if found is None:
+            address, loaded = resolve_address(config, socket)
+            config_path = str(loaded.path) if loaded.path else None
+            found = _clients[key] = (AsyncClient(address), config_path)
+        return found
+
+
+async def run_background_job_async(
+    class_name: str,
+    method: str,
+    params: Sequence[Any] = (),
+    delay: float = 0,
+    *,
+    priority: Priority | str | None = None,
+    at: datetime | None = None,
+    then: Sequence[LinkSpec] = (),
+    fallback: Fallback = "spawn",
+    config: str | None = None,
+    socket: str | None = None,
+) -> AsyncJobHandle:
+    """`run_background_job`, for code running in an asyncio event loop."""
+    spec = make_spec(class_name, method, params, delay, priority=priority, at=at, then=then)
+    client, config_path = _client_for(config, socket)
+    try:
+        submitted = await client.submit([spec])
+    except DaemonUnreachable:
+        if fallback == "error":
+            raise
+        spawn_detached(spec, config_path)
+        return AsyncJobHandle(id=None)
+    last = submitted.last_ids[0] if submitted.last_ids else submitted.ids[0]
+    return AsyncJobHandle(id=submitted.ids[0], last_id=last, client=client)

@@ -1,0 +1,248 @@
+"""A blocking client of `bgjobd`: one connection, safe to share between threads, and
+reconnected transparently in a forked child."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Final, TypeVar
+
+import msgspec
+
+from bgjobctl.address import Address
+from bgjobctl.replies import expect
+from bgjobs.errors import DaemonUnreachable, ProtocolError
+from bgjobs.model import JobEvent, JobInfo, JobSpec, JobState, Stats
+from bgjobs.protocol import (
+    PROTOCOL_VERSION,
+    Cancel,
+    Event,
+    FrameEncoder,
+    FrameError,
+    FrameReader,
+    Get,
+    GetStats,
+    Hello,
+    JobList,
+    JobReply,
+    ListJobs,
+    Ping,
+    Pong,
+    Reply,
+    Request,
+    RetriedMany,
+    RetryFailed,
+    RetryJob,
+    StatsReply,
+    Submit,
+    Submitted,
+    Subscribe,
+    Subscribed,
+    Welcome,
+    decode_reply,
+)
+
+DEFAULT_TIMEOUT: Final = 30.0
+_R = TypeVar("_R")
+
+
+def open_socket(address: Address, timeout: float | None) -> socket.socket:
+    try:
+        if address.unix_path is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            sock.connect(str(address.unix_path))
+        else:
+            sock = socket.create_connection((address.host, address.port), timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError) as exc:
+        raise DaemonUnreachable(
+            f"no daemon answers on {address.describe()} ({exc.strerror}); is bgjobd running?"
+        ) from None
+    except OSError as exc:
+        raise DaemonUnreachable(f"cannot reach the daemon at {address.describe()}: {exc}") from None
+    return sock
+
+
+class Connection:
+    """One handshaken connection; not thread-safe by itself (Client locks around it)."""
+
+    def __init__(self, address: Address, timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        self._sock = open_socket(address, timeout)
+        self._encoder = FrameEncoder()
+        self._reader = FrameReader()
+        self._ready: list[bytes] = []
+        self._next_rid = 0
+        self.pid = os.getpid()
+        welcome = self.call(
+            Hello(version=PROTOCOL_VERSION, token=address.read_token(), client="bgjobctl")
+        )
+        self.server = expect(welcome, Welcome)
+
+    def send(self, request: Request) -> int:
+        self._next_rid += 1
+        message = msgspec.structs.replace(request, rid=self._next_rid)
+        try:
+            self._sock.sendall(self._encoder.encode(message))
+        except OSError as exc:
+            raise DaemonUnreachable(f"the daemon went away: {exc}") from None
+        return self._next_rid
+
+    def receive(self) -> Reply:
+        while not self._ready:
+            try:
+                chunk = self._sock.recv(262144)
+            except TimeoutError:
+                raise
+            except OSError as exc:
+                raise DaemonUnreachable(f"the daemon went away: {exc}") from None
+            if not chunk:
+                raise DaemonUnreachable("the daemon closed the connection")
+            try:
+                self._ready.extend(self._reader.feed(chunk))
+            except FrameError as exc:
+                raise ProtocolError(str(exc)) from None
+        try:
+            return decode_reply(self._ready.pop(0))
+        except FrameError as exc:
+            raise ProtocolError(str(exc)) from None
+
+    def call(self, request: Request) -> Reply:
+        rid = self.send(request)
+        while True:
+            reply = self.receive()
+            if reply.rid == rid or (reply.rid == 0 and not isinstance(reply, Event)):
+                return reply
+
+    def settimeout(self, timeout: float | None) -> None:
+        self._sock.settimeout(timeout)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class Client:
+    """Typed requests to the daemon over one shared connection."""
+
+    def __init__(self, address: Address, *, timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._connection: Connection | None = None
+
+    def _call(self, request: Request, kind: type[_R]) -> _R:
+        with self._lock:
+            connection = self._connection
+            if connection is None or connection.pid != os.getpid():
+                # A forked child must not share its parent's socket: open its own.
+                connection = self._connection = Connection(self.address, self.timeout)
+            try:
+                reply = connection.call(request)
+            except (DaemonUnreachable, ProtocolError, TimeoutError) as exc:
+                self._connection = None
+                connection.close()
+                if isinstance(exc, TimeoutError):
+                    raise DaemonUnreachable("the daemon did not answer in time") from None
+                raise
+        return expect(reply, kind)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None and self._connection.pid == os.getpid():
+                self._connection.close()
+            self._connection = None
+
+    def ping(self) -> None:
+        self._call(Ping(), Pong)
+
+    def submit(self, specs: Sequence[JobSpec]) -> Submitted:
+        return self._call(Submit(jobs=list(specs)), Submitted)
+
+    def get(self, job_id: int) -> JobInfo:
+        return self._call(Get(job_id=job_id), JobReply).job
+
+    def get_with_chain(self, job_id: int) -> JobReply:
+        return self._call(Get(job_id=job_id, with_chain=True), JobReply)
+
+    def list_jobs(
+        self,
+        *,
+        states: Sequence[JobState] = (),
+        class_name: str | None = None,
+        search: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> JobList:
+        request = ListJobs(
+            states=list(states), class_name=class_name, search=search, limit=limit, offset=offset
+        )
+        return self._call(request, JobList)
+
+    def cancel(self, job_id: int) -> JobInfo:
+        return self._call(Cancel(job_id=job_id), JobReply).job
+
+    def retry(self, job_id: int) -> JobInfo:
+        return self._call(RetryJob(job_id=job_id), JobReply).job
+
+    def retry_failed(self, class_name: str | None = None) -> list[int]:
+        return self._call(RetryFailed(class_name=class_name), RetriedMany).ids
+
+    def stats(self) -> Stats:
+        return self._call(GetStats(), StatsReply).stats
+
+    def events(self, job_ids: Sequence[int] = ()) -> Iterator[JobEvent]:
+        """Stream job events on a connection of its own, until the caller stops."""
+        connection = Connection(self.address, timeout=None)
+        try:
+            rid = connection.send(Subscribe(job_ids=list(job_ids)))
+            while True:
+                reply = connection.receive()
+                if isinstance(reply, Event):
+                    yield reply.event
+                elif reply.rid == rid:
+                    expect(reply, Subscribed)
+        finally:
+            connection.close()
+
+    def wait(self, job_id: int, timeout: float | None = None) -> JobInfo:
+        """Block until the job is final and return its record; TimeoutError after
+        `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        connection = Connection(self.address, timeout=timeout)
+        try:
+            subscribed = connection.send(Subscribe(job_ids=[job_id]))
+            while True:
+                _set_remaining(connection, deadline)
+                reply = connection.receive()
+                if reply.rid == subscribed and not isinstance(reply, Event):
+                    expect(reply, Subscribed)
+                    break
+            while True:
+                _set_remaining(connection, deadline)
+                job = expect(connection.call(Get(job_id=job_id)), JobReply).job
+                if job.state.is_final:
+                    return job
+                # Events that come after the reply above are the only ones that matter:
+                # the daemon records a change before it publishes it.
+                while True:
+                    _set_remaining(connection, deadline)
+                    reply = connection.receive()
+                    if isinstance(reply, Event) and reply.event.state.is_final:
+                        break
+        except TimeoutError:
+            raise TimeoutError(f"job {job_id} did not finish within {timeout}s") from None
+        finally:
+            connection.close()
+
+
+def _set_remaining(connection: Connection, deadline: float | None) -> None:
+    if deadline is None:
+        connection.settimeout(None)
+        return
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError
+    connection.settimeout(remaining)

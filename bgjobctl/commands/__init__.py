@@ -1,0 +1,19 @@
+"""One module per command, each matching a daemon request handler of the same name."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from bgjobctl.commands import cancel, logs, ping, retry, show, stats, submit
+from bgjobctl.commands import list as list_jobs
+
+COMMANDS: dict[str, ModuleType] = {
+    "submit": submit,
+    "list": list_jobs,
+    "show": show,
+    "cancel": cancel,
+    "retry": retry,
+    "logs": logs,
+    "stats": stats,
+    "ping": ping,
+}

@@ -1,0 +1,170 @@
+"""`run_background_job()`: hand a job to the daemon from application code and return at once.
+
+    from bgjobctl import run_background_job
+    handle = run_background_job("LessonCreatedService", "handle", ["English Grammar 101"])
+    handle.id        # the job's id (None when it fell back to a detached run_job.py)
+    handle.wait(10)  # its result, or JobFailed carrying the job's error
+
+One connection per process is reused, safely across threads and after fork. When no daemon
+answers, the job runs in a detached `run_job.py` (fallback="spawn", the default) so the
+caller never blocks and the job is not lost; fallback="error" raises DaemonUnreachable.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from bgjobctl.address import resolve_address
+from bgjobctl.client import Client
+from bgjobctl.fallback import spawn_detached
+from bgjobs.errors import DaemonUnreachable, JobCancelled, JobFailed, UsageError
+from bgjobs.model import ChainLink, JobInfo, JobSpec, JobState, Priority
+from bgjobs.params import check_encodable
+
+Fallback = Literal["spawn", "error"]
+LinkSpec = tuple[str, str] | tuple[str, str, Sequence[Any]]
+
+
+@dataclass
+class JobHandle:
+    """A submitted job (or chain): its id, and a way to wait for its result."""
+
+    id: int | None
+    last_id: int | None = None
+    """The last link's id, for a chain; the job's own id otherwise."""
+    client: Client | None = field(default=None, repr=False)
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    """The detached run_job.py, when the daemon was unreachable."""
+
+    def job(self) -> JobInfo:
+        """The job's current record (the first link's, for a chain)."""
+        if self.client is None or self.id is None:
+            raise UsageError("this job runs in a detached run_job.py; the daemon has no record")
+        return self.client.get(self.id)
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """The result of the job (of the chain's last link); raises JobFailed (or
+        JobCancelled) if it did not succeed, TimeoutError after `timeout` seconds."""
+        if self.client is None or self.last_id is None:
+            return self._wait_detached(timeout)
+        job = self.client.wait(self.last_id, timeout)
+        return result_of(job)
+
+    def _wait_detached(self, timeout: float | None) -> None:
+        assert self.process is not None
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"run_job.py did not finish within {timeout}s") from None
+        if code != 0:
+            raise RuntimeError(f"the job failed in run_job.py (exit code {code})")
+
+
+def result_of(job: JobInfo) -> Any:
+    if job.state is JobState.SUCCEEDED:
+        return job.result
+    if job.state is JobState.CANCELLED:
+        raise JobCancelled(job)
+    raise JobFailed(job)
+
+
+def make_spec(
+    class_name: str,
+    method: str,
+    params: Sequence[Any] = (),
+    delay: float = 0,
+    *,
+    priority: Priority | str | None = None,
+    at: datetime | None = None,
+    then: Sequence[LinkSpec] = (),
+) -> JobSpec:
+    if at is not None and at.tzinfo is None:
+        raise UsageError("at= must be a timezone-aware datetime")
+    if isinstance(params, str | bytes):
+        raise UsageError("params must be a list of values, not a single string")
+    values = list(params)
+    check_encodable(values)
+    links = [_link(link) for link in then]
+    try:
+        chosen = Priority(priority) if priority is not None else None
+    except ValueError:
+        raise UsageError(f"priority must be high, medium or low, not {priority!r}") from None
+    return JobSpec(
+        class_name=class_name,
+        method=method,
+        params=values,
+        priority=chosen,
+        delay=float(delay),
+        run_at=at,
+        then=links,
+    )
+
+
+def _link(link: LinkSpec) -> ChainLink:
+    if len(link) == 2:
+        return ChainLink(link[0], link[1], [])
+    if len(link) == 3:
+        return ChainLink(link[0], link[1], list(link[2]))
+    raise UsageError(f"a chain link is (class, method) or (class, method, params), not {link!r}")
+
+
+class JobClient:
+    """Submits jobs to the daemon named by a configuration (or socket path)."""
+
+    def __init__(
+        self,
+        *,
+        config: str | None = None,
+        socket: str | None = None,
+        fallback: Fallback = "spawn",
+    ) -> None:
+        address, loaded = resolve_address(config, socket)
+        self.client = Client(address)
+        self.config_path = str(loaded.path) if loaded.path else None
+        self.fallback = fallback
+
+    def submit(self, spec: JobSpec, *, fallback: Fallback | None = None) -> JobHandle:
+        try:
+            submitted = self.client.submit([spec])
+        except DaemonUnreachable:
+            if (fallback or self.fallback) == "error":
+                raise
+            return JobHandle(id=None, process=spawn_detached(spec, self.config_path))
+        last = submitted.last_ids[0] if submitted.last_ids else submitted.ids[0]
+        return JobHandle(id=submitted.ids[0], last_id=last, client=self.client)
+
+
+_clients: dict[tuple[str | None, str | None], JobClient] = {}
+_clients_lock = threading.Lock()
+
+
+def _client_for(config: str | None, socket: str | None) -> JobClient:
+    with _clients_lock:
+        client = _clients.get((config, socket))
+        if client is None:
+            client = _clients[(config, socket)] = JobClient(config=config, socket=socket)
+        return client
+
+
+def run_background_job(
+    class_name: str,
+    method: str,
+    params: Sequence[Any] = (),
+    delay: float = 0,
+    *,
+    priority: Priority | str | None = None,
+    at: datetime | None = None,
+    then: Sequence[LinkSpec] = (),
+    fallback: Fallback = "spawn",
+    config: str | None = None,
+    socket: str | None = None,
+) -> JobHandle:
+    """Run `class_name().method(*params)` in the background, after `delay` seconds (or at
+    `at`), then each job of `then` with the previous result first. Returns at once."""
+    spec = make_spec(class_name, method, params, delay, priority=priority, at=at, then=then)
+    return _client_for(config, socket).submit(spec, fallback=fallback)

@@ -1,0 +1,1 @@
+"""bgjobd: the daemon that runs allow-listed jobs in worker processes."""

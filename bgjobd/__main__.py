@@ -1,0 +1,5 @@
+import sys
+
+from bgjobd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,234 @@
+"""Running one attempt of a job in a worker: its lock file, deadline, cancellation, output
+capture and log lines. The daemon and `run_job.py` both run every attempt through here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from bgjobd import locks
+from bgjobd.joblog import JobLog, describe_params
+from bgjobd.pool import WorkerPool
+from bgjobd.retries import TIMEOUT_ERROR, Decision, Directive
+from bgjobd.worker.messages import AttemptDone, RunAttempt
+from bgjobd.workers import WorkerDied, WorkerProcess
+from bgjobs.config import Config
+from bgjobs.model import ErrorInfo, JobInfo, Outcome
+
+LOCK_WATCH_SECONDS: Final = 0.5
+"""How often running attempts check their lock file: deleting it cancels the job."""
+LOCK_REMOVED: Final = "lock file removed"
+
+
+@dataclass
+class AttemptResult:
+    outcome: Outcome
+    started_at: float
+    finished_at: float
+    worker_pid: int | None
+    result: Any = None
+    error: ErrorInfo | None = None
+    directive: Directive | None = None
+    note: str | None = None
+    cancel_reason: str | None = None
+
+    @property
+    def duration(self) -> float:
+        return self.finished_at - self.started_at
+
+
+@dataclass
+class RunningAttempt:
+    job: JobInfo
+    number: int
+    worker: WorkerProcess
+    lock_path: Path
+    started_at: float = field(default_factory=time.time)
+    stop_reason: Outcome | None = None
+    cancel_reason: str | None = None
+    stopping: asyncio.Task[None] | None = None
+
+
+def job_tag(job: JobInfo, number: int, max_attempts: int | None = None) -> str:
+    return f"job {job.id} attempt {number}/{max_attempts or job.max_attempts}"
+
+
+class Attempts:
+    """Runs attempts and keeps track of the ones in flight."""
+
+    def __init__(self, config: Config, pool: WorkerPool, joblog: JobLog, owner: str) -> None:
+        self.config = config
+        self.pool = pool
+        self.log = joblog
+        self.owner = owner
+        self.running: dict[int, RunningAttempt] = {}
+        self._watcher: asyncio.Task[None] | None = None
+
+    def start_watching_locks(self) -> None:
+        self._watcher = asyncio.create_task(self._watch_locks())
+
+    async def stop_watching_locks(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+
+    @contextlib.asynccontextmanager
+    async def worker(self) -> AsyncIterator[WorkerProcess]:
+        """A worker from the pool for one attempt; back to the pool (or replaced) after."""
+        worker = await self.pool.acquire()
+        try:
+            yield worker
+        finally:
+            self.pool.release(worker, reusable=worker.alive)
+
+    def cancel(self, job_id: int, reason: str) -> bool:
+        """Stop a running attempt (its process group is killed); False if none runs."""
+        running = self.running.get(job_id)
+        if running is None:
+            return False
+        self._stop(running, Outcome.CANCELLED, reason)
+        return True
+
+    async def interrupt_all(self) -> None:
+        """Shutdown: kill every running attempt; they end as interrupted."""
+        for running in list(self.running.values()):
+            self._stop(running, Outcome.INTERRUPTED, "the daemon is shutting down")
+        await asyncio.gather(
+            *(r.stopping for r in self.running.values() if r.stopping), return_exceptions=True
+        )
+
+    async def run(self, worker: WorkerProcess, job: JobInfo, number: int) -> AttemptResult:
+        """Run attempt `number` of `job` in `worker` (from `worker()`)."""
+        lock_path = locks.lock_path(self.config.locks_dir, job.class_name, job.method, job.id)
+        started = time.time()
+        try:
+            locks.acquire(
+                lock_path,
+                locks.make_info(
+                    job.id,
+                    job.class_name,
+                    job.method,
+                    pid=worker.pid,
+                    attempt=number,
+                    owner=self.owner,
+                ),
+            )
+        except locks.LockHeld as exc:
+            error = ErrorInfo(type="LockHeld", message=str(exc), hierarchy=["LockHeld"])
+            return AttemptResult(Outcome.FAILED, started, time.time(), None, error=error)
+        running = RunningAttempt(job, number, worker, lock_path, started_at=started)
+        self.running[job.id] = running
+        self.log.info(
+            job.label,
+            f"{job_tag(job, number)} started in worker {worker.pid} "
+            f"(params: {describe_params(job.params)})",
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.call_later(job.timeout, self._on_deadline, running)
+        try:
+            done = await worker.run(self._request(job, number))
+        except WorkerDied as exc:
+            return self._stopped_result(running, exc)
+        finally:
+            deadline.cancel()
+            self.running.pop(job.id, None)
+            locks.release(lock_path)
+        return self._done_result(running, done)
+
+    def _request(self, job: JobInfo, number: int) -> RunAttempt:
+        output = self.config.job_output_dir / f"{job.id}.log"
+        return RunAttempt(
+            job_id=job.id,
+            attempt=number,
+            class_name=job.class_name,
+            method=job.method,
+            params=job.params,
+            output_path=str(output),
+        )
+
+    def _on_deadline(self, running: RunningAttempt) -> None:
+        self._stop(running, Outcome.TIMED_OUT, None)
+
+    def _stop(self, running: RunningAttempt, why: Outcome, reason: str | None) -> None:
+        if running.stopping is not None:
+            return
+        running.stop_reason = why
+        running.cancel_reason = reason
+        running.stopping = asyncio.create_task(self.pool.stop_worker(running.worker))
+
+    def _stopped_result(self, running: RunningAttempt, died: WorkerDied) -> AttemptResult:
+        now = time.time()
+        outcome = running.stop_reason or Outcome.CRASHED
+        if outcome is Outcome.TIMED_OUT:
+            error = ErrorInfo(
+                type=TIMEOUT_ERROR.type,
+                message=f"timed out after {running.job.timeout:g}s",
+                hierarchy=TIMEOUT_ERROR.hierarchy,
+            )
+        elif outcome is Outcome.CRASHED:
+            error = ErrorInfo(type="WorkerCrashed", message=str(died), hierarchy=["WorkerCrashed"])
+        else:
+            error = None
+        return AttemptResult(
+            outcome,
+            running.started_at,
+            now,
+            running.worker.pid,
+            error=error,
+            cancel_reason=running.cancel_reason,
+        )
+
+    def _done_result(self, running: RunningAttempt, done: AttemptDone) -> AttemptResult:
+        now = time.time()
+        directive = None
+        if done.directive is not None:
+            directive = Directive(retry=done.directive == "retry", delay=done.retry_delay)
+        return AttemptResult(
+            Outcome.FAILED if done.error else Outcome.SUCCEEDED,
+            running.started_at,
+            now,
+            running.worker.pid,
+            result=done.result,
+            error=done.error,
+            directive=directive,
+            note=done.note,
+        )
+
+    async def _watch_locks(self) -> None:
+        while True:
+            await asyncio.sleep(LOCK_WATCH_SECONDS)
+            for running in list(self.running.values()):
+                if running.stopping is None and not running.lock_path.exists():
+                    self._stop(running, Outcome.CANCELLED, LOCK_REMOVED)
+
+
+def log_outcome(
+    joblog: JobLog, job: JobInfo, number: int, result: AttemptResult, decision: Decision | None
+) -> None:
+    """The log line(s) for how an attempt ended and what happens next."""
+    tag = job_tag(job, number, decision.max_attempts if decision else None)
+    if result.note:
+        joblog.warning(job.label, f"{tag}: {result.note}")
+    if result.outcome is Outcome.SUCCEEDED:
+        joblog.success(job.label, f"{tag} succeeded in {result.duration:.3f}s")
+        return
+    if result.outcome is Outcome.CANCELLED:
+        joblog.warning(job.label, f"{tag} cancelled ({result.cancel_reason or 'by request'})")
+        return
+    if result.outcome is Outcome.INTERRUPTED and decision is None:
+        joblog.warning(job.label, f"{tag} interrupted ({result.cancel_reason}); queued again")
+        return
+    what = {
+        Outcome.TIMED_OUT: "timed out",
+        Outcome.CRASHED: "crashed",
+        Outcome.INTERRUPTED: "interrupted",
+    }.get(result.outcome, "failed")
+    detail = result.error.summary() if result.error else result.outcome.value
+    next_step = f"; {decision.describe()}" if decision else ""
+    joblog.error(job.label, f"{tag} {what}: {detail}{next_step}")

@@ -1,0 +1,1 @@
+"""The web dashboard, served by the daemon in its own event loop."""

@@ -1,0 +1,51 @@
+"""One handler per request kind; `dispatch` is the single place that routes them."""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from typing import Any
+
+from bgjobd.handlers import cancel, get, ping, retry, stats, submit, subscribe
+from bgjobd.handlers import list as list_jobs
+from bgjobd.handlers.context import Context
+from bgjobs.protocol import (
+    Cancel,
+    Get,
+    GetStats,
+    Hello,
+    ListJobs,
+    Ping,
+    Reply,
+    Request,
+    RetryFailed,
+    RetryJob,
+    Submit,
+    Subscribe,
+)
+
+
+def dispatch(  # noqa: C901, PLR0911 - one arm per request kind is the point
+    ctx: Context, request: Request
+) -> Reply | Coroutine[Any, Any, Reply]:
+    """The reply, or for requests that wait (a commit, a kill) a coroutine that makes it."""
+    match request:
+        case Ping():
+            return ping.handle(request)
+        case Submit():
+            return submit.handle(ctx, request)
+        case Get():
+            return get.handle(ctx, request)
+        case ListJobs():
+            return list_jobs.handle(ctx, request)
+        case Cancel():
+            return cancel.handle(ctx, request)
+        case RetryJob():
+            return retry.handle(ctx, request)
+        case RetryFailed():
+            return retry.handle_all(ctx, request)
+        case GetStats():
+            return stats.handle(ctx, request)
+        case Subscribe():
+            return subscribe.handle(ctx, request)
+        case Hello():
+            raise ValueError("the handshake happens once, first")

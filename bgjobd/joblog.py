@@ -1,0 +1,128 @@
+"""The two log files the original promised, in its line format.
+
+`[YYYY-MM-DD HH:MM:SS] [STATUS] Class::method - message`, times in UTC. ERROR, SECURITY and
+WARNING lines go to `background_jobs_errors.log`, the rest to `background_jobs.log`. Each
+line is one `write` on an O_APPEND descriptor, so several processes share the files safely,
+and control characters are escaped, so no parameter or message can forge a line.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+MAIN_LOG: Final = "background_jobs.log"
+ERROR_LOG: Final = "background_jobs_errors.log"
+NO_JOB: Final = "N/A::N/A"
+_ROTATION_CHECK_SECONDS: Final = 1.0
+_PARAMS_SHOWN: Final = 200
+
+_ESCAPES = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F, 0x85]}
+_ESCAPES |= {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+_ESCAPES |= {0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+class Status(enum.StrEnum):
+    INFO = "INFO"
+    SUCCESS = "SUCCESS"
+    ERROR = "ERROR"
+    SECURITY = "SECURITY"
+    WARNING = "WARNING"
+
+
+_TO_ERROR_LOG = frozenset({Status.ERROR, Status.SECURITY, Status.WARNING})
+
+
+def escape(text: str) -> str:
+    """Make text safe for one log line: every control or line-breaking character escaped."""
+    return text.translate(_ESCAPES)
+
+
+def describe_params(params: list[Any]) -> str:
+    text = msgspec.json.encode(params).decode()
+    return text if len(text) <= _PARAMS_SHOWN else text[:_PARAMS_SHOWN] + "…"
+
+
+def format_line(status: Status, label: str, message: str, now: float | None = None) -> str:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now))
+    return f"[{stamp}] [{status}] {escape(label)} - {escape(message)}\n"
+
+
+class _AppendFile:
+    """An O_APPEND file that notices when it was rotated away and opens the new one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = -1
+        self._checked_at = 0.0
+        self.reopen()
+
+    def reopen(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        old, self._fd = self._fd, fd
+        if old >= 0:
+            os.close(old)
+        self._checked_at = time.monotonic()
+
+    def write(self, data: bytes) -> None:
+        now = time.monotonic()
+        if now - self._checked_at > _ROTATION_CHECK_SECONDS:
+            self._checked_at = now
+            if self._was_rotated():
+                self.reopen()
+        os.write(self._fd, data)
+
+    def _was_rotated(self) -> bool:
+        try:
+            on_disk = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        open_file = os.fstat(self._fd)
+        return (on_disk.st_dev, on_disk.st_ino) != (open_file.st_dev, open_file.st_ino)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class JobLog:
+    """Writes the execution log and the error log under one directory."""
+
+    def __init__(self, logs_dir: Path) -> None:
+        self.main = _AppendFile(logs_dir / MAIN_LOG)
+        self.errors = _AppendFile(logs_dir / ERROR_LOG)
+
+    def write(self, status: Status, label: str, message: str) -> None:
+        target = self.errors if status in _TO_ERROR_LOG else self.main
+        target.write(format_line(status, label, message).encode("utf-8", "backslashreplace"))
+
+    def info(self, label: str, message: str) -> None:
+        self.write(Status.INFO, label, message)
+
+    def success(self, label: str, message: str) -> None:
+        self.write(Status.SUCCESS, label, message)
+
+    def error(self, label: str, message: str) -> None:
+        self.write(Status.ERROR, label, message)
+
+    def warning(self, label: str, message: str) -> None:
+        self.write(Status.WARNING, label, message)
+
+    def security(self, label: str, message: str) -> None:
+        self.write(Status.SECURITY, label, message)
+
+    def reopen(self) -> None:
+        """After rotation by logrotate (SIGHUP): start writing to fresh files."""
+        self.main.reopen()
+        self.errors.reopen()
+
+    def close(self) -> None:
+        self.main.close()
+        self.errors.close()

@@ -1,0 +1,118 @@
+"""Recording how an attempt ended and deciding what follows: success (and the next link of a
+chain), a retry at a later time, or the end of the job (and the links after it). The daemon
+and `run_job.py` both record every attempt through here, so they behave the same.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Final
+
+from bgjobd import chains
+from bgjobd.attempts import AttemptResult, log_outcome
+from bgjobd.joblog import JobLog
+from bgjobd.retries import decide
+from bgjobd.store.base import FinishedAttempt, Store
+from bgjobs.config import Config
+from bgjobs.model import ErrorInfo, JobInfo, JobState, Outcome
+
+INTERRUPTED: Final = ErrorInfo(
+    type="Interrupted",
+    message="the runner stopped while the attempt ran",
+    hierarchy=["Interrupted"],
+)
+
+
+@dataclass
+class Recorded:
+    job: JobInfo
+    """The job after the transition."""
+    retry_at: float | None = None
+    """When the job runs again (it is SCHEDULED), if it does."""
+    released: JobInfo | None = None
+    """The next link of its chain, now queued."""
+    cancelled_links: list[int] = field(default_factory=list)
+
+
+def record(
+    config: Config, store: Store, joblog: JobLog, job: JobInfo, result: AttemptResult
+) -> Recorded:
+    number = job.attempts
+    attempt = FinishedAttempt(
+        number, result.outcome, result.finished_at, result.duration, result.error
+    )
+    if result.outcome is Outcome.SUCCEEDED:
+        log_outcome(joblog, job, number, result, None)
+        done = store.finish_attempt(job.id, attempt, JobState.SUCCEEDED, result=result.result)
+        return _after_success(store, joblog, done, result)
+    if result.outcome is Outcome.CANCELLED:
+        log_outcome(joblog, job, number, result, None)
+        done = store.finish_attempt(
+            job.id, attempt, JobState.CANCELLED, reason=result.cancel_reason
+        )
+        return Recorded(done, cancelled_links=end_chain(store, joblog, done))
+    if result.outcome is Outcome.INTERRUPTED and result.error is None:
+        # A shutdown stopped it through no fault of the job: queued again, attempt given back.
+        log_outcome(joblog, job, number, result, None)
+        done = store.finish_attempt(
+            job.id, attempt, JobState.QUEUED, run_at=time.time(), count_attempt=False
+        )
+        return Recorded(done)
+    return _after_failure(config, store, joblog, job, attempt=attempt, result=result)
+
+
+def _after_success(store: Store, joblog: JobLog, done: JobInfo, result: AttemptResult) -> Recorded:
+    released = chains.release_next(store, done, result.result, time.time())
+    if released is not None:
+        joblog.info(
+            released.label,
+            f"job {released.id} queued as link {released.chain_position}/"
+            f"{released.chain_length} of chain {released.chain_id}",
+        )
+    return Recorded(done, released=released)
+
+
+def _after_failure(
+    config: Config,
+    store: Store,
+    joblog: JobLog,
+    job: JobInfo,
+    *,
+    attempt: FinishedAttempt,
+    result: AttemptResult,
+) -> Recorded:
+    number = attempt.number
+    error = result.error or INTERRUPTED
+    decision = decide(config, job.class_name, number, error, result.directive)
+    log_outcome(joblog, job, number, result, decision)
+    if decision.retry:
+        retry_at = time.time() + decision.delay
+        updated = store.finish_attempt(
+            job.id,
+            attempt,
+            JobState.SCHEDULED,
+            run_at=retry_at,
+            max_attempts=decision.max_attempts,
+        )
+        return Recorded(updated, retry_at=retry_at)
+    done = store.finish_attempt(
+        job.id,
+        attempt,
+        JobState.FAILED,
+        max_attempts=decision.max_attempts,
+        reason=f"{decision.rule}: no retry" if decision.rule else None,
+    )
+    plural = "s" if number > 1 else ""
+    joblog.error(
+        job.label, f"job {job.id} failed after {number} attempt{plural}: {error.summary()}"
+    )
+    return Recorded(done, cancelled_links=end_chain(store, joblog, done))
+
+
+def end_chain(store: Store, joblog: JobLog, link: JobInfo) -> list[int]:
+    """`link` ended without success: cancel the links after it, and say so."""
+    cancelled = chains.cancel_rest(store, link, time.time())
+    for link_id in cancelled:
+        joblog.warning(link.label, f"job {link_id} cancelled: {chains.cancel_reason(link)}")
+    return cancelled

@@ -1,0 +1,160 @@
+"""A pool of worker processes: warm ones that are reused, or a fresh one per attempt.
+
+A worker that was killed (timeout, cancel) or died is replaced in the background, so the
+pool keeps its size; with `max_jobs_per_worker` a warm worker retires after that many
+attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+
+from bgjobd.worker.messages import Setup
+from bgjobd.workers import WorkerProcess
+from bgjobs.config import Config
+
+RESPAWN_BACKOFF = (0.1, 0.5, 1.0, 5.0)
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        size: int,
+        on_error: Callable[[str], None],
+    ) -> None:
+        self._config = config
+        self.size = size
+        self._on_error = on_error
+        self._fresh = config.settings.daemon.isolation == "fresh"
+        self._max_jobs = config.settings.daemon.max_jobs_per_worker
+        self._idle: asyncio.Queue[WorkerProcess] = asyncio.Queue()
+        self._all: set[WorkerProcess] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._generation = 0
+        self._closing = False
+
+    @property
+    def workers(self) -> list[WorkerProcess]:
+        return sorted(self._all, key=lambda worker: worker.started_at)
+
+    async def start(self) -> None:
+        """Start the warm workers (all at once; each imports the jobs package)."""
+        if not self._fresh:
+            await asyncio.gather(*(self._replenish() for _ in range(self.size)))
+
+    def reconfigure(self, config: Config) -> None:
+        """Use a reloaded configuration: idle workers are replaced, busy ones retire when
+        their attempt ends."""
+        self._config = config
+        self._generation += 1
+        while not self._idle.empty():
+            self._retire(self._idle.get_nowait())
+            self._spawn_in_background()
+
+    async def acquire(self) -> WorkerProcess:
+        """A worker ready for one attempt. Callers keep at most `size` acquired at once."""
+        if self._fresh:
+            return await self._spawn()
+        return await self._idle.get()
+
+    def release(self, worker: WorkerProcess, *, reusable: bool) -> None:
+        keep = (
+            reusable
+            and worker.alive
+            and not self._fresh
+            and not self._closing
+            and worker.generation == self._generation
+            and not (self._max_jobs and worker.attempts_run >= self._max_jobs)
+        )
+        if keep:
+            self._idle.put_nowait(worker)
+            return
+        self._retire(worker)
+        if not self._fresh:
+            self._spawn_in_background()
+
+    async def stop_worker(self, worker: WorkerProcess) -> None:
+        await worker.kill(self._config.settings.daemon.kill_grace)
+
+    async def close(self) -> None:
+        """Stop every worker; busy ones are killed (their attempts count as interrupted)."""
+        self._closing = True
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
+        grace = self._config.settings.daemon.kill_grace
+        await asyncio.gather(
+            *(
+                worker.close() if worker.busy_with is None else worker.kill(grace)
+                for worker in list(self._all)
+            ),
+            return_exceptions=True,
+        )
+        self._all.clear()
+
+    # internals -------------------------------------------------------------------------
+
+    def _setup(self) -> Setup:
+        settings = self._config.settings
+        return Setup(
+            jobs_package=settings.jobs_package,
+            base_dir=str(self._config.base_dir),
+            allowed_jobs=settings.allowed_jobs,
+        )
+
+    def _environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["BGJOBS_STORAGE"] = str(self._config.storage_dir)
+        if self._config.path is not None:
+            env["BGJOBS_CONFIG"] = str(self._config.path)
+        return env
+
+    async def _spawn(self) -> WorkerProcess:
+        worker = WorkerProcess(self._setup(), self._environment(), str(self._config.base_dir))
+        worker.generation = self._generation
+        self._all.add(worker)
+        try:
+            await worker.start()
+        except BaseException:
+            self._all.discard(worker)
+            await worker.kill(0)
+            raise
+        if worker.import_error:
+            self._on_error(
+                f"worker {worker.pid} cannot import the jobs package: {worker.import_error}"
+            )
+        return worker
+
+    async def _replenish(self) -> None:
+        for pause in (*RESPAWN_BACKOFF, None):
+            if self._closing:
+                return
+            try:
+                self._idle.put_nowait(await self._spawn())
+                return
+            except Exception as exc:
+                self._on_error(f"cannot start a worker: {exc}")
+                if pause is None:
+                    raise
+                await asyncio.sleep(pause)
+
+    def _spawn_in_background(self) -> None:
+        task = asyncio.create_task(self._replenish())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _retire(self, worker: WorkerProcess) -> None:
+        async def stop() -> None:
+            try:
+                await (worker.close() if worker.alive else worker.kill(0))
+            finally:
+                self._all.discard(worker)
+
+        task = asyncio.create_task(stop())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)

@@ -1,0 +1,173 @@
+"""The store interface: every backend passes the contract suite in tests/store/.
+
+Calls are synchronous and belong to one open transaction until `commit()`; the daemon's
+journal commits once per event-loop iteration, so concurrent submits share one commit.
+The methods are the job's state transitions, each applied only from the state it expects
+(a cancelled job is never claimed, a claimed one never claimed twice), so that a second
+backend shared by several hosts keeps the same guarantees.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bgjobs.model import ErrorInfo, JobInfo, JobState, Outcome, Priority
+
+
+@dataclass(frozen=True)
+class NewJob:
+    class_name: str
+    method: str
+    params: list[Any]
+    priority: Priority
+    state: JobState
+    """WAITING (a later chain link), SCHEDULED (due later) or QUEUED (due now)."""
+    run_at: float
+    max_attempts: int
+    timeout: float
+    created_at: float
+    owner: str = ""
+    chain_position: int | None = None
+    chain_length: int | None = None
+    unique_key: str | None = None
+    oneshot: bool = False
+    """Run by `run_job.py` in the foreground: the daemon never schedules it."""
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    states: Sequence[JobState] = ()
+    class_name: str | None = None
+    search: str | None = None
+    limit: int = 50
+    offset: int = 0
+    oldest_first: bool = False
+
+
+@dataclass(frozen=True)
+class WaitingEntry:
+    """What the scheduler keeps in memory about a job that waits for its time or a worker."""
+
+    run_at: float
+    job_id: int
+    rank: int
+    class_name: str
+
+
+@dataclass(frozen=True)
+class FinishedAttempt:
+    number: int
+    outcome: Outcome
+    finished_at: float
+    duration: float
+    error: ErrorInfo | None = None
+
+
+class Store(abc.ABC):
+    # transactions ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def commit(self) -> None: ...
+
+    @abc.abstractmethod
+    def rollback(self) -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    # submitting ----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def add(self, links: Sequence[NewJob]) -> list[int]:
+        """Insert a job, or a chain (links in order, sharing the first id as chain id)."""
+
+    @abc.abstractmethod
+    def find_live_unique(self, unique_key: str) -> int | None:
+        """The id of a job with this key that is still waiting or running."""
+
+    # reading -------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get(self, job_id: int) -> JobInfo | None:
+        """The job with its attempt history."""
+
+    @abc.abstractmethod
+    def search(self, query: JobQuery) -> tuple[list[JobInfo], int]:
+        """Matching jobs (newest first unless asked otherwise) and how many match in all."""
+
+    @abc.abstractmethod
+    def counts(self) -> dict[JobState, int]: ...
+
+    @abc.abstractmethod
+    def chain(self, chain_id: int) -> list[JobInfo]:
+        """Every link of a chain, in order."""
+
+    @abc.abstractmethod
+    def unfinished_oneshots(self) -> list[JobInfo]:
+        """Jobs of `run_job.py` processes that are not final (their runner may be gone)."""
+
+    @abc.abstractmethod
+    def scheduled(self, after: tuple[float, int] | None, limit: int) -> list[WaitingEntry]:
+        """The daemon's scheduled jobs in (run_at, id) order, starting after the given key."""
+
+    @abc.abstractmethod
+    def queued(self) -> list[WaitingEntry]:
+        """Every queued job of the daemon's."""
+
+    @abc.abstractmethod
+    def running(self, owner: str | None = None) -> list[JobInfo]:
+        """Running jobs, of one owner or of all."""
+
+    @abc.abstractmethod
+    def finished_per_minute(self, since: float) -> list[tuple[int, JobState, int]]:
+        """(minute as epoch // 60, final state, count) for jobs finished since then."""
+
+    # transitions ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def promote(self, job_ids: Sequence[int]) -> list[int]:
+        """scheduled -> queued for those still scheduled; returns them."""
+
+    @abc.abstractmethod
+    def claim(self, job_id: int, owner: str, worker_pid: int | None, now: float) -> JobInfo | None:
+        """queued -> running, starting the next attempt; None if the job is not queued."""
+
+    @abc.abstractmethod
+    def finish_attempt(
+        self,
+        job_id: int,
+        attempt: FinishedAttempt,
+        state: JobState,
+        *,
+        result: Any = None,
+        run_at: float | None = None,
+        max_attempts: int | None = None,
+        reason: str | None = None,
+        count_attempt: bool = True,
+    ) -> JobInfo:
+        """Record how a running attempt ended and move the job on: to a final state, to
+        SCHEDULED (a retry at `run_at`) or QUEUED. `count_attempt=False` gives the attempt
+        back (a shutdown interrupted it through no fault of the job)."""
+
+    @abc.abstractmethod
+    def cancel_waiting(self, job_id: int, reason: str, now: float) -> JobInfo | None:
+        """A waiting/scheduled/queued job -> cancelled; None if it is in no such state."""
+
+    @abc.abstractmethod
+    def mark_cancelled(self, job_ids: Sequence[int], reason: str, now: float) -> list[int]:
+        """Waiting/scheduled/queued jobs among these -> cancelled; returns them."""
+
+    @abc.abstractmethod
+    def requeue(self, job_id: int, now: float, *, reset_attempts: bool) -> JobInfo | None:
+        """A failed or cancelled job (or a waiting chain link) -> queued, due now."""
+
+    @abc.abstractmethod
+    def set_waiting(self, job_ids: Sequence[int]) -> None:
+        """Cancelled chain links -> waiting again (their chain is being retried)."""
+
+    @abc.abstractmethod
+    def release_link(self, job_id: int, params: list[Any], now: float) -> JobInfo | None:
+        """A waiting chain link -> queued with these params; None if it is not waiting."""

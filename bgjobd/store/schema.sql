@@ -1,0 +1,73 @@
+-- bgjobs SQLite schema, version 1. Times are Unix epoch seconds (REAL, UTC).
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- increasing and never reused
+    class_name TEXT NOT NULL,
+    method TEXT NOT NULL,
+    params BLOB NOT NULL,                  -- msgpack array
+    priority INTEGER NOT NULL,             -- 0 high, 1 medium, 2 low
+    state TEXT NOT NULL,
+    run_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    timeout REAL NOT NULL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    result BLOB,                           -- msgpack
+    error BLOB,                            -- msgpack ErrorInfo
+    reason TEXT,
+    worker_pid INTEGER,
+    owner TEXT NOT NULL DEFAULT '',
+    chain_id INTEGER,
+    chain_position INTEGER,
+    chain_length INTEGER,
+    unique_key TEXT,
+    oneshot INTEGER NOT NULL DEFAULT 0     -- run by run_job.py, never by the daemon
+);
+
+CREATE INDEX IF NOT EXISTS jobs_waiting ON jobs (state, run_at, id)
+    WHERE state IN ('scheduled', 'queued');
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, id);
+CREATE INDEX IF NOT EXISTS jobs_by_class ON jobs (class_name, id);
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_chain ON jobs (chain_id, chain_position) WHERE chain_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_unique ON jobs (unique_key)
+    WHERE unique_key IS NOT NULL AND state IN ('waiting', 'scheduled', 'queued', 'running');
+
+CREATE TABLE IF NOT EXISTS attempts (
+    seq INTEGER PRIMARY KEY,
+    job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    number INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    outcome TEXT,
+    worker_pid INTEGER,
+    error BLOB,
+    duration REAL
+);
+CREATE INDEX IF NOT EXISTS attempts_by_job ON attempts (job_id, seq);
+
+-- Exact job counts per state, kept by triggers so that stats never scan the jobs table
+-- and stay true when several processes (the daemon, run_job.py) write.
+CREATE TABLE IF NOT EXISTS state_counts (
+    state TEXT PRIMARY KEY,
+    count INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO state_counts (state, count) VALUES
+    ('waiting', 0), ('scheduled', 0), ('queued', 0), ('running', 0),
+    ('succeeded', 0), ('failed', 0), ('cancelled', 0);
+
+CREATE TRIGGER IF NOT EXISTS count_insert AFTER INSERT ON jobs BEGIN
+    UPDATE state_counts SET count = count + 1 WHERE state = NEW.state;
+END;
+CREATE TRIGGER IF NOT EXISTS count_update AFTER UPDATE OF state ON jobs
+    WHEN OLD.state <> NEW.state BEGIN
+    UPDATE state_counts SET count = count - 1 WHERE state = OLD.state;
+    UPDATE state_counts SET count = count + 1 WHERE state = NEW.state;
+END;
+CREATE TRIGGER IF NOT EXISTS count_delete AFTER DELETE ON jobs BEGIN
+    UPDATE state_counts SET count = count - 1 WHERE state = OLD.state;
+END;
+
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');

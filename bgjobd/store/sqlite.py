@@ -1,0 +1,388 @@
+"""The embedded store: one SQLite database in WAL mode, `<storage>/bgjobs.db`.
+
+With `fsync = false` (the default) a commit reaches the operating system before it returns
+(synchronous=NORMAL): it survives the death of any process. `fsync = true` makes every
+commit wait for the disk (synchronous=FULL), so it survives power loss too.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from bgjobd.store.base import FinishedAttempt, JobQuery, NewJob, Store, WaitingEntry
+from bgjobs.model import (
+    LIVE_STATES,
+    AttemptInfo,
+    ErrorInfo,
+    JobInfo,
+    JobState,
+    Outcome,
+    Priority,
+)
+
+_COLUMNS: Final = (
+    "id, class_name, method, params, priority, state, run_at, attempts, max_attempts, "
+    "timeout, created_at, started_at, finished_at, result, error, reason, worker_pid, owner, "
+    "chain_id, chain_position, chain_length, unique_key"
+)
+_PRIORITIES: Final = (Priority.HIGH, Priority.MEDIUM, Priority.LOW)
+_BUSY_TIMEOUT_MS: Final = 10_000
+_encode = msgspec.msgpack.Encoder().encode
+_decode_any = msgspec.msgpack.Decoder().decode
+_decode_params = msgspec.msgpack.Decoder(list[Any]).decode
+_decode_error = msgspec.msgpack.Decoder(ErrorInfo).decode
+
+
+def _time(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _row_to_job(row: tuple[Any, ...], history: list[AttemptInfo] | None = None) -> JobInfo:
+    return JobInfo(
+        id=row[0],
+        class_name=row[1],
+        method=row[2],
+        params=_decode_params(row[3]),
+        priority=_PRIORITIES[row[4]],
+        state=JobState(row[5]),
+        run_at=datetime.fromtimestamp(row[6], UTC),
+        attempts=row[7],
+        max_attempts=row[8],
+        timeout=row[9],
+        created_at=datetime.fromtimestamp(row[10], UTC),
+        started_at=_time(row[11]),
+        finished_at=_time(row[12]),
+        result=None if row[13] is None else _decode_any(row[13]),
+        error=None if row[14] is None else _decode_error(row[14]),
+        reason=row[15],
+        worker_pid=row[16],
+        owner=row[17],
+        chain_id=row[18],
+        chain_position=row[19],
+        chain_length=row[20],
+        unique_key=row[21],
+        history=history or [],
+    )
+
+
+def _placeholders(count: int) -> str:
+    return ",".join("?" * count)
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: Path, *, fsync: bool = False) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
+        self._db.execute("PRAGMA foreign_keys = ON")
+        schema = resources.files("bgjobd.store").joinpath("schema.sql").read_text()
+        self._db.executescript(schema)
+
+    # transactions ------------------------------------------------------------------------
+
+    def _write(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN IMMEDIATE")
+        return self._db.execute(sql, args)
+
+    def commit(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.rollback()
+        self._db.close()
+
+    # submitting ----------------------------------------------------------------------------
+
+    def add(self, links: Sequence[NewJob]) -> list[int]:
+        ids: list[int] = []
+        for link in links:
+            cursor = self._write(
+                "INSERT INTO jobs (class_name, method, params, priority, state, run_at, "
+                "max_attempts, timeout, created_at, owner, chain_id, chain_position, "
+                "chain_length, unique_key, oneshot) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    link.class_name,
+                    link.method,
+                    _encode(link.params),
+                    link.priority.rank,
+                    link.state.value,
+                    link.run_at,
+                    link.max_attempts,
+                    link.timeout,
+                    link.created_at,
+                    link.owner,
+                    ids[0] if ids else None,
+                    link.chain_position,
+                    link.chain_length,
+                    link.unique_key,
+                    int(link.oneshot),
+                ),
+            )
+            assert cursor.lastrowid is not None
+            ids.append(cursor.lastrowid)
+        if len(links) > 1:
+            self._write("UPDATE jobs SET chain_id = ? WHERE id = ?", (ids[0], ids[0]))
+        return ids
+
+    def find_live_unique(self, unique_key: str) -> int | None:
+        states = tuple(state.value for state in LIVE_STATES)
+        row = self._db.execute(
+            f"SELECT id FROM jobs WHERE unique_key = ? AND state IN ({_placeholders(4)}) "
+            "ORDER BY id LIMIT 1",
+            (unique_key, *states),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    # reading -------------------------------------------------------------------------------
+
+    def get(self, job_id: int) -> JobInfo | None:
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            return None
+        return _row_to_job(row, self._history(job_id))
+
+    def _history(self, job_id: int) -> list[AttemptInfo]:
+        rows = self._db.execute(
+            "SELECT number, started_at, finished_at, outcome, worker_pid, error, duration "
+            "FROM attempts WHERE job_id = ? ORDER BY seq",
+            (job_id,),
+        )
+        return [
+            AttemptInfo(
+                number=number,
+                started_at=datetime.fromtimestamp(started, UTC),
+                finished_at=_time(finished),
+                outcome=None if outcome is None else Outcome(outcome),
+                worker_pid=pid,
+                error=None if error is None else _decode_error(error),
+                duration=duration,
+            )
+            for number, started, finished, outcome, pid, error, duration in rows
+        ]
+
+    def search(self, query: JobQuery) -> tuple[list[JobInfo], int]:
+        where, args = self._filters(query)
+        order = "ASC" if query.oldest_first else "DESC"
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM jobs {where} ORDER BY id {order} LIMIT ? OFFSET ?",
+            (*args, query.limit, query.offset),
+        ).fetchall()
+        if not (query.class_name or query.search):
+            counts = self.counts()
+            total = sum(counts[s] for s in query.states) if query.states else sum(counts.values())
+        else:
+            total = self._db.execute(f"SELECT count(*) FROM jobs {where}", args).fetchone()[0]
+        return [_row_to_job(row) for row in rows], total
+
+    @staticmethod
+    def _filters(query: JobQuery) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if query.states:
+            clauses.append(f"state IN ({_placeholders(len(query.states))})")
+            args.extend(state.value for state in query.states)
+        if query.class_name:
+            clauses.append("class_name = ?")
+            args.append(query.class_name)
+        if query.search:
+            needle = query.search.strip()
+            if needle.isdigit():
+                clauses.append("(id = ? OR instr(params, CAST(? AS BLOB)) > 0)")
+                args.extend([int(needle), needle])
+            else:
+                clauses.append("instr(params, CAST(? AS BLOB)) > 0")
+                args.append(needle)
+        return ("WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+    def counts(self) -> dict[JobState, int]:
+        found = dict(self._db.execute("SELECT state, count FROM state_counts"))
+        return {state: int(found.get(state.value, 0)) for state in JobState}
+
+    def chain(self, chain_id: int) -> list[JobInfo]:
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE chain_id = ? ORDER BY chain_position",
+            (chain_id,),
+        )
+        return [_row_to_job(row) for row in rows]
+
+    def scheduled(self, after: tuple[float, int] | None, limit: int) -> list[WaitingEntry]:
+        if after is None:
+            rows = self._db.execute(
+                "SELECT run_at, id, priority, class_name FROM jobs WHERE state = 'scheduled' "
+                "AND oneshot = 0 ORDER BY run_at, id LIMIT ?",
+                (limit,),
+            )
+        else:
+            rows = self._db.execute(
+                "SELECT run_at, id, priority, class_name FROM jobs WHERE state = 'scheduled' "
+                "AND oneshot = 0 AND (run_at, id) > (?, ?) ORDER BY run_at, id LIMIT ?",
+                (*after, limit),
+            )
+        return [WaitingEntry(*row) for row in rows]
+
+    def queued(self) -> list[WaitingEntry]:
+        rows = self._db.execute(
+            "SELECT run_at, id, priority, class_name FROM jobs WHERE state = 'queued' "
+            "AND oneshot = 0 ORDER BY run_at, id"
+        )
+        return [WaitingEntry(*row) for row in rows]
+
+    def unfinished_oneshots(self) -> list[JobInfo]:
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE oneshot = 1 AND state IN "
+            "('waiting', 'scheduled', 'queued', 'running') ORDER BY id"
+        )
+        return [_row_to_job(row) for row in rows]
+
+    def running(self, owner: str | None = None) -> list[JobInfo]:
+        sql = f"SELECT {_COLUMNS} FROM jobs WHERE state = 'running'"
+        rows = (
+            self._db.execute(sql + " AND owner = ? ORDER BY id", (owner,))
+            if owner is not None
+            else self._db.execute(sql + " ORDER BY id")
+        )
+        return [_row_to_job(row) for row in rows]
+
+    def finished_per_minute(self, since: float) -> list[tuple[int, JobState, int]]:
+        rows = self._db.execute(
+            "SELECT CAST(finished_at / 60 AS INTEGER) AS minute, state, count(*) FROM jobs "
+            "WHERE finished_at >= ? AND state IN ('succeeded', 'failed', 'cancelled') "
+            "GROUP BY minute, state ORDER BY minute",
+            (since,),
+        )
+        return [(minute, JobState(state), count) for minute, state, count in rows]
+
+    # transitions ---------------------------------------------------------------------------
+
+    def promote(self, job_ids: Sequence[int]) -> list[int]:
+        promoted: list[int] = []
+        for chunk in _chunks(job_ids, 500):
+            rows = self._write(
+                f"UPDATE jobs SET state = 'queued' WHERE state = 'scheduled' "
+                f"AND id IN ({_placeholders(len(chunk))}) RETURNING id",
+                chunk,
+            ).fetchall()
+            promoted.extend(row[0] for row in rows)
+        return promoted
+
+    def claim(self, job_id: int, owner: str, worker_pid: int | None, now: float) -> JobInfo | None:
+        row = self._write(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?, "
+            f"worker_pid = ?, owner = ? WHERE id = ? AND state = 'queued' RETURNING {_COLUMNS}",
+            (now, worker_pid, owner, job_id),
+        ).fetchone()
+        if row is None:
+            return None
+        self._write(
+            "INSERT INTO attempts (job_id, number, started_at, worker_pid) VALUES (?,?,?,?)",
+            (job_id, row[7], now, worker_pid),
+        )
+        started = AttemptInfo(
+            number=row[7], started_at=datetime.fromtimestamp(now, UTC), worker_pid=worker_pid
+        )
+        return _row_to_job(row, [started])
+
+    def finish_attempt(
+        self,
+        job_id: int,
+        attempt: FinishedAttempt,
+        state: JobState,
+        *,
+        result: Any = None,
+        run_at: float | None = None,
+        max_attempts: int | None = None,
+        reason: str | None = None,
+        count_attempt: bool = True,
+    ) -> JobInfo:
+        error = None if attempt.error is None else _encode(attempt.error)
+        self._write(
+            "UPDATE attempts SET finished_at = ?, outcome = ?, error = ?, duration = ? "
+            "WHERE seq = (SELECT max(seq) FROM attempts WHERE job_id = ?)",
+            (attempt.finished_at, attempt.outcome.value, error, attempt.duration, job_id),
+        )
+        final = state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+        row = self._write(
+            "UPDATE jobs SET state = ?, result = ?, error = coalesce(?, error), reason = ?, "
+            "finished_at = ?, run_at = coalesce(?, run_at), "
+            "max_attempts = coalesce(?, max_attempts), worker_pid = NULL, "
+            f"attempts = attempts - ? WHERE id = ? RETURNING {_COLUMNS}",
+            (
+                state.value,
+                None if result is None else _encode(result),
+                error,
+                reason,
+                attempt.finished_at if final else None,
+                run_at,
+                max_attempts,
+                0 if count_attempt else 1,
+                job_id,
+            ),
+        ).fetchone()
+        return _row_to_job(row)
+
+    def cancel_waiting(self, job_id: int, reason: str, now: float) -> JobInfo | None:
+        row = self._write(
+            "UPDATE jobs SET state = 'cancelled', reason = ?, finished_at = ? WHERE id = ? "
+            f"AND state IN ('waiting', 'scheduled', 'queued') RETURNING {_COLUMNS}",
+            (reason, now, job_id),
+        ).fetchone()
+        return None if row is None else _row_to_job(row)
+
+    def mark_cancelled(self, job_ids: Sequence[int], reason: str, now: float) -> list[int]:
+        cancelled: list[int] = []
+        for chunk in _chunks(job_ids, 500):
+            rows = self._write(
+                "UPDATE jobs SET state = 'cancelled', reason = ?, finished_at = ? "
+                f"WHERE id IN ({_placeholders(len(chunk))}) "
+                "AND state IN ('waiting', 'scheduled', 'queued') RETURNING id",
+                (reason, now, *chunk),
+            ).fetchall()
+            cancelled.extend(row[0] for row in rows)
+        return cancelled
+
+    def requeue(self, job_id: int, now: float, *, reset_attempts: bool) -> JobInfo | None:
+        row = self._write(
+            "UPDATE jobs SET state = 'queued', run_at = ?, finished_at = NULL, reason = NULL, "
+            "result = NULL, attempts = CASE WHEN ? THEN 0 ELSE attempts END "
+            "WHERE id = ? AND state IN ('failed', 'cancelled', 'waiting') "
+            f"RETURNING {_COLUMNS}",
+            (now, reset_attempts, job_id),
+        ).fetchone()
+        return None if row is None else _row_to_job(row)
+
+    def set_waiting(self, job_ids: Sequence[int]) -> None:
+        for chunk in _chunks(job_ids, 500):
+            self._write(
+                "UPDATE jobs SET state = 'waiting', finished_at = NULL, reason = NULL "
+                f"WHERE id IN ({_placeholders(len(chunk))}) AND state = 'cancelled'",
+                chunk,
+            )
+
+    def release_link(self, job_id: int, params: list[Any], now: float) -> JobInfo | None:
+        row = self._write(
+            "UPDATE jobs SET state = 'queued', params = ?, run_at = ? "
+            f"WHERE id = ? AND state = 'waiting' RETURNING {_COLUMNS}",
+            (_encode(params), now, job_id),
+        ).fetchone()
+        return None if row is None else _row_to_job(row)
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,77 @@
+"""Turning what a caller asked for (`JobSpec`) into rows to store, after the allow-list."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any
+
+import msgspec
+
+from bgjobd.store.base import NewJob
+from bgjobs.allowlist import refusal
+from bgjobs.config import Config
+from bgjobs.errors import BadParams, RefusedError
+from bgjobs.model import ChainLink, JobSpec, JobState
+from bgjobs.protocol import ErrorCode
+
+
+def unique_key(class_name: str, method: str, params: list[Any]) -> str:
+    digest = hashlib.sha256(msgspec.msgpack.encode([class_name, method, params]))
+    return digest.hexdigest()[:32]
+
+
+def check_allowed(config: Config, class_name: str, method: str) -> None:
+    reason = refusal(config, class_name, method)
+    if reason:
+        raise RefusedError(reason)
+
+
+def due_time(spec: JobSpec, now: float) -> float:
+    if spec.run_at is not None:
+        if spec.run_at.tzinfo is None:
+            raise BadParams(ErrorCode.BAD_PARAMS, "run_at must carry a timezone")
+        return spec.run_at.timestamp()
+    if not math.isfinite(spec.delay) or spec.delay < 0:
+        raise BadParams(ErrorCode.BAD_PARAMS, f"delay must be >= 0 seconds, not {spec.delay}")
+    return now + spec.delay
+
+
+def build(config: Config, spec: JobSpec, now: float, owner: str) -> list[NewJob]:
+    """The rows of one submit: the job, then each later link of its chain (waiting).
+    Raises RefusedError if any link is not allow-listed, BadParams for a bad time."""
+    links = [ChainLink(spec.class_name, spec.method, spec.params), *spec.then]
+    for link in links:
+        check_allowed(config, link.class_name, link.method)
+    run_at = due_time(spec, now)
+    length = len(links) if len(links) > 1 else None
+    rows = []
+    for position, link in enumerate(links, start=1):
+        first = position == 1
+        if first:
+            state = JobState.SCHEDULED if run_at > now else JobState.QUEUED
+        else:
+            state = JobState.WAITING
+        settings = config.job_settings(link.class_name)
+        rows.append(
+            NewJob(
+                class_name=link.class_name,
+                method=link.method,
+                params=list(link.params),
+                priority=spec.priority or config.priority_of(link.class_name),
+                state=state,
+                run_at=run_at,
+                max_attempts=config.max_attempts_of(link.class_name),
+                timeout=config.timeout_of(link.class_name),
+                created_at=now,
+                owner=owner,
+                chain_position=position if length else None,
+                chain_length=length,
+                unique_key=(
+                    unique_key(link.class_name, link.method, list(link.params))
+                    if settings.unique and first
+                    else None
+                ),
+            )
+        )
+    return rows

@@ -1,0 +1,105 @@
+"""Running one attempt inside the worker: resolve the allow-listed method, call it, and
+describe the outcome as data."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import time
+import traceback
+from types import ModuleType
+from typing import Any, Final
+
+import msgspec
+
+from bgjobd.worker.messages import AttemptDone, RunAttempt, Setup
+from bgjobs.model import ErrorInfo
+from bgjobs.signals import Fail, Retry
+
+_TRACEBACK_LIMIT: Final = 64 * 1024
+_MESSAGE_LIMIT: Final = 8 * 1024
+
+
+class NotRunnable(Exception):
+    """The requested method is not allow-listed or does not exist."""
+
+
+def describe_error(exc: BaseException) -> ErrorInfo:
+    hierarchy = [_dotted(cls) for cls in type(exc).__mro__ if issubclass(cls, BaseException)]
+    text = "".join(traceback.format_exception(exc))
+    return ErrorInfo(
+        type=type(exc).__name__,
+        message=str(exc)[:_MESSAGE_LIMIT],
+        traceback=text[-_TRACEBACK_LIMIT:],
+        hierarchy=hierarchy,
+    )
+
+
+def _dotted(cls: type) -> str:
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def import_jobs(setup: Setup) -> ModuleType:
+    return importlib.import_module(setup.jobs_package)
+
+
+def resolve(setup: Setup, package: ModuleType, class_name: str, method: str) -> Any:
+    """The bound method to call. The daemon checked the allow-list; this checks it again so
+    that nothing it did not name is ever instantiated."""
+    if method.startswith("_") or method not in setup.allowed_jobs.get(class_name, ()):
+        raise NotRunnable(f"{class_name}::{method} is not allow-listed")
+    cls = getattr(package, class_name, None)
+    if not isinstance(cls, type):
+        raise NotRunnable(f"{setup.jobs_package}.{class_name} is not a class")
+    bound = getattr(cls(), method, None)
+    if not callable(bound):
+        raise NotRunnable(f"{setup.jobs_package}.{class_name}.{method} is not callable")
+    return bound
+
+
+def run(setup: Setup, package: ModuleType, request: RunAttempt) -> AttemptDone:
+    started = time.perf_counter()
+    try:
+        value = resolve(setup, package, request.class_name, request.method)(*request.params)
+        if inspect.iscoroutine(value):
+            value = asyncio.run(value)
+    except Exception as exc:
+        return _failed(request, exc, time.perf_counter() - started)
+    return _succeeded(request, value, time.perf_counter() - started)
+
+
+def _succeeded(request: RunAttempt, value: Any, duration: float) -> AttemptDone:
+    try:
+        msgspec.msgpack.encode(value)
+    except (TypeError, OverflowError, ValueError) as exc:
+        note = f"result of type {type(value).__name__} is not encodable ({exc}); stored its repr"
+        return AttemptDone(
+            job_id=request.job_id,
+            attempt=request.attempt,
+            duration=duration,
+            result=repr(value),
+            note=note,
+        )
+    return AttemptDone(
+        job_id=request.job_id, attempt=request.attempt, duration=duration, result=value
+    )
+
+
+def _failed(request: RunAttempt, exc: Exception, duration: float) -> AttemptDone:
+    directive: Any = None
+    delay = None
+    if isinstance(exc, Retry):
+        directive, delay = "retry", exc.delay
+    elif isinstance(exc, Fail):
+        directive = "fail"
+    return AttemptDone(
+        job_id=request.job_id,
+        attempt=request.attempt,
+        duration=duration,
+        error=describe_error(exc),
+        directive=directive,
+        retry_delay=delay,
+    )

@@ -1,0 +1,141 @@
+"""The worker process's main loop.
+
+Started in its own session by the daemon (so a kill of its process group reaches everything
+a job spawned), it reads `Setup` and then `RunAttempt` messages from one pipe and answers on
+another. While an attempt runs, file descriptors 1 and 2 point at the job's output file, so
+the output of any process the job starts is captured too. If the daemon dies, the command
+pipe reaches end-of-file and the worker takes its whole process group down with it: a job
+never runs on unsupervised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import sys
+import threading
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+from bgjobd.worker import execute
+from bgjobd.worker.messages import AttemptDone, FromWorker, Ready, RunAttempt, Setup, ToWorker
+from bgjobs.protocol import FrameEncoder, FrameReader
+
+_TERMINATED_EXIT: Final = 128 + signal.SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind the job (its `finally` blocks run) and exit."""
+
+
+class CommandPipe:
+    """Reads the daemon's messages on a thread, so end-of-file is noticed even mid-job."""
+
+    def __init__(self, fd: int) -> None:
+        import msgspec
+
+        self._fd = fd
+        self._decoder = msgspec.msgpack.Decoder(ToWorker)
+        self._queue: queue.SimpleQueue[ToWorker | None] = queue.SimpleQueue()
+        self.busy = False
+        threading.Thread(target=self._read, name="command-pipe", daemon=True).start()
+
+    def _read(self) -> None:
+        reader = FrameReader()
+        while chunk := os.read(self._fd, 65536):
+            for body in reader.feed(chunk):
+                self._queue.put(self._decoder.decode(body))
+        if self.busy:
+            # The daemon is gone while a job runs: nobody would record or stop it.
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        self._queue.put(None)
+
+    def next(self) -> ToWorker | None:
+        return self._queue.get()
+
+
+class Output:
+    """Points fds 1 and 2 at a job's output file for one attempt, and back to /dev/null."""
+
+    def __init__(self) -> None:
+        self._devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        self.path: Path | None = None
+
+    def capture(self, path: str) -> None:
+        self._flush()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        self.path = Path(path)
+
+    def release(self) -> None:
+        self._flush()
+        os.dup2(self._devnull, 1)
+        os.dup2(self._devnull, 2)
+        if self.path is not None:
+            # No file for a job that printed nothing: millions of jobs, no empty files.
+            with contextlib.suppress(OSError):
+                if self.path.stat().st_size == 0:
+                    self.path.unlink()
+        self.path = None
+
+    @staticmethod
+    def _flush() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+
+
+def _on_sigterm(signum: int, frame: types.FrameType | None) -> None:
+    raise Terminated
+
+
+def main(argv: list[str]) -> int:
+    command_fd, result_fd = (int(arg) for arg in argv[:2])
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    encoder = FrameEncoder()
+    commands = CommandPipe(command_fd)
+    output = Output()
+    output.release()
+
+    def send(message: FromWorker) -> None:
+        os.write(result_fd, encoder.encode(message))
+
+    try:
+        setup = commands.next()
+        if not isinstance(setup, Setup):
+            return 0
+        sys.path.insert(0, setup.base_dir)
+        try:
+            package = execute.import_jobs(setup)
+        except Exception as exc:
+            send(Ready(pid=os.getpid(), import_error=execute.describe_error(exc)))
+            return _serve_broken(commands, send, exc)
+        send(Ready(pid=os.getpid()))
+        while isinstance(request := commands.next(), RunAttempt):
+            commands.busy = True
+            output.capture(request.output_path)
+            try:
+                done = execute.run(setup, package, request)
+            finally:
+                output.release()
+                commands.busy = False
+            send(done)
+    except Terminated:
+        output.release()
+        return _TERMINATED_EXIT
+    return 0
+
+
+def _serve_broken(commands: CommandPipe, send: Callable[[FromWorker], None], exc: Exception) -> int:
+    """The jobs package does not import: every attempt fails with that error."""
+    error = execute.describe_error(exc)
+    while isinstance(request := commands.next(), RunAttempt):
+        send(AttemptDone(job_id=request.job_id, attempt=request.attempt, duration=0.0, error=error))
+    return 0

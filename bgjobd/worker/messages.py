@@ -1,0 +1,54 @@
+"""Messages between the daemon and a worker process, over two pipes.
+
+They use the framing of `bgjobs.protocol` (4-byte length, msgpack body); this module only
+names the messages, which never leave the machine or the daemon's own process tree.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from bgjobs.model import ErrorInfo
+
+
+class Setup(msgspec.Struct, tag=True, frozen=True, kw_only=True):
+    """First message to a worker: what it may run and where to find it."""
+
+    jobs_package: str
+    base_dir: str
+    """Put first on sys.path, so the jobs package next to the configuration imports."""
+    allowed_jobs: dict[str, list[str]]
+
+
+class RunAttempt(msgspec.Struct, tag=True, frozen=True, kw_only=True):
+    job_id: int
+    attempt: int
+    class_name: str
+    method: str
+    params: list[Any]
+    output_path: str
+
+
+class Ready(msgspec.Struct, tag=True, frozen=True, kw_only=True):
+    pid: int
+    import_error: ErrorInfo | None = None
+    """Set when the jobs package failed to import; every attempt then fails with it."""
+
+
+class AttemptDone(msgspec.Struct, tag=True, frozen=True, kw_only=True):
+    job_id: int
+    attempt: int
+    duration: float
+    result: Any = None
+    error: ErrorInfo | None = None
+    directive: Literal["retry", "fail"] | None = None
+    """Set when the job raised `bgjobs.Retry` or `bgjobs.Fail`."""
+    retry_delay: float | None = None
+    note: str | None = None
+    """A warning about the attempt, e.g. a result that had to be stored as its repr."""
+
+
+ToWorker = Setup | RunAttempt
+FromWorker = Ready | AttemptDone

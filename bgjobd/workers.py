@@ -1,0 +1,177 @@
+"""The daemon's handle on one worker process: start it, send it attempts, kill it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+
+import msgspec
+
+from bgjobd.worker.messages import AttemptDone, FromWorker, Ready, RunAttempt, Setup
+from bgjobs.protocol import FrameEncoder, FrameError, FrameReader
+
+STARTUP_TIMEOUT = 30.0
+
+
+class WorkerDied(Exception):
+    """The worker's pipe closed: it exited, was killed, or crashed."""
+
+    def __init__(self, returncode: int | None) -> None:
+        self.returncode = returncode
+        super().__init__(describe_exit(returncode))
+
+
+def describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "worker process vanished"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"worker process killed by {name}"
+    return f"worker process exited with code {returncode}"
+
+
+class _ResultPipe(asyncio.Protocol):
+    """Turns the worker's result pipe into a queue of messages; None marks end-of-file."""
+
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[FromWorker | None] = asyncio.Queue()
+        self._reader = FrameReader()
+        self._decoder = msgspec.msgpack.Decoder(FromWorker)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            for body in self._reader.feed(data):
+                self.inbox.put_nowait(self._decoder.decode(body))
+        except (FrameError, msgspec.DecodeError):
+            self.inbox.put_nowait(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.inbox.put_nowait(None)
+
+
+class WorkerProcess:
+    def __init__(self, setup: Setup, env: dict[str, str], cwd: str) -> None:
+        self._setup = setup
+        self._env = env
+        self._cwd = cwd
+        self._encoder = FrameEncoder()
+        self._process: asyncio.subprocess.Process | None = None
+        self._commands: asyncio.WriteTransport | None = None
+        self._results = _ResultPipe()
+        self.pid = 0
+        self.started_at = time.time()
+        self.attempts_run = 0
+        self.busy_with: int | None = None
+        self.import_error: str | None = None
+        self.generation = 0
+        """Which configuration it was started with; a reload retires older workers."""
+        self._dead = False
+
+    @property
+    def alive(self) -> bool:
+        return not self._dead and self._process is not None and self._process.returncode is None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        command_read, command_write = os.pipe()
+        result_read, result_write = os.pipe()
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bgjobd.worker",
+                str(command_read),
+                str(result_write),
+                pass_fds=(command_read, result_write),
+                start_new_session=True,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+                env=self._env,
+                cwd=self._cwd,
+            )
+        finally:
+            os.close(command_read)
+            os.close(result_write)
+        self.pid = self._process.pid
+        self._commands, _ = await loop.connect_write_pipe(
+            asyncio.Protocol, os.fdopen(command_write, "wb", buffering=0)
+        )
+        await loop.connect_read_pipe(lambda: self._results, os.fdopen(result_read, "rb", 0))
+        self._send(self._setup)
+        ready = await asyncio.wait_for(self._receive(), STARTUP_TIMEOUT)
+        if not isinstance(ready, Ready):
+            raise WorkerDied(None)
+        if ready.import_error is not None:
+            self.import_error = ready.import_error.summary()
+
+    def _send(self, message: Setup | RunAttempt) -> None:
+        assert self._commands is not None
+        self._commands.write(self._encoder.encode(message))
+
+    async def _receive(self) -> FromWorker:
+        message = await self._results.inbox.get()
+        if message is None:
+            self._dead = True
+            raise WorkerDied(await self._exit_code())
+        return message
+
+    async def _exit_code(self) -> int | None:
+        assert self._process is not None
+        with contextlib.suppress(TimeoutError):
+            return await asyncio.wait_for(self._process.wait(), 5.0)
+        return None
+
+    async def run(self, request: RunAttempt) -> AttemptDone:
+        """Run one attempt; raises WorkerDied if the process dies (or is killed) first."""
+        self.busy_with = request.job_id
+        self.attempts_run += 1
+        try:
+            self._send(request)
+            while True:
+                message = await self._receive()
+                if isinstance(message, AttemptDone) and message.job_id == request.job_id:
+                    return message
+        finally:
+            self.busy_with = None
+
+    async def kill(self, grace: float) -> None:
+        """SIGTERM the whole process group, SIGKILL it after `grace` seconds (or at once
+        once the worker itself has gone), so that processes the job started die too."""
+        if self._process is None:
+            return
+        self._dead = True
+        _signal_group(self.pid, signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._process.wait(), grace)
+        _signal_group(self.pid, signal.SIGKILL)
+        await self._process.wait()
+        self._close_pipes()
+
+    async def close(self) -> None:
+        """Let an idle worker exit on its own (end-of-file on its command pipe)."""
+        self._dead = True
+        if self._commands is not None:
+            self._commands.close()
+        if self._process is not None:
+            try:
+                await asyncio.wait_for(self._process.wait(), 5.0)
+            except TimeoutError:
+                await self.kill(0)
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        if self._commands is not None and not self._commands.is_closing():
+            self._commands.close()
+
+
+def _signal_group(pgid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)

@@ -1,0 +1,246 @@
+"""Finding, loading and checking `bgjobs.toml`.
+
+Every error is one `ConfigError` whose message names the file, the key and the reason.
+Discovery order: an explicit path, `$BGJOBS_CONFIG`, `./bgjobs.toml`, the user's config
+directory, `/etc/bgjobs/bgjobs.toml`; with none of them, the built-in defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import msgspec
+
+from bgjobs.errors import ConfigError
+from bgjobs.model import Priority
+from bgjobs.settings import ExceptionRule, JobSettings, Settings
+
+CONFIG_ENV: Final = "BGJOBS_CONFIG"
+SOCKET_ENV: Final = "BGJOBS_SOCKET"
+CONFIG_NAME: Final = "bgjobs.toml"
+SYSTEM_CONFIG: Final = Path("/etc/bgjobs") / CONFIG_NAME
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+_MSGSPEC_PATH = re.compile(r"^(?P<reason>.*) - at `\$(?P<path>[^`]*)`$", re.DOTALL)
+_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<name>[^`]+)`")
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A checked configuration and where it came from; relative paths resolve against the
+    file's directory."""
+
+    settings: Settings
+    path: Path | None
+    """The file it was read from; None for the built-in defaults."""
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    def resolve(self, value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.resolve(self.settings.daemon.storage)
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.storage_dir / "logs"
+
+    @property
+    def job_output_dir(self) -> Path:
+        return self.logs_dir / "jobs"
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.storage_dir / "jobs"
+
+    @property
+    def database_path(self) -> Path:
+        return self.storage_dir / "bgjobs.db"
+
+    @property
+    def socket_path(self) -> Path:
+        if self.settings.daemon.socket:
+            return self.resolve(self.settings.daemon.socket)
+        return default_runtime_dir() / "bgjobd.sock"
+
+    @property
+    def token_path(self) -> Path:
+        configured = self.settings.daemon.token_file
+        return self.resolve(configured) if configured else self.storage_dir / "bgjobd.token"
+
+    @property
+    def workers(self) -> int:
+        return self.settings.daemon.workers or os.cpu_count() or 1
+
+    def job_settings(self, class_name: str) -> JobSettings:
+        return self.settings.jobs.get(class_name) or _NO_OVERRIDES
+
+    def priority_of(self, class_name: str) -> Priority:
+        return self.settings.job_priority.get(class_name, Priority.MEDIUM)
+
+    def timeout_of(self, class_name: str) -> float:
+        return self.job_settings(class_name).timeout or self.settings.max_execution_time
+
+    def max_attempts_of(self, class_name: str) -> int:
+        own = self.job_settings(class_name).retry_attempts
+        return 1 + (self.settings.retry_attempts if own is None else own)
+
+    def is_allowed(self, class_name: str, method: str) -> bool:
+        return method in self.settings.allowed_jobs.get(class_name, ())
+
+
+_NO_OVERRIDES: Final = JobSettings()
+
+
+def default_runtime_dir() -> Path:
+    """The per-user directory for the socket (`$XDG_RUNTIME_DIR/bgjobs` or a fallback)."""
+    import platformdirs
+
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset and falls back to /tmp/runtime-UID,
+        # which is what we want anyway.
+        warnings.simplefilter("ignore")
+        return Path(platformdirs.user_runtime_dir("bgjobs"))
+
+
+def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The configuration file to use, or None when there is none anywhere."""
+    named = explicit or os.environ.get(CONFIG_ENV)
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            source = "--config" if explicit else f"${CONFIG_ENV}"
+            raise ConfigError(f"{path}: configuration file not found (named by {source})")
+        return path.resolve()
+    import platformdirs
+
+    for candidate in (
+        Path.cwd() / CONFIG_NAME,
+        Path(platformdirs.user_config_dir("bgjobs")) / CONFIG_NAME,
+        SYSTEM_CONFIG,
+    ):
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
+    """Find and load the configuration; raises ConfigError naming the key and the reason."""
+    path = find_config_path(explicit)
+    if path is None:
+        return Config(Settings(), None)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    return Config(parse_settings(text, source=str(path)), path)
+
+
+def parse_settings(text: str, *, source: str = CONFIG_NAME) -> Settings:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        _check_keyed_tables(raw)
+        settings = _convert(raw, Settings, "")
+        _check_consistency(settings)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return settings
+
+
+def _check_keyed_tables(raw: Mapping[str, Any]) -> None:
+    """Check the tables keyed by user-chosen names entry by entry, so that an error names
+    the entry (msgspec would only say `job_priority[...]`)."""
+    allowed = _table(raw, "allowed_jobs")
+    for class_name, methods in allowed.items():
+        _check_class_name(class_name, f"allowed_jobs.{class_name}")
+        for method in _convert(methods, list[str], f"allowed_jobs.{class_name}"):
+            _check_method_name(method, f"allowed_jobs.{class_name}")
+    for class_name, priority in _table(raw, "job_priority").items():
+        if priority not in tuple(Priority):
+            raise ConfigError(
+                f"job_priority.{class_name}: {priority!r} is not a priority "
+                '(use "high", "medium" or "low")'
+            )
+    for class_name, overrides in _table(raw, "jobs").items():
+        key = f"jobs.{class_name}"
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"{key}: expected a table")
+        _check_rules(overrides, f"{key}.exceptions")
+        _convert(overrides, JobSettings, key)
+    _check_rules(raw, "exceptions")
+
+
+def _check_rules(container: Mapping[str, Any], key: str) -> None:
+    for name, rule in _table(container, key.rsplit(".", 1)[-1]).items():
+        if not _DOTTED.match(name):
+            raise ConfigError(f"{key}.{name}: not an exception class name")
+        _convert(rule, ExceptionRule, f"{key}.{name}")
+
+
+def _check_consistency(settings: Settings) -> None:
+    allowed = settings.allowed_jobs
+    for class_name in settings.job_priority:
+        if class_name not in allowed:
+            raise ConfigError(f"job_priority.{class_name}: class is not in allowed_jobs")
+    for class_name in settings.jobs:
+        if class_name not in allowed:
+            raise ConfigError(f"jobs.{class_name}: class is not in allowed_jobs")
+    if not _DOTTED.match(settings.jobs_package):
+        raise ConfigError(f"jobs_package: {settings.jobs_package!r} is not a package name")
+
+
+def _check_class_name(name: str, key: str) -> None:
+    if not _IDENTIFIER.match(name):
+        raise ConfigError(f"{key}: class name must be a plain identifier (no dots)")
+    if name.startswith("_"):
+        raise ConfigError(f"{key}: class name must not start with '_'")
+
+
+def _check_method_name(name: str, key: str) -> None:
+    if not _IDENTIFIER.match(name):
+        raise ConfigError(f"{key}: method {name!r} is not a plain identifier")
+    if name.startswith("_"):
+        raise ConfigError(f"{key}: method {name!r} starts with '_'; private methods never run")
+
+
+def _table(container: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = container.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a table")
+    return value
+
+
+def _convert(value: Any, target: type[_T], key: str) -> _T:
+    try:
+        return msgspec.convert(value, target)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_describe(str(exc), key)) from None
+
+
+def _describe(error: str, key: str) -> str:
+    """Turn msgspec's `reason - at `$.a.b`` into `key.a.b: reason`."""
+    match = _MSGSPEC_PATH.match(error)
+    reason, path = (match["reason"], match["path"]) if match else (error, "")
+    full_key = ".".join(part for part in (key, path.lstrip(".")) if part)
+    unknown = _UNKNOWN_FIELD.match(reason)
+    if unknown:
+        full_key = ".".join(part for part in (full_key, unknown["name"]) if part)
+        reason = "unknown key"
+    return f"{full_key or '(top level)'}: {reason}"

@@ -1,0 +1,190 @@
+"""The job data types shared by the daemon, the store, the client and the dashboard.
+
+They travel on the wire inside protocol messages and are what the store hands back, so a
+job looks the same everywhere. Times are timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+
+class JobState(enum.StrEnum):
+    """Where a job is in its life. Only the last three are final."""
+
+    WAITING = "waiting"
+    """A later link of a chain, waiting for the link before it to succeed."""
+    SCHEDULED = "scheduled"
+    """Waiting for its due time (a delay, `--at`, or the pause before a retry)."""
+    QUEUED = "queued"
+    """Due, waiting for a free worker; dispatched in priority order."""
+    RUNNING = "running"
+    """An attempt is executing in a worker process."""
+    SUCCEEDED = "succeeded"
+    """An attempt returned; its value is the job's result."""
+    FAILED = "failed"
+    """Every allowed attempt failed (or a rule said not to retry)."""
+    CANCELLED = "cancelled"
+    """Cancelled by a user, or because an earlier link of its chain did not succeed."""
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+WAITING_STATES = frozenset({JobState.WAITING, JobState.SCHEDULED, JobState.QUEUED})
+LIVE_STATES = WAITING_STATES | {JobState.RUNNING}
+
+
+class Priority(enum.StrEnum):
+    """Dispatch priority of due jobs: every high job goes before any medium one."""
+
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """Sort key: smaller runs first."""
+        return _PRIORITY_RANK[self]
+
+
+_PRIORITY_RANK = {Priority.HIGH: 0, Priority.MEDIUM: 1, Priority.LOW: 2}
+
+
+class Outcome(enum.StrEnum):
+    """How one attempt ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    """The job raised an exception."""
+    TIMED_OUT = "timed_out"
+    """The attempt passed its deadline and its process group was killed."""
+    CRASHED = "crashed"
+    """The worker process died (a signal, `os._exit`) without reporting."""
+    INTERRUPTED = "interrupted"
+    """The daemon itself stopped or died while the attempt ran."""
+    CANCELLED = "cancelled"
+
+
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """An attempt's error, described without needing the job's code to read it."""
+
+    type: str
+    """The exception's short class name, e.g. `ConnectionRefusedError`."""
+    message: str
+    traceback: str = ""
+    hierarchy: list[str] = []
+    """Names of the exception's classes, most specific first, each as both its short name
+    and its dotted path (`builtins.` omitted), so rules match without importing anything."""
+
+    def summary(self) -> str:
+        return f"{self.type}: {self.message}" if self.message else self.type
+
+
+class AttemptInfo(msgspec.Struct, frozen=True, kw_only=True):
+    number: int
+    started_at: datetime
+    finished_at: datetime | None = None
+    outcome: Outcome | None = None
+    """None while the attempt is still running."""
+    worker_pid: int | None = None
+    error: ErrorInfo | None = None
+    duration: float | None = None
+
+
+class ChainLink(msgspec.Struct, frozen=True, array_like=True):
+    """One later link of a chain, as submitted: it receives the previous result first."""
+
+    class_name: str
+    method: str
+    params: list[Any] = []
+
+
+class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """What a caller asks for. The daemon fills in the rest from the configuration."""
+
+    class_name: str
+    method: str
+    params: list[Any] = []
+    priority: Priority | None = None
+    """None means the job's `job_priority` from the configuration (or medium)."""
+    delay: float = 0.0
+    """Seconds from now; ignored when `run_at` is given."""
+    run_at: datetime | None = None
+    then: list[ChainLink] = []
+    """Jobs to run after this one, each given the previous one's result first."""
+
+
+class JobInfo(msgspec.Struct, kw_only=True):
+    """Everything recorded about a job."""
+
+    id: int
+    class_name: str
+    method: str
+    params: list[Any]
+    priority: Priority
+    state: JobState
+    run_at: datetime
+    attempts: int
+    """Attempts started so far."""
+    max_attempts: int
+    timeout: float
+    created_at: datetime
+    started_at: datetime | None = None
+    """Start of the latest attempt."""
+    finished_at: datetime | None = None
+    result: Any = None
+    error: ErrorInfo | None = None
+    """The latest failed attempt's error."""
+    reason: str | None = None
+    """Why a job was cancelled or failed without an exception (e.g. a rule said so)."""
+    worker_pid: int | None = None
+    owner: str = ""
+    """Who runs it: `bgjobd@HOST` or `run_job.py@HOST:PID`."""
+    chain_id: int | None = None
+    """The id of the chain's first link; None for a job outside a chain."""
+    chain_position: int | None = None
+    chain_length: int | None = None
+    unique_key: str | None = None
+    history: list[AttemptInfo] = []
+
+    @property
+    def label(self) -> str:
+        return f"{self.class_name}::{self.method}"
+
+
+class JobEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A change of a job's state, streamed to subscribers (the dashboard, `--follow`)."""
+
+    job_id: int
+    state: JobState
+    class_name: str
+    method: str
+    attempt: int
+    at: datetime
+    outcome: Outcome | None = None
+
+
+class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
+    pid: int
+    busy_with: int | None
+    """The id of the job it is running, if any."""
+    attempts_run: int
+    started_at: datetime
+
+
+class Stats(msgspec.Struct, kw_only=True):
+    counts: dict[str, int]
+    """Jobs per state (every state present, zero included)."""
+    finished_last_minute: int
+    throughput_per_second: float
+    """Attempts finished per second over the last minute."""
+    workers: list[WorkerInfo]
+    uptime: float
+    daemon_pid: int

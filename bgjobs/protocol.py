@@ -1,0 +1,251 @@
+"""The wire protocol between `bgjobd` and its clients: the one place it is defined.
+
+A connection carries frames: a 4-byte big-endian body length, then a msgpack body holding
+one message of a tagged union. The client's first message is `Hello` (protocol version and,
+over TCP, the token); every later request carries a request id (`rid`) that its reply
+echoes, so a client may pipeline. `Subscribe` makes the daemon stream `Event` messages with
+the subscribing request's id until the connection closes.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+import msgspec
+
+from bgjobs.model import JobEvent, JobInfo, JobSpec, JobState, Stats
+
+PROTOCOL_VERSION: Final = 1
+MAX_FRAME_BYTES: Final = 4 * 1024 * 1024
+"""Largest frame body either side accepts; a longer announced length closes the connection
+before anything is allocated for it."""
+HEADER_BYTES: Final = 4
+HANDSHAKE_TIMEOUT: Final = 5.0
+
+
+class ErrorCode(enum.StrEnum):
+    """What went wrong, so a client can act on the kind of error (and pick an exit code)."""
+
+    BAD_REQUEST = "bad_request"
+    """Garbage, an unknown message, or a request before the handshake."""
+    FRAME_TOO_LARGE = "frame_too_large"
+    VERSION_MISMATCH = "version_mismatch"
+    UNAUTHORIZED = "unauthorized"
+    REFUSED = "refused"
+    """The (class, method) pair is not allow-listed."""
+    BAD_PARAMS = "bad_params"
+    NOT_FOUND = "not_found"
+    INVALID_STATE = "invalid_state"
+    """E.g. retrying a job that has not failed."""
+    SHUTTING_DOWN = "shutting_down"
+    INTERNAL = "internal"
+
+
+class _Message(msgspec.Struct, tag=True, kw_only=True):
+    rid: int = 0
+
+
+# Requests ---------------------------------------------------------------------------------
+
+
+class Hello(_Message):
+    version: int
+    token: str | None = None
+    client: str = ""
+
+
+class Ping(_Message):
+    pass
+
+
+class Submit(_Message):
+    jobs: list[JobSpec]
+
+
+class Get(_Message):
+    job_id: int
+    with_chain: bool = False
+    """Also return every link of the job's chain."""
+
+
+class ListJobs(_Message):
+    states: list[JobState] = []
+    class_name: str | None = None
+    search: str | None = None
+    """Matches a job id exactly, or a substring of the encoded params."""
+    limit: int = 50
+    offset: int = 0
+    oldest_first: bool = False
+
+
+class Cancel(_Message):
+    job_id: int
+
+
+class RetryJob(_Message):
+    job_id: int
+
+
+class RetryFailed(_Message):
+    """Retry every failed job (optionally of one class)."""
+
+    class_name: str | None = None
+
+
+class GetStats(_Message):
+    pass
+
+
+class Subscribe(_Message):
+    job_ids: list[int] = []
+    """Only events of these jobs; empty means every job."""
+
+
+Request = (
+    Hello | Ping | Submit | Get | ListJobs | Cancel | RetryJob | RetryFailed | GetStats | Subscribe
+)
+
+
+# Replies ----------------------------------------------------------------------------------
+
+
+class Welcome(_Message):
+    version: int
+    server_version: str
+    pid: int
+
+
+class Pong(_Message):
+    pass
+
+
+class Submitted(_Message):
+    ids: list[int]
+    """Per submitted job, its id (the first link's, for a chain)."""
+    last_ids: list[int] = []
+    """Per submitted job, the id of its chain's last link (its own id without a chain)."""
+    existing: list[bool] = []
+    """Per id: True when a `unique` job matched one already waiting or running."""
+
+
+class JobReply(_Message):
+    job: JobInfo
+    chain: list[JobInfo] = []
+
+
+class JobList(_Message):
+    jobs: list[JobInfo]
+    total: int
+
+
+class RetriedMany(_Message):
+    ids: list[int]
+
+
+class StatsReply(_Message):
+    stats: Stats
+
+
+class Subscribed(_Message):
+    pass
+
+
+class Event(_Message):
+    event: JobEvent
+
+
+class Error(_Message):
+    code: ErrorCode
+    message: str
+
+
+Reply = (
+    Welcome
+    | Pong
+    | Submitted
+    | JobReply
+    | JobList
+    | RetriedMany
+    | StatsReply
+    | Subscribed
+    | Event
+    | Error
+)
+
+
+# Framing ----------------------------------------------------------------------------------
+
+
+class FrameError(Exception):
+    """The peer sent something that is not a valid frame; the connection must close."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class FrameEncoder:
+    """Encodes messages into frames, reusing one buffer."""
+
+    def __init__(self) -> None:
+        self._encoder = msgspec.msgpack.Encoder()
+        self._buffer = bytearray()
+
+    def encode(self, message: msgspec.Struct) -> bytes:
+        self._encoder.encode_into(message, self._buffer, HEADER_BYTES)
+        body_length = len(self._buffer) - HEADER_BYTES
+        self._buffer[:HEADER_BYTES] = body_length.to_bytes(HEADER_BYTES, "big")
+        return bytes(self._buffer)
+
+
+class FrameReader:
+    """Splits a byte stream into frame bodies, checking each length before buffering it."""
+
+    def __init__(self, max_frame: int = MAX_FRAME_BYTES) -> None:
+        self._max_frame = max_frame
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add received bytes; return the complete frame bodies now available, in order."""
+        self._buffer += data
+        bodies: list[bytes] = []
+        start = 0
+        while len(self._buffer) - start >= HEADER_BYTES:
+            length = int.from_bytes(self._buffer[start : start + HEADER_BYTES], "big")
+            if length > self._max_frame:
+                raise FrameError(
+                    ErrorCode.FRAME_TOO_LARGE,
+                    f"frame of {length} bytes exceeds the limit of {self._max_frame}",
+                )
+            end = start + HEADER_BYTES + length
+            if len(self._buffer) < end:
+                break
+            bodies.append(bytes(self._buffer[start + HEADER_BYTES : end]))
+            start = end
+        if start:
+            del self._buffer[:start]
+        return bodies
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete frame still buffered (non-zero at EOF means truncation)."""
+        return len(self._buffer)
+
+
+_request_decoder: msgspec.msgpack.Decoder[Request] = msgspec.msgpack.Decoder(Request)
+_reply_decoder: msgspec.msgpack.Decoder[Reply] = msgspec.msgpack.Decoder(Reply)
+
+
+def decode_request(body: bytes) -> Request:
+    try:
+        return _request_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise FrameError(ErrorCode.BAD_REQUEST, f"malformed request: {exc}") from None
+
+
+def decode_reply(body: bytes) -> Reply:
+    try:
+        return _reply_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise FrameError(ErrorCode.BAD_REQUEST, f"malformed reply: {exc}") from None

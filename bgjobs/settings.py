@@ -1,0 +1,105 @@
+"""The typed shape of `bgjobs.toml`.
+
+The original's keys (`allowed_jobs`, `retry_attempts`, `retry_delay_seconds`,
+`max_execution_time`, `job_priority`) keep the original's meaning, so a PHP configuration
+ports line by line; everything else is ours. `config.py` loads and checks it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from bgjobs.model import Priority
+
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+Backoff = Literal["fixed", "exponential"]
+
+
+class _Table(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    pass
+
+
+class RetrySettings(_Table, frozen=True):
+    """Retry knobs that a job's own table and an exception rule may each override."""
+
+    retry_attempts: NonNegativeInt | None = None
+    retry_delay_seconds: NonNegativeFloat | None = None
+    backoff: Backoff | None = None
+    """`exponential` doubles the delay from `retry_delay_seconds` on every retry."""
+    max_retry_delay: NonNegativeFloat | None = None
+    jitter: bool | None = None
+    """Spread each delay randomly over [delay/2, delay] so retries of many jobs do not align."""
+
+
+class ExceptionRule(RetrySettings, frozen=True):
+    """`[exceptions.NAME]` or `[jobs.CLASS.exceptions.NAME]`: what to do when an attempt
+    raised NAME (or a subclass of it)."""
+
+    action: Literal["retry", "fail"] = "retry"
+
+
+class JobSettings(RetrySettings, frozen=True):
+    """`[jobs.CLASS]`: overrides for one allow-listed class."""
+
+    timeout: PositiveFloat | None = None
+    overlap: bool = True
+    """False: at most one job of this class runs at a time; the rest wait their turn."""
+    max_concurrency: PositiveInt | None = None
+    unique: bool = False
+    """A submit equal (class, method, params) to a job still waiting or running returns
+    that job's id instead of creating another."""
+    exceptions: dict[str, ExceptionRule] = {}
+
+
+class DaemonSettings(_Table, frozen=True):
+    socket: str | None = None
+    """Path of the Unix socket; default `bgjobd.sock` in the user's runtime directory."""
+    storage: str = "storage"
+    """Directory of `logs/`, `jobs/` (lock files) and the database."""
+    workers: PositiveInt | None = None
+    """Worker processes; default the number of CPUs."""
+    transport: Literal["unix", "tcp"] = "unix"
+    listen: str = "127.0.0.1:7345"
+    """HOST:PORT for the TCP transport."""
+    token_file: str | None = None
+    """The TCP transport's shared secret; default `<storage>/bgjobd.token`, made on start."""
+    allowed_uids: list[NonNegativeInt] = []
+    """Unix users besides the daemon's own that may use the socket."""
+    shutdown_timeout: NonNegativeFloat = 30.0
+    kill_grace: NonNegativeFloat = 5.0
+    """Seconds between SIGTERM and SIGKILL when an attempt is stopped."""
+    isolation: Literal["warm", "fresh"] = "warm"
+    """`fresh`: a new interpreter for every attempt instead of warm workers."""
+    max_jobs_per_worker: NonNegativeInt = 0
+    """Recycle a warm worker after this many attempts; 0 never does."""
+    fsync: bool = False
+    """True: every acknowledgement also survives power loss (SQLite synchronous=FULL).
+    False still survives the death of any process, the daemon included."""
+
+
+class DashboardSettings(_Table, frozen=True):
+    enabled: bool = True
+    listen: str = "127.0.0.1:8000"
+    token: str | None = None
+    """Required to bind anywhere but loopback; then asked for as a login."""
+
+
+class Settings(_Table, frozen=True):
+    allowed_jobs: dict[str, list[str]] = {}
+    retry_attempts: NonNegativeInt = 0
+    retry_delay_seconds: NonNegativeFloat = 5.0
+    max_execution_time: PositiveFloat = 300.0
+    job_priority: dict[str, Priority] = {}
+    jobs_package: str = "jobs"
+    backoff: Backoff = "fixed"
+    max_retry_delay: NonNegativeFloat | None = None
+    jitter: bool = False
+    daemon: DaemonSettings = DaemonSettings()
+    dashboard: DashboardSettings = DashboardSettings()
+    jobs: dict[str, JobSettings] = {}
+    exceptions: dict[str, ExceptionRule] = {}

@@ -1,0 +1,1 @@
+"""Helpers the tests share: workspaces, real daemon processes, polling with deadlines."""

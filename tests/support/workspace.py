@@ -1,0 +1,207 @@
+"""A private directory per test with its configuration, storage, socket and test jobs, and
+the means to run the real commands (`bgjobd`, `bgjobctl`, `run_job.py`) in it."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from bgjobctl.address import Address
+from bgjobctl.client import Client
+from bgjobs.errors import BgjobsError
+from tests.support.procs import MARKER_ENV, kill_marked
+from tests.support.waiting import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_JOBS = REPO / "tests" / "testjobs"
+
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "jobs_package": "testjobs",
+    "retry_attempts": 0,
+    "retry_delay_seconds": 0.1,
+    "max_execution_time": 30,
+    "allowed_jobs": {
+        "Echo": ["handle"],
+        "AsyncEcho": ["handle"],
+        "Sleep": ["handle"],
+        "Fail": ["handle"],
+        "Raise": ["handle"],
+        "Crash": ["handle"],
+        "Flaky": ["handle"],
+        "SpawnGrandchild": ["handle"],
+        "Record": ["handle"],
+        "Add": ["handle"],
+        "Printer": ["handle"],
+        "SelfDecides": ["retry", "fail"],
+        "Unencodable": ["handle"],
+    },
+    "daemon": {"workers": 2, "kill_grace": 1, "shutdown_timeout": 5},
+    "dashboard": {"enabled": False},
+}
+
+
+def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    result = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+class DaemonProcess:
+    def __init__(self, workspace: Workspace, config: Path) -> None:
+        self.workspace = workspace
+        self.stderr_path = workspace.root / f"bgjobd-{uuid.uuid4().hex[:6]}.err"
+        self._stderr = self.stderr_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bgjobd", "--config", str(config)],
+            cwd=workspace.root,
+            env=workspace.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._stderr,
+            stderr=self._stderr,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"bgjobd exited with {self.process.returncode}:\n{self.stderr}")
+        try:
+            client = self.workspace.client()
+            client.ping()
+            client.close()
+        except BgjobsError:
+            return False
+        return True
+
+    def wait_ready(self, timeout: float = 20.0) -> DaemonProcess:
+        wait_for(self.answers, timeout=timeout, what="bgjobd to answer")
+        return self
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self._stderr.close()
+
+    def kill(self) -> None:
+        """SIGKILL the daemon alone (its workers see it go and take their jobs down)."""
+        self.process.kill()
+        self.process.wait(10)
+        self._stderr.close()
+
+
+class Workspace:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.marker = uuid.uuid4().hex
+        # Unix socket paths are limited to ~107 bytes: keep the socket in a short directory.
+        self.socket_dir = Path(tempfile.mkdtemp(prefix="bgj-", dir="/tmp"))
+        self.socket_path = self.socket_dir / "d.sock"
+        (root / "testjobs").symlink_to(TEST_JOBS, target_is_directory=True)
+        self.config_path = root / "bgjobs.toml"
+        self.env = {
+            **os.environ,
+            MARKER_ENV: self.marker,
+            "BGJOBS_CONFIG": str(self.config_path),
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
+            ),
+        }
+        self.env.pop("BGJOBS_SOCKET", None)
+        self.daemons: list[DaemonProcess] = []
+        self.settings: dict[str, Any] = {}
+        self.write_config()
+
+    # configuration ---------------------------------------------------------------------
+
+    def write_config(self, extra: dict[str, Any] | None = None, *, raw: str | None = None) -> Path:
+        """Write bgjobs.toml: the defaults with `extra` merged in (or `raw` text as is)."""
+        if raw is not None:
+            self.config_path.write_text(raw)
+            return self.config_path
+        self.settings = merged(DEFAULT_SETTINGS, {"daemon": {"socket": str(self.socket_path)}})
+        self.settings = merged(self.settings, extra or {})
+        self.config_path.write_bytes(tomli_w.dumps(self.settings).encode())
+        return self.config_path
+
+    @property
+    def storage(self) -> Path:
+        return self.root / "storage"
+
+    def log(self, name: str = "background_jobs.log") -> str:
+        path = self.storage / "logs" / name
+        return path.read_text() if path.exists() else ""
+
+    def error_log(self) -> str:
+        return self.log("background_jobs_errors.log")
+
+    def lock_files(self) -> list[Path]:
+        return sorted((self.storage / "jobs").glob("*.lock"))
+
+    # commands ----------------------------------------------------------------------------
+
+    def run(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, *args],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def bgjobctl(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        return self.run("-m", "bgjobctl", *args, timeout=timeout)
+
+    def run_job(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        return self.run(str(REPO / "run_job.py"), *args, timeout=timeout)
+
+    def start_daemon(self, *, ready: bool = True) -> DaemonProcess:
+        daemon = DaemonProcess(self, self.config_path)
+        self.daemons.append(daemon)
+        return daemon.wait_ready() if ready else daemon
+
+    def client(self) -> Client:
+        return Client(Address(unix_path=self.socket_path), timeout=30)
+
+    # cleanup -----------------------------------------------------------------------------
+
+    def close(self) -> list[int]:
+        """Stop the daemons, then kill whatever the test left running; return leftovers."""
+        for daemon in self.daemons:
+            if daemon.process.poll() is None:
+                try:
+                    daemon.stop(timeout=15)
+                except subprocess.TimeoutExpired:
+                    daemon.kill()
+        leftovers = kill_marked(self.marker)
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
+        return leftovers

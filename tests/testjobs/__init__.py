@@ -1,0 +1,33 @@
+"""Job classes for the tests: each does one observable thing."""
+
+from testjobs.jobs import (
+    Add,
+    AsyncEcho,
+    Crash,
+    Echo,
+    Fail,
+    Flaky,
+    Printer,
+    Raise,
+    Record,
+    SelfDecides,
+    Sleep,
+    SpawnGrandchild,
+    Unencodable,
+)
+
+__all__ = [
+    "Add",
+    "AsyncEcho",
+    "Crash",
+    "Echo",
+    "Fail",
+    "Flaky",
+    "Printer",
+    "Raise",
+    "Record",
+    "SelfDecides",
+    "Sleep",
+    "SpawnGrandchild",
+    "Unencodable",
+]
