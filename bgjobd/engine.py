@@ -12,7 +12,7 @@ import contextlib
 import socket
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from bgjobd import chains, locks, outcomes, submission
@@ -57,6 +57,8 @@ class Engine:
         self._draining = False
         self._cancel_waiters: dict[int, asyncio.Event] = {}
         self._recent_finishes: deque[float] = deque()
+        self.attempt_listeners: list[Callable[[JobInfo, AttemptResult], None]] = []
+        """Called after every attempt with the job (as it ran) and how it ended: metrics."""
 
     # start and stop ----------------------------------------------------------------------
 
@@ -190,6 +192,8 @@ class Engine:
 
     def _finish(self, job: JobInfo, result: AttemptResult) -> None:
         self._count_finish(result.finished_at)
+        for listener in self.attempt_listeners:
+            listener(job, result)
         recorded = outcomes.record(self.config, self.store, self.log, job, result)
         done = recorded.job
         if recorded.retry_at is not None:

@@ -170,6 +170,7 @@ class Workspace:
     def run(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, *args],
+            check=False,
             cwd=self.root,
             env=self.env,
             capture_output=True,
