@@ -53,8 +53,12 @@ def open_socket(address: Address, timeout: float | None) -> socket.socket:
     try:
         if address.unix_path is not None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(timeout)
-            sock.connect(str(address.unix_path))
+            try:
+                sock.settimeout(timeout)
+                sock.connect(str(address.unix_path))
+            except BaseException:
+                sock.close()
+                raise
         else:
             sock = socket.create_connection((address.host, address.port), timeout=timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -77,10 +81,14 @@ class Connection:
         self._ready: list[bytes] = []
         self._next_rid = 0
         self.pid = os.getpid()
-        welcome = self.call(
-            Hello(version=PROTOCOL_VERSION, token=address.read_token(), client="bgjobctl")
-        )
-        self.server = expect(welcome, Welcome)
+        try:
+            welcome = self.call(
+                Hello(version=PROTOCOL_VERSION, token=address.read_token(), client="bgjobctl")
+            )
+            self.server = expect(welcome, Welcome)
+        except BaseException:
+            self._sock.close()
+            raise
 
     def send(self, request: Request) -> int:
         self._next_rid += 1
@@ -124,6 +132,40 @@ class Connection:
         self._sock.close()
 
 
+class EventStream:
+    """An iterator of job events; close it (or use `with`) to unsubscribe."""
+
+    def __init__(self, address: Address, job_ids: Sequence[int]) -> None:
+        self._connection = Connection(address, timeout=DEFAULT_TIMEOUT)
+        try:
+            rid = self._connection.send(Subscribe(job_ids=list(job_ids)))
+            while (reply := self._connection.receive()).rid != rid or isinstance(reply, Event):
+                pass
+            expect(reply, Subscribed)
+            self._connection.settimeout(None)
+        except BaseException:
+            self._connection.close()
+            raise
+
+    def __iter__(self) -> Iterator[JobEvent]:
+        return self
+
+    def __next__(self) -> JobEvent:
+        while True:
+            reply = self._connection.receive()
+            if isinstance(reply, Event):
+                return reply.event
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 class Client:
     """Typed requests to the daemon over one shared connection."""
 
@@ -154,6 +196,12 @@ class Client:
             if self._connection is not None and self._connection.pid == os.getpid():
                 self._connection.close()
             self._connection = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def ping(self) -> None:
         self._call(Ping(), Pong)
@@ -193,19 +241,10 @@ class Client:
     def stats(self) -> Stats:
         return self._call(GetStats(), StatsReply).stats
 
-    def events(self, job_ids: Sequence[int] = ()) -> Iterator[JobEvent]:
-        """Stream job events on a connection of its own, until the caller stops."""
-        connection = Connection(self.address, timeout=None)
-        try:
-            rid = connection.send(Subscribe(job_ids=list(job_ids)))
-            while True:
-                reply = connection.receive()
-                if isinstance(reply, Event):
-                    yield reply.event
-                elif reply.rid == rid:
-                    expect(reply, Subscribed)
-        finally:
-            connection.close()
+    def events(self, job_ids: Sequence[int] = ()) -> EventStream:
+        """Job events (of these jobs, or all) on a connection of their own; subscribed
+        when this returns."""
+        return EventStream(self.address, job_ids)
 
     def wait(self, job_id: int, timeout: float | None = None) -> JobInfo:
         """Block until the job is final and return its record; TimeoutError after

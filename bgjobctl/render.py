@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +31,16 @@ def short(value: Any, width: int = 40) -> str:
 
 
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]], title: str = "") -> None:
+    """A boxed table on a terminal; plain aligned columns when piped (greppable, unwrapped)."""
+    if not sys.stdout.isatty():
+        widths = [max(len(cell) for cell in column) for column in zip(columns, *rows, strict=True)]
+        for row in (columns, *rows):
+            print(
+                "  ".join(
+                    cell.ljust(width) for cell, width in zip(row, widths, strict=True)
+                ).rstrip()
+            )
+        return
     from rich.console import Console
     from rich.table import Table
 

@@ -146,7 +146,9 @@ class Engine:
         promoted = set(self.store.promote([entry.job_id for entry in entries]))
         for entry in entries:
             if entry.job_id in promoted:
+                promoted.discard(entry.job_id)  # a job listed twice is queued once
                 self.scheduler.add_ready(entry)
+                self._publish_id_later(entry.job_id)
         self._pump()
 
     def _pump(self) -> None:
@@ -284,10 +286,24 @@ class Engine:
         return requeued
 
     async def retry_failed(self, class_name: str | None) -> list[int]:
-        failed, _ = self.store.search(
-            JobQuery(states=[JobState.FAILED], class_name=class_name, limit=10_000)
-        )
-        return [(await self.retry(job.id)).id for job in failed]
+        """Retry every job failed right now (oldest first); returns their ids."""
+        ids: list[int] = []
+        while True:
+            page, _ = self.store.search(
+                JobQuery(
+                    states=[JobState.FAILED],
+                    class_name=class_name,
+                    limit=1000,
+                    offset=len(ids),
+                    oldest_first=True,
+                )
+            )
+            ids.extend(job.id for job in page)
+            if len(page) < 1000:
+                break
+        for job_id in ids:
+            await self.retry(job_id)
+        return ids
 
     # recovery ------------------------------------------------------------------------------
 

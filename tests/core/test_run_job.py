@@ -57,3 +57,122 @@ def test_timeout_kills_the_job_and_its_grandchild(workspace: Workspace) -> None:
     assert is_gone(worker) and is_gone(grandchild)
     assert "timed out" in workspace.error_log()
     assert workspace.lock_files() == []
+
+
+def test_a_crashing_child_is_a_failed_attempt(workspace: Workspace) -> None:
+    workspace.write_config({"retry_attempts": 1, "retry_delay_seconds": 0})
+    done = workspace.run_job("Crash", "handle", "segv")
+    assert done.returncode == 1
+    errors = workspace.error_log()
+    assert "job 1 attempt 1/2 crashed: WorkerCrashed: worker process killed by SIGSEGV" in errors
+    assert "job 1 failed after 2 attempts" in errors
+    assert workspace.lock_files() == []
+
+
+def test_forged_newline_in_params_cannot_forge_a_line(workspace: Workspace) -> None:
+    forged = "x\n[2026-01-01 00:00:00] [SUCCESS] Fake::job - job 99 attempt 1/1 succeeded"
+    assert workspace.run_job("Echo", "handle", forged).returncode == 0
+    lines = workspace.log().splitlines()
+    assert all(LINE.match(line) for line in lines)
+    assert not any(line.startswith("[2026-01-01") for line in lines)
+    assert any("\\n[2026-01-01 00:00:00] [SUCCESS] Fake::job" in line for line in lines)
+
+
+def test_control_characters_in_a_failure_message_are_escaped(workspace: Workspace) -> None:
+    assert workspace.run_job("Fail", "handle", "bad\r\x1b[31mred\u2028x").returncode == 1
+    errors = workspace.error_log().splitlines()
+    assert all(LINE.match(line) for line in errors)
+    assert "bad\\r\\x1b[31mred\\u2028x" in errors[0]
+
+
+def test_json_params_are_typed(workspace: Workspace) -> None:
+    done = workspace.run_job("Echo", "handle", "--json-params", '[1, "a", {"k": [2.5, null]}]')
+    assert done.returncode == 0, done.stderr
+    job = workspace.client_store_job(1)
+    assert job.result == [1, "a", {"k": [2.5, None]}]
+
+
+def test_empty_params_mean_none_and_commas_split(workspace: Workspace) -> None:
+    assert workspace.run_job("Echo", "handle", "").returncode == 0
+    assert workspace.run_job("Echo", "handle", "a,,b").returncode == 0
+    assert workspace.client_store_job(1).result == []
+    assert workspace.client_store_job(2).result == ["a", "", "b"]
+
+
+def test_usage_errors_exit_2_and_change_nothing(workspace: Workspace) -> None:
+    for args in (
+        ("Echo", "handle", "x", "soon"),
+        ("Echo", "handle", "x", "-1"),
+        ("Echo", "handle", "x", "nan"),
+        ("Echo",),
+        ("Echo", "handle", "--json-params", "{not json"),
+        ("Echo", "handle", "--json-params", '{"a": 1}'),
+        ("Echo", "handle", "x", "1", "extra"),
+    ):
+        done = workspace.run_job(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stderr.startswith("run_job.py: ")
+    assert workspace.log() == ""
+    assert not (workspace.storage / "bgjobs.db").exists()
+
+
+def test_delay_is_logged_and_waited(workspace: Workspace) -> None:
+    import time
+
+    started = time.monotonic()
+    assert workspace.run_job("Echo", "handle", "late", "1").returncode == 0
+    assert time.monotonic() - started >= 1.0
+    log = workspace.log()
+    assert "job 1 delayed 1s by run_job.py" in log
+    job = workspace.client_store_job(1)
+    assert job.started_at is not None
+    assert (job.started_at - job.created_at).total_seconds() >= 1.0
+
+
+def test_lock_file_exists_while_running_with_its_details(workspace: Workspace) -> None:
+    import subprocess
+    import sys
+
+    from tests.support.waiting import wait_for
+
+    runner = subprocess.Popen(
+        [sys.executable, str(REPO / "run_job.py"), "Sleep", "handle", "30"],
+        cwd=workspace.root,
+        env=workspace.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        lock = wait_for(workspace.lock_files, what="a lock file")[0]
+        assert lock.name == "Sleep_handle_1.lock"
+        info = json.loads(lock.read_text())
+        assert info["id"] == 1 and info["class"] == "Sleep" and info["method"] == "handle"
+        assert info["attempt"] == 1 and info["pid"] > 0 and info["started_at"] > 0
+        # Deleting the lock file cancels the job (the original dashboard's cancel).
+        lock.unlink()
+        assert runner.wait(10) == 1
+        assert is_gone(info["pid"])
+        assert "cancelled (lock file removed)" in workspace.error_log()
+    finally:
+        runner.kill()
+        runner.wait()
+
+
+def test_output_is_captured_per_job(workspace: Workspace) -> None:
+    assert workspace.run_job("Printer", "handle", "hello").returncode == 0
+    output = (workspace.storage / "logs" / "jobs" / "1.log").read_text()
+    assert "out: hello" in output and "err: hello" in output and "child: hello" in output
+    assert workspace.run_job("Echo", "handle", "quiet").returncode == 0
+    assert not (workspace.storage / "logs" / "jobs" / "2.log").exists()
+
+
+def test_stale_lock_files_are_removed_at_start(workspace: Workspace) -> None:
+    locks = workspace.storage / "jobs"
+    locks.mkdir(parents=True)
+    stale = locks / "Echo_handle_77.lock"
+    stale.write_text(
+        '{"id": 77, "class": "Echo", "method": "handle", "pid": 999999, '
+        '"attempt": 1, "started_at": 1}'
+    )
+    assert workspace.run_job("Echo", "handle").returncode == 0
+    assert not stale.exists()

@@ -87,9 +87,8 @@ class DaemonProcess:
         if self.process.poll() is not None:
             raise AssertionError(f"bgjobd exited with {self.process.returncode}:\n{self.stderr}")
         try:
-            client = self.workspace.client()
-            client.ping()
-            client.close()
+            with Client(Address(unix_path=self.workspace.socket_path), timeout=5) as client:
+                client.ping()
         except BgjobsError:
             return False
         return True
@@ -136,6 +135,7 @@ class Workspace:
         }
         self.env.pop("BGJOBS_SOCKET", None)
         self.daemons: list[DaemonProcess] = []
+        self._clients: list[Client] = []
         self.settings: dict[str, Any] = {}
         self.write_config()
 
@@ -191,12 +191,17 @@ class Workspace:
         return daemon.wait_ready() if ready else daemon
 
     def client(self) -> Client:
-        return Client(Address(unix_path=self.socket_path), timeout=30)
+        """A client of this workspace's daemon, closed when the test ends."""
+        client = Client(Address(unix_path=self.socket_path), timeout=30)
+        self._clients.append(client)
+        return client
 
     # cleanup -----------------------------------------------------------------------------
 
     def close(self) -> list[int]:
         """Stop the daemons, then kill whatever the test left running; return leftovers."""
+        for client in self._clients:
+            client.close()
         for daemon in self.daemons:
             if daemon.process.poll() is None:
                 try:
@@ -206,3 +211,17 @@ class Workspace:
         leftovers = kill_marked(self.marker)
         shutil.rmtree(self.socket_dir, ignore_errors=True)
         return leftovers
+
+
+def _store_job(self: Workspace, job_id: int) -> Any:
+    """A job as the store has it (for one-shot runs, which have no daemon to ask)."""
+    from bgjobd.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(self.storage / "bgjobs.db")
+    try:
+        return store.get(job_id)
+    finally:
+        store.close()
+
+
+Workspace.client_store_job = _store_job  # type: ignore[attr-defined]

@@ -1,0 +1,235 @@
+"""The store contract: every backend passes these (today: SQLite; the suite is what a
+second backend must pass before the scheduler may use it)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bgjobd.store.base import FinishedAttempt, JobQuery, NewJob, Store
+from bgjobd.store.sqlite import SQLiteStore
+from bgjobs.model import ErrorInfo, JobState, Outcome, Priority
+
+Backend = Callable[[Path], Store]
+BACKENDS: dict[str, Backend] = {"sqlite": lambda tmp: SQLiteStore(tmp / "bgjobs.db")}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    backend = BACKENDS[request.param](tmp_path)
+    yield backend
+    backend.close()
+
+
+def new_job(
+    class_name: str = "Echo",
+    *,
+    state: JobState = JobState.QUEUED,
+    run_at: float | None = None,
+    priority: Priority = Priority.MEDIUM,
+    params: list[object] | None = None,
+    **extra: object,
+) -> NewJob:
+    now = time.time()
+    return NewJob(
+        class_name=class_name,
+        method="handle",
+        params=params if params is not None else ["a", 1],
+        priority=priority,
+        state=state,
+        run_at=run_at if run_at is not None else now,
+        max_attempts=3,
+        timeout=30.0,
+        created_at=now,
+        owner="test",
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def attempt(number: int, outcome: Outcome, error: ErrorInfo | None = None) -> FinishedAttempt:
+    return FinishedAttempt(number, outcome, time.time(), 0.01, error)
+
+
+def test_ids_increase_and_survive_reopening(tmp_path: Path) -> None:
+    for name, backend in BACKENDS.items():
+        first = backend(tmp_path / name)
+        ids = [first.add([new_job()])[0] for _ in range(3)]
+        first.commit()
+        first.close()
+        again = backend(tmp_path / name)
+        assert ids == sorted(ids) and len(set(ids)) == 3
+        assert again.add([new_job()])[0] > ids[-1]
+        assert again.get(ids[0]) is not None
+        again.close()
+
+
+def test_uncommitted_writes_vanish_on_rollback(store: Store) -> None:
+    job_id = store.add([new_job()])[0]
+    store.rollback()
+    assert store.get(job_id) is None
+
+
+def test_round_trip_of_every_field(store: Store) -> None:
+    job_id = store.add([new_job(params=[1, "x", {"k": [None, 2.5]}], priority=Priority.HIGH)])[0]
+    store.commit()
+    job = store.get(job_id)
+    assert job is not None
+    assert job.params == [1, "x", {"k": [None, 2.5]}]
+    assert job.priority is Priority.HIGH and job.state is JobState.QUEUED
+    assert job.max_attempts == 3 and job.timeout == 30.0 and job.attempts == 0
+    assert job.created_at.tzinfo is not None
+
+
+def test_claim_only_once_and_only_when_queued(store: Store) -> None:
+    job_id = store.add([new_job()])[0]
+    claimed = store.claim(job_id, "me", 123, time.time())
+    assert claimed is not None and claimed.state is JobState.RUNNING and claimed.attempts == 1
+    assert store.claim(job_id, "other", 456, time.time()) is None
+    scheduled = store.add([new_job(state=JobState.SCHEDULED, run_at=time.time() + 60)])[0]
+    assert store.claim(scheduled, "me", 1, time.time()) is None
+
+
+def test_attempt_history_and_final_states(store: Store) -> None:
+    job_id = store.add([new_job()])[0]
+    store.claim(job_id, "me", 1, time.time())
+    error = ErrorInfo(type="ValueError", message="boom", traceback="tb", hierarchy=["ValueError"])
+    retry_at = time.time() + 5
+    after = store.finish_attempt(
+        job_id, attempt(1, Outcome.FAILED, error), JobState.SCHEDULED, run_at=retry_at
+    )
+    assert after.state is JobState.SCHEDULED and after.error == error
+    assert abs(after.run_at.timestamp() - retry_at) < 0.001
+    store.promote([job_id])
+    store.claim(job_id, "me", 2, time.time())
+    done = store.finish_attempt(
+        job_id, attempt(2, Outcome.SUCCEEDED), JobState.SUCCEEDED, result={"ok": True}
+    )
+    assert done.state is JobState.SUCCEEDED and done.result == {"ok": True}
+    assert done.finished_at is not None
+    job = store.get(job_id)
+    assert job is not None
+    assert [(a.number, a.outcome) for a in job.history] == [
+        (1, Outcome.FAILED),
+        (2, Outcome.SUCCEEDED),
+    ]
+    assert job.history[0].error == error and job.history[1].worker_pid == 2
+
+
+def test_an_attempt_can_be_given_back(store: Store) -> None:
+    job_id = store.add([new_job()])[0]
+    store.claim(job_id, "me", 1, time.time())
+    back = store.finish_attempt(
+        job_id, attempt(1, Outcome.INTERRUPTED), JobState.QUEUED, count_attempt=False
+    )
+    assert back.attempts == 0 and back.state is JobState.QUEUED
+
+
+def test_cancel_only_waiting_jobs(store: Store) -> None:
+    waiting = store.add([new_job()])[0]
+    running = store.add([new_job()])[0]
+    store.claim(running, "me", 1, time.time())
+    cancelled = store.cancel_waiting(waiting, "by test", time.time())
+    assert cancelled is not None and cancelled.state is JobState.CANCELLED
+    assert cancelled.reason == "by test"
+    assert store.cancel_waiting(running, "by test", time.time()) is None
+    assert store.cancel_waiting(waiting, "again", time.time()) is None
+
+
+def test_requeue_resets_attempts(store: Store) -> None:
+    job_id = store.add([new_job()])[0]
+    store.claim(job_id, "me", 1, time.time())
+    store.finish_attempt(job_id, attempt(1, Outcome.FAILED), JobState.FAILED)
+    again = store.requeue(job_id, time.time(), reset_attempts=True)
+    assert again is not None and again.state is JobState.QUEUED and again.attempts == 0
+    assert store.requeue(job_id, time.time(), reset_attempts=True) is None  # not failed now
+
+
+def test_scheduled_window_is_keyed_by_time_then_id(store: Store) -> None:
+    base = time.time() + 100
+    ids = [store.add([new_job(state=JobState.SCHEDULED, run_at=base + i % 3)])[0] for i in range(9)]
+    store.add([new_job(state=JobState.SCHEDULED, run_at=base, oneshot=True)])
+    first = store.scheduled(None, 4)
+    keys = [(e.run_at, e.job_id) for e in first]
+    assert keys == sorted(keys) and len(first) == 4
+    rest = store.scheduled((first[-1].run_at, first[-1].job_id), 100)
+    assert {e.job_id for e in first} | {e.job_id for e in rest} == set(ids)
+    assert not {e.job_id for e in first} & {e.job_id for e in rest}
+
+
+def test_promote_moves_only_scheduled_jobs(store: Store) -> None:
+    due = store.add([new_job(state=JobState.SCHEDULED)])[0]
+    gone = store.add([new_job(state=JobState.SCHEDULED)])[0]
+    store.cancel_waiting(gone, "x", time.time())
+    assert store.promote([due, gone]) == [due]
+    assert [e.job_id for e in store.queued()] == [due]
+
+
+def test_counts_are_exact_per_state(store: Store) -> None:
+    ids = [store.add([new_job()])[0] for _ in range(4)]
+    store.claim(ids[0], "me", 1, time.time())
+    store.cancel_waiting(ids[1], "x", time.time())
+    counts = store.counts()
+    assert counts[JobState.QUEUED] == 2
+    assert counts[JobState.RUNNING] == 1
+    assert counts[JobState.CANCELLED] == 1
+    assert sum(counts.values()) == 4
+
+
+def test_search_filters_and_pages(store: Store) -> None:
+    for index in range(5):
+        store.add([new_job("Echo", params=[f"item-{index}"])])
+    store.add([new_job("Other", params=["needle"])])
+    jobs, total = store.search(JobQuery(class_name="Echo", limit=2))
+    assert total == 5 and [job.params[0] for job in jobs] == ["item-4", "item-3"]
+    jobs, total = store.search(JobQuery(class_name="Echo", limit=2, offset=4))
+    assert [job.params[0] for job in jobs] == ["item-0"]
+    jobs, total = store.search(JobQuery(search="needle"))
+    assert total == 1 and jobs[0].class_name == "Other"
+    jobs, _ = store.search(JobQuery(search="3"))  # job 3 by id, job 4 by its "item-3"
+    assert [job.id for job in jobs] == [4, 3]
+    jobs, total = store.search(JobQuery(states=[JobState.QUEUED]))
+    assert total == 6
+
+
+def test_chains_are_stored_whole(store: Store) -> None:
+    ids = store.add(
+        [
+            new_job("A", chain_position=1, chain_length=3),
+            new_job("B", state=JobState.WAITING, chain_position=2, chain_length=3),
+            new_job("C", state=JobState.WAITING, chain_position=3, chain_length=3),
+        ]
+    )
+    chain = store.chain(ids[0])
+    assert [job.class_name for job in chain] == ["A", "B", "C"]
+    assert all(job.chain_id == ids[0] for job in chain)
+    released = store.release_link(ids[1], ["result", "own"], time.time())
+    assert released is not None and released.state is JobState.QUEUED
+    assert released.params == ["result", "own"]
+    assert store.mark_cancelled([ids[2]], "link failed", time.time()) == [ids[2]]
+    store.set_waiting([ids[2]])
+    assert store.get(ids[2]).state is JobState.WAITING  # type: ignore[union-attr]
+
+
+def test_live_unique_keys(store: Store) -> None:
+    job_id = store.add([new_job(unique_key="k1")])[0]
+    assert store.find_live_unique("k1") == job_id
+    store.cancel_waiting(job_id, "x", time.time())
+    assert store.find_live_unique("k1") is None
+
+
+def test_oneshot_jobs_are_never_the_daemons(store: Store) -> None:
+    store.add([new_job(oneshot=True)])
+    store.add([new_job(state=JobState.SCHEDULED, oneshot=True)])
+    assert store.queued() == [] and store.scheduled(None, 10) == []
+    assert len(store.unfinished_oneshots()) == 2
+
+
+def test_finished_per_minute(store: Store) -> None:
+    job_id = store.add([new_job()])[0]
+    store.claim(job_id, "me", 1, time.time())
+    store.finish_attempt(job_id, attempt(1, Outcome.SUCCEEDED), JobState.SUCCEEDED)
+    rows = store.finished_per_minute(time.time() - 3600)
+    assert [(state, count) for _, state, count in rows] == [(JobState.SUCCEEDED, 1)]
