@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from tests.support.workspace import Workspace
@@ -9,7 +10,7 @@ from tests.support.workspace import Workspace
 
 def _gaps(times_file: str) -> list[float]:
     times = [float(line) for line in Path(times_file).read_text().split()]
-    return [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    return [later - earlier for earlier, later in itertools.pairwise(times)]
 
 
 def test_retries_count_and_fixed_delay(workspace: Workspace) -> None:
