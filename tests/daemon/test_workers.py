@@ -1,0 +1,98 @@
+"""Attempts in worker processes: timeouts, crashes, recycling, fresh interpreters."""
+
+from __future__ import annotations
+
+from bgjobs.model import JobSpec, JobState, Outcome
+from tests.support.procs import is_gone
+from tests.support.waiting import wait_for
+from tests.support.workspace import Workspace
+
+
+def test_timeout_kills_and_fails_the_attempt(workspace: Workspace) -> None:
+    workspace.write_config({"jobs": {"SpawnGrandchild": {"timeout": 1}}})
+    workspace.start_daemon()
+    client = workspace.client()
+    pids = workspace.root / "pids"
+    job_id = client.submit(
+        [JobSpec(class_name="SpawnGrandchild", method="handle", params=[str(pids), 60])]
+    ).ids[0]
+    job = client.wait(job_id, 15)
+    assert job.state is JobState.FAILED
+    assert job.history[-1].outcome is Outcome.TIMED_OUT
+    assert job.error is not None and job.error.type == "TimeoutError"
+    worker, grandchild = (int(pid) for pid in pids.read_text().split())
+    assert is_gone(worker) and is_gone(grandchild)
+    assert workspace.lock_files() == []
+    assert "job 1 attempt 1/1 timed out: TimeoutError: timed out after 1s" in (
+        workspace.error_log()
+    )
+
+
+def test_a_worker_crash_is_retried_and_the_daemon_keeps_serving(workspace: Workspace) -> None:
+    workspace.write_config({"retry_attempts": 1, "retry_delay_seconds": 0})
+    daemon = workspace.start_daemon()
+    client = workspace.client()
+    job_id = client.submit([JobSpec(class_name="Crash", method="handle", params=["segv"])]).ids[0]
+    job = client.wait(job_id, 15)
+    assert job.state is JobState.FAILED and job.attempts == 2
+    assert [a.outcome for a in job.history] == [Outcome.CRASHED, Outcome.CRASHED]
+    assert "SIGSEGV" in (job.error.message if job.error else "")
+    assert daemon.process.poll() is None
+    ok = client.submit([JobSpec(class_name="Echo", method="handle", params=[1])]).ids[0]
+    assert client.wait(ok, 10).result == [1]
+    stats = client.stats()
+    assert len(stats.workers) == 2
+
+
+def test_max_jobs_per_worker_recycles(workspace: Workspace) -> None:
+    workspace.write_config({"daemon": {"workers": 1, "max_jobs_per_worker": 2}})
+    workspace.start_daemon()
+    client = workspace.client()
+    pids = []
+    for _ in range(4):
+        job_id = client.submit([JobSpec(class_name="Echo", method="handle")]).ids[0]
+        pids.append(client.wait(job_id, 10).history[-1].worker_pid)
+    assert pids[0] == pids[1] and pids[2] == pids[3] and pids[1] != pids[2]
+    wait_for(lambda: is_gone(pids[0]), what="the retired worker to exit")
+
+
+def test_fresh_isolation_uses_a_new_process_per_attempt(workspace: Workspace) -> None:
+    workspace.write_config({"daemon": {"isolation": "fresh"}})
+    workspace.start_daemon()
+    client = workspace.client()
+    pids = set()
+    for _ in range(3):
+        job_id = client.submit([JobSpec(class_name="Echo", method="handle")]).ids[0]
+        job = client.wait(job_id, 15)
+        assert job.state is JobState.SUCCEEDED
+        pids.add(job.history[-1].worker_pid)
+    assert len(pids) == 3
+
+
+def test_async_jobs_are_awaited_and_results_kept(workspace: Workspace) -> None:
+    workspace.start_daemon()
+    client = workspace.client()
+    job_id = client.submit(
+        [JobSpec(class_name="AsyncEcho", method="handle", params=[{"a": [1, 2]}])]
+    ).ids[0]
+    assert client.wait(job_id, 10).result == {"a": [1, 2]}
+
+
+def test_an_unencodable_result_is_stored_as_its_repr(workspace: Workspace) -> None:
+    workspace.start_daemon()
+    client = workspace.client()
+    job = client.wait(
+        client.submit([JobSpec(class_name="Unencodable", method="handle")]).ids[0], 10
+    )
+    assert job.state is JobState.SUCCEEDED and str(job.result).startswith("<object object")
+    assert "is not encodable" in workspace.error_log()
+
+
+def test_job_output_is_captured_and_shown_by_logs(workspace: Workspace) -> None:
+    workspace.start_daemon()
+    assert workspace.bgjobctl("submit", "Printer", "handle", "hi", "--wait").returncode == 0
+    shown = workspace.bgjobctl("logs", "1")
+    assert shown.returncode == 0
+    assert "out: hi" in shown.stdout and "err: hi" in shown.stdout and "child: hi" in shown.stdout
+    execution = workspace.bgjobctl("logs", "--lines", "2")
+    assert execution.stdout.count("\n") == 2 and "succeeded" in execution.stdout
