@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +22,7 @@ import msgspec
 
 from bgjobctl.address import Address, resolve_address
 from bgjobctl.fallback import spawn_detached
-from bgjobctl.library import Fallback, LinkSpec, make_spec, result_of
+from bgjobctl.library import Fallback, LinkSpec, discovery_key, make_spec, result_of
 from bgjobctl.replies import expect
 from bgjobs.errors import DaemonUnreachable, ProtocolError
 from bgjobs.model import JobInfo, JobSpec, Priority
@@ -87,7 +88,11 @@ class AsyncConnection:
         except OSError as exc:
             failure = DaemonUnreachable(f"the daemon went away: {exc}")
         finally:
-            self._writer = None
+            # Also reached when the loop shuts down and cancels this task: close the
+            # transport here, since nobody else will.
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                writer.close()
             for future in self._waiting.values():
                 if not future.done():
                     future.set_exception(failure)
@@ -183,18 +188,30 @@ class AsyncJobHandle:
         return result_of(await self.client.wait(self.last_id, timeout))
 
 
-_clients: dict[tuple[int, str | None, str | None], tuple[AsyncClient, str | None]] = {}
+# One client per event loop (a connection belongs to its loop), forgotten with the loop.
+_clients: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str | None, ...], tuple[AsyncClient, str | None]]
+] = weakref.WeakKeyDictionary()
 _clients_lock = threading.Lock()
 
 
-def _client_for(config: str | None, socket: str | None) -> tuple[AsyncClient, str | None]:
-    key = (id(asyncio.get_running_loop()), config, socket)
+async def close_clients() -> None:
+    """Close this event loop's connections kept by `run_background_job_async`."""
     with _clients_lock:
-        found = _clients.get(key)
+        per_loop = _clients.pop(asyncio.get_running_loop(), {})
+    for client, _ in per_loop.values():
+        await client.close()
+
+
+def _client_for(config: str | None, socket: str | None) -> tuple[AsyncClient, str | None]:
+    key = discovery_key(config, socket)
+    with _clients_lock:
+        per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
+        found = per_loop.get(key)
         if found is None:
             address, loaded = resolve_address(config, socket)
             config_path = str(loaded.path) if loaded.path else None
-            found = _clients[key] = (AsyncClient(address), config_path)
+            found = per_loop[key] = (AsyncClient(address), config_path)
         return found
 
 

@@ -12,6 +12,7 @@ caller never blocks and the job is not lost; fallback="error" raises DaemonUnrea
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from typing import Any, Literal
 from bgjobctl.address import resolve_address
 from bgjobctl.client import Client
 from bgjobctl.fallback import spawn_detached
+from bgjobs.config import CONFIG_ENV, SOCKET_ENV
 from bgjobs.errors import DaemonUnreachable, JobCancelled, JobFailed, UsageError
 from bgjobs.model import ChainLink, JobInfo, JobSpec, JobState, Priority
 from bgjobs.params import check_encodable
@@ -128,6 +130,9 @@ class JobClient:
         self.config_path = str(loaded.path) if loaded.path else None
         self.fallback = fallback
 
+    def close(self) -> None:
+        self.client.close()
+
     def submit(self, spec: JobSpec, *, fallback: Fallback | None = None) -> JobHandle:
         try:
             submitted = self.client.submit([spec])
@@ -139,15 +144,36 @@ class JobClient:
         return JobHandle(id=submitted.ids[0], last_id=last, client=self.client)
 
 
-_clients: dict[tuple[str | None, str | None], JobClient] = {}
+_clients: dict[tuple[str | None, ...], JobClient] = {}
 _clients_lock = threading.Lock()
 
 
-def _client_for(config: str | None, socket: str | None) -> JobClient:
+def discovery_key(config: str | None, socket: str | None) -> tuple[str | None, ...]:
+    """Everything that decides which daemon a call reaches, so that one client per daemon
+    is kept without reading the configuration on every call."""
+    return (
+        config,
+        socket,
+        os.environ.get(CONFIG_ENV),
+        os.environ.get(SOCKET_ENV),
+        None if config or os.environ.get(CONFIG_ENV) else os.getcwd(),
+    )
+
+
+def close_clients() -> None:
+    """Close the connections `run_background_job` keeps (e.g. at application shutdown)."""
     with _clients_lock:
-        client = _clients.get((config, socket))
+        for client in _clients.values():
+            client.close()
+        _clients.clear()
+
+
+def _client_for(config: str | None, socket: str | None) -> JobClient:
+    key = discovery_key(config, socket)
+    with _clients_lock:
+        client = _clients.get(key)
         if client is None:
-            client = _clients[(config, socket)] = JobClient(config=config, socket=socket)
+            client = _clients[key] = JobClient(config=config, socket=socket)
         return client
 
 

@@ -64,16 +64,17 @@ class DaemonProcess:
     def __init__(self, workspace: Workspace, config: Path) -> None:
         self.workspace = workspace
         self.stderr_path = workspace.root / f"bgjobd-{uuid.uuid4().hex[:6]}.err"
-        self._stderr = self.stderr_path.open("wb")
+        stderr = self.stderr_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bgjobd", "--config", str(config)],
             cwd=workspace.root,
             env=workspace.env,
             stdin=subprocess.DEVNULL,
-            stdout=self._stderr,
-            stderr=self._stderr,
+            stdout=stderr,
+            stderr=stderr,
             start_new_session=True,
         )
+        stderr.close()  # the daemon holds its own copy; we read the file by name
 
     @property
     def pid(self) -> int:
@@ -104,16 +105,12 @@ class DaemonProcess:
         """SIGTERM and wait; returns the exit code."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        finally:
-            self._stderr.close()
+        return self.process.wait(timeout)
 
     def kill(self) -> None:
         """SIGKILL the daemon alone (its workers see it go and take their jobs down)."""
         self.process.kill()
         self.process.wait(10)
-        self._stderr.close()
 
 
 class Workspace:
