@@ -101,7 +101,7 @@ def _after_failure(
         attempt,
         JobState.FAILED,
         max_attempts=decision.max_attempts,
-        reason=f"{decision.rule}: no retry" if decision.rule else None,
+        reason=f"{decision.decided_by}: no retry" if decision.decided_by else None,
     )
     plural = "s" if number > 1 else ""
     joblog.error(

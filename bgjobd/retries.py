@@ -59,11 +59,12 @@ class Decision:
     retry: bool
     delay: float
     max_attempts: int
-    rule: str | None
-    """What decided, for the log: a rule's key, `Retry`/`Fail` from the job, or None."""
+    decided_by: str | None
+    """What decided, for the log: `rule NAME`, `job raised Retry`, or None (the job's
+    retry settings)."""
 
     def describe(self) -> str:
-        prefix = f"rule {self.rule}: " if self.rule else ""
+        prefix = f"{self.decided_by}: " if self.decided_by else ""
         if self.retry:
             return f"{prefix}retrying in {_seconds(self.delay)}"
         return f"{prefix}no retry"
@@ -116,13 +117,16 @@ def decide(
         name = "Retry" if directive.retry else "Fail"
         retry = directive.retry and attempt < policy.max_attempts
         delay = directive.delay if directive.delay is not None else policy.delay_after(attempt)
-        return Decision(retry, delay if retry else 0.0, policy.max_attempts, f"job raised {name}")
+        return Decision(
+            retry, delay if retry else 0.0, policy.max_attempts, f"the job raised {name}"
+        )
     found = find_rule(config, class_name, error)
     if found is None:
         policy = policy_for(config, class_name)
         rule_name = None
     else:
         rule_name, rule = found
+        rule_name = f"rule {rule_name}"
         policy = policy_for(config, class_name, rule)
         if rule.action == "fail":
             return Decision(False, 0.0, attempt, rule_name)
