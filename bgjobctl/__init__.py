@@ -11,16 +11,25 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bgjobctl.aclient import AsyncJobHandle, run_background_job_async
     from bgjobctl.library import JobClient, JobHandle, run_background_job
+    from bgjobs.errors import DaemonUnreachable, JobCancelled, JobFailed, RefusedError
 
 __all__ = [
     "AsyncJobHandle",
+    "DaemonUnreachable",
+    "JobCancelled",
     "JobClient",
+    "JobFailed",
     "JobHandle",
+    "RefusedError",
     "run_background_job",
     "run_background_job_async",
 ]
 
 _HOMES = {
+    "JobFailed": "bgjobs.errors",
+    "JobCancelled": "bgjobs.errors",
+    "DaemonUnreachable": "bgjobs.errors",
+    "RefusedError": "bgjobs.errors",
     "run_background_job": "bgjobctl.library",
     "JobClient": "bgjobctl.library",
     "JobHandle": "bgjobctl.library",
