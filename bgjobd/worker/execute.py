@@ -3,12 +3,10 @@ describe the outcome as data."""
 
 from __future__ import annotations
 
-import asyncio
 import importlib
-import inspect
 import time
 import traceback
-from types import ModuleType
+from types import CoroutineType, ModuleType
 from typing import Any, Final
 
 import msgspec
@@ -64,7 +62,9 @@ def run(setup: Setup, package: ModuleType, request: RunAttempt) -> AttemptDone:
     started = time.perf_counter()
     try:
         value = resolve(setup, package, request.class_name, request.method)(*request.params)
-        if inspect.iscoroutine(value):
+        if isinstance(value, CoroutineType):
+            import asyncio  # only for async jobs: it would double a worker's memory
+
             value = asyncio.run(value)
     except Exception as exc:
         return _failed(request, exc, time.perf_counter() - started)
