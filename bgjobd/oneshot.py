@@ -22,13 +22,13 @@ import time
 import msgspec
 
 from bgjobd import locks, outcomes, submission
-from bgjobd.attempts import AttemptResult, Attempts
+from bgjobd.attempts import Attempts
 from bgjobd.joblog import NO_JOB, JobLog, describe_params
 from bgjobd.pool import WorkerPool
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobs.config import Config, load_config
 from bgjobs.errors import BgjobsError, ExitCode, RefusedError, UsageError
-from bgjobs.model import ChainLink, JobInfo, JobSpec, JobState, Outcome
+from bgjobs.model import ChainLink, JobInfo, JobSpec, JobState
 from bgjobs.params import parse_delay, parse_json_params, split_params
 
 PROG = "run_job.py"
@@ -179,14 +179,6 @@ class OneShot:
                 result = await self.attempts.run(worker, job, job.attempts)
             finally:
                 watcher.cancel()
-        if stop.is_set() and result.outcome is Outcome.CANCELLED:
-            result = AttemptResult(
-                Outcome.CANCELLED,
-                result.started_at,
-                result.finished_at,
-                result.worker_pid,
-                cancel_reason=f"{PROG} was interrupted",
-            )
         outcomes.record(self.config, self.store, self.log, job, result)
         self.store.commit()
 

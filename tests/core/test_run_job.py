@@ -176,3 +176,31 @@ def test_stale_lock_files_are_removed_at_start(workspace: Workspace) -> None:
     )
     assert workspace.run_job("Echo", "handle").returncode == 0
     assert not stale.exists()
+
+
+def test_ctrl_c_cancels_the_job_and_stops_its_processes(workspace: Workspace) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tests.support.waiting import wait_for
+
+    pids = workspace.root / "pids"
+    runner = subprocess.Popen(
+        [sys.executable, str(REPO / "run_job.py"), "SpawnGrandchild", "handle", f"{pids},60"],
+        cwd=workspace.root,
+        env=workspace.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2)
+        worker, grandchild = (int(pid) for pid in pids.read_text().split())
+        runner.send_signal(signal.SIGINT)
+        assert runner.wait(15) == 1
+        assert is_gone(worker) and is_gone(grandchild)
+        assert workspace.client_store_job(1).state.value == "cancelled"
+        assert workspace.lock_files() == []
+    finally:
+        runner.kill()
+        runner.wait()
