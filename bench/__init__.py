@@ -1,0 +1,1 @@
+"""The bgjobs benchmark suite: `python bench/run.py --help` (see bench/README.md)."""

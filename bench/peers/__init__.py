@@ -1,0 +1,1 @@
+"""The peer systems measured side by side with bgjobs in the same run."""
