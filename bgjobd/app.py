@@ -72,7 +72,9 @@ class Daemon:
             )
         for stale in locks.remove_stale(config.locks_dir):
             self.log.warning(NO_JOB, f"removed stale lock file {stale.name}")
-        store = SQLiteStore(config.database_path, fsync=config.settings.daemon.fsync)
+        store = SQLiteStore(
+            config.database_path, fsync=config.settings.daemon.fsync, background_checkpoints=True
+        )
         journal = Journal(store, lambda message: self.say(message, error=True))
         pool = WorkerPool(
             config, size=config.workers, on_error=lambda message: self.say(message, error=True)

@@ -122,17 +122,16 @@ class Engine:
     def _accepted(self, row: NewJob, ids: list[int]) -> None:
         job_id = ids[0]
         entry = WaitingEntry(row.run_at, job_id, row.priority.rank, row.class_name)
-        label = f"{row.class_name}::{row.method}"
-        chain = f" as link 1/{len(ids)} of chain {job_id}" if len(ids) > 1 else ""
-        params = describe_params(row.params)
         if row.state is JobState.SCHEDULED:
-            delay = row.run_at - time.time()
+            chain = f" as link 1/{len(ids)} of chain {job_id}" if len(ids) > 1 else ""
+            delay = max(row.run_at - time.time(), 0.0)
             self.log.info(
-                label, f"job {job_id} delayed {max(delay, 0):.3f}s{chain} (params: {params})"
+                f"{row.class_name}::{row.method}",
+                f"job {job_id} delayed {delay:.3f}s{chain} (params: {describe_params(row.params)})",
             )
             self.scheduler.add_scheduled(entry)
         else:
-            self.log.info(label, f"job {job_id} queued{chain} (params: {params})")
+            # No line for a job queued to run now: its "started" line follows at once.
             self.scheduler.add_ready(entry)
         if self.events.has_listeners:
             for link_id in ids:

@@ -13,6 +13,7 @@ import tomllib
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -37,13 +38,13 @@ _T = TypeVar("_T")
 @dataclass(frozen=True)
 class Config:
     """A checked configuration and where it came from; relative paths resolve against the
-    file's directory."""
+    file's directory (once: they sit on every attempt's path)."""
 
     settings: Settings
     path: Path | None
     """The file it was read from; None for the built-in defaults."""
 
-    @property
+    @cached_property
     def base_dir(self) -> Path:
         return self.path.parent if self.path else Path.cwd()
 
@@ -51,38 +52,38 @@ class Config:
         path = Path(value).expanduser()
         return path if path.is_absolute() else self.base_dir / path
 
-    @property
+    @cached_property
     def storage_dir(self) -> Path:
         return self.resolve(self.settings.daemon.storage)
 
-    @property
+    @cached_property
     def logs_dir(self) -> Path:
         return self.storage_dir / "logs"
 
-    @property
+    @cached_property
     def job_output_dir(self) -> Path:
         return self.logs_dir / "jobs"
 
-    @property
+    @cached_property
     def locks_dir(self) -> Path:
         return self.storage_dir / "jobs"
 
-    @property
+    @cached_property
     def database_path(self) -> Path:
         return self.storage_dir / "bgjobs.db"
 
-    @property
+    @cached_property
     def socket_path(self) -> Path:
         if self.settings.daemon.socket:
             return self.resolve(self.settings.daemon.socket)
         return default_runtime_dir() / "bgjobd.sock"
 
-    @property
+    @cached_property
     def token_path(self) -> Path:
         configured = self.settings.daemon.token_file
         return self.resolve(configured) if configured else self.storage_dir / "bgjobd.token"
 
-    @property
+    @cached_property
     def workers(self) -> int:
         return self.settings.daemon.workers or os.cpu_count() or 1
 

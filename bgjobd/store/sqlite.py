@@ -8,6 +8,7 @@ commit wait for the disk (synchronous=FULL), so it survives power loss too.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
@@ -34,6 +35,7 @@ _COLUMNS: Final = (
 )
 _PRIORITIES: Final = (Priority.HIGH, Priority.MEDIUM, Priority.LOW)
 _BUSY_TIMEOUT_MS: Final = 10_000
+_CHECKPOINT_SECONDS: Final = 0.5
 _encode = msgspec.msgpack.Encoder().encode
 _decode_any = msgspec.msgpack.Decoder().decode
 _decode_params = msgspec.msgpack.Decoder(list[Any]).decode
@@ -76,8 +78,34 @@ def _placeholders(count: int) -> str:
     return ",".join("?" * count)
 
 
+class _Checkpointer(threading.Thread):
+    """Copies the WAL into the database on its own thread and connection. Left to SQLite,
+    a checkpoint would run inside some commit on the event loop and stall it for
+    milliseconds (it syncs the database file)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(name="sqlite-checkpoint", daemon=True)
+        self._path = path
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        try:
+            while not self._stopping.wait(_CHECKPOINT_SECONDS):
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            db.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join()
+
+
 class SQLiteStore(Store):
-    def __init__(self, path: Path, *, fsync: bool = False) -> None:
+    def __init__(
+        self, path: Path, *, fsync: bool = False, background_checkpoints: bool = False
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -87,6 +115,11 @@ class SQLiteStore(Store):
         self._db.execute("PRAGMA foreign_keys = ON")
         schema = resources.files("bgjobd.store").joinpath("schema.sql").read_text()
         self._db.executescript(schema)
+        self._checkpointer: _Checkpointer | None = None
+        if background_checkpoints:
+            self._db.execute("PRAGMA wal_autocheckpoint = 0")
+            self._checkpointer = _Checkpointer(path)
+            self._checkpointer.start()
 
     # transactions ------------------------------------------------------------------------
 
@@ -105,6 +138,9 @@ class SQLiteStore(Store):
 
     def close(self) -> None:
         self.rollback()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         self._db.close()
 
     # submitting ----------------------------------------------------------------------------
