@@ -227,18 +227,24 @@ class Trial:
     quiet_p99: float
     daemon_us: float
     workers_us: float
+    others: float
+    """Share of the machine that other processes used during W1 (0..1)."""
 
     def row(self) -> str:
         return (
             f"{self.w1:>10,.0f} {self.w2_p50:>7,.0f} {self.w2_p99:>7,.0f} {self.quiet_p50:>9,.0f}"
             f" {self.quiet_p99:>9,.0f} {self.daemon_us:>7,.0f} {self.workers_us:>8,.0f}"
+            f" {100 * self.others:>6.0f}%"
         )
 
 
 _HEADER: Final = (
     f"{'variant':<28} {'W1 jobs/s':>10} {'W2 p50':>7} {'W2 p99':>7} {'quiet p50':>9} "
-    f"{'quiet p99':>9} {'daemon':>7} {'workers':>8}   (µs; CPU µs per W1 job)"
+    f"{'quiet p99':>9} {'daemon':>7} {'workers':>8} {'others':>7}"
+    "   (µs; CPU µs per W1 job; others' share of the machine during W1)"
 )
+NOISY: Final = 0.10
+"""Trials during which other processes used more of the machine are left out of medians."""
 
 
 def _trial(
@@ -259,6 +265,10 @@ def _trial(
         daemon.stop()
         workspace.remove()
     cpu = w1.cpu.seconds if w1.cpu else {"daemon": (0.0, 0.0), "workers": (0.0, 0.0)}
+    others = 0.0
+    if w1.cpu is not None:
+        ours = sum(user + system for user, system in cpu.values())
+        others = max(0.0, w1.cpu.machine_busy - ours) / (w1.cpu.wall * (os.cpu_count() or 1))
     return Trial(
         w1.per_second,
         w2.p50_us,
@@ -267,6 +277,7 @@ def _trial(
         quiet.p99_us,
         1e6 * sum(cpu["daemon"]) / w1.jobs,
         1e6 * sum(cpu["workers"]) / w1.jobs,
+        others,
     )
 
 
@@ -284,20 +295,20 @@ def run_experiments(args: argparse.Namespace) -> None:
     try:
         for round_number in range(1, args.repeat + 1):
             for label, patches, tmpfs in EXPERIMENTS:
-                busy, _ = procs.wait_for_quiet(timeout=30)
+                procs.wait_for_quiet(timeout=30)
                 trial = _trial(args, counters, patches, tmpfs)
                 trials[label].append(trial)
-                noisy = f"  (machine {100 * busy:.0f}% busy before)" if busy > 0.15 else ""
-                print(f"{label[:22] + f' #{round_number}':<28} {trial.row()}{noisy}", flush=True)
-        print(f"\nmedians of {args.repeat} round(s):\n{_HEADER}")
-        for label, found in trials.items():
+                print(f"{label[:22] + f' #{round_number}':<28} {trial.row()}", flush=True)
+        print(f"\nmedians of the trials with others <= {100 * NOISY:.0f}%:\n{_HEADER}")
+        for label, every in trials.items():
+            found = [t for t in every if t.others <= NOISY] or every
             median = Trial(
                 *(
                     statistics.median(getattr(t, name) for t in found)
                     for name in Trial.__dataclass_fields__
                 )
             )
-            print(f"{label:<28} {median.row()}")
+            print(f"{label[:22] + f' ({len(found)})':<28} {median.row()}")
         count_per_job(args, counters)
     finally:
         counters.cleanup()
