@@ -96,3 +96,19 @@ def test_job_output_is_captured_and_shown_by_logs(workspace: Workspace) -> None:
     assert "out: hi" in shown.stdout and "err: hi" in shown.stdout and "child: hi" in shown.stdout
     execution = workspace.bgjobctl("logs", "--lines", "2")
     assert execution.stdout.count("\n") == 2 and "succeeded" in execution.stdout
+
+
+def test_a_jobs_package_that_does_not_import_fails_attempts_not_the_daemon(
+    workspace: Workspace,
+) -> None:
+    broken = workspace.root / "brokenjobs"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("class Echo:\n    def handle(self):\n        return (\n")
+    workspace.write_config({"jobs_package": "brokenjobs"})
+    daemon = workspace.start_daemon()
+    client = workspace.client()
+    job = client.wait(client.submit([JobSpec(class_name="Echo", method="handle")]).ids[0], 15)
+    assert job.state is JobState.FAILED
+    assert job.error is not None and job.error.type == "SyntaxError"
+    assert "cannot import the jobs package" in daemon.stderr
+    client.ping()
