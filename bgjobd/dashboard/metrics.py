@@ -1,0 +1,99 @@
+"""`/metrics` in the Prometheus text format, from a registry of the dashboard's own (the
+global one would mix in whatever else the process imported, and collide across tests).
+
+Attempt counters and durations are fed by the engine's attempt listeners; job counts, queue
+depth and workers are read from the store and the pool at scrape time, so they are true
+even for jobs that `run_job.py` wrote to the same store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from bgjobd.attempts import AttemptResult
+from bgjobd.engine import Engine
+from bgjobs.model import JobInfo, JobState, Outcome
+
+DURATION_BUCKETS: Final = (
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0
+)  # fmt: skip
+"""Jobs run from milliseconds to the default five-minute limit and beyond."""
+
+FAILED_OUTCOMES: Final = frozenset({Outcome.FAILED, Outcome.TIMED_OUT, Outcome.CRASHED})
+"""Attempts that count as failures: the job's fault, not a cancel or a daemon shutdown."""
+
+
+class _LiveState:
+    """Gauges computed when Prometheus scrapes."""
+
+    def __init__(self, engine: Engine, started_at: float) -> None:
+        self._engine = engine
+        self._started_at = started_at
+
+    def collect(self) -> Iterator[Metric]:
+        engine = self._engine
+        counts = engine.store.counts()
+        jobs = GaugeMetricFamily("bgjobs_jobs", "Jobs in the store by state.", labels=["state"])
+        for state in JobState:
+            jobs.add_metric([state.value], counts.get(state, 0))
+        yield jobs
+        yield GaugeMetricFamily(
+            "bgjobs_queue_depth",
+            "Jobs that are due and wait for a free worker.",
+            value=counts.get(JobState.QUEUED, 0),
+        )
+        yield GaugeMetricFamily(
+            "bgjobs_workers", "Worker processes of the daemon.", value=engine.attempts.pool.size
+        )
+        yield GaugeMetricFamily(
+            "bgjobs_workers_busy", "Workers running an attempt now.", value=engine.busy
+        )
+        yield GaugeMetricFamily(
+            "bgjobs_uptime_seconds",
+            "Seconds since the daemon started.",
+            value=time.time() - self._started_at,
+        )
+
+
+class Metrics:
+    def __init__(self, engine: Engine, started_at: float) -> None:
+        self.registry = CollectorRegistry()
+        self._attempts = Counter(
+            "bgjobs_attempts",
+            "Attempts finished, by job class and outcome.",
+            ["job_class", "outcome"],
+            registry=self.registry,
+        )
+        self._failures = Counter(
+            "bgjobs_attempt_failures",
+            "Attempts that failed, timed out or crashed, by job class.",
+            ["job_class"],
+            registry=self.registry,
+        )
+        self._durations = Histogram(
+            "bgjobs_attempt_duration_seconds",
+            "How long attempts ran, by job class.",
+            ["job_class"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_LiveState(engine, started_at))
+        # Series of every allow-listed class exist from the start, at zero, so that rates
+        # and alerts work before a class first fails.
+        for class_name in engine.config.settings.allowed_jobs:
+            self._failures.labels(class_name)
+            self._durations.labels(class_name)
+            for outcome in Outcome:
+                self._attempts.labels(class_name, outcome.value)
+
+    def on_attempt(self, job: JobInfo, result: AttemptResult) -> None:
+        """An engine attempt listener."""
+        self._attempts.labels(job.class_name, result.outcome.value).inc()
+        if result.outcome in FAILED_OUTCOMES:
+            self._failures.labels(job.class_name).inc()
+        self._durations.labels(job.class_name).observe(max(result.duration, 0.0))

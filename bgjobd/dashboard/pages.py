@@ -1,0 +1,50 @@
+"""The HTML pages: the jobs page and a job's detail page."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from bgjobd.dashboard import queries
+from bgjobd.dashboard.context import dashboard_of
+from bgjobd.dashboard.filters import BadFilter, parse_filters
+from bgjobd.dashboard.logtail import daemon_logs
+from bgjobd.dashboard.render import DEFAULT_PAGE, error_page, notice, render
+
+LOG_LINES = 60
+
+
+async def root(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound(DEFAULT_PAGE)
+
+
+async def jobs(request: web.Request) -> web.StreamResponse:
+    dashboard = dashboard_of(request)
+    try:
+        filters = parse_filters(request.query)
+    except BadFilter as exc:
+        return error_page(request, 400, str(exc))
+    now = time.time()
+    engine = dashboard.engine
+    return render(
+        request,
+        "jobs.html",
+        {
+            "filters": filters,
+            "stats": queries.stats(engine, dashboard.started_at, now),
+            "overview": None if filters.active else queries.overview(engine, dashboard.recent, now),
+            "listing": queries.listing(engine, filters, now) if filters.active else None,
+            "logs": await daemon_logs(dashboard.config.logs_dir, LOG_LINES),
+            "classes": sorted(dashboard.config.settings.allowed_jobs),
+            "notice": notice(request.query),
+        },
+    )
+
+
+async def job(request: web.Request) -> web.StreamResponse:
+    job_id = int(request.match_info["job_id"])
+    detail = await queries.detail(dashboard_of(request).engine, job_id)
+    if detail is None:
+        return error_page(request, 404, f"There is no job #{job_id}.")
+    return render(request, "job.html", {"detail": detail, "notice": notice(request.query)})

@@ -1,0 +1,131 @@
+"""What the pages and the API show, read from the engine and the store: a filtered listing,
+the overview's sections, a job's details, the daemon's figures."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Final
+
+import msgspec
+
+from bgjobd.dashboard import chart
+from bgjobd.dashboard.filters import FINISHED, Filters
+from bgjobd.dashboard.formatting import fmt_age
+from bgjobd.dashboard.logtail import tail_output
+from bgjobd.dashboard.present import job_detail, job_summary
+from bgjobd.dashboard.queue import dispatch_order, queue_head, queued_rows
+from bgjobd.dashboard.recent import RecentFinishes
+from bgjobd.engine import Engine
+from bgjobd.handlers.stats import collect
+from bgjobd.store.base import JobQuery, Store
+from bgjobs.model import JobInfo, JobState
+
+SECTION_LIMIT: Final = 10
+"""Jobs shown per section of the overview; the section links to its full listing."""
+
+
+def listing(engine: Engine, filters: Filters, now: float | None = None) -> dict[str, Any]:
+    """A page of the jobs matching the filters: the queue in dispatch order, the rest newest
+    first."""
+    now = time.time() if now is None else now
+    offset = (filters.page - 1) * filters.per_page
+    if filters.states == (JobState.QUEUED,):
+        queue = dispatch_order(engine, filters.class_name, filters.search)
+        rows = queued_rows(engine, queue, offset, filters.per_page, now)
+        total, order = len(queue.ids), "dispatch"
+    else:
+        jobs, total = engine.store.search(
+            JobQuery(
+                states=filters.states,
+                class_name=filters.class_name or None,
+                search=filters.search or None,
+                limit=filters.per_page,
+                offset=offset,
+            )
+        )
+        rows, order = [job_summary(job, now) for job in jobs], "newest"
+    return {
+        "jobs": rows,
+        "total": total,
+        "page": filters.page,
+        "per_page": filters.per_page,
+        "pages": max(1, math.ceil(total / filters.per_page)),
+        "order": order,
+        "filters": filters.as_json(),
+    }
+
+
+def overview(engine: Engine, recent: RecentFinishes, now: float | None = None) -> dict[str, Any]:
+    """The sections of the main page, each its first jobs and how many there are."""
+    now = time.time() if now is None else now
+    store = engine.store
+    counts = store.counts()
+    running, _ = store.search(
+        JobQuery(states=[JobState.RUNNING], limit=SECTION_LIMIT, oldest_first=True)
+    )
+    scheduled = [store.get(entry.job_id) for entry in store.scheduled(None, SECTION_LIMIT)]
+    failed, _ = store.search(JobQuery(states=[JobState.FAILED], limit=SECTION_LIMIT))
+
+    def section(state: str, rows: list[dict[str, Any]], total: int) -> dict[str, Any]:
+        return {"total": total, "jobs": rows, "more": f"/dashboard/jobs?state={state}"}
+
+    def rows(jobs: list[JobInfo]) -> list[dict[str, Any]]:
+        return [job_summary(job, now) for job in jobs]
+
+    return {
+        "running": section("running", rows(running), counts[JobState.RUNNING]),
+        "scheduled": section(
+            "scheduled",
+            rows([job for job in scheduled if job is not None]),
+            counts[JobState.SCHEDULED],
+        ),
+        "queued": section(
+            "queued", queue_head(engine, SECTION_LIMIT, now), counts[JobState.QUEUED]
+        ),
+        "recent": section(
+            "finished",
+            rows(recent.latest(store, SECTION_LIMIT)),
+            sum(counts[state] for state in FINISHED),
+        ),
+        "failed": section("failed", rows(failed), counts[JobState.FAILED]),
+    }
+
+
+def stats(engine: Engine, started_at: float, now: float | None = None) -> dict[str, Any]:
+    """The daemon's figures and the throughput of the last hour."""
+    now = time.time() if now is None else now
+    data: dict[str, Any] = msgspec.to_builtins(collect(engine, started_at))
+    series = throughput(engine.store, now)
+    data.update(
+        total=sum(data["counts"].values()),
+        busy=engine.busy,
+        worker_count=engine.attempts.pool.size,
+        uptime_text=fmt_age(data["uptime"]),
+        throughput=series,
+        chart=chart.bars(series),
+    )
+    return data
+
+
+def throughput(store: Store, now: float, minutes: int = chart.MINUTES) -> list[dict[str, Any]]:
+    """Jobs finished per minute by final state, oldest minute first, the current one last."""
+    first = int(now // 60) - minutes + 1
+    table = {minute: dict.fromkeys(FINISHED, 0) for minute in range(first, first + minutes)}
+    for minute, state, count in store.finished_per_minute(first * 60.0):
+        if minute in table and state in table[minute]:
+            table[minute][state] += count
+    return [
+        {"minute": minute * 60, **{state.value: n for state, n in per_state.items()}}
+        for minute, per_state in table.items()
+    ]
+
+
+async def detail(engine: Engine, job_id: int, now: float | None = None) -> dict[str, Any] | None:
+    """Everything about one job, or None when there is no such job."""
+    job = engine.store.get(job_id)
+    if job is None:
+        return None
+    chain = engine.store.chain(job.chain_id) if job.chain_id is not None else []
+    output = await tail_output(engine.config.job_output_dir / f"{job.id}.log")
+    return job_detail(job, chain, output, now)

@@ -1,0 +1,107 @@
+"""Starting and stopping the dashboard inside the daemon's event loop, and its routes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+from bgjobd.dashboard import actions, api, login, pages, render
+from bgjobd.dashboard.context import DASHBOARD, Dashboard
+from bgjobd.dashboard.live import LiveHub
+from bgjobd.dashboard.metrics import Metrics
+from bgjobd.dashboard.recent import RecentFinishes
+from bgjobd.dashboard.security import GUARD, MIDDLEWARES, Guard, check_exposure
+from bgjobd.listen import parse_address
+from bgjobs.errors import BgjobsError, ConfigError
+
+if TYPE_CHECKING:
+    from bgjobd.app import Daemon
+
+SHUTDOWN_SECONDS = 2.0
+"""How long open requests may take to finish when the daemon stops."""
+
+JOB = r"{job_id:\d{1,18}}"
+
+
+def make_app(dashboard: Dashboard, guard: Guard) -> web.Application:
+    app = web.Application(middlewares=MIDDLEWARES)
+    app[DASHBOARD] = dashboard
+    app[GUARD] = guard
+    render.setup(app)
+    router = app.router
+    router.add_get("/", pages.root)
+    router.add_get("/dashboard/jobs", pages.jobs)
+    router.add_get(f"/dashboard/jobs/{JOB}", pages.job)
+    router.add_get("/login", login.form)
+    router.add_post("/login", login.submit)
+    router.add_post("/logout", login.logout)
+    router.add_get("/api/jobs", api.list_jobs)
+    router.add_get(f"/api/jobs/{JOB}", api.get_job)
+    router.add_post(f"/api/jobs/{JOB}/cancel", actions.cancel)
+    router.add_post(f"/api/jobs/{JOB}/retry", actions.retry)
+    router.add_post("/api/jobs/retry-failed", actions.retry_failed)
+    router.add_get("/api/stats", api.stats)
+    router.add_get("/api/overview", api.overview)
+    router.add_get("/api/logs", api.logs)
+    router.add_get("/api/events", api.events)
+    router.add_get("/metrics", make_aiohttp_handler(dashboard.metrics.registry))
+    router.add_static("/static/", render.STATIC)
+    return app
+
+
+class DashboardService:
+    def __init__(self, runner: web.AppRunner, dashboard: Dashboard, url: str) -> None:
+        self._runner = runner
+        self._dashboard = dashboard
+        self.url = url
+
+    async def stop(self) -> None:
+        dashboard = self._dashboard
+        dashboard.live.close()
+        listeners = dashboard.engine.attempt_listeners
+        for listener in (dashboard.metrics.on_attempt, dashboard.recent.on_attempt):
+            if listener in listeners:
+                listeners.remove(listener)
+        await self._runner.cleanup()
+
+
+async def start_dashboard(daemon: Daemon) -> DashboardService:
+    """Serve the dashboard on `[dashboard] listen`; ConfigError when that address is not
+    loopback and no token is set (the daemon then refuses to start)."""
+    settings = daemon.config.settings.dashboard
+    engine = daemon.engine
+    if engine is None:
+        raise RuntimeError("start_dashboard needs the daemon's engine")
+    try:
+        host, port = parse_address(settings.listen, "dashboard.listen")
+    except BgjobsError as exc:
+        raise ConfigError(str(exc)) from None
+    token = settings.token or None
+    check_exposure(host, token)
+    dashboard = Dashboard(
+        engine=engine,
+        started_at=daemon.started_at,
+        live=LiveHub(engine.events),
+        metrics=Metrics(engine, daemon.started_at),
+        recent=RecentFinishes(),
+    )
+    runner = web.AppRunner(
+        make_app(dashboard, Guard(token=token, listen_host=host, port=port)),
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_SECONDS,
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise BgjobsError(
+            f"dashboard.listen: cannot listen on {settings.listen}: {exc.strerror or exc}"
+        ) from None
+    engine.attempt_listeners.extend([dashboard.metrics.on_attempt, dashboard.recent.on_attempt])
+    bound_port = runner.addresses[0][1] if runner.addresses else port
+    url = f"http://{f'[{host}]' if ':' in host else host}:{bound_port}/"
+    daemon.say(f"dashboard on {url}" + (" (login with dashboard.token)" if token else ""))
+    return DashboardService(runner, dashboard, url)
