@@ -364,7 +364,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="instead of profiling: W1/W2 with one cost removed at a time (bench/experiments.py)",
     )
+    parser.add_argument(
+        "--micro", action="store_true", help="instead: per-operation costs (bench/micro.py)"
+    )
     args = parser.parse_args(argv)
+    if args.micro:
+        from bench import micro
+
+        micro.main()
+        return 0
     args.phases = [phase for phase in args.phases.split(",") if phase]
     if set(args.phases) - set(PHASES):
         parser.error(f"--phases: choose from {', '.join(PHASES)}")
