@@ -111,7 +111,7 @@ def print_job(job: JobInfo, chain: Sequence[JobInfo] = ()) -> None:
             ("#", "OUTCOME", "STARTED", "DURATION", "PID", "ERROR"),
             [
                 (
-                    str(attempt.number),
+                    attempt.label,
                     attempt.outcome.value if attempt.outcome else "running",
                     when(attempt.started_at),
                     "-" if attempt.duration is None else f"{attempt.duration:.3f}s",

@@ -175,9 +175,16 @@ class Daemon:
         except ConfigError as exc:
             self.say(f"reload refused, keeping the running configuration: {exc}", error=True)
             return
-        for key in ("socket", "storage", "transport", "listen", "workers", "fsync"):
-            if getattr(new.settings.daemon, key) != getattr(self.config.settings.daemon, key):
-                self.log.warning(NO_JOB, f"daemon.{key} changed; it applies after a restart")
+        old_settings = self.config.settings
+        for table, keys in (
+            ("daemon", ("socket", "storage", "transport", "listen", "workers", "fsync")),
+            ("dashboard", ("enabled", "listen", "token")),
+        ):
+            for key in keys:
+                if getattr(getattr(new.settings, table), key) != getattr(
+                    getattr(old_settings, table), key
+                ):
+                    self.log.warning(NO_JOB, f"{table}.{key} changed; it applies after a restart")
         self.config = new
         assert self.engine is not None
         self.engine.attempts.config = new

@@ -175,7 +175,7 @@ class Engine:
                 self._publish_later(job)
                 result = await self.attempts.run(worker, job, job.attempts)
                 self._finish(job, result)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  # one job's trouble must not stop the daemon
             self.log.error(NO_JOB, f"job {entry.job_id}: internal error: {exc!r}")
             if job is not None and not started:
                 self.scheduler.add_ready(entry)  # the claim was rolled back: still queued

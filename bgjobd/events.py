@@ -11,9 +11,10 @@ Listener = Callable[[JobEvent], None]
 
 
 class EventHub:
-    def __init__(self) -> None:
+    def __init__(self, on_error: Callable[[str], None] = lambda message: None) -> None:
         self._listeners: dict[int, tuple[frozenset[int], Listener]] = {}
         self._next_token = 0
+        self._on_error = on_error
 
     def subscribe(self, listener: Listener, job_ids: Collection[int] = ()) -> int:
         """Call `listener` for events of these jobs (every job when empty); returns a token
@@ -43,4 +44,7 @@ class EventHub:
         )
         for job_ids, listener in list(self._listeners.values()):
             if not job_ids or job.id in job_ids:
-                listener(event)
+                try:
+                    listener(event)
+                except Exception as exc:  # noqa: BLE001  # one bad listener must not stop the rest
+                    self._on_error(f"an event listener failed: {exc!r}")

@@ -42,7 +42,7 @@ class Journal:
         callbacks, self._callbacks = self._callbacks, []
         try:
             self.store.commit()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  # reported to every waiter and logged
             self.store.rollback()
             self._on_error(f"commit failed, the batch was rolled back: {exc}")
             if pending is not None and not pending.done():

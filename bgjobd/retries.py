@@ -50,7 +50,7 @@ class RetryPolicy:
         if self.max_delay is not None:
             delay = min(delay, self.max_delay)
         if self.jitter:
-            delay = random.uniform(delay / 2, delay)  # noqa: S311 - spreading, not secrecy
+            delay = random.uniform(delay / 2, delay)  # noqa: S311  # spreading, not secrecy
         return delay
 
 

@@ -93,6 +93,10 @@ class Scheduler:
         """The ready jobs in dispatch order (for listings; sorts a copy)."""
         return [item[3] for item in sorted(self._ready)]
 
+    def first_ready(self, count: int) -> list[WaitingEntry]:
+        """The next `count` ready jobs in dispatch order, without sorting the whole queue."""
+        return [item[3] for item in heapq.nsmallest(count, self._ready)]
+
     # the timer -----------------------------------------------------------------------------
 
     def start(self) -> None:

@@ -172,7 +172,7 @@ class Connection(asyncio.Protocol):
     def _handle(self, context: Context, request: Request) -> None:
         try:
             outcome = dispatch(context, request)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  # every failure becomes a typed Error reply
             self._send(self._error_reply(request.rid, exc))
             return
         if isinstance(outcome, Coroutine):
@@ -187,7 +187,7 @@ class Connection(asyncio.Protocol):
             reply = await outcome
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  # every failure becomes a typed Error reply
             reply = self._error_reply(rid, exc)
         self._send(reply)
 

@@ -89,6 +89,7 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
 
 class AttemptInfo(msgspec.Struct, frozen=True, kw_only=True):
     number: int
+    """1-based within its round."""
     started_at: datetime
     finished_at: datetime | None = None
     outcome: Outcome | None = None
@@ -96,6 +97,12 @@ class AttemptInfo(msgspec.Struct, frozen=True, kw_only=True):
     worker_pid: int | None = None
     error: ErrorInfo | None = None
     duration: float | None = None
+    round: int = 1
+    """1 for the job's first attempts; each retry by a user starts the next round."""
+
+    @property
+    def label(self) -> str:
+        return str(self.number) if self.round == 1 else f"{self.number} (retry {self.round - 1})"
 
 
 class ChainLink(msgspec.Struct, frozen=True, array_like=True):

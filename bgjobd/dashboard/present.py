@@ -100,7 +100,7 @@ def job_summary(job: JobInfo, now: float | None = None) -> dict[str, Any]:
 def attempt_row(attempt: AttemptInfo) -> dict[str, Any]:
     error = attempt.error
     return {
-        "number": attempt.number,
+        "number": attempt.label,
         "started_at_text": fmt_time(attempt.started_at),
         "finished_at_text": fmt_time(attempt.finished_at),
         "duration_text": fmt_duration(attempt.duration),

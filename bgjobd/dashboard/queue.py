@@ -51,7 +51,9 @@ def queue_head(engine: Engine, limit: int, now: float) -> list[dict[str, Any]]:
     jobs in order, each checked against the store. Only when they do not fill the section
     (a short queue, or jobs held by a concurrency limit) is the whole queue ordered."""
     rows: list[dict[str, Any]] = []
-    for job_id in dict.fromkeys(entry.job_id for entry in engine.scheduler.ready_entries()):
+    # Cancelled jobs linger in the ready heap until popped: look a little further.
+    head = engine.scheduler.first_ready(limit * 2 + 16)
+    for job_id in dict.fromkeys(entry.job_id for entry in head):
         if len(rows) == limit:
             return rows
         job = engine.store.get(job_id)

@@ -24,7 +24,7 @@ from bgjobs.protocol import (
 )
 
 
-def dispatch(  # noqa: C901, PLR0911 - one arm per request kind is the point
+def dispatch(  # noqa: C901, PLR0911  # one arm per request kind
     ctx: Context, request: Request
 ) -> Reply | Coroutine[Any, Any, Reply]:
     """The reply, or for requests that wait (a commit, a kill) a coroutine that makes it."""

@@ -8,6 +8,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     state TEXT NOT NULL,
     run_at REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
+    round INTEGER NOT NULL DEFAULT 1,      -- 1, then +1 each time a user retries the job
     max_attempts INTEGER NOT NULL,
     timeout REAL NOT NULL,
     created_at REAL NOT NULL,
@@ -38,6 +39,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     seq INTEGER PRIMARY KEY,
     job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
     number INTEGER NOT NULL,
+    round INTEGER NOT NULL DEFAULT 1,
     started_at REAL NOT NULL,
     finished_at REAL,
     outcome TEXT,

@@ -195,7 +195,7 @@ class SQLiteStore(Store):
 
     def _history(self, job_id: int) -> list[AttemptInfo]:
         rows = self._db.execute(
-            "SELECT number, started_at, finished_at, outcome, worker_pid, error, duration "
+            "SELECT number, started_at, finished_at, outcome, worker_pid, error, duration, round "
             "FROM attempts WHERE job_id = ? ORDER BY seq",
             (job_id,),
         )
@@ -208,8 +208,9 @@ class SQLiteStore(Store):
                 worker_pid=pid,
                 error=None if error is None else _decode_error(error),
                 duration=duration,
+                round=round_number,
             )
-            for number, started, finished, outcome, pid, error, duration in rows
+            for number, started, finished, outcome, pid, error, duration, round_number in rows
         ]
 
     def search(self, query: JobQuery) -> tuple[list[JobInfo], int]:
@@ -326,8 +327,9 @@ class SQLiteStore(Store):
         if row is None:
             return None
         self._write(
-            "INSERT INTO attempts (job_id, number, started_at, worker_pid) VALUES (?,?,?,?)",
-            (job_id, row[7], now, worker_pid),
+            "INSERT INTO attempts (job_id, number, round, started_at, worker_pid) "
+            "SELECT id, attempts, round, ?, ? FROM jobs WHERE id = ?",
+            (now, worker_pid, job_id),
         )
         started = AttemptInfo(
             number=row[7], started_at=datetime.fromtimestamp(now, UTC), worker_pid=worker_pid
@@ -395,10 +397,11 @@ class SQLiteStore(Store):
     def requeue(self, job_id: int, now: float, *, reset_attempts: bool) -> JobInfo | None:
         row = self._write(
             "UPDATE jobs SET state = 'queued', run_at = ?, finished_at = NULL, reason = NULL, "
-            "result = NULL, attempts = CASE WHEN ? THEN 0 ELSE attempts END "
+            "result = NULL, attempts = CASE WHEN ? THEN 0 ELSE attempts END, "
+            "round = round + CASE WHEN ? THEN 1 ELSE 0 END "
             "WHERE id = ? AND state IN ('failed', 'cancelled', 'waiting') "
             f"RETURNING {_COLUMNS}",
-            (now, reset_attempts, job_id),
+            (now, reset_attempts, reset_attempts, job_id),
         ).fetchone()
         return None if row is None else _row_to_job(row)
 

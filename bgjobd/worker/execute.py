@@ -25,7 +25,11 @@ class NotRunnable(Exception):
 
 def describe_error(exc: BaseException) -> ErrorInfo:
     hierarchy = [_dotted(cls) for cls in type(exc).__mro__ if issubclass(cls, BaseException)]
-    text = "".join(traceback.format_exception(exc))
+    # The first frame is our own call into the job: leave it out of the job's traceback.
+    origin = exc.__traceback__
+    if origin is not None and origin.tb_frame.f_code is run.__code__:
+        origin = origin.tb_next
+    text = "".join(traceback.format_exception(type(exc), exc, origin))
     return ErrorInfo(
         type=type(exc).__name__,
         message=str(exc)[:_MESSAGE_LIMIT],
@@ -66,7 +70,7 @@ def run(setup: Setup, package: ModuleType, request: RunAttempt) -> AttemptDone:
             import asyncio  # only for async jobs: it would double a worker's memory
 
             value = asyncio.run(value)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  # whatever the job raises is its failure
         return _failed(request, exc, time.perf_counter() - started)
     return _succeeded(request, value, time.perf_counter() - started)
 

@@ -114,7 +114,7 @@ def main(argv: list[str]) -> int:
         sys.path.insert(0, setup.base_dir)
         try:
             package = execute.import_jobs(setup)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  # reported; each attempt then fails with it
             send(Ready(pid=os.getpid(), import_error=execute.describe_error(exc)))
             return _serve_broken(commands, send, exc)
         send(Ready(pid=os.getpid()))

@@ -145,6 +145,13 @@ def test_requeue_resets_attempts(store: Store) -> None:
     again = store.requeue(job_id, time.time(), reset_attempts=True)
     assert again is not None and again.state is JobState.QUEUED and again.attempts == 0
     assert store.requeue(job_id, time.time(), reset_attempts=True) is None  # not failed now
+    store.claim(job_id, "me", 2, time.time())
+    job = store.get(job_id)
+    assert job is not None
+    assert [(a.number, a.round, a.label) for a in job.history] == [
+        (1, 1, "1"),
+        (1, 2, "1 (retry 1)"),
+    ]
 
 
 def test_scheduled_window_is_keyed_by_time_then_id(store: Store) -> None:
