@@ -34,6 +34,7 @@ HOT_PATH: list[tuple[str, tuple[str, ...]]] = [
     ("submit: spec -> rows", ("build (bgjobd/submission.py", "check_allowed", "refusal")),
     ("store: INSERT job (+ count trigger)", ("SQLiteStore.add",)),
     ("store: COMMIT (group commit)", ("Journal.flush", "SQLiteStore.commit")),
+    ("store: WAL checkpoint (its own thread)", ("_Checkpointer.",)),
     ("frames out: encode + write", ("Connection._send", "Connection._finish")),
     ("scheduler heaps + pump", ("Scheduler.", "Engine._pump", "ConcurrencyLimits.")),
     ("store: claim (UPDATE + INSERT attempt)", ("SQLiteStore.claim",)),
