@@ -4,6 +4,7 @@ reconnected transparently in a forked child."""
 from __future__ import annotations
 
 import os
+import select
 import socket
 import threading
 import time
@@ -125,6 +126,15 @@ class Connection:
             if reply.rid == rid or (reply.rid == 0 and not isinstance(reply, Event)):
                 return reply
 
+    def hung_up(self) -> bool:
+        """Whether the daemon closed this connection while it sat idle (e.g. it restarted),
+        found without sending anything, so a request is never sent twice."""
+        try:
+            readable, _, _ = select.select([self._sock], [], [], 0)
+            return bool(readable) and self._sock.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
     def settimeout(self, timeout: float | None) -> None:
         self._sock.settimeout(timeout)
 
@@ -178,6 +188,9 @@ class Client:
     def _call(self, request: Request, kind: type[_R]) -> _R:
         with self._lock:
             connection = self._connection
+            if connection is not None and connection.pid == os.getpid() and connection.hung_up():
+                connection.close()
+                connection = None
             if connection is None or connection.pid != os.getpid():
                 # A forked child must not share its parent's socket: open its own.
                 connection = self._connection = Connection(self.address, self.timeout)

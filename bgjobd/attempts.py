@@ -21,8 +21,10 @@ from bgjobd.workers import WorkerDied, WorkerProcess
 from bgjobs.config import Config
 from bgjobs.model import ErrorInfo, JobInfo, Outcome
 
-LOCK_WATCH_SECONDS: Final = 0.5
-"""How often running attempts check their lock file: deleting it cancels the job."""
+LOCK_WATCH_SECONDS: Final = 0.3
+"""How often running attempts check their lock file: deleting it cancels the job. It must be
+missing at two checks in a row, because a worker removes it just before it reports the end
+of the attempt."""
 LOCK_REMOVED: Final = "lock file removed"
 
 
@@ -53,6 +55,12 @@ class RunningAttempt:
     stop_reason: Outcome | None = None
     cancel_reason: str | None = None
     stopping: asyncio.Task[None] | None = None
+    has_lock: bool = False
+    """The worker reported its lock file made: from then on, its absence means cancel."""
+    lock_missing: int = 0
+
+    def lock_made(self) -> None:
+        self.has_lock = True
 
 
 def job_tag(job: JobInfo, number: int, max_attempts: int | None = None) -> str:
@@ -106,23 +114,7 @@ class Attempts:
     async def run(self, worker: WorkerProcess, job: JobInfo, number: int) -> AttemptResult:
         """Run attempt `number` of `job` in `worker` (from `worker()`)."""
         lock_path = locks.lock_path(self.config.locks_dir, job.class_name, job.method, job.id)
-        started = time.time()
-        try:
-            locks.acquire(
-                lock_path,
-                locks.make_info(
-                    job.id,
-                    job.class_name,
-                    job.method,
-                    pid=worker.pid,
-                    attempt=number,
-                    owner=self.owner,
-                ),
-            )
-        except locks.LockHeld as exc:
-            error = ErrorInfo(type="LockHeld", message=str(exc), hierarchy=["LockHeld"])
-            return AttemptResult(Outcome.FAILED, started, time.time(), None, error=error)
-        running = RunningAttempt(job, number, worker, lock_path, started_at=started)
+        running = RunningAttempt(job, number, worker, lock_path, started_at=time.time())
         self.running[job.id] = running
         self.log.info(
             job.label,
@@ -132,24 +124,25 @@ class Attempts:
         loop = asyncio.get_running_loop()
         deadline = loop.call_later(job.timeout, self._on_deadline, running)
         try:
-            done = await worker.run(self._request(job, number))
+            done = await worker.run(self._request(job, number, lock_path), running.lock_made)
         except WorkerDied as exc:
+            locks.release(lock_path)  # the worker could not remove it: it was killed
             return self._stopped_result(running, exc)
         finally:
             deadline.cancel()
             self.running.pop(job.id, None)
-            locks.release(lock_path)
         return self._done_result(running, done)
 
-    def _request(self, job: JobInfo, number: int) -> RunAttempt:
-        output = self.config.job_output_dir / f"{job.id}.log"
+    def _request(self, job: JobInfo, number: int, lock_path: Path) -> RunAttempt:
         return RunAttempt(
             job_id=job.id,
             attempt=number,
             class_name=job.class_name,
             method=job.method,
             params=job.params,
-            output_path=str(output),
+            output_path=str(self.config.job_output_dir / f"{job.id}.log"),
+            lock_path=str(lock_path),
+            owner=self.owner,
         )
 
     def _on_deadline(self, running: RunningAttempt) -> None:
@@ -204,7 +197,10 @@ class Attempts:
         while True:
             await asyncio.sleep(LOCK_WATCH_SECONDS)
             for running in list(self.running.values()):
-                if running.stopping is None and not running.lock_path.exists():
+                if not running.has_lock or running.stopping is not None:
+                    continue
+                running.lock_missing = 0 if running.lock_path.exists() else running.lock_missing + 1
+                if running.lock_missing >= 2:
                     self._stop(running, Outcome.CANCELLED, LOCK_REMOVED)
 
 

@@ -57,6 +57,7 @@ class Engine:
         self._draining = False
         self._cancel_waiters: dict[int, asyncio.Event] = {}
         self._recent_finishes: deque[float] = deque()
+        self._loop = asyncio.get_running_loop()
         self.attempt_listeners: list[Callable[[JobInfo, AttemptResult], None]] = []
         """Called after every attempt with the job (as it ran) and how it ended: metrics."""
 
@@ -88,9 +89,13 @@ class Engine:
 
     # submitting ----------------------------------------------------------------------------
 
-    async def submit(self, specs: Sequence[JobSpec]) -> list[tuple[list[int], bool]]:
-        """Store the jobs (all or none); once committed, return per spec the ids of its
-        links (one for a plain job) and whether it already existed (`unique`)."""
+    def submit(self, specs: Sequence[JobSpec]) -> asyncio.Future[list[tuple[list[int], bool]]]:
+        """Store the jobs (all or none). The future gives, once they are committed, per spec
+        the ids of its links (one for a plain job) and whether it already existed
+        (`unique`). Refusals and bad parameters raise at once, storing nothing.
+
+        A future rather than a coroutine: a submit is the hottest request, and this way its
+        reply goes out from the commit's callback without a task of its own."""
         now = time.time()
         built: list[list[NewJob]] = []
         for spec in specs:
@@ -103,7 +108,7 @@ class Engine:
                 )
                 raise
         results: list[tuple[list[int], bool]] = []
-        added: list[tuple[list[NewJob], list[int]]] = []
+        added: list[tuple[NewJob, list[int]]] = []
         for rows in built:
             key = rows[0].unique_key
             existing = self.store.find_live_unique(key) if key else None
@@ -111,13 +116,21 @@ class Engine:
                 results.append(([existing], True))
                 continue
             ids = self.store.add(rows)
-            added.append((rows, ids))
+            added.append((rows[0], ids))
             results.append((ids, False))
-        await self.journal.committed()
-        for rows, ids in added:
-            self._accepted(rows[0], ids)
-        self._pump()
-        return results
+        accepted: asyncio.Future[list[tuple[list[int], bool]]] = self._loop.create_future()
+
+        def on_commit(committed: asyncio.Future[None]) -> None:
+            if committed.exception() is not None:
+                accepted.set_exception(committed.exception())  # type: ignore[arg-type]
+                return
+            for row, ids in added:
+                self._accepted(row, ids)
+            self._pump()
+            accepted.set_result(results)
+
+        self.journal.committed().add_done_callback(on_commit)
+        return accepted
 
     def _accepted(self, row: NewJob, ids: list[int]) -> None:
         job_id = ids[0]
@@ -170,7 +183,9 @@ class Engine:
                 job = self.store.claim(entry.job_id, self.owner, worker.pid, time.time())
                 if job is None:
                     return  # cancelled (or claimed elsewhere) since it was queued
-                await self.journal.committed()
+                # The claim is committed with this loop iteration's batch; the attempt does
+                # not wait for it. A crash in between re-runs the job from `queued`.
+                self.journal.committed()
                 started = True
                 self._publish_later(job)
                 result = await self.attempts.run(worker, job, job.attempts)

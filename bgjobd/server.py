@@ -175,12 +175,18 @@ class Connection(asyncio.Protocol):
         except Exception as exc:  # noqa: BLE001  # every failure becomes a typed Error reply
             self._send(self._error_reply(request.rid, exc))
             return
-        if isinstance(outcome, Coroutine):
+        if isinstance(outcome, asyncio.Future):
+            outcome.add_done_callback(lambda done: self._reply_from(request.rid, done))
+        elif isinstance(outcome, Coroutine):
             task = asyncio.create_task(self._finish(request.rid, outcome))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         else:
             self._send(outcome)
+
+    def _reply_from(self, rid: int, done: asyncio.Future[Reply]) -> None:
+        error = done.exception()
+        self._send(self._error_reply(rid, error) if error is not None else done.result())
 
     async def _finish(self, rid: int, outcome: Coroutine[Any, Any, Reply]) -> None:
         try:
@@ -191,7 +197,7 @@ class Connection(asyncio.Protocol):
             reply = self._error_reply(rid, exc)
         self._send(reply)
 
-    def _error_reply(self, rid: int, exc: Exception) -> Error:
+    def _error_reply(self, rid: int, exc: BaseException) -> Error:
         if isinstance(exc, RequestFailed):
             return Error(rid=rid, code=exc.code, message=str(exc))
         if isinstance(exc, RefusedError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from typing import Any
 
@@ -17,6 +16,8 @@ from bgjobs.protocol import ErrorCode
 
 
 def unique_key(class_name: str, method: str, params: list[Any]) -> str:
+    import hashlib  # only `unique` jobs need it; the daemon is smaller without
+
     digest = hashlib.sha256(msgspec.msgpack.encode([class_name, method, params]))
     return digest.hexdigest()[:32]
 

@@ -8,10 +8,11 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 
 import msgspec
 
-from bgjobd.worker.messages import AttemptDone, FromWorker, Ready, RunAttempt, Setup
+from bgjobd.worker.messages import AttemptDone, FromWorker, Ready, RunAttempt, Setup, Started
 from bgjobs.protocol import FrameEncoder, FrameError, FrameReader
 
 STARTUP_TIMEOUT = 30.0
@@ -129,15 +130,20 @@ class WorkerProcess:
             return await asyncio.wait_for(self._process.wait(), 5.0)
         return None
 
-    async def run(self, request: RunAttempt) -> AttemptDone:
-        """Run one attempt; raises WorkerDied if the process dies (or is killed) first."""
+    async def run(
+        self, request: RunAttempt, on_started: Callable[[], None] = lambda: None
+    ) -> AttemptDone:
+        """Run one attempt; raises WorkerDied if the process dies (or is killed) first.
+        `on_started` is called once the worker holds the lock file and calls the job."""
         self.busy_with = request.job_id
         self.attempts_run += 1
         try:
             self._send(request)
             while True:
                 message = await self._receive()
-                if isinstance(message, AttemptDone) and message.job_id == request.job_id:
+                if isinstance(message, Started) and message.job_id == request.job_id:
+                    on_started()
+                elif isinstance(message, AttemptDone) and message.job_id == request.job_id:
                     return message
         finally:
             self.busy_with = None

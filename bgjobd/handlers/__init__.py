@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
@@ -26,8 +27,9 @@ from bgjobs.protocol import (
 
 def dispatch(  # noqa: C901, PLR0911  # one arm per request kind
     ctx: Context, request: Request
-) -> Reply | Coroutine[Any, Any, Reply]:
-    """The reply, or for requests that wait (a commit, a kill) a coroutine that makes it."""
+) -> Reply | asyncio.Future[Reply] | Coroutine[Any, Any, Reply]:
+    """The reply; or, for requests that wait (a commit, a kill), a future or a coroutine
+    that makes it."""
     match request:
         case Ping():
             return ping.handle(request)

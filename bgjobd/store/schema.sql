@@ -26,8 +26,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     oneshot INTEGER NOT NULL DEFAULT 0     -- run by run_job.py, never by the daemon
 );
 
-CREATE INDEX IF NOT EXISTS jobs_waiting ON jobs (state, run_at, id)
-    WHERE state IN ('scheduled', 'queued');
+-- The scheduler's window reads (state, oneshot = 0) in (run_at, id) order.
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, oneshot, run_at, id);
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, id);
 CREATE INDEX IF NOT EXISTS jobs_by_class ON jobs (class_name, id);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;

@@ -11,7 +11,6 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
@@ -34,6 +33,7 @@ _COLUMNS: Final = (
     "chain_id, chain_position, chain_length, unique_key"
 )
 _PRIORITIES: Final = (Priority.HIGH, Priority.MEDIUM, Priority.LOW)
+SCHEMA: Final = Path(__file__).with_name("schema.sql")
 _BUSY_TIMEOUT_MS: Final = 10_000
 _CHECKPOINT_SECONDS: Final = 0.5
 _encode = msgspec.msgpack.Encoder().encode
@@ -113,8 +113,7 @@ class SQLiteStore(Store):
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
         self._db.execute("PRAGMA foreign_keys = ON")
-        schema = resources.files("bgjobd.store").joinpath("schema.sql").read_text()
-        self._db.executescript(schema)
+        self._db.executescript(SCHEMA.read_text())
         self._checkpointer: _Checkpointer | None = None
         if background_checkpoints:
             self._db.execute("PRAGMA wal_autocheckpoint = 0")

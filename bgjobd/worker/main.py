@@ -19,10 +19,21 @@ import threading
 import types
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Final
 
+from bgjobd import locks
 from bgjobd.worker import execute
-from bgjobd.worker.messages import AttemptDone, FromWorker, Ready, RunAttempt, Setup, ToWorker
+from bgjobd.worker.messages import (
+    AttemptDone,
+    FromWorker,
+    Ready,
+    RunAttempt,
+    Setup,
+    Started,
+    ToWorker,
+)
+from bgjobs.model import ErrorInfo
 from bgjobs.protocol import FrameEncoder, FrameReader
 
 _TERMINATED_EXIT: Final = 128 + signal.SIGTERM
@@ -120,17 +131,49 @@ def main(argv: list[str]) -> int:
         send(Ready(pid=os.getpid()))
         while isinstance(request := commands.next(), RunAttempt):
             commands.busy = True
-            output.capture(request.output_path)
             try:
-                done = execute.run(setup, package, request)
+                done = _attempt(request, setup, package, output, send)
             finally:
-                output.release()
                 commands.busy = False
             send(done)
     except Terminated:
         output.release()
         return _TERMINATED_EXIT
     return 0
+
+
+def _attempt(
+    request: RunAttempt,
+    setup: Setup,
+    package: ModuleType,
+    output: Output,
+    send: Callable[[FromWorker], None],
+) -> AttemptDone:
+    """One attempt between its lock file's creation and removal (done here, in the worker,
+    so the daemon's event loop never waits on the disk for it)."""
+    lock = Path(request.lock_path)
+    info = locks.make_info(
+        request.job_id,
+        request.class_name,
+        request.method,
+        pid=os.getpid(),
+        attempt=request.attempt,
+        owner=request.owner,
+    )
+    try:
+        locks.acquire(lock, info)
+    except locks.LockHeld as exc:
+        error = ErrorInfo(type="LockHeld", message=str(exc), hierarchy=["LockHeld"])
+        return AttemptDone(
+            job_id=request.job_id, attempt=request.attempt, duration=0.0, error=error
+        )
+    send(Started(job_id=request.job_id))
+    output.capture(request.output_path)
+    try:
+        return execute.run(setup, package, request)
+    finally:
+        output.release()
+        locks.release(lock)
 
 
 def _serve_broken(commands: CommandPipe, send: Callable[[FromWorker], None], exc: Exception) -> int:

@@ -29,12 +29,22 @@ class RunAttempt(msgspec.Struct, tag=True, frozen=True, kw_only=True):
     method: str
     params: list[Any]
     output_path: str
+    lock_path: str
+    """The worker creates this lock file before the job runs and removes it after (the
+    daemon removes it when it had to kill the worker)."""
+    owner: str
 
 
 class Ready(msgspec.Struct, tag=True, frozen=True, kw_only=True):
     pid: int
     import_error: ErrorInfo | None = None
     """Set when the jobs package failed to import; every attempt then fails with it."""
+
+
+class Started(msgspec.Struct, tag=True, frozen=True, kw_only=True):
+    """The lock file exists and the job is being called."""
+
+    job_id: int
 
 
 class AttemptDone(msgspec.Struct, tag=True, frozen=True, kw_only=True):
@@ -51,4 +61,4 @@ class AttemptDone(msgspec.Struct, tag=True, frozen=True, kw_only=True):
 
 
 ToWorker = Setup | RunAttempt
-FromWorker = Ready | AttemptDone
+FromWorker = Ready | Started | AttemptDone

@@ -148,3 +148,12 @@ def test_the_asyncio_twin(configured: Workspace) -> None:
 
     with pytest.raises(JobFailed, match="ValueError: async"):
         asyncio.run(failing())
+
+
+def test_a_restarted_daemon_is_reached_again_without_falling_back(configured: Workspace) -> None:
+    daemon = configured.start_daemon()
+    assert run_background_job("Echo", "handle", [1], fallback="error").wait(10) == [1]
+    assert daemon.stop() == 0
+    configured.start_daemon()
+    handle = run_background_job("Echo", "handle", [2], fallback="error")
+    assert handle.id is not None and handle.wait(10) == [2]
