@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from bgjobd import locks
+from bgjobd import capture, locks
 from bgjobd.joblog import JobLog, describe_params
 from bgjobd.pool import WorkerPool
 from bgjobd.retries import TIMEOUT_ERROR, Decision, Directive
@@ -126,7 +126,10 @@ class Attempts:
         try:
             done = await worker.run(self._request(job, number, lock_path), running.lock_made)
         except WorkerDied as exc:
-            locks.release(lock_path)  # the worker could not remove it: it was killed
+            # The worker could not clean up after itself: it was killed.
+            locks.release(lock_path)
+            output_dir = self.config.job_output_dir
+            capture.salvage(output_dir, worker.pid, output_dir / f"{job.id}.log")
             return self._stopped_result(running, exc)
         finally:
             deadline.cancel()

@@ -183,9 +183,8 @@ class Engine:
                 job = self.store.claim(entry.job_id, self.owner, worker.pid, time.time())
                 if job is None:
                     return  # cancelled (or claimed elsewhere) since it was queued
-                # The claim is committed with this loop iteration's batch; the attempt does
-                # not wait for it. A crash in between re-runs the job from `queued`.
-                self.journal.committed()
+                # The claim commits with the next batch; the attempt does not wait for it.
+                # A crash before that re-runs the job from `queued`.
                 started = True
                 self._publish_later(job)
                 result = await self.attempts.run(worker, job, job.attempts)

@@ -1,16 +1,22 @@
-"""Group commit: store writes run at once on the event loop's thread, and one commit per
-loop iteration makes all of them durable together.
+"""Group commit: store writes run at once on the event loop's thread, and one commit makes
+all of them durable together.
 
-A submit is acknowledged only after `await journal.committed()`, so however many clients
-submit at the same moment, they share one commit instead of paying one each.
+A submit is acknowledged only after `journal.committed()`, which commits at the end of
+the loop iteration, so however many clients submit at the same moment they share one
+commit. Any other write (a claim, an attempt's outcome) opens a transaction that commits
+with the next submit's, or within LAZY_COMMIT_SECONDS when none comes: fewer commits,
+each carrying more, and never a transaction left open.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Final
 
 from bgjobd.store.base import Store
+
+LAZY_COMMIT_SECONDS: Final = 0.002
 
 
 class CommitFailed(Exception):
@@ -23,6 +29,8 @@ class Journal:
         self._on_error = on_error
         self._pending: asyncio.Future[None] | None = None
         self._callbacks: list[Callable[[], None]] = []
+        self._lazy: asyncio.TimerHandle | None = None
+        store.on_begin = self._commit_soon
 
     def committed(self) -> asyncio.Future[None]:
         """A future that completes once every write made so far is committed."""
@@ -33,11 +41,19 @@ class Journal:
         return self._pending
 
     def after_commit(self, callback: Callable[[], None]) -> None:
-        """Run `callback` once the writes made so far are committed (e.g. publish events)."""
+        """Run `callback` once the writes made so far are committed (e.g. publish events);
+        it may wait for the lazy commit."""
         self._callbacks.append(callback)
-        self.committed()
+        self._commit_soon()
+
+    def _commit_soon(self) -> None:
+        if self._lazy is None and self._pending is None:
+            self._lazy = asyncio.get_running_loop().call_later(LAZY_COMMIT_SECONDS, self.flush)
 
     def flush(self) -> None:
+        if self._lazy is not None:
+            self._lazy.cancel()
+            self._lazy = None
         pending, self._pending = self._pending, None
         callbacks, self._callbacks = self._callbacks, []
         try:

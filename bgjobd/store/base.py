@@ -10,7 +10,7 @@ backend shared by several hosts keeps the same guarantees.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +67,9 @@ class FinishedAttempt:
 
 
 class Store(abc.ABC):
+    on_begin: Callable[[], None] | None = None
+    """Called when a write opens a transaction, so that whoever commits learns it must."""
+
     # transactions ------------------------------------------------------------------------
 
     @abc.abstractmethod

@@ -26,8 +26,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     oneshot INTEGER NOT NULL DEFAULT 0     -- run by run_job.py, never by the daemon
 );
 
--- The scheduler's window reads (state, oneshot = 0) in (run_at, id) order.
-CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, oneshot, run_at, id);
+-- The scheduler reads the daemon's scheduled and queued jobs in (run_at, id) order. Partial
+-- indexes: a job touches them only while it waits, not at every later change of state.
+CREATE INDEX IF NOT EXISTS jobs_scheduled ON jobs (oneshot, run_at, id) WHERE state = 'scheduled';
+CREATE INDEX IF NOT EXISTS jobs_queued ON jobs (oneshot, run_at, id) WHERE state = 'queued';
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, id);
 CREATE INDEX IF NOT EXISTS jobs_by_class ON jobs (class_name, id);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;

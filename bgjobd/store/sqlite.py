@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -33,6 +33,7 @@ _COLUMNS: Final = (
     "chain_id, chain_position, chain_length, unique_key"
 )
 _PRIORITIES: Final = (Priority.HIGH, Priority.MEDIUM, Priority.LOW)
+_LIVE: Final = ", ".join(f"'{state.value}'" for state in sorted(LIVE_STATES))
 SCHEMA: Final = Path(__file__).with_name("schema.sql")
 _BUSY_TIMEOUT_MS: Final = 10_000
 _CHECKPOINT_SECONDS: Final = 0.5
@@ -114,6 +115,7 @@ class SQLiteStore(Store):
         self._db.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
         self._db.execute("PRAGMA foreign_keys = ON")
         self._db.executescript(SCHEMA.read_text())
+        self.on_begin: Callable[[], None] | None = None
         self._checkpointer: _Checkpointer | None = None
         if background_checkpoints:
             self._db.execute("PRAGMA wal_autocheckpoint = 0")
@@ -125,6 +127,8 @@ class SQLiteStore(Store):
     def _write(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         if not self._db.in_transaction:
             self._db.execute("BEGIN IMMEDIATE")
+            if self.on_begin is not None:
+                self.on_begin()
         return self._db.execute(sql, args)
 
     def commit(self) -> None:
@@ -176,11 +180,10 @@ class SQLiteStore(Store):
         return ids
 
     def find_live_unique(self, unique_key: str) -> int | None:
-        states = tuple(state.value for state in LIVE_STATES)
+        # The states are literals, as in the partial index's condition, so SQLite uses it.
         row = self._db.execute(
-            f"SELECT id FROM jobs WHERE unique_key = ? AND state IN ({_placeholders(4)}) "
-            "ORDER BY id LIMIT 1",
-            (unique_key, *states),
+            f"SELECT id FROM jobs WHERE unique_key = ? AND state IN ({_LIVE}) ORDER BY id LIMIT 1",
+            (unique_key,),
         ).fetchone()
         return None if row is None else int(row[0])
 

@@ -10,7 +10,6 @@ never runs on unsupervised.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
 import signal
@@ -23,6 +22,7 @@ from types import ModuleType
 from typing import Final
 
 from bgjobd import locks
+from bgjobd.capture import Output
 from bgjobd.worker import execute
 from bgjobd.worker.messages import (
     AttemptDone,
@@ -69,39 +69,6 @@ class CommandPipe:
         return self._queue.get()
 
 
-class Output:
-    """Points fds 1 and 2 at a job's output file for one attempt, and back to /dev/null."""
-
-    def __init__(self) -> None:
-        self._devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-        self.path: Path | None = None
-
-    def capture(self, path: str) -> None:
-        self._flush()
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
-        self.path = Path(path)
-
-    def release(self) -> None:
-        self._flush()
-        os.dup2(self._devnull, 1)
-        os.dup2(self._devnull, 2)
-        if self.path is not None:
-            # No file for a job that printed nothing: millions of jobs, no empty files.
-            with contextlib.suppress(OSError):
-                if self.path.stat().st_size == 0:
-                    self.path.unlink()
-        self.path = None
-
-    @staticmethod
-    def _flush() -> None:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-
-
 def _on_sigterm(signum: int, frame: types.FrameType | None) -> None:
     raise Terminated
 
@@ -139,6 +106,8 @@ def main(argv: list[str]) -> int:
     except Terminated:
         output.release()
         return _TERMINATED_EXIT
+    finally:
+        output.close()
     return 0
 
 

@@ -112,3 +112,38 @@ def test_a_jobs_package_that_does_not_import_fails_attempts_not_the_daemon(
     assert job.error is not None and job.error.type == "SyntaxError"
     assert "cannot import the jobs package" in daemon.stderr
     client.ping()
+
+
+def test_a_timed_out_jobs_output_is_kept(workspace: Workspace) -> None:
+    workspace.write_config({"jobs": {"Chatty": {"timeout": 1}}})
+    workspace.start_daemon()
+    client = workspace.client()
+    job = client.wait(
+        client.submit(
+            [JobSpec(class_name="Chatty", method="handle", params=["last words", 60])]
+        ).ids[0],
+        15,
+    )
+    assert job.state is JobState.FAILED and job.error is not None
+    assert job.error.type == "TimeoutError"
+    output = workspace.storage / "logs" / "jobs"
+    assert (output / f"{job.id}.log").read_text() == "last words\n"
+    worker = job.history[-1].worker_pid
+    assert not (output / f".worker-{worker}.out").exists()
+
+
+def test_output_of_retries_is_appended_and_silent_jobs_leave_no_file(
+    workspace: Workspace,
+) -> None:
+    workspace.write_config(
+        {"retry_attempts": 1, "retry_delay_seconds": 0, "daemon": {"workers": 1}}
+    )
+    workspace.start_daemon()
+    client = workspace.client()
+    failing = client.wait(
+        client.submit([JobSpec(class_name="Chatty", method="fail", params=["try"])]).ids[0], 15
+    )
+    quiet = client.wait(client.submit([JobSpec(class_name="Echo", method="handle")]).ids[0], 15)
+    output = workspace.storage / "logs" / "jobs"
+    assert (output / f"{failing.id}.log").read_text() == "try\ntry\n"
+    assert not (output / f"{quiet.id}.log").exists()

@@ -44,6 +44,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
         "Printer": ["handle"],
         "SelfDecides": ["retry", "fail"],
         "Unencodable": ["handle"],
+        "Chatty": ["handle", "fail"],
     },
     "daemon": {"workers": 2, "kill_grace": 1, "shutdown_timeout": 5},
     "dashboard": {"enabled": False},

@@ -3,6 +3,7 @@
 from testjobs.jobs import (
     Add,
     AsyncEcho,
+    Chatty,
     Crash,
     Echo,
     Fail,
@@ -19,6 +20,7 @@ from testjobs.jobs import (
 __all__ = [
     "Add",
     "AsyncEcho",
+    "Chatty",
     "Crash",
     "Echo",
     "Fail",

@@ -121,3 +121,13 @@ class SelfDecides:
 class Unencodable:
     def handle(self) -> object:
         return object()
+
+
+class Chatty:
+    def handle(self, text: str, seconds: float | str = 0) -> None:
+        print(text, flush=True)
+        time.sleep(float(seconds))
+
+    def fail(self, text: str) -> None:
+        print(text)
+        raise RuntimeError(text)
