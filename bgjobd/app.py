@@ -22,6 +22,7 @@ from bgjobd.joblog import NO_JOB, JobLog
 from bgjobd.journal import Journal
 from bgjobd.listen import InstanceLock, bind_tcp, bind_unix, ensure_token
 from bgjobd.pool import WorkerPool
+from bgjobd.recovery import recover
 from bgjobd.server import Connection, Gate
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobs.config import Config, load_config
@@ -92,7 +93,7 @@ class Daemon:
         )
         try:
             engine.start()
-            recovered = engine.recover()
+            recovered = recover(engine)
             if recovered:
                 self.say(f"recovered {recovered} job(s) that were running when bgjobd stopped")
             await pool.start()

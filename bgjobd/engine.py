@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -22,7 +21,7 @@ from bgjobd.events import EventHub
 from bgjobd.joblog import NO_JOB, JobLog, describe_params
 from bgjobd.journal import Journal
 from bgjobd.scheduler import Scheduler
-from bgjobd.store.base import FinishedAttempt, JobQuery, NewJob, Store, WaitingEntry
+from bgjobd.store.base import JobQuery, NewJob, Store, WaitingEntry
 from bgjobs.config import Config
 from bgjobs.errors import InvalidState, NotFound, RefusedError
 from bgjobs.model import ErrorInfo, JobInfo, JobSpec, JobState, Outcome
@@ -177,7 +176,6 @@ class Engine:
 
     async def _execute(self, entry: WaitingEntry) -> None:
         job: JobInfo | None = None
-        started = False
         try:
             async with self.attempts.worker() as worker:
                 job = self.store.claim(entry.job_id, self.owner, worker.pid, time.time())
@@ -185,18 +183,17 @@ class Engine:
                     return  # cancelled (or claimed elsewhere) since it was queued
                 # The claim commits with the next batch; the attempt does not wait for it.
                 # A crash before that re-runs the job from `queued`.
-                started = True
                 self._publish_later(job)
                 result = await self.attempts.run(worker, job, job.attempts)
-                self._finish(job, result)
+                self.record_attempt(job, result)
         except Exception as exc:  # noqa: BLE001  # one job's trouble must not stop the daemon
             self.log.error(NO_JOB, f"job {entry.job_id}: internal error: {exc!r}")
-            if job is not None and not started:
-                self.scheduler.add_ready(entry)  # the claim was rolled back: still queued
-            elif job is not None:
+            if job is not None:
                 failure = ErrorInfo(type="InternalError", message=repr(exc), hierarchy=[])
                 now = time.time()
-                self._finish(job, AttemptResult(Outcome.CRASHED, now, now, None, error=failure))
+                self.record_attempt(
+                    job, AttemptResult(Outcome.CRASHED, now, now, None, error=failure)
+                )
         finally:
             self._free_slots += 1
             for released in self.limits.finished(entry):
@@ -205,7 +202,8 @@ class Engine:
 
     # finishing -----------------------------------------------------------------------------
 
-    def _finish(self, job: JobInfo, result: AttemptResult) -> None:
+    def record_attempt(self, job: JobInfo, result: AttemptResult) -> None:
+        """Record how an attempt ended and schedule what follows (a retry, the next link)."""
         self._count_finish(result.finished_at)
         for listener in self.attempt_listeners:
             listener(job, result)
@@ -317,49 +315,6 @@ class Engine:
         for job_id in ids:
             await self.retry(job_id)
         return ids
-
-    # recovery ------------------------------------------------------------------------------
-
-    def recover(self) -> int:
-        """Jobs this daemon left running when it died count that attempt as interrupted and
-        go on per their retry policy. Returns how many there were."""
-        orphans = self.store.running(self.owner)
-        for job in orphans:
-            started = job.started_at.timestamp() if job.started_at else time.time()
-            result = AttemptResult(
-                Outcome.INTERRUPTED,
-                started,
-                time.time(),
-                job.worker_pid,
-                error=outcomes.INTERRUPTED,
-            )
-            self._finish(job, result)
-        self._end_abandoned_oneshots()
-        self.store.commit()
-        return len(orphans)
-
-    def _end_abandoned_oneshots(self) -> None:
-        """Jobs of run_job.py processes on this host that died without finishing them."""
-        host = socket.gethostname()
-        for job in self.store.unfinished_oneshots():
-            runner_host, _, pid = job.owner.rpartition("@")[2].partition(":")
-            if runner_host != host or not pid.isdigit() or locks.pid_alive(int(pid)):
-                continue
-            reason = f"its runner ({job.owner}) exited before finishing it"
-            if job.state is JobState.RUNNING:
-                started = job.started_at.timestamp() if job.started_at else time.time()
-                error = ErrorInfo(type="Interrupted", message=reason, hierarchy=["Interrupted"])
-                self.store.finish_attempt(
-                    job.id,
-                    FinishedAttempt(
-                        job.attempts, Outcome.INTERRUPTED, time.time(), time.time() - started, error
-                    ),
-                    JobState.FAILED,
-                    reason=reason,
-                )
-            else:
-                self.store.cancel_waiting(job.id, reason, time.time())
-            self.log.warning(job.label, f"job {job.id} ended: {reason}")
 
     # events and stats ----------------------------------------------------------------------
 
