@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final
 
 from bgjobd import capture, locks
@@ -50,7 +50,7 @@ class RunningAttempt:
     job: JobInfo
     number: int
     worker: WorkerProcess
-    lock_path: Path
+    lock_path: str
     started_at: float = field(default_factory=time.time)
     stop_reason: Outcome | None = None
     cancel_reason: str | None = None
@@ -113,7 +113,8 @@ class Attempts:
 
     async def run(self, worker: WorkerProcess, job: JobInfo, number: int) -> AttemptResult:
         """Run attempt `number` of `job` in `worker` (from `worker()`)."""
-        lock_path = locks.lock_path(self.config.locks_dir, job.class_name, job.method, job.id)
+        # Plain strings: this runs for every attempt, and pathlib costs more than the rest.
+        lock_path = f"{self.config.locks_dir}/{locks.lock_name(job.class_name, job.method, job.id)}"
         running = RunningAttempt(job, number, worker, lock_path, started_at=time.time())
         self.running[job.id] = running
         self.log.info(
@@ -136,15 +137,15 @@ class Attempts:
             self.running.pop(job.id, None)
         return self._done_result(running, done)
 
-    def _request(self, job: JobInfo, number: int, lock_path: Path) -> RunAttempt:
+    def _request(self, job: JobInfo, number: int, lock_path: str) -> RunAttempt:
         return RunAttempt(
             job_id=job.id,
             attempt=number,
             class_name=job.class_name,
             method=job.method,
             params=job.params,
-            output_path=str(self.config.job_output_dir / f"{job.id}.log"),
-            lock_path=str(lock_path),
+            output_path=f"{self.config.job_output_dir}/{job.id}.log",
+            lock_path=lock_path,
             owner=self.owner,
         )
 
@@ -202,7 +203,8 @@ class Attempts:
             for running in list(self.running.values()):
                 if not running.has_lock or running.stopping is not None:
                     continue
-                running.lock_missing = 0 if running.lock_path.exists() else running.lock_missing + 1
+                present = os.path.exists(running.lock_path)
+                running.lock_missing = 0 if present else running.lock_missing + 1
                 if running.lock_missing >= 2:
                     self._stop(running, Outcome.CANCELLED, LOCK_REMOVED)
 

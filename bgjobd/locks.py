@@ -32,9 +32,13 @@ class LockHeld(Exception):
     """Another live process holds the lock of this job."""
 
 
-def lock_path(locks_dir: Path, class_name: str, method: str, job_id: int) -> Path:
+def lock_name(class_name: str, method: str, job_id: int) -> str:
     # Class and method names are allow-listed identifiers, so they cannot leave the directory.
-    return locks_dir / f"{class_name}_{method}_{job_id}{SUFFIX}"
+    return f"{class_name}_{method}_{job_id}{SUFFIX}"
+
+
+def lock_path(locks_dir: Path, class_name: str, method: str, job_id: int) -> Path:
+    return locks_dir / lock_name(class_name, method, job_id)
 
 
 def pid_alive(pid: int) -> bool:
@@ -84,9 +88,9 @@ def acquire(path: Path, info: LockInfo) -> None:
     raise LockHeld(f"could not create {path.name}")
 
 
-def release(path: Path) -> None:
+def release(path: str | os.PathLike[str]) -> None:
     with contextlib.suppress(FileNotFoundError):
-        path.unlink()
+        os.unlink(path)
 
 
 def remove_stale(locks_dir: Path) -> list[Path]:

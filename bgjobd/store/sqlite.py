@@ -30,7 +30,7 @@ from bgjobs.model import (
 _COLUMNS: Final = (
     "id, class_name, method, params, priority, state, run_at, attempts, max_attempts, "
     "timeout, created_at, started_at, finished_at, result, error, reason, worker_pid, owner, "
-    "chain_id, chain_position, chain_length, unique_key"
+    "chain_id, chain_position, chain_length, unique_key, round"
 )
 _PRIORITIES: Final = (Priority.HIGH, Priority.MEDIUM, Priority.LOW)
 _LIVE: Final = ", ".join(f"'{state.value}'" for state in sorted(LIVE_STATES))
@@ -72,6 +72,16 @@ def _row_to_job(row: tuple[Any, ...], history: list[AttemptInfo] | None = None) 
         chain_length=row[20],
         unique_key=row[21],
         history=history or [],
+    )
+
+
+def _running_attempt(row: tuple[Any, ...]) -> AttemptInfo:
+    """The attempt under way, as the job's row describes it (its own row comes at its end)."""
+    return AttemptInfo(
+        number=row[7],
+        started_at=datetime.fromtimestamp(row[11] or row[6], UTC),
+        worker_pid=row[16],
+        round=row[22],
     )
 
 
@@ -193,7 +203,10 @@ class SQLiteStore(Store):
         row = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             return None
-        return _row_to_job(row, self._history(job_id))
+        history = self._history(job_id)
+        if row[5] == JobState.RUNNING.value:
+            history.append(_running_attempt(row))
+        return _row_to_job(row, history)
 
     def _history(self, job_id: int) -> list[AttemptInfo]:
         rows = self._db.execute(
@@ -321,22 +334,13 @@ class SQLiteStore(Store):
         return promoted
 
     def claim(self, job_id: int, owner: str, worker_pid: int | None, now: float) -> JobInfo | None:
+        # One statement: the attempt's own row is written when it ends (or by recovery).
         row = self._write(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?, "
             f"worker_pid = ?, owner = ? WHERE id = ? AND state = 'queued' RETURNING {_COLUMNS}",
             (now, worker_pid, owner, job_id),
         ).fetchone()
-        if row is None:
-            return None
-        self._write(
-            "INSERT INTO attempts (job_id, number, round, started_at, worker_pid) "
-            "SELECT id, attempts, round, ?, ? FROM jobs WHERE id = ?",
-            (now, worker_pid, job_id),
-        )
-        started = AttemptInfo(
-            number=row[7], started_at=datetime.fromtimestamp(now, UTC), worker_pid=worker_pid
-        )
-        return _row_to_job(row, [started])
+        return None if row is None else _row_to_job(row, [_running_attempt(row)])
 
     def finish_attempt(
         self,
@@ -352,9 +356,18 @@ class SQLiteStore(Store):
     ) -> JobInfo:
         error = None if attempt.error is None else _encode(attempt.error)
         self._write(
-            "UPDATE attempts SET finished_at = ?, outcome = ?, error = ?, duration = ? "
-            "WHERE seq = (SELECT max(seq) FROM attempts WHERE job_id = ?)",
-            (attempt.finished_at, attempt.outcome.value, error, attempt.duration, job_id),
+            "INSERT INTO attempts (job_id, number, round, started_at, finished_at, outcome, "
+            "worker_pid, error, duration) SELECT id, ?, round, coalesce(started_at, ?), ?, ?, "
+            "worker_pid, ?, ? FROM jobs WHERE id = ?",
+            (
+                attempt.number,
+                attempt.finished_at - attempt.duration,
+                attempt.finished_at,
+                attempt.outcome.value,
+                error,
+                attempt.duration,
+                job_id,
+            ),
         )
         final = state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
         row = self._write(
