@@ -281,7 +281,7 @@ class Engine:
                 ErrorCode.INVALID_STATE,
                 f"job {job_id} is {job.state.value}; only failed or cancelled jobs are retried",
             )
-        requeued = self.store.requeue(job_id, time.time(), reset_attempts=True)
+        requeued = self.store.requeue(job_id, time.time())
         if requeued is None:
             raise InvalidState(ErrorCode.INVALID_STATE, f"job {job_id} changed meanwhile")
         chains.revive_rest(self.store, job)

@@ -164,8 +164,9 @@ class Store(abc.ABC):
         """Waiting/scheduled/queued jobs among these -> cancelled; returns them."""
 
     @abc.abstractmethod
-    def requeue(self, job_id: int, now: float, *, reset_attempts: bool) -> JobInfo | None:
-        """A failed or cancelled job (or a waiting chain link) -> queued, due now."""
+    def requeue(self, job_id: int, now: float) -> JobInfo | None:
+        """A failed or cancelled job -> queued, due now, with fresh attempts (a new round);
+        None if the job is in neither state."""
 
     @abc.abstractmethod
     def set_waiting(self, job_ids: Sequence[int]) -> None:

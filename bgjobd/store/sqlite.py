@@ -409,14 +409,12 @@ class SQLiteStore(Store):
             cancelled.extend(row[0] for row in rows)
         return cancelled
 
-    def requeue(self, job_id: int, now: float, *, reset_attempts: bool) -> JobInfo | None:
+    def requeue(self, job_id: int, now: float) -> JobInfo | None:
         row = self._write(
             "UPDATE jobs SET state = 'queued', run_at = ?, finished_at = NULL, reason = NULL, "
-            "result = NULL, attempts = CASE WHEN ? THEN 0 ELSE attempts END, "
-            "round = round + CASE WHEN ? THEN 1 ELSE 0 END "
-            "WHERE id = ? AND state IN ('failed', 'cancelled', 'waiting') "
-            f"RETURNING {_COLUMNS}",
-            (now, reset_attempts, reset_attempts, job_id),
+            "result = NULL, attempts = 0, round = round + 1 "
+            f"WHERE id = ? AND state IN ('failed', 'cancelled') RETURNING {_COLUMNS}",
+            (now, job_id),
         ).fetchone()
         return None if row is None else _row_to_job(row)
 

@@ -142,9 +142,9 @@ def test_requeue_resets_attempts(store: Store) -> None:
     job_id = store.add([new_job()])[0]
     store.claim(job_id, "me", 1, time.time())
     store.finish_attempt(job_id, attempt(1, Outcome.FAILED), JobState.FAILED)
-    again = store.requeue(job_id, time.time(), reset_attempts=True)
+    again = store.requeue(job_id, time.time())
     assert again is not None and again.state is JobState.QUEUED and again.attempts == 0
-    assert store.requeue(job_id, time.time(), reset_attempts=True) is None  # not failed now
+    assert store.requeue(job_id, time.time()) is None  # not failed now
     store.claim(job_id, "me", 2, time.time())
     job = store.get(job_id)
     assert job is not None
