@@ -178,7 +178,10 @@ class Daemon:
             return
         old_settings = self.config.settings
         for table, keys in (
-            ("daemon", ("socket", "storage", "transport", "listen", "workers", "fsync")),
+            (
+                "daemon",
+                ("socket", "storage", "transport", "listen", "workers", "fsync", "isolation"),
+            ),
             ("dashboard", ("enabled", "listen", "token")),
         ):
             for key in keys:

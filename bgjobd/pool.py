@@ -51,6 +51,7 @@ class WorkerPool:
         """Use a reloaded configuration: idle workers are replaced, busy ones retire when
         their attempt ends."""
         self._config = config
+        self._max_jobs = config.settings.daemon.max_jobs_per_worker
         self._generation += 1
         while not self._idle.empty():
             self._retire(self._idle.get_nowait())
