@@ -22,21 +22,17 @@ def fmt_duration(seconds: float | None) -> str:
         return f"{seconds * 1000:.0f} ms"
     if seconds < 60:
         return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h {minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours:02d}h"
+    return _minutes_or_more(int(seconds))
 
 
 def fmt_age(seconds: float) -> str:
     """A ticking time (elapsed, due in, ago) in whole seconds; `dashboard.js` has a twin."""
     whole = max(int(seconds), 0)
-    if whole < 60:
-        return f"{whole}s"
+    return f"{whole}s" if whole < 60 else _minutes_or_more(whole)
+
+
+def _minutes_or_more(whole: int) -> str:
+    """A minute or longer, in its two largest units: "3m 05s", "2h 07m", "4d 01h"."""
     minutes, secs = divmod(whole, 60)
     if minutes < 60:
         return f"{minutes}m {secs:02d}s"
