@@ -24,7 +24,7 @@ def _no_locks() -> None:
     def acquire(path: Path, info: Any) -> None:
         return None
 
-    def release(path: Path) -> None:
+    def release(path: str | os.PathLike[str]) -> None:
         return None
 
     def start_watching_locks(self: Attempts) -> None:
@@ -106,9 +106,9 @@ def _no_log() -> None:
 
 
 def _no_capture() -> None:
-    from bgjobd.worker.main import Output
+    from bgjobd.capture import Output
 
-    def capture(self: Output, path: str) -> None:
+    def capture(self: Output, target: str) -> None:
         return None
 
     def release(self: Output) -> None:

@@ -104,6 +104,17 @@ class Latency:
     max_us: float
     mean_us: float
 
+    @classmethod
+    def of(cls, timings_ns: list[int]) -> Latency:
+        micro = sorted(t / 1000 for t in timings_ns)
+        return cls(
+            len(micro),
+            percentile(micro, 0.50),
+            percentile(micro, 0.99),
+            micro[-1],
+            sum(micro) / len(micro),
+        )
+
 
 @dataclass
 class Lateness:
@@ -192,14 +203,7 @@ def w2_submit_latency(target: Target, counters: Counters, calls: int) -> Latency
         target.incr(key)
         timings.append(clock() - started)
     counters.wait(key, calls + 1, _timeout(calls))
-    micro = sorted(t / 1000 for t in timings)
-    return Latency(
-        calls,
-        percentile(micro, 0.50),
-        percentile(micro, 0.99),
-        micro[-1],
-        sum(micro) / len(micro),
-    )
+    return Latency.of(timings)
 
 
 def w2_quiet_latency(target: Target, calls: int) -> Latency:
@@ -212,14 +216,7 @@ def w2_quiet_latency(target: Target, calls: int) -> Latency:
         started = clock()
         target.late("/dev/null", 0.0, 3600)
         timings.append(clock() - started)
-    micro = sorted(t / 1000 for t in timings)
-    return Latency(
-        calls,
-        percentile(micro, 0.50),
-        percentile(micro, 0.99),
-        micro[-1],
-        sum(micro) / len(micro),
-    )
+    return Latency.of(timings)
 
 
 def w3_lateness(
