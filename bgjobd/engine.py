@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Final
 
 from bgjobd import chains, locks, outcomes, submission
@@ -22,12 +24,24 @@ from bgjobd.joblog import NO_JOB, JobLog, describe_params
 from bgjobd.journal import Journal
 from bgjobd.scheduler import Scheduler
 from bgjobd.store.base import JobQuery, NewJob, Store, WaitingEntry
+from bgjobd.workers import WorkerProcess
 from bgjobs.config import Config
 from bgjobs.errors import InvalidState, NotFound, RefusedError
-from bgjobs.model import ErrorInfo, JobInfo, JobSpec, JobState, Outcome
+from bgjobs.model import AttemptInfo, ErrorInfo, JobInfo, JobSpec, JobState, Outcome
 from bgjobs.protocol import ErrorCode
 
 _THROUGHPUT_WINDOW: Final = 60.0
+
+
+@dataclass
+class _Batch:
+    """What one submit stored, for its commit's callback."""
+
+    results: list[tuple[list[int], bool]] = field(default_factory=list)
+    added: list[tuple[NewJob, list[int]]] = field(default_factory=list)
+    """Jobs for the scheduler: (first row, ids of the links)."""
+    started: list[tuple[WorkerProcess, JobInfo]] = field(default_factory=list)
+    """Jobs stored as running (the fast path), with their worker."""
 
 
 class Engine:
@@ -96,40 +110,54 @@ class Engine:
         A future rather than a coroutine: a submit is the hottest request, and this way its
         reply goes out from the commit's callback without a task of its own."""
         now = time.time()
-        built: list[list[NewJob]] = []
-        for spec in specs:
-            try:
-                built.append(submission.build(self.config, spec, now, self.owner))
-            except RefusedError as exc:
-                self.log.security(
-                    f"{spec.class_name}::{spec.method}",
-                    f"refused submit: {exc} (params: {describe_params(spec.params)})",
-                )
-                raise
-        results: list[tuple[list[int], bool]] = []
-        added: list[tuple[NewJob, list[int]]] = []
+        built = [self._build(spec, now) for spec in specs]
+        batch = _Batch()
         for rows in built:
             key = rows[0].unique_key
             existing = self.store.find_live_unique(key) if key else None
             if existing is not None:
-                results.append(([existing], True))
+                batch.results.append(([existing], True))
                 continue
+            worker = self._idle_worker_for(rows[0]) if len(built) == 1 else None
+            if worker is not None:
+                rows[0] = replace(
+                    rows[0], state=JobState.RUNNING, started_at=now, worker_pid=worker.pid
+                )
             ids = self.store.add(rows)
-            added.append((rows[0], ids))
-            results.append((ids, False))
+            if worker is not None:
+                batch.started.append((worker, _started_job(rows[0], ids)))
+            else:
+                batch.added.append((rows[0], ids))
+            batch.results.append((ids, False))
         accepted: asyncio.Future[list[tuple[list[int], bool]]] = self._loop.create_future()
 
         def on_commit(committed: asyncio.Future[None]) -> None:
-            if committed.exception() is not None:
-                accepted.set_exception(committed.exception())  # type: ignore[arg-type]
+            failure = committed.exception()
+            if failure is not None:
+                for worker, _ in batch.started:
+                    self._give_back(worker)
+                accepted.set_exception(failure)
                 return
-            for row, ids in added:
+            for worker, job in batch.started:
+                self._publish_later(job)
+                self._start_task(self._execute(_entry_of(job), (worker, job)))
+            for row, ids in batch.added:
                 self._accepted(row, ids)
             self._pump()
-            accepted.set_result(results)
+            accepted.set_result(batch.results)
 
         self.journal.committed().add_done_callback(on_commit)
         return accepted
+
+    def _build(self, spec: JobSpec, now: float) -> list[NewJob]:
+        try:
+            return submission.build(self.config, spec, now, self.owner)
+        except RefusedError as exc:
+            self.log.security(
+                f"{spec.class_name}::{spec.method}",
+                f"refused submit: {exc} (params: {describe_params(spec.params)})",
+            )
+            raise
 
     def _accepted(self, row: NewJob, ids: list[int]) -> None:
         job_id = ids[0]
@@ -170,22 +198,58 @@ class Engine:
             if not self.limits.try_start(entry):
                 continue
             self._free_slots -= 1
-            task = asyncio.create_task(self._execute(entry))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._start_task(self._execute(entry))
 
-    async def _execute(self, entry: WaitingEntry) -> None:
+    def _start_task(self, work: Coroutine[None, None, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _idle_worker_for(self, row: NewJob) -> WorkerProcess | None:
+        """The fast path of a submit: a job due now, with a worker idle and no job ahead of
+        it, is stored as already running (no claim follows) and starts once committed."""
+        eligible = (
+            row.state is JobState.QUEUED
+            and not self._draining
+            and self._free_slots > 0
+            and self.scheduler.ready_count == 0
+            and self.limits.limit_of(row.class_name) is None
+        )
+        worker = self.attempts.pool.take_idle() if eligible else None
+        if worker is not None:
+            self._free_slots -= 1
+            self.limits.try_start(_entry_of_row(row))
+        return worker
+
+    def _give_back(self, worker: WorkerProcess) -> None:
+        """A fast-path start that did not happen (its commit failed)."""
+        self.attempts.pool.release(worker, reusable=worker.alive)
+        self._free_slots += 1
+        self._pump()
+
+    async def _execute(
+        self, entry: WaitingEntry, started: tuple[WorkerProcess, JobInfo] | None = None
+    ) -> None:
+        """Run the job's next attempt: claim it from `queued` with a worker from the pool,
+        or, from the fast path, the attempt `started` already records."""
         job: JobInfo | None = None
+        worker: WorkerProcess | None = None
         try:
-            async with self.attempts.worker() as worker:
+            if started is None:
+                worker = await self.attempts.pool.acquire()
                 job = self.store.claim(entry.job_id, self.owner, worker.pid, time.time())
                 if job is None:
                     return  # cancelled (or claimed elsewhere) since it was queued
                 # The claim commits with the next batch; the attempt does not wait for it.
                 # A crash before that re-runs the job from `queued`.
                 self._publish_later(job)
-                result = await self.attempts.run(worker, job, job.attempts)
-                self.record_attempt(job, result)
+            else:
+                worker, job = started
+            result = await self.attempts.run(worker, job, job.attempts)
+            if worker.alive:
+                self.attempts.pool.release(worker, reusable=True)
+                worker = None
+            self.record_attempt(job, result)
         except Exception as exc:  # noqa: BLE001  # one job's trouble must not stop the daemon
             self.log.error(NO_JOB, f"job {entry.job_id}: internal error: {exc!r}")
             if job is not None:
@@ -195,6 +259,8 @@ class Engine:
                     job, AttemptResult(Outcome.CRASHED, now, now, None, error=failure)
                 )
         finally:
+            if worker is not None:
+                self.attempts.pool.release(worker, reusable=worker.alive)
             self._free_slots += 1
             for released in self.limits.finished(entry):
                 self.scheduler.add_ready(released)
@@ -343,3 +409,38 @@ class Engine:
     @property
     def busy(self) -> int:
         return self.attempts.pool.size - self._free_slots
+
+
+def _entry_of_row(row: NewJob, job_id: int = 0) -> WaitingEntry:
+    return WaitingEntry(row.run_at, job_id, row.priority.rank, row.class_name)
+
+
+def _entry_of(job: JobInfo) -> WaitingEntry:
+    return WaitingEntry(job.run_at.timestamp(), job.id, job.priority.rank, job.class_name)
+
+
+def _started_job(row: NewJob, ids: list[int]) -> JobInfo:
+    """The job a fast-path submit just stored as running, without reading it back."""
+    started = datetime.fromtimestamp(row.started_at or row.created_at, UTC)
+    chained = len(ids) > 1
+    return JobInfo(
+        id=ids[0],
+        class_name=row.class_name,
+        method=row.method,
+        params=row.params,
+        priority=row.priority,
+        state=JobState.RUNNING,
+        run_at=datetime.fromtimestamp(row.run_at, UTC),
+        attempts=1,
+        max_attempts=row.max_attempts,
+        timeout=row.timeout,
+        created_at=datetime.fromtimestamp(row.created_at, UTC),
+        started_at=started,
+        worker_pid=row.worker_pid,
+        owner=row.owner,
+        chain_id=ids[0] if chained else None,
+        chain_position=row.chain_position,
+        chain_length=row.chain_length,
+        unique_key=row.unique_key,
+        history=[AttemptInfo(number=1, started_at=started, worker_pid=row.worker_pid)],
+    )

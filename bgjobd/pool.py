@@ -63,6 +63,12 @@ class WorkerPool:
             return await self._spawn()
         return await self._idle.get()
 
+    def take_idle(self) -> WorkerProcess | None:
+        """An idle warm worker at once, or None (all busy, starting, or fresh isolation)."""
+        if self._fresh or self._idle.empty():
+            return None
+        return self._idle.get_nowait()
+
     def release(self, worker: WorkerProcess, *, reusable: bool) -> None:
         keep = (
             reusable

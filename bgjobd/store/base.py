@@ -24,7 +24,9 @@ class NewJob:
     params: list[Any]
     priority: Priority
     state: JobState
-    """WAITING (a later chain link), SCHEDULED (due later) or QUEUED (due now)."""
+    """WAITING (a later chain link), SCHEDULED (due later), QUEUED (due now), or RUNNING:
+    due now and already given to a worker (`started_at`, `worker_pid`), its first attempt
+    under way, so that no claim follows."""
     run_at: float
     max_attempts: int
     timeout: float
@@ -35,6 +37,8 @@ class NewJob:
     unique_key: str | None = None
     oneshot: bool = False
     """Run by `run_job.py` in the foreground: the daemon never schedules it."""
+    started_at: float | None = None
+    worker_pid: int | None = None
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def add(self, links: Sequence[NewJob]) -> list[int]:
-        """Insert a job, or a chain (links in order, sharing the first id as chain id)."""
+        """Insert a job, or a chain (links in order, sharing the first id as chain id).
+        A RUNNING job starts its first attempt at once, as if claimed."""
 
     @abc.abstractmethod
     def find_live_unique(self, unique_key: str) -> int | None:

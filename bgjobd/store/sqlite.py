@@ -30,10 +30,11 @@ from bgjobs.model import (
 _COLUMNS: Final = (
     "id, class_name, method, params, priority, state, run_at, attempts, max_attempts, "
     "timeout, created_at, started_at, finished_at, result, error, reason, worker_pid, owner, "
-    "chain_id, chain_position, chain_length, unique_key, round"
+    "chain_id, chain_position, chain_length, unique_key, round, outcome"
 )
 _PRIORITIES: Final = (Priority.HIGH, Priority.MEDIUM, Priority.LOW)
 _LIVE: Final = ", ".join(f"'{state.value}'" for state in sorted(LIVE_STATES))
+_FINAL: Final = ("succeeded", "failed", "cancelled")
 SCHEMA: Final = Path(__file__).with_name("schema.sql")
 _BUSY_TIMEOUT_MS: Final = 10_000
 _CHECKPOINT_SECONDS: Final = 0.5
@@ -65,7 +66,8 @@ def _row_to_job(row: tuple[Any, ...], history: list[AttemptInfo] | None = None) 
         result=None if row[13] is None else _decode_any(row[13]),
         error=None if row[14] is None else _decode_error(row[14]),
         reason=row[15],
-        worker_pid=row[16],
+        # A final row keeps its last worker's pid for that attempt's history entry.
+        worker_pid=row[16] if row[5] == "running" else None,
         owner=row[17],
         chain_id=row[18],
         chain_position=row[19],
@@ -81,6 +83,24 @@ def _running_attempt(row: tuple[Any, ...]) -> AttemptInfo:
         number=row[7],
         started_at=datetime.fromtimestamp(row[11] or row[6], UTC),
         worker_pid=row[16],
+        round=row[22],
+    )
+
+
+def _final_attempt(row: tuple[Any, ...]) -> AttemptInfo:
+    """The job's final attempt, which its row describes (jobs.outcome in schema.sql)."""
+    outcome = Outcome(row[23])
+    failed = outcome not in (Outcome.SUCCEEDED, Outcome.CANCELLED)
+    finished = row[12] if row[12] is not None else row[11]
+    started = row[11] if row[11] is not None else finished
+    return AttemptInfo(
+        number=row[7],
+        started_at=datetime.fromtimestamp(started, UTC),
+        finished_at=_time(finished),
+        outcome=outcome,
+        worker_pid=row[16],
+        error=_decode_error(row[14]) if failed and row[14] is not None else None,
+        duration=None if finished is None or started is None else finished - started,
         round=row[22],
     )
 
@@ -125,12 +145,30 @@ class SQLiteStore(Store):
         self._db.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
         self._db.execute("PRAGMA foreign_keys = ON")
         self._db.executescript(SCHEMA.read_text())
+        self._upgrade()
         self.on_begin: Callable[[], None] | None = None
         self._checkpointer: _Checkpointer | None = None
         if background_checkpoints:
             self._db.execute("PRAGMA wal_autocheckpoint = 0")
             self._checkpointer = _Checkpointer(path)
             self._checkpointer.start()
+
+    def _upgrade(self) -> None:
+        """A schema 1 database gains jobs.outcome: an ALTER, which copies nothing."""
+        if self._has_outcome_column():
+            return
+        self._db.execute("BEGIN IMMEDIATE")  # another process may be upgrading it too
+        try:
+            if not self._has_outcome_column():
+                self._db.execute("ALTER TABLE jobs ADD COLUMN outcome TEXT")
+                self._db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _has_outcome_column(self) -> bool:
+        return any(row[1] == "outcome" for row in self._db.execute("PRAGMA table_info(jobs)"))
 
     # transactions ------------------------------------------------------------------------
 
@@ -164,7 +202,8 @@ class SQLiteStore(Store):
             cursor = self._write(
                 "INSERT INTO jobs (class_name, method, params, priority, state, run_at, "
                 "max_attempts, timeout, created_at, owner, chain_id, chain_position, "
-                "chain_length, unique_key, oneshot) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "chain_length, unique_key, oneshot, attempts, started_at, worker_pid) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     link.class_name,
                     link.method,
@@ -181,6 +220,9 @@ class SQLiteStore(Store):
                     link.chain_length,
                     link.unique_key,
                     int(link.oneshot),
+                    1 if link.state is JobState.RUNNING else 0,
+                    link.started_at,
+                    link.worker_pid,
                 ),
             )
             assert cursor.lastrowid is not None
@@ -206,6 +248,8 @@ class SQLiteStore(Store):
         history = self._history(job_id)
         if row[5] == JobState.RUNNING.value:
             history.append(_running_attempt(row))
+        elif row[23] is not None:
+            history.append(_final_attempt(row))
         return _row_to_job(row, history)
 
     def _history(self, job_id: int) -> list[AttemptInfo]:
@@ -355,6 +399,26 @@ class SQLiteStore(Store):
         count_attempt: bool = True,
     ) -> JobInfo:
         error = None if attempt.error is None else _encode(attempt.error)
+        final = state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+        if final and count_attempt:
+            # The row itself describes the final attempt (jobs.outcome): no attempts row.
+            row = self._write(
+                "UPDATE jobs SET state = ?, result = ?, error = coalesce(?, error), reason = ?, "
+                "finished_at = ?, started_at = coalesce(started_at, ?), outcome = ?, "
+                f"max_attempts = coalesce(?, max_attempts) WHERE id = ? RETURNING {_COLUMNS}",
+                (
+                    state.value,
+                    None if result is None else _encode(result),
+                    error,
+                    reason,
+                    attempt.finished_at,
+                    attempt.finished_at - attempt.duration,
+                    attempt.outcome.value,
+                    max_attempts,
+                    job_id,
+                ),
+            ).fetchone()
+            return _row_to_job(row)
         self._write(
             "INSERT INTO attempts (job_id, number, round, started_at, finished_at, outcome, "
             "worker_pid, error, duration) SELECT id, ?, round, coalesce(started_at, ?), ?, ?, "
@@ -369,7 +433,6 @@ class SQLiteStore(Store):
                 job_id,
             ),
         )
-        final = state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
         row = self._write(
             "UPDATE jobs SET state = ?, result = ?, error = coalesce(?, error), reason = ?, "
             "finished_at = ?, run_at = coalesce(?, run_at), "
@@ -388,6 +451,20 @@ class SQLiteStore(Store):
             ),
         ).fetchone()
         return _row_to_job(row)
+
+    def _keep_final_attempts(self, job_ids: Sequence[int], states: str) -> None:
+        """Before a finished job runs again, its final attempt moves from its row (where
+        jobs.outcome describes it) to the attempts table, like every earlier one."""
+        self._write(
+            "INSERT INTO attempts (job_id, number, round, started_at, finished_at, outcome, "
+            "worker_pid, error, duration) SELECT id, attempts, round, "
+            "coalesce(started_at, finished_at), finished_at, outcome, worker_pid, "
+            "CASE WHEN outcome IN ('succeeded', 'cancelled') THEN NULL ELSE error END, "
+            "finished_at - coalesce(started_at, finished_at) FROM jobs "
+            f"WHERE id IN ({_placeholders(len(job_ids))}) AND outcome IS NOT NULL "
+            f"AND state IN ({states}) ORDER BY id",
+            job_ids,
+        )
 
     def cancel_waiting(self, job_id: int, reason: str, now: float) -> JobInfo | None:
         row = self._write(
@@ -410,9 +487,10 @@ class SQLiteStore(Store):
         return cancelled
 
     def requeue(self, job_id: int, now: float) -> JobInfo | None:
+        self._keep_final_attempts([job_id], "'failed', 'cancelled'")
         row = self._write(
             "UPDATE jobs SET state = 'queued', run_at = ?, finished_at = NULL, reason = NULL, "
-            "result = NULL, attempts = 0, round = round + 1 "
+            "result = NULL, attempts = 0, round = round + 1, outcome = NULL, worker_pid = NULL "
             f"WHERE id = ? AND state IN ('failed', 'cancelled') RETURNING {_COLUMNS}",
             (now, job_id),
         ).fetchone()
@@ -420,8 +498,10 @@ class SQLiteStore(Store):
 
     def set_waiting(self, job_ids: Sequence[int]) -> None:
         for chunk in _chunks(job_ids, 500):
+            self._keep_final_attempts(chunk, "'cancelled'")
             self._write(
-                "UPDATE jobs SET state = 'waiting', finished_at = NULL, reason = NULL "
+                "UPDATE jobs SET state = 'waiting', finished_at = NULL, reason = NULL, "
+                "outcome = NULL, worker_pid = NULL "
                 f"WHERE id IN ({_placeholders(len(chunk))}) AND state = 'cancelled'",
                 chunk,
             )

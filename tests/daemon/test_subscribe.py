@@ -2,22 +2,42 @@
 
 from __future__ import annotations
 
+from bgjobctl.client import EventStream
 from bgjobs.model import JobSpec, JobState
 from tests.support.workspace import Workspace
 
 
+def _states_until_final(job_id: int, stream: EventStream) -> list[JobState]:
+    states = []
+    for event in stream:
+        if event.job_id != job_id:
+            continue
+        assert event.class_name == "Echo"
+        states.append(event.state)
+        if event.state.is_final:
+            return states
+    raise AssertionError("the stream ended")
+
+
 def test_events_stream_in_order(workspace: Workspace) -> None:
+    """A job that finds a worker idle starts as it is stored (never queued); one that
+    waits for a worker is queued first."""
+    workspace.write_config({"daemon": {"workers": 1}})
     workspace.start_daemon()
     client = workspace.client()
     with client.events() as stream:
-        job_id = client.submit([JobSpec(class_name="Echo", method="handle")]).ids[0]
-        states = []
-        for event in stream:
-            assert event.job_id == job_id and event.class_name == "Echo"
-            states.append(event.state)
-            if event.state.is_final:
-                break
-    assert states == [JobState.QUEUED, JobState.RUNNING, JobState.SUCCEEDED]
+        at_once = client.submit([JobSpec(class_name="Echo", method="handle")]).ids[0]
+        assert _states_until_final(at_once, stream) == [
+            JobState.RUNNING,
+            JobState.SUCCEEDED,
+        ]
+        client.submit([JobSpec(class_name="Sleep", method="handle", params=[0.3])])
+        waits = client.submit([JobSpec(class_name="Echo", method="handle")]).ids[0]
+        assert _states_until_final(waits, stream) == [
+            JobState.QUEUED,
+            JobState.RUNNING,
+            JobState.SUCCEEDED,
+        ]
 
 
 def test_events_of_one_job_only(workspace: Workspace) -> None:

@@ -3,6 +3,8 @@ second backend must pass before the scheduler may use it)."""
 
 from __future__ import annotations
 
+import re
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bgjobd.store.base import FinishedAttempt, JobQuery, NewJob, Store
-from bgjobd.store.sqlite import SQLiteStore
+from bgjobd.store.sqlite import SCHEMA, SQLiteStore
 from bgjobs.model import ErrorInfo, JobState, Outcome, Priority
 
 Backend = Callable[[Path], Store]
@@ -127,6 +129,42 @@ def test_an_attempt_can_be_given_back(store: Store) -> None:
     assert back.attempts == 0 and back.state is JobState.QUEUED
 
 
+def test_a_job_can_start_as_it_is_stored(store: Store) -> None:
+    now = time.time()
+    job_id = store.add([new_job(state=JobState.RUNNING, started_at=now, worker_pid=77)])[0]
+    job = store.get(job_id)
+    assert job is not None and job.state is JobState.RUNNING and job.attempts == 1
+    assert job.worker_pid == 77 and [a.number for a in job.history] == [1]
+    assert store.claim(job_id, "me", 1, now) is None  # already running: no second claim
+    assert store.counts()[JobState.RUNNING] == 1
+    done = store.finish_attempt(job_id, attempt(1, Outcome.SUCCEEDED), JobState.SUCCEEDED)
+    assert done.state is JobState.SUCCEEDED and done.worker_pid is None
+
+
+def test_history_survives_rounds_of_retries(store: Store) -> None:
+    """Each round's final attempt keeps its outcome, worker and (for a failure) its error
+    when a user retries the job and again when the retry ends."""
+    job_id = store.add([new_job()])[0]
+    boom = ErrorInfo(type="ValueError", message="boom", hierarchy=["ValueError"])
+    store.claim(job_id, "me", 11, time.time())
+    store.finish_attempt(job_id, attempt(1, Outcome.FAILED, boom), JobState.FAILED)
+    store.requeue(job_id, time.time())
+    store.claim(job_id, "me", 12, time.time())
+    store.finish_attempt(job_id, attempt(1, Outcome.CANCELLED), JobState.CANCELLED)
+    store.requeue(job_id, time.time())
+    store.claim(job_id, "me", 13, time.time())
+    store.finish_attempt(job_id, attempt(1, Outcome.SUCCEEDED), JobState.SUCCEEDED)
+    job = store.get(job_id)
+    assert job is not None
+    summary = [(a.label, a.outcome, a.worker_pid, a.error) for a in job.history]
+    assert summary == [
+        ("1", Outcome.FAILED, 11, boom),
+        ("1 (retry 1)", Outcome.CANCELLED, 12, None),
+        ("1 (retry 2)", Outcome.SUCCEEDED, 13, None),
+    ]
+    assert all(a.finished_at is not None and a.duration is not None for a in job.history)
+
+
 def test_cancel_only_waiting_jobs(store: Store) -> None:
     waiting = store.add([new_job()])[0]
     running = store.add([new_job()])[0]
@@ -240,3 +278,40 @@ def test_finished_per_minute(store: Store) -> None:
     store.finish_attempt(job_id, attempt(1, Outcome.SUCCEEDED), JobState.SUCCEEDED)
     rows = store.finished_per_minute(time.time() - 3600)
     assert [(state, count) for _, state, count in rows] == [(JobState.SUCCEEDED, 1)]
+
+
+def test_a_schema_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A database of schema 1 (no jobs.outcome; every attempt in `attempts`) opens, keeps
+    its history as it was, and records new jobs the new way."""
+    path = tmp_path / "bgjobs.db"
+    old = sqlite3.connect(path)
+    schema_2 = SCHEMA.read_text().replace("'schema_version', '2'", "'schema_version', '1'")
+    schema_1, dropped = re.subn(r",(\s+--[^\n]*)\n\s+outcome TEXT[^\n]*\n", r"\1\n", schema_2)
+    assert dropped == 1
+    old.executescript(schema_1)
+    old.execute(
+        "INSERT INTO jobs (id, class_name, method, params, priority, state, run_at, attempts, "
+        "max_attempts, timeout, created_at, started_at, finished_at) "
+        "VALUES (1, 'Echo', 'handle', X'90', 1, 'succeeded', 1.0, 1, 3, 30, 1.0, 2.0, 3.0)"
+    )
+    old.execute(
+        "INSERT INTO attempts (job_id, number, started_at, finished_at, outcome, duration) "
+        "VALUES (1, 1, 2.0, 3.0, 'succeeded', 1.0)"
+    )
+    old.commit()
+    old.close()
+    store = SQLiteStore(path)
+    try:
+        job = store.get(1)
+        assert job is not None and [a.outcome for a in job.history] == [Outcome.SUCCEEDED]
+        fresh = store.add([new_job()])[0]
+        store.claim(fresh, "me", 5, time.time())
+        store.finish_attempt(fresh, attempt(1, Outcome.SUCCEEDED), JobState.SUCCEEDED)
+        store.commit()
+        again = store.get(fresh)
+        assert again is not None and [a.worker_pid for a in again.history] == [5]
+    finally:
+        store.close()
+    check = sqlite3.connect(path)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    check.close()
