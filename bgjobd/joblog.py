@@ -9,6 +9,7 @@ and control characters are escaped, so no parameter or message can forge a line.
 from __future__ import annotations
 
 import enum
+import functools
 import os
 import time
 from pathlib import Path
@@ -48,8 +49,14 @@ def describe_params(params: list[Any]) -> str:
     return text if len(text) <= _PARAMS_SHOWN else text[:_PARAMS_SHOWN] + "…"
 
 
+@functools.lru_cache(maxsize=4)
+def _stamp(second: int) -> str:
+    # Lines come thousands a second: each second is formatted once.
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
+
+
 def format_line(status: Status, label: str, message: str, now: float | None = None) -> str:
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now))
+    stamp = _stamp(int(time.time() if now is None else now))
     return f"[{stamp}] [{status}] {escape(label)} - {escape(message)}\n"
 
 

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 
 import msgspec
@@ -39,22 +40,40 @@ def describe_exit(returncode: int | None) -> str:
 
 
 class _ResultPipe(asyncio.Protocol):
-    """Turns the worker's result pipe into a queue of messages; None marks end-of-file."""
+    """Turns the worker's result pipe into messages to await; None marks end-of-file.
+
+    A deque and one future rather than an asyncio.Queue: two messages per attempt, on the
+    daemon's hottest path, and only one reader ever waits."""
 
     def __init__(self) -> None:
-        self.inbox: asyncio.Queue[FromWorker | None] = asyncio.Queue()
+        self._messages: deque[FromWorker | None] = deque()
+        self._waiter: asyncio.Future[None] | None = None
         self._reader = FrameReader()
         self._decoder = msgspec.msgpack.Decoder(FromWorker)
 
     def data_received(self, data: bytes) -> None:
         try:
             for body in self._reader.feed(data):
-                self.inbox.put_nowait(self._decoder.decode(body))
+                self._put(self._decoder.decode(body))
         except (FrameError, msgspec.DecodeError):
-            self.inbox.put_nowait(None)
+            self._put(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.inbox.put_nowait(None)
+        self._put(None)
+
+    def _put(self, message: FromWorker | None) -> None:
+        self._messages.append(message)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def get(self) -> FromWorker | None:
+        while not self._messages:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._messages.popleft()
 
 
 class WorkerProcess:
@@ -118,7 +137,7 @@ class WorkerProcess:
         self._commands.write(self._encoder.encode(message))
 
     async def _receive(self) -> FromWorker:
-        message = await self._results.inbox.get()
+        message = await self._results.get()
         if message is None:
             self._dead = True
             raise WorkerDied(await self._exit_code())

@@ -141,7 +141,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def claim(self, job_id: int, owner: str, worker_pid: int | None, now: float) -> JobInfo | None:
-        """queued -> running, starting the next attempt; None if the job is not queued."""
+        """queued, or scheduled and due by `now` -> running, starting the next attempt;
+        None if the job is in neither state."""
 
     @abc.abstractmethod
     def finish_attempt(

@@ -381,8 +381,9 @@ class SQLiteStore(Store):
         # One statement: the attempt's own row is written when it ends (or by recovery).
         row = self._write(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?, "
-            f"worker_pid = ?, owner = ? WHERE id = ? AND state = 'queued' RETURNING {_COLUMNS}",
-            (now, worker_pid, owner, job_id),
+            "worker_pid = ?, owner = ? WHERE id = ? "
+            f"AND (state = 'queued' OR (state = 'scheduled' AND run_at <= ?)) RETURNING {_COLUMNS}",
+            (now, worker_pid, owner, job_id, now),
         ).fetchone()
         return None if row is None else _row_to_job(row, [_running_attempt(row)])
 

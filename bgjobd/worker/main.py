@@ -11,7 +11,7 @@ never runs on unsupervised.
 from __future__ import annotations
 
 import os
-import queue
+import select
 import signal
 import sys
 import threading
@@ -44,29 +44,38 @@ class Terminated(BaseException):
 
 
 class CommandPipe:
-    """Reads the daemon's messages on a thread, so end-of-file is noticed even mid-job."""
+    """The daemon's messages, read on the main thread: a message wakes it directly.
+
+    A thread only watches for the pipe's hang-up (poll with an empty event mask reports
+    nothing else, so pending data never wakes it): if the daemon goes while a job runs,
+    nobody would record or stop the job, so the whole process group is killed."""
 
     def __init__(self, fd: int) -> None:
         import msgspec
 
         self._fd = fd
-        self._decoder = msgspec.msgpack.Decoder(ToWorker)
-        self._queue: queue.SimpleQueue[ToWorker | None] = queue.SimpleQueue()
+        self._decoder: msgspec.msgpack.Decoder[ToWorker] = msgspec.msgpack.Decoder(ToWorker)
+        self._reader = FrameReader()
+        self._pending: list[bytes] = []
         self.busy = False
-        threading.Thread(target=self._read, name="command-pipe", daemon=True).start()
+        threading.Thread(target=self._watch, name="command-pipe", daemon=True).start()
 
-    def _read(self) -> None:
-        reader = FrameReader()
-        while chunk := os.read(self._fd, 65536):
-            for body in reader.feed(chunk):
-                self._queue.put(self._decoder.decode(body))
+    def _watch(self) -> None:
+        hangup = select.poll()
+        hangup.register(self._fd, 0)
+        while not hangup.poll():
+            pass
         if self.busy:
-            # The daemon is gone while a job runs: nobody would record or stop it.
             os.killpg(os.getpgrp(), signal.SIGKILL)
-        self._queue.put(None)
 
     def next(self) -> ToWorker | None:
-        return self._queue.get()
+        """The next message; None at end-of-file."""
+        while not self._pending:
+            chunk = os.read(self._fd, 65536)
+            if not chunk:
+                return None
+            self._pending.extend(self._reader.feed(chunk))
+        return self._decoder.decode(self._pending.pop(0))
 
 
 def _on_sigterm(signum: int, frame: types.FrameType | None) -> None:

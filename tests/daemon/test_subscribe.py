@@ -52,5 +52,6 @@ def test_events_of_one_job_only(workspace: Workspace) -> None:
             if event.state.is_final:
                 break
     assert {event.job_id for event in seen} == {target}
-    assert [event.state for event in seen] == [JobState.QUEUED, JobState.RUNNING, JobState.FAILED]
+    # Due with a worker free, it goes from scheduled straight to running.
+    assert [event.state for event in seen] == [JobState.RUNNING, JobState.FAILED]
     assert client.get(other).state is JobState.SUCCEEDED

@@ -92,6 +92,11 @@ def test_claim_only_once_and_only_when_queued(store: Store) -> None:
     assert store.claim(job_id, "other", 456, time.time()) is None
     scheduled = store.add([new_job(state=JobState.SCHEDULED, run_at=time.time() + 60)])[0]
     assert store.claim(scheduled, "me", 1, time.time()) is None
+    due = store.claim(scheduled, "me", 1, time.time() + 61)  # due: no need to queue it first
+    assert due is not None and due.state is JobState.RUNNING
+    cancelled = store.add([new_job(state=JobState.SCHEDULED)])[0]
+    store.cancel_waiting(cancelled, "by test", time.time())
+    assert store.claim(cancelled, "me", 1, time.time() + 61) is None
 
 
 def test_attempt_history_and_final_states(store: Store) -> None:
