@@ -71,6 +71,8 @@ class Daemon:
                     str(config.socket_path),
                 )
             )
+        # Jobs whose worker left a lock file had begun an attempt (see recovery).
+        began = locks.job_ids(config.locks_dir)
         for stale in locks.remove_stale(config.locks_dir):
             self.log.warning(NO_JOB, f"removed stale lock file {stale.name}")
         store = SQLiteStore(
@@ -93,7 +95,7 @@ class Daemon:
         )
         try:
             engine.start()
-            recovered = recover(engine)
+            recovered = recover(engine, began)
             if recovered:
                 self.say(f"recovered {recovered} job(s) that were running when bgjobd stopped")
             await pool.start()

@@ -81,6 +81,10 @@ class Engine:
         self.scheduler.start()
         self._pump()
 
+    def wake(self) -> None:
+        """Start ready jobs on free workers (after recovery queued some)."""
+        self._pump()
+
     def reconfigure(self, config: Config) -> None:
         self.config = config
         for entry in self.limits.reconfigure(config):
@@ -137,8 +141,8 @@ class Engine:
         def on_commit(committed: asyncio.Future[None]) -> None:
             failure = committed.exception()
             if failure is not None:
-                for worker, _ in batch.started:
-                    self._give_back(worker)
+                for worker, job in batch.started:
+                    self._give_back(worker, job)
                 accepted.set_exception(failure)
                 return
             for worker, job in batch.started:
@@ -231,10 +235,12 @@ class Engine:
             self.limits.try_start(_entry_of_row(row))
         return worker
 
-    def _give_back(self, worker: WorkerProcess) -> None:
+    def _give_back(self, worker: WorkerProcess, job: JobInfo) -> None:
         """A fast-path start that did not happen (its commit failed)."""
         self.attempts.pool.release(worker, reusable=worker.alive)
         self._free_slots += 1
+        for released in self.limits.finished(_entry_of(job)):
+            self.scheduler.add_ready(released)
         self._pump()
 
     async def _execute(

@@ -104,6 +104,14 @@ def remove_stale(locks_dir: Path) -> list[Path]:
     return removed
 
 
+def job_ids(locks_dir: Path) -> set[int]:
+    """The ids of the jobs that have a lock file (named `Class_method_ID.lock`)."""
+    numbers = (
+        path.name.removesuffix(SUFFIX).rpartition("_")[2] for path in locks_dir.glob(f"*{SUFFIX}")
+    )
+    return {int(number) for number in numbers if number.isdigit()}
+
+
 def make_info(
     job_id: int, class_name: str, method: str, *, pid: int, attempt: int, owner: str
 ) -> LockInfo:

@@ -13,24 +13,36 @@ from bgjobd.store.base import FinishedAttempt
 from bgjobs.model import ErrorInfo, JobState, Outcome
 
 
-def recover(engine: Engine) -> int:
-    """Jobs this daemon's host left running count that attempt as interrupted and go on
-    per their retry policy. Returns how many there were."""
+def recover(engine: Engine, began: set[int]) -> int:
+    """Jobs this daemon's host left running go on. Those whose attempt had begun (their
+    worker's lock file was left behind, `began`) count it as interrupted and go on per
+    their retry policy; the others never reached a worker (the crash came between storing
+    them as running and handing them over) or ended unrecorded, and get the attempt back,
+    so that a crash never fails an acknowledged job that did not run. Returns how many
+    jobs there were."""
     orphans = engine.store.running(engine.owner)
     for job in orphans:
         started = job.started_at.timestamp() if job.started_at else time.time()
-        engine.record_attempt(
-            job,
-            AttemptResult(
+        if job.id in began:
+            result = AttemptResult(
                 Outcome.INTERRUPTED,
                 started,
                 time.time(),
                 job.worker_pid,
                 error=outcomes.INTERRUPTED,
-            ),
-        )
+            )
+        else:
+            result = AttemptResult(
+                Outcome.INTERRUPTED,
+                started,
+                time.time(),
+                job.worker_pid,
+                cancel_reason="the daemon stopped before the attempt was known to begin",
+            )
+        engine.record_attempt(job, result)
     end_abandoned_oneshots(engine)
     engine.store.commit()
+    engine.wake()
     return len(orphans)
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from bgjobs.model import JobSpec, JobState, Outcome
+import time
+
+from bgjobd.app import owner_name
+from bgjobd.store.base import NewJob
+from bgjobd.store.sqlite import SQLiteStore
+from bgjobs.model import JobSpec, JobState, Outcome, Priority
 from tests.support.procs import is_gone
 from tests.support.waiting import wait_for
 from tests.support.workspace import Workspace
@@ -63,6 +68,46 @@ def test_an_interrupted_job_without_retries_fails_and_says_so(workspace: Workspa
     assert job.state is JobState.FAILED
     assert job.error is not None and job.error.type == "Interrupted"
     assert workspace.lock_files() == []
+
+
+def test_a_job_stored_as_running_that_never_began_gets_its_attempt_back(
+    workspace: Workspace,
+) -> None:
+    """The fast path stores a job as running just before handing it to a worker. A crash
+    in between leaves a running job with no lock file: after a restart it runs, and the
+    attempt that never began does not count, even with no retries."""
+    workspace.write_config({})
+    workspace.storage.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(workspace.storage / "bgjobs.db")
+    now = time.time()
+    job_id = store.add(
+        [
+            NewJob(
+                class_name="Echo",
+                method="handle",
+                params=["hello"],
+                priority=Priority.MEDIUM,
+                state=JobState.RUNNING,
+                run_at=now,
+                max_attempts=1,
+                timeout=30,
+                created_at=now,
+                owner=owner_name(),
+                started_at=now,
+                worker_pid=999_999,
+            )
+        ]
+    )[0]
+    store.commit()
+    store.close()
+    workspace.start_daemon()
+    job = workspace.client().wait(job_id, 30)
+    assert job.state is JobState.SUCCEEDED and job.result == ["hello"]
+    assert [(a.number, a.outcome) for a in job.history] == [
+        (1, Outcome.INTERRUPTED),
+        (1, Outcome.SUCCEEDED),
+    ]
+    assert "queued again" in workspace.error_log()
 
 
 def test_sigterm_drains_then_requeues_what_is_still_running(workspace: Workspace) -> None:
