@@ -29,6 +29,7 @@ class Journal:
         self._on_error = on_error
         self._pending: asyncio.Future[None] | None = None
         self._callbacks: list[Callable[[], None]] = []
+        self._waiters: list[Callable[[BaseException | None], None]] = []
         self._lazy: asyncio.TimerHandle | None = None
         store.on_begin = self._commit_soon
 
@@ -39,6 +40,13 @@ class Journal:
             self._pending = loop.create_future()
             loop.call_soon(self.flush)
         return self._pending
+
+    def when_committed(self, callback: Callable[[BaseException | None], None]) -> None:
+        """Commit at the end of this loop iteration, like `committed()`, and then call
+        `callback(None)` (or `callback(error)`) at once, inside the commit: a submit's
+        reply goes out right after its commit, ahead of whatever else is queued."""
+        self.committed()
+        self._waiters.append(callback)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once the writes made so far are committed (e.g. publish events);
@@ -56,15 +64,21 @@ class Journal:
             self._lazy = None
         pending, self._pending = self._pending, None
         callbacks, self._callbacks = self._callbacks, []
+        waiters, self._waiters = self._waiters, []
         try:
             self.store.commit()
         except Exception as exc:  # noqa: BLE001  # reported to every waiter and logged
             self.store.rollback()
             self._on_error(f"commit failed, the batch was rolled back: {exc}")
+            failure = CommitFailed(str(exc))
             if pending is not None and not pending.done():
-                pending.set_exception(CommitFailed(str(exc)))
+                pending.set_exception(failure)
+            for waiter in waiters:
+                waiter(failure)
             return
         if pending is not None and not pending.done():
             pending.set_result(None)
+        for waiter in waiters:
+            waiter(None)
         for callback in callbacks:
             callback()

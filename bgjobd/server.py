@@ -175,6 +175,8 @@ class Connection(asyncio.Protocol):
         except Exception as exc:  # noqa: BLE001  # every failure becomes a typed Error reply
             self._send(self._error_reply(request.rid, exc))
             return
+        if outcome is None:
+            return  # the handler replies by itself
         if isinstance(outcome, asyncio.Future):
             outcome.add_done_callback(lambda done: self._reply_from(request.rid, done))
         elif isinstance(outcome, Coroutine):

@@ -27,14 +27,16 @@ from bgjobs.protocol import (
 
 def dispatch(  # noqa: C901, PLR0911  # one arm per request kind
     ctx: Context, request: Request
-) -> Reply | asyncio.Future[Reply] | Coroutine[Any, Any, Reply]:
-    """The reply; or, for requests that wait (a commit, a kill), a future or a coroutine
-    that makes it."""
+) -> Reply | asyncio.Future[Reply] | Coroutine[Any, Any, Reply] | None:
+    """The reply; or, for requests that wait (a kill), a future or a coroutine that makes
+    it; or None from a handler that replies by itself through `ctx.send` (a submit, from
+    inside its commit)."""
     match request:
         case Ping():
             return ping.handle(request)
         case Submit():
-            return submit.handle(ctx, request)
+            submit.handle(ctx, request)
+            return None
         case Get():
             return get.handle(ctx, request)
         case ListJobs():

@@ -1,28 +1,30 @@
 from __future__ import annotations
 
-import asyncio
-
 from bgjobd.handlers.context import Context
-from bgjobs.protocol import Reply, Submit, Submitted
+from bgjobs.protocol import Error, ErrorCode, Submit, Submitted
 
 
-def handle(ctx: Context, request: Submit) -> asyncio.Future[Reply]:
-    accepted = ctx.engine.submit(request.jobs)
-    reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+def handle(ctx: Context, request: Submit) -> None:
+    """Replies by itself, from inside the commit that stores the jobs (see Engine.submit)."""
 
-    def answer(done: asyncio.Future[list[tuple[list[int], bool]]]) -> None:
-        if done.exception() is not None:
-            reply.set_exception(done.exception())  # type: ignore[arg-type]
+    def answer(stored: list[tuple[list[int], bool]] | BaseException) -> None:
+        if isinstance(stored, BaseException):
+            # The journal has logged why; the client learns its jobs were not stored.
+            ctx.send(
+                Error(
+                    rid=request.rid,
+                    code=ErrorCode.INTERNAL,
+                    message=f"the jobs were not stored: {stored}",
+                )
+            )
             return
-        results = done.result()
-        reply.set_result(
+        ctx.send(
             Submitted(
                 rid=request.rid,
-                ids=[ids[0] for ids, _ in results],
-                last_ids=[ids[-1] for ids, _ in results],
-                existing=[existed for _, existed in results],
+                ids=[ids[0] for ids, _ in stored],
+                last_ids=[ids[-1] for ids, _ in stored],
+                existing=[existed for _, existed in stored],
             )
         )
 
-    accepted.add_done_callback(answer)
-    return reply
+    ctx.engine.submit(request.jobs, answer)
