@@ -58,6 +58,8 @@ class RunningAttempt:
     has_lock: bool = False
     """The worker reported its lock file made: from then on, its absence means cancel."""
     lock_missing: int = 0
+    request: RunAttempt | None = None
+    deadline: asyncio.TimerHandle | None = None
 
     def lock_made(self) -> None:
         self.has_lock = True
@@ -113,28 +115,43 @@ class Attempts:
 
     async def run(self, worker: WorkerProcess, job: JobInfo, number: int) -> AttemptResult:
         """Run attempt `number` of `job` in `worker` (from `worker()`)."""
+        return await self.finish(self.begin(worker, job, number))
+
+    def begin(self, worker: WorkerProcess, job: JobInfo, number: int) -> RunningAttempt:
+        """Hand attempt `number` of `job` to `worker` now, its deadline running; `finish`
+        awaits its end. Split so that the daemon starts an attempt without waiting for a
+        task of its own to be scheduled."""
         # Plain strings: this runs for every attempt, and pathlib costs more than the rest.
         lock_path = f"{self.config.locks_dir}/{locks.lock_name(job.class_name, job.method, job.id)}"
         running = RunningAttempt(job, number, worker, lock_path, started_at=time.time())
-        self.running[job.id] = running
+        running.request = self._request(job, number, lock_path)
         self.log.info(
             job.label,
             f"{job_tag(job, number)} started in worker {worker.pid} "
             f"(params: {describe_params(job.params)})",
         )
+        worker.hand_over(running.request)
+        self.running[job.id] = running
         loop = asyncio.get_running_loop()
-        deadline = loop.call_later(job.timeout, self._on_deadline, running)
+        running.deadline = loop.call_later(job.timeout, self._on_deadline, running)
+        return running
+
+    async def finish(self, running: RunningAttempt) -> AttemptResult:
+        """The result of an attempt from `begin`, once it ended however it did."""
+        worker = running.worker
+        assert running.request is not None
         try:
-            done = await worker.run(self._request(job, number, lock_path), running.lock_made)
+            done = await worker.outcome(running.request, running.lock_made)
         except WorkerDied as exc:
             # The worker could not clean up after itself: it was killed.
-            locks.release(lock_path)
+            locks.release(running.lock_path)
             output_dir = self.config.job_output_dir
-            capture.salvage(output_dir, worker.pid, output_dir / f"{job.id}.log")
+            capture.salvage(output_dir, worker.pid, output_dir / f"{running.job.id}.log")
             return self._stopped_result(running, exc)
         finally:
-            deadline.cancel()
-            self.running.pop(job.id, None)
+            if running.deadline is not None:
+                running.deadline.cancel()
+            self.running.pop(running.job.id, None)
         return self._done_result(running, done)
 
     def _request(self, job: JobInfo, number: int, lock_path: str) -> RunAttempt:

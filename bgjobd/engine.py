@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from bgjobd import chains, locks, outcomes, submission
-from bgjobd.attempts import AttemptResult, Attempts
+from bgjobd.attempts import AttemptResult, Attempts, RunningAttempt
 from bgjobd.concurrency import ConcurrencyLimits
 from bgjobd.events import EventHub
 from bgjobd.joblog import NO_JOB, JobLog, describe_params
@@ -149,7 +149,7 @@ class Engine:
             on_stored(batch.results)
             for worker, job in batch.started:
                 self._publish_later(job)
-                self._start_task(self._execute(_entry_of(job), (worker, job)))
+                self._begin(_entry_of(job), worker, job)
             for row, ids in batch.added:
                 self._accepted(row, ids)
             self._pump()
@@ -201,7 +201,8 @@ class Engine:
                 self._publish_id_later(job_id)
 
     def _pump(self) -> set[int]:
-        """Start ready jobs while slots are free; returns the ids started."""
+        """Start ready jobs while slots are free; returns the ids started (or waiting for a
+        worker). With a worker idle, the attempt is handed over at once."""
         dispatched: set[int] = set()
         while self._free_slots > 0 and not self._draining:
             entry = self.scheduler.pop_ready()
@@ -211,7 +212,11 @@ class Engine:
                 continue  # a job listed twice starts once
             self._free_slots -= 1
             dispatched.add(entry.job_id)
-            self._start_task(self._execute(entry))
+            worker = self.attempts.pool.take_idle()
+            if worker is None:
+                self._start_task(self._execute(entry))
+            else:
+                self._claim_and_begin(entry, worker)  # its slot comes back if it cannot
         return dispatched
 
     def _start_task(self, work: Coroutine[None, None, None]) -> None:
@@ -237,50 +242,78 @@ class Engine:
 
     def _give_back(self, worker: WorkerProcess, job: JobInfo) -> None:
         """A fast-path start that did not happen (its commit failed)."""
-        self.attempts.pool.release(worker, reusable=worker.alive)
-        self._free_slots += 1
-        for released in self.limits.finished(_entry_of(job)):
-            self.scheduler.add_ready(released)
+        self._free_slot(_entry_of(job), worker)
+
+    async def _execute(self, entry: WaitingEntry) -> None:
+        """Wait for a worker (all are starting, or `isolation = "fresh"`), then start."""
+        try:
+            worker = await self.attempts.pool.acquire()
+        except BaseException:
+            self._free_slot(entry, None)
+            raise
+        if not self._claim_and_begin(entry, worker):
+            self._pump()
+
+    def _claim_and_begin(self, entry: WaitingEntry, worker: WorkerProcess) -> bool:
+        """Claim the job for `worker` and hand its attempt over. False if no attempt began
+        (the job was cancelled meanwhile, or an error): the slot and the worker are given
+        back, without starting the next job (the caller is in, or calls, the pump)."""
+        try:
+            job = self.store.claim(entry.job_id, self.owner, worker.pid, time.time())
+        except Exception as exc:  # noqa: BLE001  # one job's trouble must not stop the daemon
+            self._internal_error(entry, None, exc)
+            self._release_slot(entry, worker)
+            return False
+        if job is None:  # cancelled (or claimed elsewhere) since it was queued
+            self._release_slot(entry, worker)
+            return False
+        # The claim commits with the next batch; the attempt does not wait for it. A crash
+        # before that re-runs the job from `queued`.
+        self._publish_later(job)
+        return self._begin(entry, worker, job)
+
+    def _begin(self, entry: WaitingEntry, worker: WorkerProcess, job: JobInfo) -> bool:
+        """Hand the attempt to its worker now; a task waits for its end and records it."""
+        try:
+            running = self.attempts.begin(worker, job, job.attempts)
+        except Exception as exc:  # noqa: BLE001  # one job's trouble must not stop the daemon
+            self._internal_error(entry, job, exc)
+            self._release_slot(entry, worker)
+            return False
+        self._start_task(self._complete(entry, worker, job, running))
+        return True
+
+    async def _complete(
+        self, entry: WaitingEntry, worker: WorkerProcess, job: JobInfo, running: RunningAttempt
+    ) -> None:
+        try:
+            self.record_attempt(job, await self.attempts.finish(running))
+        except Exception as exc:  # noqa: BLE001  # one job's trouble must not stop the daemon
+            self._internal_error(entry, job, exc)
+        finally:
+            self._free_slot(entry, worker)
+
+    def _internal_error(self, entry: WaitingEntry, job: JobInfo | None, exc: Exception) -> None:
+        self.log.error(NO_JOB, f"job {entry.job_id}: internal error: {exc!r}")
+        if job is not None:
+            failure = ErrorInfo(type="InternalError", message=repr(exc), hierarchy=[])
+            now = time.time()
+            self.record_attempt(job, AttemptResult(Outcome.CRASHED, now, now, None, error=failure))
+
+    def _free_slot(self, entry: WaitingEntry, worker: WorkerProcess | None) -> None:
+        """An attempt is over (or never began): see `_release_slot`; then the next ready
+        job starts."""
+        self._release_slot(entry, worker)
         self._pump()
 
-    async def _execute(
-        self, entry: WaitingEntry, started: tuple[WorkerProcess, JobInfo] | None = None
-    ) -> None:
-        """Run the job's next attempt: claim it from `queued` with a worker from the pool,
-        or, from the fast path, the attempt `started` already records."""
-        job: JobInfo | None = None
-        worker: WorkerProcess | None = None
-        try:
-            if started is None:
-                worker = await self.attempts.pool.acquire()
-                job = self.store.claim(entry.job_id, self.owner, worker.pid, time.time())
-                if job is None:
-                    return  # cancelled (or claimed elsewhere) since it was queued
-                # The claim commits with the next batch; the attempt does not wait for it.
-                # A crash before that re-runs the job from `queued`.
-                self._publish_later(job)
-            else:
-                worker, job = started
-            result = await self.attempts.run(worker, job, job.attempts)
-            if worker.alive:
-                self.attempts.pool.release(worker, reusable=True)
-                worker = None
-            self.record_attempt(job, result)
-        except Exception as exc:  # noqa: BLE001  # one job's trouble must not stop the daemon
-            self.log.error(NO_JOB, f"job {entry.job_id}: internal error: {exc!r}")
-            if job is not None:
-                failure = ErrorInfo(type="InternalError", message=repr(exc), hierarchy=[])
-                now = time.time()
-                self.record_attempt(
-                    job, AttemptResult(Outcome.CRASHED, now, now, None, error=failure)
-                )
-        finally:
-            if worker is not None:
-                self.attempts.pool.release(worker, reusable=worker.alive)
-            self._free_slots += 1
-            for released in self.limits.finished(entry):
-                self.scheduler.add_ready(released)
-            self._pump()
+    def _release_slot(self, entry: WaitingEntry, worker: WorkerProcess | None) -> None:
+        """The worker back to the pool (or replaced), the slot and the class's concurrency
+        count free."""
+        if worker is not None:
+            self.attempts.pool.release(worker, reusable=worker.alive)
+        self._free_slots += 1
+        for released in self.limits.finished(entry):
+            self.scheduler.add_ready(released)
 
     # finishing -----------------------------------------------------------------------------
 

@@ -154,10 +154,20 @@ class WorkerProcess:
     ) -> AttemptDone:
         """Run one attempt; raises WorkerDied if the process dies (or is killed) first.
         `on_started` is called once the worker holds the lock file and calls the job."""
+        self.hand_over(request)
+        return await self.outcome(request, on_started)
+
+    def hand_over(self, request: RunAttempt) -> None:
+        """Send an attempt to the worker, which starts it at once (`outcome` awaits it)."""
         self.busy_with = request.job_id
         self.attempts_run += 1
+        self._send(request)
+
+    async def outcome(
+        self, request: RunAttempt, on_started: Callable[[], None] = lambda: None
+    ) -> AttemptDone:
+        """The end of the attempt handed over; see `run`."""
         try:
-            self._send(request)
             while True:
                 message = await self._receive()
                 if isinstance(message, Started) and message.job_id == request.job_id:
