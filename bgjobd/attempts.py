@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -58,7 +58,6 @@ class RunningAttempt:
     has_lock: bool = False
     """The worker reported its lock file made: from then on, its absence means cancel."""
     lock_missing: int = 0
-    request: RunAttempt | None = None
     deadline: asyncio.TimerHandle | None = None
 
     def lock_made(self) -> None:
@@ -115,44 +114,62 @@ class Attempts:
 
     async def run(self, worker: WorkerProcess, job: JobInfo, number: int) -> AttemptResult:
         """Run attempt `number` of `job` in `worker` (from `worker()`)."""
-        return await self.finish(self.begin(worker, job, number))
+        ended: asyncio.Future[AttemptResult] = asyncio.get_running_loop().create_future()
 
-    def begin(self, worker: WorkerProcess, job: JobInfo, number: int) -> RunningAttempt:
-        """Hand attempt `number` of `job` to `worker` now, its deadline running; `finish`
-        awaits its end. Split so that the daemon starts an attempt without waiting for a
-        task of its own to be scheduled."""
+        def on_end(result: AttemptResult) -> None:
+            if not ended.done():
+                ended.set_result(result)
+
+        self.begin(worker, job, number, on_end)
+        return await ended
+
+    def begin(
+        self,
+        worker: WorkerProcess,
+        job: JobInfo,
+        number: int,
+        on_end: Callable[[AttemptResult], None],
+    ) -> RunningAttempt:
+        """Hand attempt `number` of `job` to `worker` now, its deadline running; `on_end`
+        gets its result, however it ends. Callbacks rather than a coroutine: the daemon
+        records an attempt and hands the worker its next job in the callback that reads
+        the worker's report, with no task to wake in between."""
         # Plain strings: this runs for every attempt, and pathlib costs more than the rest.
         lock_path = f"{self.config.locks_dir}/{locks.lock_name(job.class_name, job.method, job.id)}"
         running = RunningAttempt(job, number, worker, lock_path, started_at=time.time())
-        running.request = self._request(job, number, lock_path)
         self.log.info(
             job.label,
             f"{job_tag(job, number)} started in worker {worker.pid} "
             f"(params: {describe_params(job.params)})",
         )
-        worker.hand_over(running.request)
+
+        def ended(outcome: AttemptDone | WorkerDied) -> None:
+            if running.deadline is not None:
+                running.deadline.cancel()
+            self.running.pop(job.id, None)
+            if isinstance(outcome, WorkerDied):
+                on_end(self._died(running, outcome))
+            else:
+                on_end(self._done_result(running, outcome))
+
         self.running[job.id] = running
         loop = asyncio.get_running_loop()
         running.deadline = loop.call_later(job.timeout, self._on_deadline, running)
+        try:
+            worker.hand_over(self._request(job, number, lock_path), running.lock_made, ended)
+        except BaseException:
+            running.deadline.cancel()
+            self.running.pop(job.id, None)
+            raise
         return running
 
-    async def finish(self, running: RunningAttempt) -> AttemptResult:
-        """The result of an attempt from `begin`, once it ended however it did."""
-        worker = running.worker
-        assert running.request is not None
-        try:
-            done = await worker.outcome(running.request, running.lock_made)
-        except WorkerDied as exc:
-            # The worker could not clean up after itself: it was killed.
-            locks.release(running.lock_path)
-            output_dir = self.config.job_output_dir
-            capture.salvage(output_dir, worker.pid, output_dir / f"{running.job.id}.log")
-            return self._stopped_result(running, exc)
-        finally:
-            if running.deadline is not None:
-                running.deadline.cancel()
-            self.running.pop(running.job.id, None)
-        return self._done_result(running, done)
+    def _died(self, running: RunningAttempt, died: WorkerDied) -> AttemptResult:
+        # The worker could not clean up after itself: it was killed.
+        locks.release(running.lock_path)
+        output_dir = self.config.job_output_dir
+        worker_pid = running.worker.pid
+        capture.salvage(output_dir, worker_pid, output_dir / f"{running.job.id}.log")
+        return self._stopped_result(running, died)
 
     def _request(self, job: JobInfo, number: int, lock_path: str) -> RunAttempt:
         return RunAttempt(

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from bgjobd import chains, locks, outcomes, submission
-from bgjobd.attempts import AttemptResult, Attempts, RunningAttempt
+from bgjobd.attempts import AttemptResult, Attempts
 from bgjobd.concurrency import ConcurrencyLimits
 from bgjobd.events import EventHub
 from bgjobd.joblog import NO_JOB, JobLog, describe_params
@@ -67,6 +67,11 @@ class Engine:
         self.limits = ConcurrencyLimits(config)
         self._free_slots = attempts.pool.size
         self._tasks: set[asyncio.Task[None]] = set()
+        """Dispatches waiting for a worker."""
+        self._in_flight = 0
+        """Attempts handed to workers and not yet recorded."""
+        self._all_ended = asyncio.Event()
+        self._all_ended.set()
         self._draining = False
         self._cancel_waiters: dict[int, asyncio.Event] = {}
         self._recent_finishes: deque[float] = deque()
@@ -96,11 +101,15 @@ class Engine:
         (they stay queued for the next start without losing an attempt)."""
         self._draining = True
         self.scheduler.stop()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout)
-        if self._tasks:
+        # Dispatches still waiting for a worker give up: their jobs stay queued.
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._all_ended.wait(), timeout)
+        if self._in_flight:
             await self.attempts.interrupt_all()
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            await self._all_ended.wait()
         with contextlib.suppress(Exception):
             await self.journal.committed()
 
@@ -273,24 +282,37 @@ class Engine:
         return self._begin(entry, worker, job)
 
     def _begin(self, entry: WaitingEntry, worker: WorkerProcess, job: JobInfo) -> bool:
-        """Hand the attempt to its worker now; a task waits for its end and records it."""
+        """Hand the attempt to its worker now; `_ended` records it."""
+
+        def ended(result: AttemptResult) -> None:
+            self._ended(entry, worker, job, result)
+
         try:
-            running = self.attempts.begin(worker, job, job.attempts)
+            self.attempts.begin(worker, job, job.attempts, ended)
         except Exception as exc:  # noqa: BLE001  # one job's trouble must not stop the daemon
             self._internal_error(entry, job, exc)
             self._release_slot(entry, worker)
             return False
-        self._start_task(self._complete(entry, worker, job, running))
+        self._in_flight += 1
+        self._all_ended.clear()
         return True
 
-    async def _complete(
-        self, entry: WaitingEntry, worker: WorkerProcess, job: JobInfo, running: RunningAttempt
+    def _ended(
+        self, entry: WaitingEntry, worker: WorkerProcess, job: JobInfo, result: AttemptResult
     ) -> None:
+        """An attempt ended: record it, then the worker takes the next job. Called from
+        the worker pipe's callback, so nothing may escape."""
         try:
-            self.record_attempt(job, await self.attempts.finish(running))
+            self.record_attempt(job, result)
         except Exception as exc:  # noqa: BLE001  # one job's trouble must not stop the daemon
-            self._internal_error(entry, job, exc)
+            try:
+                self._internal_error(entry, job, exc)
+            except Exception as again:  # noqa: BLE001  # e.g. the store itself is failing
+                self.log.error(NO_JOB, f"job {job.id}: could not record its end: {again!r}")
         finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._all_ended.set()
             self._free_slot(entry, worker)
 
     def _internal_error(self, entry: WaitingEntry, job: JobInfo | None, exc: Exception) -> None:

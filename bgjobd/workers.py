@@ -40,31 +40,44 @@ def describe_exit(returncode: int | None) -> str:
 
 
 class _ResultPipe(asyncio.Protocol):
-    """Turns the worker's result pipe into messages to await; None marks end-of-file.
-
-    A deque and one future rather than an asyncio.Queue: two messages per attempt, on the
-    daemon's hottest path, and only one reader ever waits."""
+    """The worker's result pipe. During an attempt its messages go straight to the
+    attempt's listener, inside `data_received`: the daemon hands the worker its next job
+    in the same callback, with no task to wake. Otherwise (the start-up handshake) they
+    wait in a deque for `get`. None marks end-of-file."""
 
     def __init__(self) -> None:
         self._messages: deque[FromWorker | None] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._reader = FrameReader()
         self._decoder = msgspec.msgpack.Decoder(FromWorker)
+        self.listener: Callable[[FromWorker | None], None] | None = None
 
     def data_received(self, data: bytes) -> None:
         try:
-            for body in self._reader.feed(data):
-                self._put(self._decoder.decode(body))
+            bodies = self._reader.feed(data)
+            messages = [self._decoder.decode(body) for body in bodies]
         except (FrameError, msgspec.DecodeError):
             self._put(None)
+            return
+        for message in messages:
+            self._put(message)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._put(None)
 
     def _put(self, message: FromWorker | None) -> None:
+        if self.listener is not None:
+            self.listener(message)
+            return
         self._messages.append(message)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+    def listen(self, listener: Callable[[FromWorker | None], None]) -> None:
+        """Send every message to `listener` from now on, those waiting first."""
+        self.listener = listener
+        while self._messages and self.listener is listener:
+            listener(self._messages.popleft())
 
     async def get(self) -> FromWorker | None:
         while not self._messages:
@@ -93,6 +106,7 @@ class WorkerProcess:
         self.generation = 0
         """Which configuration it was started with; a reload retires older workers."""
         self._dead = False
+        self._reaping: set[asyncio.Task[None]] = set()
 
     @property
     def alive(self) -> bool:
@@ -149,33 +163,44 @@ class WorkerProcess:
             return await asyncio.wait_for(self._process.wait(), 5.0)
         return None
 
-    async def run(
-        self, request: RunAttempt, on_started: Callable[[], None] = lambda: None
-    ) -> AttemptDone:
-        """Run one attempt; raises WorkerDied if the process dies (or is killed) first.
-        `on_started` is called once the worker holds the lock file and calls the job."""
-        self.hand_over(request)
-        return await self.outcome(request, on_started)
-
-    def hand_over(self, request: RunAttempt) -> None:
-        """Send an attempt to the worker, which starts it at once (`outcome` awaits it)."""
+    def hand_over(
+        self,
+        request: RunAttempt,
+        on_started: Callable[[], None],
+        on_end: Callable[[AttemptDone | WorkerDied], None],
+    ) -> None:
+        """Send an attempt to the worker, which starts it at once. `on_started` is called
+        once the worker holds the lock file and calls the job; `on_end` once with how it
+        ended: the worker's report, or WorkerDied if the process died (or was killed)
+        first. Both are called from the pipe's callback (a death: from a task that reaps
+        the process for its exit code)."""
         self.busy_with = request.job_id
         self.attempts_run += 1
-        self._send(request)
 
-    async def outcome(
-        self, request: RunAttempt, on_started: Callable[[], None] = lambda: None
-    ) -> AttemptDone:
-        """The end of the attempt handed over; see `run`."""
-        try:
-            while True:
-                message = await self._receive()
-                if isinstance(message, Started) and message.job_id == request.job_id:
-                    on_started()
-                elif isinstance(message, AttemptDone) and message.job_id == request.job_id:
-                    return message
-        finally:
+        def listen(message: FromWorker | None) -> None:
+            if message is None:
+                self._dead = True
+                self._results.listener = None
+                self._reap(on_end)
+            elif isinstance(message, Started) and message.job_id == request.job_id:
+                on_started()
+            elif isinstance(message, AttemptDone) and message.job_id == request.job_id:
+                self._results.listener = None
+                self.busy_with = None
+                on_end(message)
+
+        self._send(request)
+        self._results.listen(listen)
+
+    def _reap(self, on_end: Callable[[AttemptDone | WorkerDied], None]) -> None:
+        async def reap() -> None:
+            code = await self._exit_code()
             self.busy_with = None
+            on_end(WorkerDied(code))
+
+        task = asyncio.create_task(reap())
+        self._reaping.add(task)
+        task.add_done_callback(self._reaping.discard)
 
     async def kill(self, grace: float) -> None:
         """SIGTERM the whole process group, SIGKILL it after `grace` seconds (or at once
