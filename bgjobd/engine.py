@@ -132,22 +132,7 @@ class Engine:
         built = [self._build(spec, now) for spec in specs]
         batch = _Batch()
         for rows in built:
-            key = rows[0].unique_key
-            existing = self.store.find_live_unique(key) if key else None
-            if existing is not None:
-                batch.results.append(([existing], True))
-                continue
-            worker = self._idle_worker_for(rows[0]) if len(built) == 1 else None
-            if worker is not None:
-                rows[0] = replace(
-                    rows[0], state=JobState.RUNNING, started_at=now, worker_pid=worker.pid
-                )
-            ids = self.store.add(rows)
-            if worker is not None:
-                batch.started.append((worker, _started_job(rows[0], ids)))
-            else:
-                batch.added.append((rows[0], ids))
-            batch.results.append((ids, False))
+            self._store(rows, batch, now, may_start=len(built) == 1)
 
         def on_commit(failure: BaseException | None) -> None:
             if failure is not None:
@@ -164,6 +149,31 @@ class Engine:
             self._pump()
 
         self.journal.when_committed(on_commit)
+
+    def _store(self, rows: list[NewJob], batch: _Batch, now: float, *, may_start: bool) -> None:
+        """One spec's rows into the batch: the live job with its unique key, or the rows
+        stored, as running at once when the fast path allows (`may_start`)."""
+        key = rows[0].unique_key
+        existing = self.store.find_live_unique(key) if key else None
+        if existing is not None:
+            batch.results.append(([existing], True))
+            return
+        worker = self._idle_worker_for(rows[0]) if may_start else None
+        if worker is not None:
+            rows[0] = replace(
+                rows[0], state=JobState.RUNNING, started_at=now, worker_pid=worker.pid
+            )
+        try:
+            ids = self.store.add(rows)
+        except BaseException:
+            if worker is not None:
+                self._free_slot(_entry_of_row(rows[0]), worker)
+            raise
+        if worker is not None:
+            batch.started.append((worker, _started_job(rows[0], ids)))
+        else:
+            batch.added.append((rows[0], ids))
+        batch.results.append((ids, False))
 
     def _build(self, spec: JobSpec, now: float) -> list[NewJob]:
         try:
@@ -482,8 +492,9 @@ class Engine:
         return self.attempts.pool.size - self._free_slots
 
 
-def _entry_of_row(row: NewJob, job_id: int = 0) -> WaitingEntry:
-    return WaitingEntry(row.run_at, job_id, row.priority.rank, row.class_name)
+def _entry_of_row(row: NewJob) -> WaitingEntry:
+    """For the concurrency count of a job not stored yet (it counts by class)."""
+    return WaitingEntry(row.run_at, 0, row.priority.rank, row.class_name)
 
 
 def _entry_of(job: JobInfo) -> WaitingEntry:
