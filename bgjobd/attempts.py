@@ -196,6 +196,16 @@ class Attempts:
     def _stopped_result(self, running: RunningAttempt, died: WorkerDied) -> AttemptResult:
         now = time.time()
         outcome = running.stop_reason or Outcome.CRASHED
+        if outcome is Outcome.CRASHED and not running.has_lock:
+            # The worker died before it took the attempt up (killed from outside while it
+            # was idle): the job never ran, so the attempt is given back, not counted.
+            return AttemptResult(
+                Outcome.INTERRUPTED,
+                running.started_at,
+                now,
+                running.worker.pid,
+                cancel_reason=f"{died} before the attempt began",
+            )
         if outcome is Outcome.TIMED_OUT:
             error = ErrorInfo(
                 type=TIMEOUT_ERROR.type,

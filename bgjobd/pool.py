@@ -54,20 +54,44 @@ class WorkerPool:
         self._max_jobs = config.settings.daemon.max_jobs_per_worker
         self._generation += 1
         while not self._idle.empty():
-            self._retire(self._idle.get_nowait())
-            self._spawn_in_background()
+            worker = self._idle.get_nowait()
+            self._retire(worker)
+            self._replace(worker)
 
     async def acquire(self) -> WorkerProcess:
         """A worker ready for one attempt. Callers keep at most `size` acquired at once."""
         if self._fresh:
             return await self._spawn()
-        return await self._idle.get()
+        while True:
+            worker = await self._idle.get()
+            if worker.alive:
+                return worker
+            self._discard_dead(worker)
 
     def take_idle(self) -> WorkerProcess | None:
         """An idle warm worker at once, or None (all busy, starting, or fresh isolation)."""
-        if self._fresh or self._idle.empty():
-            return None
-        return self._idle.get_nowait()
+        while not self._fresh and not self._idle.empty():
+            worker = self._idle.get_nowait()
+            if worker.alive:
+                return worker
+            self._discard_dead(worker)
+        return None
+
+    def _discard_dead(self, worker: WorkerProcess) -> None:
+        """An idle worker that died (killed from outside) never gets a job: it goes, and
+        another takes its place."""
+        self._retire(worker)
+        self._replace(worker)
+
+    def _died_idle(self, worker: WorkerProcess) -> None:
+        if not self._closing and not worker.replaced:
+            self._on_error(f"worker {worker.pid} died while idle; starting another")
+        self._replace(worker)
+
+    def _replace(self, worker: WorkerProcess) -> None:
+        if not worker.replaced and not self._fresh and not self._closing:
+            worker.replaced = True
+            self._spawn_in_background()
 
     def release(self, worker: WorkerProcess, *, reusable: bool) -> None:
         keep = (
@@ -82,8 +106,7 @@ class WorkerPool:
             self._idle.put_nowait(worker)
             return
         self._retire(worker)
-        if not self._fresh:
-            self._spawn_in_background()
+        self._replace(worker)
 
     async def stop_worker(self, worker: WorkerProcess) -> None:
         await worker.kill(self._config.settings.daemon.kill_grace)
@@ -124,11 +147,13 @@ class WorkerPool:
     async def _spawn(self) -> WorkerProcess:
         worker = WorkerProcess(self._setup(), self._environment(), str(self._config.base_dir))
         worker.generation = self._generation
+        worker.on_idle_death = self._died_idle
         self._all.add(worker)
         try:
             await worker.start()
         except BaseException:
             self._all.discard(worker)
+            worker.replaced = True  # the caller starts another, or gives up
             await worker.kill(0)
             raise
         if worker.import_error:

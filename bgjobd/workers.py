@@ -51,6 +51,8 @@ class _ResultPipe(asyncio.Protocol):
         self._reader = FrameReader()
         self._decoder = msgspec.msgpack.Decoder(FromWorker)
         self.listener: Callable[[FromWorker | None], None] | None = None
+        self.on_idle_eof: Callable[[], None] | None = None
+        """Called when the pipe closes with no attempt listening: the worker died idle."""
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -69,6 +71,8 @@ class _ResultPipe(asyncio.Protocol):
         if self.listener is not None:
             self.listener(message)
             return
+        if message is None and self.on_idle_eof is not None:
+            self.on_idle_eof()
         self._messages.append(message)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
@@ -107,6 +111,15 @@ class WorkerProcess:
         """Which configuration it was started with; a reload retires older workers."""
         self._dead = False
         self._reaping: set[asyncio.Task[None]] = set()
+        self.replaced = False
+        """The pool has started another worker in its place."""
+        self.on_idle_death: Callable[[WorkerProcess], None] | None = None
+        self._results.on_idle_eof = self._died_idle
+
+    def _died_idle(self) -> None:
+        self._dead = True
+        if self.on_idle_death is not None:
+            self.on_idle_death(self)
 
     @property
     def alive(self) -> bool:

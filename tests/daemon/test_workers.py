@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 from bgjobs.model import JobSpec, JobState, Outcome
 from tests.support.procs import is_gone
 from tests.support.waiting import wait_for
@@ -42,6 +45,44 @@ def test_a_worker_crash_is_retried_and_the_daemon_keeps_serving(workspace: Works
     assert client.wait(ok, 10).result == [1]
     stats = client.stats()
     assert len(stats.workers) == 2
+
+
+def test_a_worker_killed_while_idle_is_replaced_before_it_gets_a_job(
+    workspace: Workspace,
+) -> None:
+    """A worker that dies with nothing to do (the OOM killer, a stray kill) is replaced at
+    once, and takes no job down with it."""
+    workspace.write_config({"daemon": {"workers": 1}})
+    workspace.start_daemon()
+    client = workspace.client()
+    (idle,) = client.stats().workers
+    os.kill(idle.pid, signal.SIGKILL)
+    wait_for(
+        lambda: [worker.pid for worker in client.stats().workers] not in ([], [idle.pid]),
+        what="a replacement worker",
+    )
+    job_id = client.submit([JobSpec(class_name="Echo", method="handle", params=[1])]).ids[0]
+    job = client.wait(job_id, 15)
+    assert job.state is JobState.SUCCEEDED
+    assert [a.outcome for a in job.history] == [Outcome.SUCCEEDED]
+    assert f"worker {idle.pid} died while idle" in workspace.daemons[-1].stderr
+
+
+def test_a_job_handed_to_a_worker_that_just_died_gets_the_attempt_back(
+    workspace: Workspace,
+) -> None:
+    """Submitted the moment its worker is killed, before the daemon notices, a job goes to
+    the dead worker; it never ran, so with no retries it still runs and succeeds."""
+    workspace.write_config({"daemon": {"workers": 1}})
+    workspace.start_daemon()
+    client = workspace.client()
+    (idle,) = client.stats().workers
+    os.kill(idle.pid, signal.SIGKILL)
+    job_id = client.submit([JobSpec(class_name="Echo", method="handle", params=[1])]).ids[0]
+    job = client.wait(job_id, 15)
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert job.attempts == 1 and job.history[-1].outcome is Outcome.SUCCEEDED
+    assert all(a.outcome is Outcome.INTERRUPTED for a in job.history[:-1])
 
 
 def test_max_jobs_per_worker_recycles(workspace: Workspace) -> None:
