@@ -21,17 +21,32 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def _add_global_options(parser: argparse.ArgumentParser, *, after_command: bool) -> None:
+    # After the command, an option left out must not replace what came before it.
+    default = argparse.SUPPRESS if after_command else None
+    parser.add_argument(
+        "--config", metavar="PATH", default=default, help="configuration file (bgjobs.toml)"
+    )
+    parser.add_argument("--socket", metavar="PATH", default=default, help="the daemon's socket")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=default if after_command else False,
+        help="machine-readable output",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bgjobctl", description="Drive the bgjobs daemon.")
-    parser.add_argument("--config", metavar="PATH", help="configuration file (bgjobs.toml)")
-    parser.add_argument("--socket", metavar="PATH", help="the daemon's Unix socket")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_global_options(parser, after_command=False)
     parser.add_argument("--version", action="version", version=f"bgjobctl {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
     for name, module in COMMANDS.items():
         sub = commands.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(sub)
+        # The global options are taken after the command too: `bgjobctl show 3 --json`.
+        _add_global_options(sub, after_command=True)
         sub.set_defaults(run=module.run)
     return parser
 

@@ -35,6 +35,9 @@ def test_show_json_has_every_field(workspace: Workspace) -> None:
     for field in ("run_at", "created_at", "started_at", "finished_at"):
         assert datetime.fromisoformat(shown[field]).tzinfo is not None
     assert shown["history"][0]["outcome"] == "succeeded"
+    # The global options are taken after the command as well.
+    after = workspace.bgjobctl("show", "1", "--json", "--config", str(workspace.config_path))
+    assert json.loads(after.stdout) == shown
 
 
 def test_show_human_and_missing(workspace: Workspace) -> None:
