@@ -35,7 +35,9 @@ def run(ctx: CommandContext) -> int:
         path = logs_dir / "jobs" / f"{args.job_id}.log"
         job = ctx.client.get(args.job_id)  # also checks that the job exists
         if not path.exists() and not args.follow and job.state.is_final:
-            return ExitCode.OK  # it printed nothing
+            # Said on stderr, so that the output itself stays empty for a pipe.
+            print(f"job {job.id} ({job.state.value}) printed nothing", file=sys.stderr)
+            return ExitCode.OK
         done = (lambda: ctx.client.get(args.job_id).state.is_final) if args.follow else None
     else:
         path = logs_dir / ("background_jobs_errors.log" if args.errors else "background_jobs.log")

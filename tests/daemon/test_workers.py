@@ -188,3 +188,6 @@ def test_output_of_retries_is_appended_and_silent_jobs_leave_no_file(
     output = workspace.storage / "logs" / "jobs"
     assert (output / f"{failing.id}.log").read_text() == "try\ntry\n"
     assert not (output / f"{quiet.id}.log").exists()
+    shown = workspace.bgjobctl("logs", str(quiet.id))
+    assert shown.returncode == 0 and shown.stdout == ""
+    assert f"job {quiet.id} (succeeded) printed nothing" in shown.stderr
