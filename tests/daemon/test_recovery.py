@@ -110,6 +110,33 @@ def test_a_job_stored_as_running_that_never_began_gets_its_attempt_back(
     assert "queued again" in workspace.error_log()
 
 
+def test_sigkill_amid_one_at_a_time_submits_loses_nothing(workspace: Workspace) -> None:
+    """Jobs submitted one call at a time mostly take the fast path (stored as running,
+    handed straight to an idle worker). SIGKILL the daemon amid them, with no retries:
+    after a restart every acknowledged job has ended, and succeeded unless its attempt was
+    under way at the kill (at most one per worker, failed as Interrupted)."""
+    workspace.write_config({"daemon": {"workers": 2}})
+    daemon = workspace.start_daemon()
+    client = workspace.client()
+    acknowledged = [
+        client.submit([JobSpec(class_name="Echo", method="handle", params=[n])]).ids[0]
+        for n in range(150)
+    ]
+    daemon.kill()
+    client.close()
+    workspace.start_daemon()
+    client = workspace.client()
+    ended = [client.wait(job_id, 30) for job_id in acknowledged]
+    failed = [job for job in ended if job.state is not JobState.SUCCEEDED]
+    assert len(failed) <= 2, failed
+    for job in failed:
+        assert job.state is JobState.FAILED and job.error is not None
+        assert job.error.type == "Interrupted"
+    assert [job.result for job in ended if job.state is JobState.SUCCEEDED] == [
+        [n] for n, job in enumerate(ended) if job.state is JobState.SUCCEEDED
+    ]
+
+
 def test_sigterm_drains_then_requeues_what_is_still_running(workspace: Workspace) -> None:
     workspace.write_config({"daemon": {"shutdown_timeout": 1}})
     daemon = workspace.start_daemon()
