@@ -13,7 +13,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Final
 
 from bgjobd import chains, locks, outcomes, submission
@@ -27,7 +26,7 @@ from bgjobd.store.base import JobQuery, NewJob, Store, WaitingEntry
 from bgjobd.workers import WorkerProcess
 from bgjobs.config import Config
 from bgjobs.errors import InvalidState, NotFound, RefusedError
-from bgjobs.model import AttemptInfo, ErrorInfo, JobInfo, JobSpec, JobState, Outcome
+from bgjobs.model import ErrorInfo, JobInfo, JobSpec, JobState, Outcome
 from bgjobs.protocol import ErrorCode
 
 _THROUGHPUT_WINDOW: Final = 60.0
@@ -75,7 +74,6 @@ class Engine:
         self._draining = False
         self._cancel_waiters: dict[int, asyncio.Event] = {}
         self._recent_finishes: deque[float] = deque()
-        self._loop = asyncio.get_running_loop()
         self.attempt_listeners: list[Callable[[JobInfo, AttemptResult], None]] = []
         """Called after every attempt with the job (as it ran) and how it ended: metrics."""
 
@@ -143,7 +141,7 @@ class Engine:
             on_stored(batch.results)
             for worker, job in batch.started:
                 self._publish_later(job)
-                self._begin(_entry_of(job), worker, job)
+                self._begin(WaitingEntry.of(job), worker, job)
             for row, ids in batch.added:
                 self._accepted(row, ids)
             self._pump()
@@ -170,7 +168,7 @@ class Engine:
                 self._free_slot(_entry_of_row(rows[0]), worker)
             raise
         if worker is not None:
-            batch.started.append((worker, _started_job(rows[0], ids)))
+            batch.started.append((worker, submission.started_job(rows[0], ids)))
         else:
             batch.added.append((rows[0], ids))
         batch.results.append((ids, False))
@@ -261,7 +259,7 @@ class Engine:
 
     def _give_back(self, worker: WorkerProcess, job: JobInfo) -> None:
         """A fast-path start that did not happen (its commit failed)."""
-        self._free_slot(_entry_of(job), worker)
+        self._free_slot(WaitingEntry.of(job), worker)
 
     async def _execute(self, entry: WaitingEntry) -> None:
         """Wait for a worker (all are starting, or `isolation = "fresh"`), then start."""
@@ -357,23 +355,12 @@ class Engine:
         recorded = outcomes.record(self.config, self.store, self.log, job, result)
         done = recorded.job
         if recorded.retry_at is not None:
-            self.scheduler.add_scheduled(
-                WaitingEntry(recorded.retry_at, done.id, done.priority.rank, done.class_name)
-            )
+            self.scheduler.add_scheduled(WaitingEntry.of(done, recorded.retry_at))
         elif done.state is JobState.QUEUED:
-            self.scheduler.add_ready(
-                WaitingEntry(time.time(), done.id, done.priority.rank, done.class_name)
-            )
+            self.scheduler.add_ready(WaitingEntry.of(done, time.time()))
         released = recorded.released
         if released is not None:
-            self.scheduler.add_ready(
-                WaitingEntry(
-                    released.run_at.timestamp(),
-                    released.id,
-                    released.priority.rank,
-                    released.class_name,
-                )
-            )
+            self.scheduler.add_ready(WaitingEntry.of(released))
             self._publish_later(released)
         for link_id in recorded.cancelled_links:
             self._publish_id_later(link_id)
@@ -433,11 +420,7 @@ class Engine:
             raise InvalidState(ErrorCode.INVALID_STATE, f"job {job_id} changed meanwhile")
         chains.revive_rest(self.store, job)
         self.log.info(job.label, f"job {job_id} retried with fresh attempts")
-        self.scheduler.add_ready(
-            WaitingEntry(
-                requeued.run_at.timestamp(), job_id, requeued.priority.rank, requeued.class_name
-            )
-        )
+        self.scheduler.add_ready(WaitingEntry.of(requeued))
         await self.journal.committed()
         self._publish_later(requeued)
         self._pump()
@@ -495,34 +478,3 @@ class Engine:
 def _entry_of_row(row: NewJob) -> WaitingEntry:
     """For the concurrency count of a job not stored yet (it counts by class)."""
     return WaitingEntry(row.run_at, 0, row.priority.rank, row.class_name)
-
-
-def _entry_of(job: JobInfo) -> WaitingEntry:
-    return WaitingEntry(job.run_at.timestamp(), job.id, job.priority.rank, job.class_name)
-
-
-def _started_job(row: NewJob, ids: list[int]) -> JobInfo:
-    """The job a fast-path submit just stored as running, without reading it back."""
-    started = datetime.fromtimestamp(row.started_at or row.created_at, UTC)
-    chained = len(ids) > 1
-    return JobInfo(
-        id=ids[0],
-        class_name=row.class_name,
-        method=row.method,
-        params=row.params,
-        priority=row.priority,
-        state=JobState.RUNNING,
-        run_at=datetime.fromtimestamp(row.run_at, UTC),
-        attempts=1,
-        max_attempts=row.max_attempts,
-        timeout=row.timeout,
-        created_at=datetime.fromtimestamp(row.created_at, UTC),
-        started_at=started,
-        worker_pid=row.worker_pid,
-        owner=row.owner,
-        chain_id=ids[0] if chained else None,
-        chain_position=row.chain_position,
-        chain_length=row.chain_length,
-        unique_key=row.unique_key,
-        history=[AttemptInfo(number=1, started_at=started, worker_pid=row.worker_pid)],
-    )

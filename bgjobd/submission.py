@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -11,7 +12,7 @@ from bgjobd.store.base import NewJob
 from bgjobs.allowlist import refusal
 from bgjobs.config import Config
 from bgjobs.errors import BadParams, RefusedError
-from bgjobs.model import ChainLink, JobSpec, JobState
+from bgjobs.model import AttemptInfo, ChainLink, JobInfo, JobSpec, JobState
 from bgjobs.protocol import ErrorCode
 
 
@@ -76,3 +77,30 @@ def build(config: Config, spec: JobSpec, now: float, owner: str) -> list[NewJob]
             )
         )
     return rows
+
+
+def started_job(row: NewJob, ids: list[int]) -> JobInfo:
+    """The job a fast-path submit just stored as running, without reading it back."""
+    started = datetime.fromtimestamp(row.started_at or row.created_at, UTC)
+    chained = len(ids) > 1
+    return JobInfo(
+        id=ids[0],
+        class_name=row.class_name,
+        method=row.method,
+        params=row.params,
+        priority=row.priority,
+        state=JobState.RUNNING,
+        run_at=datetime.fromtimestamp(row.run_at, UTC),
+        attempts=1,
+        max_attempts=row.max_attempts,
+        timeout=row.timeout,
+        created_at=datetime.fromtimestamp(row.created_at, UTC),
+        started_at=started,
+        worker_pid=row.worker_pid,
+        owner=row.owner,
+        chain_id=ids[0] if chained else None,
+        chain_position=row.chain_position,
+        chain_length=row.chain_length,
+        unique_key=row.unique_key,
+        history=[AttemptInfo(number=1, started_at=started, worker_pid=row.worker_pid)],
+    )

@@ -60,6 +60,12 @@ class WaitingEntry:
     rank: int
     class_name: str
 
+    @classmethod
+    def of(cls, job: JobInfo, run_at: float | None = None) -> WaitingEntry:
+        """The entry of a job, due at its own `run_at` unless another is given."""
+        due = job.run_at.timestamp() if run_at is None else run_at
+        return cls(due, job.id, job.priority.rank, job.class_name)
+
 
 @dataclass(frozen=True)
 class FinishedAttempt:
