@@ -3,6 +3,7 @@ from it (`python -m bgjobd --config PATH`), and jobs submitted with `run_backgro
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -84,15 +85,21 @@ class Workspace:
 class Daemon:
     """One `bgjobd` process of a workspace, in its own process group."""
 
-    def __init__(self, workspace: Workspace, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, workspace: Workspace, env: dict[str, str] | None = None, code: Path | None = None
+    ) -> None:
+        """`code`: run the daemon (and its workers) from another checkout of bgjobs."""
         self.workspace = workspace
         self.log_path = workspace.root / f"bgjobd-{int(time.time() * 1000)}.err"
         self._log = self.log_path.open("wb")
         self.started = time.perf_counter()
+        child_env = procs.child_env(env)
+        if code is not None:
+            child_env["PYTHONPATH"] = os.pathsep.join((str(code), child_env["PYTHONPATH"]))
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bgjobd", "--config", str(workspace.config)],
             cwd=workspace.root,
-            env=procs.child_env(env),
+            env=child_env,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=self._log,

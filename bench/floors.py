@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import resource
 import socket
 import struct
@@ -38,6 +37,10 @@ from bench.bgjobs_target import Daemon, Workspace  # noqa: E402
 from bench.workloads import Latency  # noqa: E402
 
 PACE_SECONDS: Final = 0.0002
+
+
+def _cpu(pid: int) -> float:
+    return sum(procs.cpu_seconds(pid))
 
 
 def _echo_server(path: str) -> None:
@@ -112,11 +115,6 @@ def store_commit(count: int) -> Latency:
     return Latency.of(samples)
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def whole_submit(count: int) -> tuple[Latency, float, float]:
     """run_background_job() latency against a real daemon; client and daemon CPU µs/call."""
     from bgjobctl.library import close_clients, run_background_job
@@ -133,14 +131,14 @@ def whole_submit(count: int) -> tuple[Latency, float, float]:
         for _ in range(200):
             submit()
         own = resource.getrusage(resource.RUSAGE_SELF)
-        daemon_before = _cpu_seconds(daemon.pid)
+        daemon_before = _cpu(daemon.pid)
         samples = []
         for _ in range(count):
             started = time.perf_counter_ns()
             submit()
             samples.append(time.perf_counter_ns() - started)
         after = resource.getrusage(resource.RUSAGE_SELF)
-        daemon_cpu = (_cpu_seconds(daemon.pid) - daemon_before) / count * 1e6
+        daemon_cpu = (_cpu(daemon.pid) - daemon_before) / count * 1e6
         client_cpu = (
             ((after.ru_utime - own.ru_utime) + (after.ru_stime - own.ru_stime)) / count * 1e6
         )

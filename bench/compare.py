@@ -1,0 +1,135 @@
+"""This checkout's daemon against another revision's, side by side: `bench/compare.py`.
+
+    .venv/bin/python bench/compare.py --base HEAD~1            # 5 rounds, interleaved
+    .venv/bin/python bench/compare.py --base c4bc6d7 --rounds 3 --jobs 3000
+
+Each round measures both daemons, one after the other, on two workloads:
+
+- w1: `--jobs` no-op jobs submitted one `run_background_job()` call at a time, from the
+  first submit to the last completion (jobs/s), with the daemon's and the workers' CPU per
+  job (from /proc);
+- drain: `--jobs` no-op jobs stored to come due at one instant 2 s later, from that
+  instant to the last completion (jobs/s): how fast due jobs are dispatched and recorded.
+
+The base revision is checked out into a temporary git worktree and its daemon started
+from there (the client is this checkout's: the protocol must not have changed between
+the two). Medians and their ratio come last; the machine is shared and noisy, so compare
+medians of interleaved rounds, never single runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+REPO: Final = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench import procs  # noqa: E402
+from bench.bgjobs_target import BgjobsTarget, Daemon, Workspace  # noqa: E402
+from bgjobctl.library import close_clients, run_background_job  # noqa: E402
+
+DUE_IN_SECONDS: Final = 2.0
+
+
+def _cpu(pid: int) -> float:
+    return sum(procs.cpu_seconds(pid))
+
+
+def _wait_finished(target: BgjobsTarget, count: int, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (finished := target.finished()) is None or sum(finished) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {finished} of {count} jobs finished in {timeout}s")
+        time.sleep(0.002)
+
+
+def measure(code: Path | None, workload: str, jobs: int) -> dict[str, float]:
+    """One run of a workload against a fresh daemon from `code` (None: this checkout)."""
+    workspace = Workspace("cmp")
+    daemon = Daemon(workspace, code=code)
+    try:
+        daemon.wait_ready()
+        target = BgjobsTarget(daemon)
+        config = str(workspace.config)
+        pids = procs.tree(daemon.pid)
+        warm_up = 200
+        for _ in range(warm_up):
+            run_background_job("Noop", "handle", [], config=config, fallback="error")
+        _wait_finished(target, warm_up)
+        if workload == "w1":
+            before = [_cpu(pid) for pid in pids]
+            started = time.perf_counter()
+            for _ in range(jobs):
+                run_background_job("Noop", "handle", [], config=config, fallback="error")
+            _wait_finished(target, warm_up + jobs)
+            elapsed = time.perf_counter() - started
+        else:
+            due = time.time() + DUE_IN_SECONDS
+            at = datetime.fromtimestamp(due, UTC)
+            for _ in range(jobs):
+                run_background_job("Noop", "handle", [], at=at, config=config, fallback="error")
+            while time.time() < due - 0.05:
+                time.sleep(0.01)
+            before = [_cpu(pid) for pid in pids]
+            _wait_finished(target, warm_up + jobs)
+            elapsed = time.time() - due
+        after = [_cpu(pid) for pid in pids]
+        target.close()
+        close_clients()
+        return {
+            "jobs/s": jobs / elapsed,
+            "daemon µs/job": (after[0] - before[0]) / jobs * 1e6,
+            "workers µs/job": (sum(after[1:]) - sum(before[1:])) / jobs * 1e6,
+        }
+    finally:
+        daemon.stop()
+        workspace.remove()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", required=True, help="the revision to compare with")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=4000)
+    parser.add_argument("--workloads", default="w1,drain", help="of w1,drain")
+    args = parser.parse_args()
+    workloads = [name for name in args.workloads.split(",") if name]
+    with tempfile.TemporaryDirectory(prefix="bgb-base-") as directory:
+        base = Path(directory) / "bgjobs"
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(base), args.base],
+            check=True,
+        )
+        try:
+            figures: dict[tuple[str, str], list[dict[str, float]]] = {}
+            for round_number in range(1, args.rounds + 1):
+                for workload in workloads:
+                    for label, code in (("base", base), ("this", None)):
+                        result = measure(code, workload, args.jobs)
+                        figures.setdefault((workload, label), []).append(result)
+                        shown = ", ".join(f"{key} {value:,.0f}" for key, value in result.items())
+                        print(f"round {round_number} {workload:5} {label:4}  {shown}", flush=True)
+        finally:
+            subprocess.run(
+                ["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)], check=False
+            )
+    print(f"\nmedians of {args.rounds} rounds ({args.base} = base):")
+    for workload in workloads:
+        for key in ("jobs/s", "daemon µs/job", "workers µs/job"):
+            old = statistics.median(run[key] for run in figures[(workload, "base")])
+            new = statistics.median(run[key] for run in figures[(workload, "this")])
+            ratio = new / old
+            print(f"  {workload:5} {key:15} base {old:8,.0f}  this {new:8,.0f}  ratio {ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
