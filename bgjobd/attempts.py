@@ -167,8 +167,7 @@ class Attempts:
         # The worker could not clean up after itself: it was killed.
         locks.release(running.lock_path)
         output_dir = self.config.job_output_dir
-        worker_pid = running.worker.pid
-        capture.salvage(output_dir, worker_pid, output_dir / f"{running.job.id}.log")
+        capture.salvage(output_dir, running.worker.pid, output_dir / f"{running.job.id}.log")
         return self._stopped_result(running, died)
 
     def _request(self, job: JobInfo, number: int, lock_path: str) -> RunAttempt:

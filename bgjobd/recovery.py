@@ -23,22 +23,18 @@ def recover(engine: Engine, began: set[int]) -> int:
     orphans = engine.store.running(engine.owner)
     for job in orphans:
         started = job.started_at.timestamp() if job.started_at else time.time()
-        if job.id in began:
-            result = AttemptResult(
-                Outcome.INTERRUPTED,
-                started,
-                time.time(),
-                job.worker_pid,
-                error=outcomes.INTERRUPTED,
-            )
-        else:
-            result = AttemptResult(
-                Outcome.INTERRUPTED,
-                started,
-                time.time(),
-                job.worker_pid,
-                cancel_reason="the daemon stopped before the attempt was known to begin",
-            )
+        began_here = job.id in began
+        result = AttemptResult(
+            Outcome.INTERRUPTED,
+            started,
+            time.time(),
+            job.worker_pid,
+            # An interrupted attempt with an error counts; without one it is given back.
+            error=outcomes.INTERRUPTED if began_here else None,
+            cancel_reason=None
+            if began_here
+            else "the daemon stopped before the attempt was known to begin",
+        )
         engine.record_attempt(job, result)
     end_abandoned_oneshots(engine)
     engine.store.commit()

@@ -34,7 +34,6 @@ _COLUMNS: Final = (
 )
 _PRIORITIES: Final = (Priority.HIGH, Priority.MEDIUM, Priority.LOW)
 _LIVE: Final = ", ".join(f"'{state.value}'" for state in sorted(LIVE_STATES))
-_FINAL: Final = ("succeeded", "failed", "cancelled")
 SCHEMA: Final = Path(__file__).with_name("schema.sql")
 _BUSY_TIMEOUT_MS: Final = 10_000
 _CHECKPOINT_SECONDS: Final = 0.5

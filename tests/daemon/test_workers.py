@@ -71,18 +71,23 @@ def test_a_worker_killed_while_idle_is_replaced_before_it_gets_a_job(
 def test_a_job_handed_to_a_worker_that_just_died_gets_the_attempt_back(
     workspace: Workspace,
 ) -> None:
-    """Submitted the moment its worker is killed, before the daemon notices, a job goes to
-    the dead worker; it never ran, so with no retries it still runs and succeeds."""
+    """A job handed to a worker that dies before taking it up never ran: with no retries
+    it still runs, and succeeds. (The worker is stopped, so that it surely gets the job
+    and surely never starts it, then killed.)"""
     workspace.write_config({"daemon": {"workers": 1}})
     workspace.start_daemon()
     client = workspace.client()
     (idle,) = client.stats().workers
-    os.kill(idle.pid, signal.SIGKILL)
+    os.kill(idle.pid, signal.SIGSTOP)
     job_id = client.submit([JobSpec(class_name="Echo", method="handle", params=[1])]).ids[0]
+    wait_for(lambda: client.get(job_id).state is JobState.RUNNING, what="the hand-over")
+    os.kill(idle.pid, signal.SIGKILL)
     job = client.wait(job_id, 15)
     assert job.state is JobState.SUCCEEDED, job.error
-    assert job.attempts == 1 and job.history[-1].outcome is Outcome.SUCCEEDED
-    assert all(a.outcome is Outcome.INTERRUPTED for a in job.history[:-1])
+    assert job.attempts == 1
+    assert [a.outcome for a in job.history] == [Outcome.INTERRUPTED, Outcome.SUCCEEDED]
+    assert job.history[0].worker_pid == idle.pid
+    assert "killed by SIGKILL before the attempt began); queued again" in workspace.error_log()
 
 
 def test_max_jobs_per_worker_recycles(workspace: Workspace) -> None:
