@@ -6,11 +6,15 @@ from typing import TypeVar
 
 from bgjobs.errors import (
     BadParams,
+    DaemonUnreachable,
     InvalidState,
     NotFound,
     ProtocolError,
     RefusedError,
     RequestFailed,
+    StoreFull,
+    StoreUnavailable,
+    TooLarge,
 )
 from bgjobs.protocol import Error, ErrorCode, Reply
 
@@ -36,6 +40,14 @@ def raise_error(error: Error) -> None:
         raise InvalidState(code, message)
     if code is ErrorCode.BAD_PARAMS:
         raise BadParams(code, message)
+    if code is ErrorCode.TOO_LARGE:
+        raise TooLarge(code, message)
+    if code is ErrorCode.STORE_FULL:
+        raise StoreFull(code, message)
+    if code is ErrorCode.STORE_UNAVAILABLE:
+        raise StoreUnavailable(code, message)
+    if code is ErrorCode.SHUTTING_DOWN:
+        raise DaemonUnreachable(f"the daemon is shutting down: {message}")
     if code in _PROTOCOL_CODES:
         raise ProtocolError(f"{code.value}: {message}")
     raise RequestFailed(code, message)

@@ -171,6 +171,7 @@ class Attempts:
         return self._stopped_result(running, died)
 
     def _request(self, job: JobInfo, number: int, lock_path: str) -> RunAttempt:
+        limits = self.config.limits_of(job.class_name)
         return RunAttempt(
             job_id=job.id,
             attempt=number,
@@ -180,6 +181,10 @@ class Attempts:
             output_path=f"{self.config.job_output_dir}/{job.id}.log",
             lock_path=lock_path,
             owner=self.owner,
+            memory_limit=limits.memory_bytes,
+            max_output_bytes=limits.output_bytes,
+            max_open_files=limits.open_files,
+            max_result_bytes=limits.result_bytes,
         )
 
     def _on_deadline(self, running: RunningAttempt) -> None:

@@ -67,6 +67,8 @@ class _AppendFile:
         self.path = path
         self._fd = -1
         self._checked_at = 0.0
+        self.lost_lines = 0
+        """Lines that could not be written (a full disk, say)."""
         self.reopen()
 
     def reopen(self) -> None:
@@ -78,12 +80,17 @@ class _AppendFile:
         self._checked_at = time.monotonic()
 
     def write(self, data: bytes) -> None:
-        now = time.monotonic()
-        if now - self._checked_at > _ROTATION_CHECK_SECONDS:
-            self._checked_at = now
-            if self._was_rotated():
-                self.reopen()
-        os.write(self._fd, data)
+        """Append one line. Never raises: a full disk or a vanished directory must not turn
+        the daemon's report of a failure into a failure of its own."""
+        try:
+            now = time.monotonic()
+            if now - self._checked_at > _ROTATION_CHECK_SECONDS:
+                self._checked_at = now
+                if self._was_rotated():
+                    self.reopen()
+            os.write(self._fd, data)
+        except OSError:
+            self.lost_lines += 1
 
     def _was_rotated(self) -> bool:
         try:

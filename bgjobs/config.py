@@ -21,7 +21,9 @@ import msgspec
 
 from bgjobs.errors import ConfigError
 from bgjobs.model import Priority
+from bgjobs.protocol import MAX_FRAME_BYTES
 from bgjobs.settings import ExceptionRule, JobSettings, Settings
+from bgjobs.sizes import format_size, parse_size
 
 CONFIG_ENV: Final = "BGJOBS_CONFIG"
 SOCKET_ENV: Final = "BGJOBS_SOCKET"
@@ -33,6 +35,20 @@ _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 _MSGSPEC_PATH = re.compile(r"^(?P<reason>.*) - at `\$(?P<path>[^`]*)`$", re.DOTALL)
 _UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<name>[^`]+)`")
 _T = TypeVar("_T")
+
+ENVELOPE_BYTES: Final = 256 * 1024
+"""Room left in a frame for everything around a job's params and result (the message, its
+other fields, an error's traceback)."""
+
+
+@dataclass(frozen=True)
+class AttemptLimits:
+    """What one attempt of a class may use, in bytes (None: unlimited)."""
+
+    memory_bytes: int | None
+    output_bytes: int | None
+    open_files: int | None
+    result_bytes: int
 
 
 @dataclass(frozen=True)
@@ -102,6 +118,39 @@ class Config:
 
     def is_allowed(self, class_name: str, method: str) -> bool:
         return method in self.settings.allowed_jobs.get(class_name, ())
+
+    @cached_property
+    def max_params_bytes(self) -> int:
+        return parse_size(self.settings.max_params_bytes)
+
+    @cached_property
+    def min_free_space(self) -> int:
+        return parse_size(self.settings.daemon.min_free_space)
+
+    def limits_of(self, class_name: str) -> AttemptLimits:
+        limits = self._limits.get(class_name)
+        if limits is None:
+            limits = self._limits[class_name] = _limits(self.job_settings(class_name), self)
+        return limits
+
+    @cached_property
+    def _limits(self) -> dict[str, AttemptLimits]:
+        return {}
+
+
+def _limits(job: JobSettings, config: Config) -> AttemptLimits:
+    root = config.settings
+
+    def size(own: int | str | None, default: int | str | None) -> int | None:
+        value = own if own is not None else default
+        return None if value is None else parse_size(value)
+
+    return AttemptLimits(
+        memory_bytes=size(job.memory_limit, root.memory_limit),
+        output_bytes=size(job.max_output_bytes, root.max_output_bytes),
+        open_files=job.max_open_files or root.max_open_files,
+        result_bytes=size(job.max_result_bytes, root.max_result_bytes) or 0,
+    )
 
 
 _NO_OVERRIDES: Final = JobSettings()
@@ -205,6 +254,38 @@ def _check_consistency(settings: Settings) -> None:
             raise ConfigError(f"jobs.{class_name}: class is not in allowed_jobs")
     if not _DOTTED.match(settings.jobs_package):
         raise ConfigError(f"jobs_package: {settings.jobs_package!r} is not a package name")
+    _check_sizes(settings)
+
+
+def _size(value: int | str | None, key: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def _check_sizes(settings: Settings) -> None:
+    """Every size parses, and a job's params with the result it may receive from the link
+    before it still fit in one frame with room for the message around them."""
+    _size(settings.daemon.min_free_space, "daemon.min_free_space")
+    params = _size(settings.max_params_bytes, "max_params_bytes") or 0
+    tables: list[tuple[str, Settings | JobSettings]] = [("", settings)]
+    tables += [(f"jobs.{name}.", job) for name, job in settings.jobs.items()]
+    largest_result = 0
+    for prefix, table in tables:
+        for key in ("memory_limit", "max_output_bytes", "max_result_bytes"):
+            _size(getattr(table, key), prefix + key)
+        result = _size(table.max_result_bytes, prefix + "max_result_bytes")
+        if result is not None:
+            largest_result = max(largest_result, result)
+    room = MAX_FRAME_BYTES - ENVELOPE_BYTES
+    if params + largest_result > room:
+        raise ConfigError(
+            f"max_params_bytes + max_result_bytes: {format_size(params + largest_result)} "
+            f"exceeds what one message carries ({format_size(room)})"
+        )
 
 
 def _check_class_name(name: str, key: str) -> None:

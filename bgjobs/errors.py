@@ -72,6 +72,18 @@ class BadParams(RequestFailed):
     exit_code = ExitCode.USAGE
 
 
+class TooLarge(BadParams):
+    """Params (or a record) larger than the configured limit; nothing was stored."""
+
+
+class StoreFull(RequestFailed):
+    """The store's disk is full; nothing was stored. Try again once space is freed."""
+
+
+class StoreUnavailable(RequestFailed):
+    """The store cannot be reached or was lost; nothing was stored."""
+
+
 class JobFailed(BgjobsError):
     """A job that was waited for ended failed or cancelled; `job` holds its record."""
 

@@ -38,7 +38,14 @@ class ErrorCode(enum.StrEnum):
     NOT_FOUND = "not_found"
     INVALID_STATE = "invalid_state"
     """E.g. retrying a job that has not failed."""
+    TOO_LARGE = "too_large"
+    """Params over `max_params_bytes` (or a record over what a message can carry)."""
+    STORE_FULL = "store_full"
+    """The store's disk is (nearly) full: nothing was stored; try again later."""
+    STORE_UNAVAILABLE = "store_unavailable"
+    """The store cannot be reached or was lost: nothing was stored."""
     SHUTTING_DOWN = "shutting_down"
+    """The daemon is stopping: nothing was done; clients treat it as unreachable."""
     INTERNAL = "internal"
 
 

@@ -18,6 +18,8 @@ PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 Backoff = Literal["fixed", "exponential"]
+Size = Annotated[int, msgspec.Meta(ge=0)] | str
+"""Bytes, or a string such as `"512MiB"` (see `bgjobs.sizes`); `Config` gives them in bytes."""
 
 
 class _Table(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -44,7 +46,13 @@ class ExceptionRule(RetrySettings, frozen=True):
 
 
 class JobSettings(RetrySettings, frozen=True):
-    """`[jobs.CLASS]`: overrides for one allow-listed class."""
+    """`[jobs.CLASS]`: overrides for one allow-listed class. The limits (as in `Settings`)
+    override the global ones; None takes the global value."""
+
+    memory_limit: Size | None = None
+    max_output_bytes: Size | None = None
+    max_open_files: PositiveInt | None = None
+    max_result_bytes: Size | None = None
 
     timeout: PositiveFloat | None = None
     overlap: bool = True
@@ -80,6 +88,9 @@ class DaemonSettings(_Table, frozen=True):
     fsync: bool = False
     """True: every acknowledgement also survives power loss (SQLite synchronous=FULL).
     False still survives the death of any process, the daemon included."""
+    min_free_space: Size = "16MiB"
+    """Below this much free space on the store's disk, submits are refused (`store_full`)
+    so that what is already acknowledged can still be recorded."""
 
 
 class DashboardSettings(_Table, frozen=True):
@@ -99,6 +110,19 @@ class Settings(_Table, frozen=True):
     backoff: Backoff = "fixed"
     max_retry_delay: NonNegativeFloat | None = None
     jitter: bool = False
+    memory_limit: Size | None = None
+    """Memory of an attempt's processes (cgroup `memory.max` where available, else
+    `RLIMIT_AS` of each process); over it the attempt fails as `MemoryLimitExceeded`.
+    None: no limit."""
+    max_output_bytes: Size = "10MiB"
+    """What an attempt may print; the head and the tail are kept, and what was cut is said."""
+    max_open_files: PositiveInt | None = None
+    """`RLIMIT_NOFILE` of an attempt's processes; None: inherited."""
+    max_result_bytes: Size = "1MiB"
+    """An attempt's encoded return value; a larger one fails it as `ResultTooLarge`."""
+    max_params_bytes: Size = "1MiB"
+    """The encoded parameters of one job (a chain link's own, and with the result it
+    receives); a larger submit is refused (`too_large`)."""
     daemon: DaemonSettings = DaemonSettings()
     dashboard: DashboardSettings = DashboardSettings()
     jobs: dict[str, JobSettings] = {}

@@ -33,6 +33,11 @@ class RunAttempt(msgspec.Struct, tag=True, frozen=True, kw_only=True):
     """The worker creates this lock file before the job runs and removes it after (the
     daemon removes it when it had to kill the worker)."""
     owner: str
+    memory_limit: int | None = None
+    """Bytes; None: unlimited (see `bgjobs.config.AttemptLimits`)."""
+    max_output_bytes: int | None = None
+    max_open_files: int | None = None
+    max_result_bytes: int | None = None
 
 
 class Ready(msgspec.Struct, tag=True, frozen=True, kw_only=True):
