@@ -349,11 +349,12 @@ class Engine:
 
     def record_attempt(self, job: JobInfo, result: AttemptResult) -> None:
         """Record how an attempt ended and schedule what follows (a retry, the next link)."""
-        self._count_finish(result.finished_at)
         for listener in self.attempt_listeners:
             listener(job, result)
         recorded = outcomes.record(self.config, self.store, self.log, job, result)
         done = recorded.job
+        if done.state.is_final:
+            self._count_finish(result.finished_at)
         if recorded.retry_at is not None:
             self.scheduler.add_scheduled(WaitingEntry.of(done, recorded.retry_at))
         elif done.state is JobState.QUEUED:

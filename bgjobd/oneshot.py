@@ -153,6 +153,7 @@ class OneShot:
             await self.pool.close()
             self.store.close()
         assert final is not None
+        report(final)
         return ExitCode.OK if final.state is JobState.SUCCEEDED else ExitCode.FAILED
 
     async def _run_job(self, job_id: int, stop: asyncio.Event) -> JobInfo:
@@ -199,6 +200,31 @@ class OneShot:
         if delay > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
+
+
+def report(job: JobInfo) -> None:
+    """Say how the job (the chain's last link reached) ended: the result on stdout, a
+    failure on stderr, so that a terminal shows what happened and scripts can tell."""
+    where = f" (link {job.chain_position}/{job.chain_length})" if job.chain_position else ""
+    tries = f"{job.attempts} attempt{'s' if job.attempts != 1 else ''}"
+    if job.state is JobState.SUCCEEDED:
+        last = job.history[-1] if job.history else None
+        took = f" in {last.duration:.3f}s" if last and last.duration is not None else ""
+        print(f"job {job.id} ({job.label}){where} succeeded{took}: {_preview(job.result)}")
+        return
+    detail = job.error.summary() if job.error else (job.reason or "")
+    print(
+        f"{PROG}: job {job.id} ({job.label}){where} {job.state.value} after {tries}: {detail}",
+        file=sys.stderr,
+    )
+
+
+def _preview(value: object, limit: int = 500) -> str:
+    try:
+        text = msgspec.json.encode(value).decode()
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def main(argv: list[str] | None = None) -> int:

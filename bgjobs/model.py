@@ -190,8 +190,9 @@ class Stats(msgspec.Struct, kw_only=True):
     counts: dict[str, int]
     """Jobs per state (every state present, zero included)."""
     finished_last_minute: int
+    """Jobs that reached a final state (succeeded, failed, cancelled) in the last minute."""
     throughput_per_second: float
-    """Attempts finished per second over the last minute."""
+    """Jobs finished per second over the last minute."""
     workers: list[WorkerInfo]
     uptime: float
     daemon_pid: int

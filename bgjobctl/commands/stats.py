@@ -23,7 +23,7 @@ def run(ctx: CommandContext) -> int:
         ("STATE", "JOBS"), [(state, str(n)) for state, n in stats.counts.items()], title="jobs"
     )
     ctx.print(
-        f"finished in the last minute: {stats.finished_last_minute} "
+        f"jobs finished in the last minute: {stats.finished_last_minute} "
         f"({stats.throughput_per_second:.2f}/s); daemon pid {stats.daemon_pid}, "
         f"up {stats.uptime:.0f}s"
     )

@@ -104,7 +104,7 @@ def run(ctx: CommandContext) -> int:
         result = result_of(job)
     except JobFailed as exc:
         if not ctx.json:
-            ctx.print(f"job {job.id} {job.state.value}: {exc}")
+            ctx.print(str(exc))  # "job 5 (Class::method) failed: ValueError: ..."
         return ExitCode.FAILED
     if not ctx.json:
         ctx.print(f"job {job.id} succeeded: {_show(result)}")
