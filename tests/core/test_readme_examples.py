@@ -6,10 +6,8 @@ from __future__ import annotations
 import re
 import shlex
 import textwrap
-import tomllib
 
-import tomli_w
-
+from tests.support.shipped import use_shipped_config
 from tests.support.workspace import REPO, Workspace
 
 _FENCE = re.compile(r"^```(?P<lang>\w*)\n(?P<body>.*?)^```", re.MULTILINE | re.DOTALL)
@@ -38,23 +36,13 @@ def python_examples() -> list[str]:
     return [block for block in _blocks("python") if "from bgjobctl import" in block]
 
 
-def shipped_workspace(workspace: Workspace) -> None:
-    """The shipped configuration, with this test's socket and no dashboard (its port may
-    be taken on a shared machine)."""
-    settings = tomllib.loads((REPO / "bgjobs.toml").read_text(encoding="utf-8"))
-    settings["daemon"]["socket"] = str(workspace.socket_path)
-    settings["dashboard"] = {"enabled": False}
-    workspace.write_config(raw=tomli_w.dumps(settings))
-    (workspace.root / "jobs").symlink_to(REPO / "jobs", target_is_directory=True)
-
-
 def test_the_readme_has_examples_to_run() -> None:
     assert len(shell_examples()) >= 6
     assert len(python_examples()) >= 3
 
 
 def test_every_readme_example_runs_as_shown(workspace: Workspace) -> None:
-    shipped_workspace(workspace)
+    use_shipped_config(workspace)
     workspace.start_daemon()
     for words in shell_examples():
         if words[0] == "bgjobctl":
@@ -74,25 +62,18 @@ def test_every_readme_example_runs_as_shown(workspace: Workspace) -> None:
 
 
 def test_run_job_says_what_happened(workspace: Workspace) -> None:
-    shipped_workspace(workspace)
+    use_shipped_config(workspace)
     done = workspace.run_job("LessonCreatedService", "handle", "English Grammar 101")
     assert done.returncode == 0
     assert "succeeded" in done.stdout and "English Grammar 101" in done.stdout
-    workspace.write_config(
-        raw=(workspace.config_path.read_text() + "\n").replace(
-            "retry_attempts = 3", "retry_attempts = 0"
-        )
-    )
+    use_shipped_config(workspace, retry_attempts=0)
     failed = workspace.run_job("LessonEndedService", "handle", "only-one-param")
     assert failed.returncode == 1
     assert "failed after 1 attempt" in failed.stderr and "TypeError" in failed.stderr
 
 
 def test_a_failed_wait_says_it_once(workspace: Workspace) -> None:
-    shipped_workspace(workspace)
-    workspace.write_config(
-        raw=workspace.config_path.read_text().replace("retry_attempts = 3", "retry_attempts = 0")
-    )
+    use_shipped_config(workspace, retry_attempts=0)
     workspace.start_daemon()
     done = workspace.bgjobctl("submit", "LessonEndedService", "handle", "x", "--wait")
     assert done.returncode == 1
