@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from tests.support.waiting import wait_for
@@ -23,7 +24,16 @@ def free_port() -> int:
 
 
 def post(url: str, timeout: float = 30) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url, method="POST", data=b"")
+    return fetch(url, "POST", timeout)
+
+
+def get(url: str, timeout: float = 30) -> tuple[int, dict[str, Any]]:
+    return fetch(url, "GET", timeout)
+
+
+def fetch(url: str, method: str, timeout: float = 30) -> tuple[int, dict[str, Any]]:
+    data = b"" if method == "POST" else None
+    request = urllib.request.Request(url, method=method, data=data)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())
@@ -40,14 +50,14 @@ def _answers(port: int) -> bool:
 
 
 @contextmanager
-def serving(workspace: Workspace, module: str, *args: str) -> Iterator[str]:
-    """Run `python -m MODULE ARGS` (a server; `{port}` in ARGS is replaced) from the
-    repository's root with the workspace's configuration; yield its base URL."""
+def serving(workspace: Workspace, module: str, *args: str, cwd: Path = REPO) -> Iterator[str]:
+    """Run `python -m MODULE ARGS` (a server; `{port}` in ARGS is replaced) from `cwd`
+    (the repository's root) with the workspace's environment; yield its base URL."""
     port = free_port()
     log = (workspace.root / f"{module}.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", module, *(arg.format(port=port) for arg in args)],
-        cwd=REPO,
+        cwd=cwd,
         env=workspace.env,
         stdin=subprocess.DEVNULL,
         stdout=log,

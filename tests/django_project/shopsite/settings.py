@@ -1,0 +1,26 @@
+"""A small Django project for the bgjobs task backend's tests."""
+
+from __future__ import annotations
+
+import os
+
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+USE_TZ = True
+ROOT_URLCONF = "shopsite.urls"
+INSTALLED_APPS = ["django.contrib.contenttypes", "django_tasks", "shop"]
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("SHOP_DB", "shop.sqlite3"),
+        "OPTIONS": {"timeout": 20},
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+TASKS = {
+    "default": {
+        "BACKEND": "bgjobctl.django_backend.BgjobsBackend",
+        "OPTIONS": {"TASKS": ["shop.tasks.*"]},
+    }
+}
