@@ -1,14 +1,21 @@
+"""`bgjobctl logs`: a job's output or a log file, as it is on disk when piped; on a terminal
+escaped (controls, C1 and bidi characters, newlines and tabs kept), so nothing a job printed
+can move the cursor, retitle the window or reorder the text a reader sees."""
+
 from __future__ import annotations
 
 import argparse
+import codecs
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bgjobctl.context import CommandContext
 from bgjobs.errors import ExitCode, NotFound
 from bgjobs.protocol import ErrorCode
+from bgjobs.text import escape_controls
 
 HELP = "print a job's captured output, or the execution (or error) log"
 FOLLOW_POLL_SECONDS = 0.2
@@ -44,10 +51,11 @@ def run(ctx: CommandContext) -> int:
         if not path.exists() and not args.follow:
             raise NotFound(ErrorCode.NOT_FOUND, f"{path} does not exist yet")
         done = None
-    position = _print_from(path, _start(path, args.lines))
+    write = _writer()
+    position = _print_from(path, _start(path, args.lines), write)
     while args.follow:
         finished = done() if done else False
-        position = _print_from(path, position)
+        position = _print_from(path, position, write)
         if finished:
             break
         time.sleep(FOLLOW_POLL_SECONDS)
@@ -73,7 +81,24 @@ def _start(path: Path, lines: int) -> int:
     return end - len(b"\n".join(cut[-(lines + 1) :]))
 
 
-def _print_from(path: Path, position: int) -> int:
+def _writer() -> Callable[[bytes], None]:
+    """Where the bytes go: as they are into a pipe or a file (so that `logs ID > file`
+    copies the output exactly); decoded and escaped onto a terminal. A character split
+    across two reads while following is kept for the next read."""
+    out = sys.stdout
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="backslashreplace")
+
+    def raw(data: bytes) -> None:
+        out.buffer.write(data)
+
+    def escaped(data: bytes) -> None:
+        text = escape_controls(decoder.decode(data), keep_lines=True)
+        out.buffer.write(text.encode("utf-8", "backslashreplace"))
+
+    return escaped if out.isatty() else raw
+
+
+def _print_from(path: Path, position: int, write: Callable[[bytes], None]) -> int:
     try:
         with path.open("rb") as handle:
             if os.fstat(handle.fileno()).st_size < position:
@@ -83,6 +108,6 @@ def _print_from(path: Path, position: int) -> int:
     except FileNotFoundError:
         return position
     if data:
-        sys.stdout.buffer.write(data)
+        write(data)
         sys.stdout.flush()
     return position + len(data)
