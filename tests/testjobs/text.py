@@ -27,6 +27,6 @@ class Surrogates:
 
 
 class Controls:
-    def handle(self) -> str:
+    def handle(self, *params: str) -> str:
         print(CONTROLS, flush=True)
         raise ValueError(CONTROLS)
