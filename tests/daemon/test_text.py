@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import msgspec
+import pytest
 
 from bgjobs.errors import RefusedError
 from bgjobs.model import JobSpec, JobState
@@ -60,10 +61,8 @@ def test_controls_and_bidi_are_escaped_in_the_log_files(workspace: Workspace) ->
         0
     ]
     assert client.wait(job_id, 20).state is JobState.FAILED
-    try:
+    with pytest.raises(RefusedError):
         client.submit([JobSpec(class_name="Evil\x9b\u202eClass", method="handle")])
-    except RefusedError:
-        pass
     wait_for(lambda: "Evil" in workspace.error_log(), what="the refusal's log line")
     logs = workspace.log() + workspace.error_log()
     for raw in RAW_CONTROLS:
@@ -76,10 +75,8 @@ def test_controls_and_bidi_are_escaped_in_the_log_files(workspace: Workspace) ->
 def test_a_refused_huge_class_name_makes_a_capped_log_line(workspace: Workspace) -> None:
     workspace.start_daemon()
     client = workspace.client()
-    try:
+    with pytest.raises(RefusedError):
         client.submit([JobSpec(class_name="C" * 1_000_000, method="handle")])
-    except RefusedError:
-        pass
     wait_for(lambda: "CCCC" in workspace.error_log(), what="the refusal's log line")
     longest = max(len(line) for line in workspace.error_log().splitlines())
     assert longest < 17 * 1024, longest
