@@ -96,6 +96,25 @@ def test_logs_on_a_terminal_escapes_what_the_job_printed(workspace: Workspace) -
     assert piped.returncode == 0 and "\x1b[31mred" in piped.stdout, "a pipe gets the bytes"
 
 
+def test_show_and_list_escape_what_a_job_holds(workspace: Workspace) -> None:
+    workspace.write_config(TEXT_JOBS)
+    workspace.start_daemon()
+    client = workspace.client()
+    job_id = client.submit(
+        [JobSpec(class_name="Controls", method="handle", params=["p\x9b\u202e"])]
+    ).ids[0]
+    client.wait(job_id, 20)
+    # rich styles the table with escapes of its own on a terminal: look for the job's.
+    shown = _under_a_terminal(workspace, "show", str(job_id))
+    assert "\x9b" not in shown and "\u202e" not in shown and "\x1b[31mred" not in shown
+    assert "ValueError: \\x1b[31mred" in shown, shown
+    for args in (("show", str(job_id)), ("list",)):
+        piped = workspace.bgjobctl(*args)
+        assert piped.returncode == 0, piped.stderr
+        assert not any(raw in piped.stdout for raw in RAW_CONTROLS), piped.stdout
+        assert "p\\x9b\\u202e" in piped.stdout, piped.stdout
+
+
 def _under_a_terminal(workspace: Workspace, *args: str) -> str:
     """Run bgjobctl with a pseudo-terminal as its stdout; what it wrote there."""
     leader, follower = pty.openpty()
