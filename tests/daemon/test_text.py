@@ -94,6 +94,9 @@ def test_logs_on_a_terminal_escapes_what_the_job_printed(workspace: Workspace) -
     assert "\x1b" not in shown and "\x9b" not in shown and "\u202e" not in shown
     piped = workspace.bgjobctl("logs", str(job_id))
     assert piped.returncode == 0 and "\x1b[31mred" in piped.stdout, "a pipe gets the bytes"
+    for odd in (str(2**63), "²"):
+        refused = workspace.bgjobctl("logs", odd)
+        assert refused.returncode == 2 and "not a job id" in refused.stderr, refused.stderr
 
 
 def test_show_and_list_escape_what_a_job_holds(workspace: Workspace) -> None:
