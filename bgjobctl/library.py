@@ -27,6 +27,7 @@ from bgjobs.config import CONFIG_ENV, SOCKET_ENV
 from bgjobs.errors import DaemonUnreachable, JobCancelled, JobFailed, UsageError
 from bgjobs.model import ChainLink, JobInfo, JobSpec, JobState, Priority
 from bgjobs.params import check_encodable
+from bgjobs.times import delay_problem, run_at_problem
 
 Fallback = Literal["spawn", "error"]
 LinkSpec = tuple[str, str] | tuple[str, str, Sequence[Any]]
@@ -87,6 +88,9 @@ def make_spec(
 ) -> JobSpec:
     if at is not None and at.tzinfo is None:
         raise UsageError("at= must be a timezone-aware datetime")
+    problem = run_at_problem(at) if at is not None else delay_problem(delay)
+    if problem:
+        raise UsageError(f"{'at' if at is not None else 'delay'} {problem}")
     if isinstance(params, str | bytes):
         raise UsageError("params must be a list of values, not a single string")
     values = list(params)

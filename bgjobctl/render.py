@@ -1,4 +1,9 @@
-"""Human output: tables and job details (rich is imported only when something is shown)."""
+"""Human output: tables and job details (rich is imported only when something is shown).
+
+Every text from a job or a user is shown through `safe`: controls, C1 and bidi characters
+escaped, whether the output is a terminal or a pipe (a pipe is often a pager or a terminal
+one step later); tracebacks keep their newlines and tabs.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any
 import msgspec
 
 from bgjobs.model import JobInfo
+from bgjobs.text import escape_controls
 
 
 def when(value: datetime | None) -> str:
@@ -25,6 +31,11 @@ def duration(job: JobInfo) -> str:
     return f"{(end - job.started_at).total_seconds():.3f}s"
 
 
+def safe(text: str, *, keep_lines: bool = False) -> str:
+    """Text that cannot act on a terminal: see the module's docstring."""
+    return escape_controls(text, keep_lines=keep_lines)
+
+
 def short(value: Any, width: int = 40) -> str:
     text = msgspec.json.encode(value).decode()
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -32,6 +43,9 @@ def short(value: Any, width: int = 40) -> str:
 
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]], title: str = "") -> None:
     """A boxed table on a terminal; plain aligned columns when piped (greppable, unwrapped)."""
+    title = safe(title)
+    columns = [safe(cell) for cell in columns]
+    rows = [[safe(cell) for cell in row] for row in rows]
     if not sys.stdout.isatty():
         widths = [max(len(cell) for cell in column) for column in zip(columns, *rows, strict=True)]
         for row in (columns, *rows):
@@ -105,7 +119,7 @@ def job_details(job: JobInfo) -> list[tuple[str, str]]:
 def print_job(job: JobInfo, chain: Sequence[JobInfo] = ()) -> None:
     width = max(len(key) for key, _ in job_details(job))
     for key, value in job_details(job):
-        print(f"{key:>{width}}  {value}")
+        print(f"{key:>{width}}  {safe(value)}")
     if job.history:
         print_table(
             ("#", "OUTCOME", "STARTED", "DURATION", "PID", "ERROR"),
@@ -138,4 +152,4 @@ def print_job(job: JobInfo, chain: Sequence[JobInfo] = ()) -> None:
             title=f"chain {chain[0].id}",
         )
     if job.error is not None and job.error.traceback:
-        print("\n" + job.error.traceback.rstrip())
+        print("\n" + safe(job.error.traceback.rstrip(), keep_lines=True))

@@ -2,8 +2,10 @@
 
 `[YYYY-MM-DD HH:MM:SS] [STATUS] Class::method - message`, times in UTC. ERROR, SECURITY and
 WARNING lines go to `background_jobs_errors.log`, the rest to `background_jobs.log`. Each
-line is one `write` on an O_APPEND descriptor, so several processes share the files safely,
-and control characters are escaped, so no parameter or message can forge a line.
+line is one `write` on an O_APPEND descriptor, so several processes share the files safely.
+Control, C1 and bidi characters are escaped (`bgjobs.text`), so no parameter or message can
+forge a line or act on a terminal that shows the file; a line is capped at `MAX_LINE`
+characters (the label at `MAX_LABEL`), saying how much was cut.
 """
 
 from __future__ import annotations
@@ -17,15 +19,17 @@ from typing import Any, Final
 
 import msgspec
 
+from bgjobs.text import cap, escape_controls
+
 MAIN_LOG: Final = "background_jobs.log"
 ERROR_LOG: Final = "background_jobs_errors.log"
 NO_JOB: Final = "N/A::N/A"
 _ROTATION_CHECK_SECONDS: Final = 1.0
 _PARAMS_SHOWN: Final = 200
-
-_ESCAPES = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F, 0x85]}
-_ESCAPES |= {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
-_ESCAPES |= {0x2028: "\\u2028", 0x2029: "\\u2029"}
+MAX_LINE: Final = 16 * 1024
+"""Characters of a line's label and message together, after escaping."""
+MAX_LABEL: Final = 512
+"""Characters of the `Class::method` label (a refused class name may be anything)."""
 
 
 class Status(enum.StrEnum):
@@ -40,8 +44,9 @@ _TO_ERROR_LOG = frozenset({Status.ERROR, Status.SECURITY, Status.WARNING})
 
 
 def escape(text: str) -> str:
-    """Make text safe for one log line: every control or line-breaking character escaped."""
-    return text.translate(_ESCAPES)
+    """Make text safe for one log line: every control, bidi or line-breaking character
+    escaped."""
+    return escape_controls(text)
 
 
 def describe_params(params: list[Any]) -> str:
@@ -57,7 +62,8 @@ def _stamp(second: int) -> str:
 
 def format_line(status: Status, label: str, message: str, now: float | None = None) -> str:
     stamp = _stamp(int(time.time() if now is None else now))
-    return f"[{stamp}] [{status}] {escape(label)} - {escape(message)}\n"
+    shown = cap(escape(label), MAX_LABEL)
+    return f"[{stamp}] [{status}] {shown} - {cap(escape(message), MAX_LINE - len(shown))}\n"
 
 
 class _AppendFile:

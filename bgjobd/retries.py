@@ -5,6 +5,10 @@ error's class hierarchy from the most specific class, the first class with a rul
 a `[jobs.CLASS.exceptions.NAME]` rule beating a global `[exceptions.NAME]` one for the same
 class. Without a rule, the job's retry settings apply (its `[jobs.CLASS]` table over the
 global keys). The same code serves the daemon and `run_job.py`.
+
+Every delay decided here lies in [0, `MAX_DELAY`] (ten years): exponential backoff is capped
+before it is computed, and a `Retry` delay out of range (which `bgjobs.Retry` itself refuses,
+so only a tampered worker could send one) is ignored for the usual delay.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Final, TypeVar
 from bgjobs.config import Config
 from bgjobs.model import ErrorInfo
 from bgjobs.settings import ExceptionRule, RetrySettings
+from bgjobs.times import MAX_DELAY, delay_problem
 
 TIMEOUT_ERROR: Final = ErrorInfo(
     type="TimeoutError",
@@ -24,6 +29,8 @@ TIMEOUT_ERROR: Final = ErrorInfo(
 )
 """How a deadline is seen by the rules: as a `TimeoutError`."""
 _T = TypeVar("_T")
+_MAX_DOUBLINGS: Final = 64
+"""2**64 times any delay over zero is past `MAX_DELAY`: doubling further changes nothing."""
 
 
 @dataclass(frozen=True)
@@ -46,9 +53,8 @@ class RetryPolicy:
         """The pause after failed attempt number `attempt` (1-based)."""
         delay = self.delay
         if self.backoff == "exponential":
-            delay *= 2 ** (attempt - 1)
-        if self.max_delay is not None:
-            delay = min(delay, self.max_delay)
+            delay *= 2.0 ** min(max(attempt - 1, 0), _MAX_DOUBLINGS)
+        delay = min(delay, MAX_DELAY if self.max_delay is None else self.max_delay, MAX_DELAY)
         if self.jitter:
             delay = random.uniform(delay / 2, delay)  # noqa: S311  # spreading, not secrecy
         return delay
@@ -115,6 +121,8 @@ def decide(
     if directive is not None:
         policy = policy_for(config, class_name)
         name = "Retry" if directive.retry else "Fail"
+        if directive.delay is not None and delay_problem(directive.delay):
+            directive, name = Directive(directive.retry), "Retry with an invalid delay"
         retry = directive.retry and attempt < policy.max_attempts
         delay = directive.delay if directive.delay is not None else policy.delay_after(attempt)
         return Decision(

@@ -7,17 +7,26 @@ id): every high job before any medium one, first due first within a priority.
 Only a window of the scheduled jobs lives in memory: every one whose key is at most the
 `horizon`. The rest stay in the store and are read, in key order, when the window runs low,
 so a million jobs scheduled for next week cost neither start-up time nor memory.
+
+Every due time is checked on the way in: one that is NaN, infinite or outside 1970..9999
+(which every entry point refuses, so only a damaged store could hold one) is said on
+stderr and clamped. A NaN in a heap would never be due and would break its order, and the
+timer would fire for it forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
+import math
+import sys
 import time
 from collections.abc import Callable
 from typing import Final
 
 from bgjobd.store.base import Store, WaitingEntry
+from bgjobs.times import clamp_due_time, due_time_is_sane
 
 WINDOW: Final = 20_000
 """Scheduled jobs read into memory at a time."""
@@ -53,10 +62,13 @@ class Scheduler:
 
     def _refill(self) -> None:
         entries = self._store.scheduled(self._horizon, self._window)
-        for entry in entries:
+        for entry in map(_sane, entries):
             heapq.heappush(self._scheduled, (entry.run_at, entry.job_id, entry))
         if entries:
-            self._horizon = (entries[-1].run_at, entries[-1].job_id)
+            # The store's own key (an infinity orders fine in SQL), unless it is no number.
+            last = entries[-1]
+            run_at = last.run_at if _is_number(last.run_at) else clamp_due_time(last.run_at)
+            self._horizon = (run_at, last.job_id)
         self._all_loaded = len(entries) < self._window
 
     def _in_window(self, entry: WaitingEntry) -> bool:
@@ -67,6 +79,7 @@ class Scheduler:
     # adding --------------------------------------------------------------------------------
 
     def add_scheduled(self, entry: WaitingEntry) -> None:
+        entry = _sane(entry)
         if not self._in_window(entry):
             return  # the store has it; a later refill reads it in time
         heapq.heappush(self._scheduled, (entry.run_at, entry.job_id, entry))
@@ -74,6 +87,7 @@ class Scheduler:
             self._arm()
 
     def add_ready(self, entry: WaitingEntry) -> None:
+        entry = _sane(entry)
         heapq.heappush(self._ready, (entry.rank, entry.run_at, entry.job_id, entry))
 
     # taking --------------------------------------------------------------------------------
@@ -131,3 +145,21 @@ class Scheduler:
         if due:
             self._on_due(due)
         self._arm()
+
+
+def _is_number(value: float | None) -> bool:
+    return isinstance(value, float | int) and not math.isnan(value)
+
+
+def _sane(entry: WaitingEntry) -> WaitingEntry:
+    """The entry itself, or a copy with its due time clamped into the range the scheduler
+    can order and reach."""
+    if due_time_is_sane(entry.run_at):
+        return entry
+    clamped = clamp_due_time(entry.run_at)
+    print(
+        f"bgjobd: job {entry.job_id} has the due time {entry.run_at!r}; using {clamped:.0f}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return dataclasses.replace(entry, run_at=clamped)

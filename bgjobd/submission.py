@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +13,7 @@ from bgjobs.config import Config
 from bgjobs.errors import BadParams, RefusedError
 from bgjobs.model import AttemptInfo, ChainLink, JobInfo, JobSpec, JobState
 from bgjobs.protocol import ErrorCode
+from bgjobs.times import delay_problem, run_at_problem
 
 
 def unique_key(class_name: str, method: str, params: list[Any]) -> str:
@@ -30,12 +30,15 @@ def check_allowed(config: Config, class_name: str, method: str) -> None:
 
 
 def due_time(spec: JobSpec, now: float) -> float:
+    """When the job is due; BadParams for a time out of `bgjobs.times`'s range."""
     if spec.run_at is not None:
-        if spec.run_at.tzinfo is None:
-            raise BadParams(ErrorCode.BAD_PARAMS, "run_at must carry a timezone")
+        problem = run_at_problem(spec.run_at)
+        if problem:
+            raise BadParams(ErrorCode.BAD_PARAMS, f"run_at {problem}")
         return spec.run_at.timestamp()
-    if not math.isfinite(spec.delay) or spec.delay < 0:
-        raise BadParams(ErrorCode.BAD_PARAMS, f"delay must be >= 0 seconds, not {spec.delay}")
+    problem = delay_problem(spec.delay)
+    if problem:
+        raise BadParams(ErrorCode.BAD_PARAMS, f"delay {problem}")
     return now + spec.delay
 
 

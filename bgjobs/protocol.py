@@ -245,14 +245,23 @@ _reply_decoder: msgspec.msgpack.Decoder[Reply] = msgspec.msgpack.Decoder(Reply)
 
 
 def decode_request(body: bytes) -> Request:
+    """The request in a frame; FrameError (BAD_REQUEST) for any frame that is not one."""
     try:
         return _request_decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise FrameError(ErrorCode.BAD_REQUEST, f"malformed request: {exc}") from None
+    except (msgspec.DecodeError, RecursionError, ValueError, MemoryError) as exc:
+        # RecursionError: nesting deeper than the decoder goes (a few bytes make one).
+        raise FrameError(ErrorCode.BAD_REQUEST, f"malformed request: {_reason(exc)}") from None
 
 
 def decode_reply(body: bytes) -> Reply:
+    """The reply in a frame; FrameError (BAD_REQUEST) for any frame that is not one."""
     try:
         return _reply_decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise FrameError(ErrorCode.BAD_REQUEST, f"malformed reply: {exc}") from None
+    except (msgspec.DecodeError, RecursionError, ValueError, MemoryError) as exc:
+        raise FrameError(ErrorCode.BAD_REQUEST, f"malformed reply: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc)[:200]

@@ -12,11 +12,14 @@ from typing import Annotated, Literal
 import msgspec
 
 from bgjobs.model import Priority
+from bgjobs.times import MAX_DELAY
 
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
-NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
-PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0, le=MAX_DELAY)]
+"""Seconds, from 0 to ten years: TOML allows `inf` and `nan`, and neither is a duration."""
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0, le=MAX_DELAY)]
+"""Seconds, over 0 and at most ten years."""
 Backoff = Literal["fixed", "exponential"]
 Size = Annotated[int, msgspec.Meta(ge=0)] | str
 """Bytes, or a string such as `"512MiB"` (see `bgjobs.sizes`); `Config` gives them in bytes."""

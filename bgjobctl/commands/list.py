@@ -3,7 +3,7 @@ from __future__ import annotations
 import argparse
 
 from bgjobctl.context import CommandContext
-from bgjobs.errors import ExitCode
+from bgjobs.errors import ExitCode, UsageError
 from bgjobs.model import JobState
 
 HELP = "list jobs, newest first"
@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(ctx: CommandContext) -> int:
     args = ctx.args
+    for name in ("limit", "offset"):  # the daemon says which range; this, what the wire holds
+        if not 0 <= getattr(args, name) < 2**63:
+            raise UsageError(f"--{name} must be a whole number from 0, not {getattr(args, name)}")
     listing = ctx.client.list_jobs(
         states=[JobState(state) for state in args.state or []],
         class_name=args.class_name,

@@ -1,21 +1,28 @@
+"""`bgjobctl logs`: a job's output or a log file, as it is on disk when piped; on a terminal
+escaped (controls, C1 and bidi characters, newlines and tabs kept), so nothing a job printed
+can move the cursor, retitle the window or reorder the text a reader sees."""
+
 from __future__ import annotations
 
 import argparse
+import codecs
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bgjobctl.context import CommandContext
 from bgjobs.errors import ExitCode, NotFound
 from bgjobs.protocol import ErrorCode
+from bgjobs.text import escape_controls
 
 HELP = "print a job's captured output, or the execution (or error) log"
 FOLLOW_POLL_SECONDS = 0.2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("job_id", metavar="ID", type=int, nargs="?")
+    parser.add_argument("job_id", metavar="ID", type=_job_id, nargs="?")
     parser.add_argument("--errors", action="store_true", help="the error log instead")
     parser.add_argument(
         "--follow",
@@ -26,6 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lines", "-n", type=int, default=0, help="only the last N lines of a log (0: all)"
     )
+
+
+def _job_id(text: str) -> int:
+    """A job id: ASCII digits that fit an SQLite integer (argparse says a usage error)."""
+    if not (text.isascii() and text.isdigit() and 0 < int(text) < 2**63):
+        raise argparse.ArgumentTypeError(f"not a job id: {text!r}")
+    return int(text)
 
 
 def run(ctx: CommandContext) -> int:
@@ -44,10 +58,11 @@ def run(ctx: CommandContext) -> int:
         if not path.exists() and not args.follow:
             raise NotFound(ErrorCode.NOT_FOUND, f"{path} does not exist yet")
         done = None
-    position = _print_from(path, _start(path, args.lines))
+    write = _writer()
+    position = _print_from(path, _start(path, args.lines), write)
     while args.follow:
         finished = done() if done else False
-        position = _print_from(path, position)
+        position = _print_from(path, position, write)
         if finished:
             break
         time.sleep(FOLLOW_POLL_SECONDS)
@@ -73,7 +88,24 @@ def _start(path: Path, lines: int) -> int:
     return end - len(b"\n".join(cut[-(lines + 1) :]))
 
 
-def _print_from(path: Path, position: int) -> int:
+def _writer() -> Callable[[bytes], None]:
+    """Where the bytes go: as they are into a pipe or a file (so that `logs ID > file`
+    copies the output exactly); decoded and escaped onto a terminal. A character split
+    across two reads while following is kept for the next read."""
+    out = sys.stdout
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="backslashreplace")
+
+    def raw(data: bytes) -> None:
+        out.buffer.write(data)
+
+    def escaped(data: bytes) -> None:
+        text = escape_controls(decoder.decode(data), keep_lines=True)
+        out.buffer.write(text.encode("utf-8", "backslashreplace"))
+
+    return escaped if out.isatty() else raw
+
+
+def _print_from(path: Path, position: int, write: Callable[[bytes], None]) -> int:
     try:
         with path.open("rb") as handle:
             if os.fstat(handle.fileno()).st_size < position:
@@ -83,6 +115,6 @@ def _print_from(path: Path, position: int) -> int:
     except FileNotFoundError:
         return position
     if data:
-        sys.stdout.buffer.write(data)
+        write(data)
         sys.stdout.flush()
     return position + len(data)

@@ -5,6 +5,7 @@ from datetime import datetime
 
 from bgjobctl.context import CommandContext
 from bgjobctl.library import make_spec, result_of
+from bgjobctl.render import safe
 from bgjobs.errors import ExitCode, JobFailed, UsageError
 from bgjobs.model import ChainLink
 from bgjobs.params import parse_delay, parse_json_params, split_params
@@ -58,9 +59,10 @@ def parse_at(text: str | None) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        # A local time at the edge of the calendar (year 1 or 9999) may not convert.
+        return moment if moment.tzinfo else moment.astimezone()
+    except (ValueError, OverflowError):
         raise UsageError(f"--at {text!r} is not an ISO 8601 time") from None
-    return moment if moment.tzinfo else moment.astimezone()
 
 
 def run(ctx: CommandContext) -> int:
@@ -104,10 +106,10 @@ def run(ctx: CommandContext) -> int:
         result = result_of(job)
     except JobFailed as exc:
         if not ctx.json:
-            ctx.print(str(exc))  # "job 5 (Class::method) failed: ValueError: ..."
+            ctx.print(safe(str(exc)))  # "job 5 (Class::method) failed: ValueError: ..."
         return ExitCode.FAILED
     if not ctx.json:
-        ctx.print(f"job {job.id} succeeded: {_show(result)}")
+        ctx.print(safe(f"job {job.id} succeeded: {_show(result)}"))
     return ExitCode.OK
 
 

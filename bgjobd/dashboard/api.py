@@ -10,7 +10,7 @@ from aiohttp import web
 
 from bgjobd.dashboard import queries
 from bgjobd.dashboard.context import dashboard_of
-from bgjobd.dashboard.filters import BadFilter, parse_filters
+from bgjobd.dashboard.filters import BadFilter, is_number, parse_filters
 from bgjobd.dashboard.logtail import daemon_logs
 
 MAX_WATCHED: Final = 100
@@ -63,6 +63,6 @@ async def logs(request: web.Request) -> web.StreamResponse:
 async def events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: `?job=ID` (repeatable) for some jobs only."""
     wanted = request.query.getall("job", [])
-    if len(wanted) > MAX_WATCHED or not all(value.isdigit() for value in wanted):
+    if len(wanted) > MAX_WATCHED or not all(is_number(value, 18) for value in wanted):
         return json_error(400, f"job: up to {MAX_WATCHED} job ids")
     return await dashboard_of(request).live.stream(request, [int(value) for value in wanted])

@@ -8,6 +8,7 @@ from typing import Any, Final
 from urllib.parse import urlencode
 
 from bgjobs.model import JobState
+from bgjobs.text import without_surrogates
 
 PER_PAGE_CHOICES: Final = (10, 25, 50, 100)
 MAX_SEARCH: Final = 200
@@ -68,8 +69,9 @@ def parse_filters(query: Mapping[str, str]) -> Filters:
     state = query.get("state", "").strip()
     if state and state not in STATE_GROUPS and state not in JobState.__members__.values():
         raise BadFilter(f"state: {state!r} is not a state")
-    search = query.get("q", "").strip()
-    class_name = query.get("class", "").strip()
+    # A query string may decode to lone surrogates, which no UTF-8 text (nor SQLite) takes.
+    search = without_surrogates(query.get("q", "").strip())
+    class_name = without_surrogates(query.get("class", "").strip())
     if len(search) > MAX_SEARCH or len(class_name) > MAX_SEARCH:
         raise BadFilter(f"search and class are limited to {MAX_SEARCH} characters")
     page = _number(query, "page", 1)
@@ -85,6 +87,11 @@ def _number(query: Mapping[str, str], key: str, default: int) -> int:
     text = query.get(key, "").strip()
     if not text:
         return default
-    if not text.isdigit() or len(text) > 9:
+    if not is_number(text, 9):
         raise BadFilter(f"{key}: not a number")
     return int(text)
+
+
+def is_number(text: str, max_digits: int) -> bool:
+    """ASCII digits only: `'²'.isdigit()` is true, but `int('²')` fails."""
+    return text.isascii() and text.isdigit() and len(text) <= max_digits

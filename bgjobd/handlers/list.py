@@ -1,20 +1,33 @@
 from __future__ import annotations
 
+from typing import Final
+
 from bgjobd.handlers.context import Context
 from bgjobd.store.base import JobQuery
 from bgjobs.errors import BadParams
 from bgjobs.protocol import ErrorCode, JobList, ListJobs
+from bgjobs.text import without_surrogates
 
-MAX_LIMIT = 1000
+MAX_LIMIT: Final = 1000
+MAX_OFFSET: Final = 2**62
+"""Past every job a store can hold, and within an SQLite integer."""
+MAX_TEXT: Final = 4096
+"""Characters of a search or a class name."""
 
 
 def handle(ctx: Context, request: ListJobs) -> JobList:
-    if not 0 < request.limit <= MAX_LIMIT or request.offset < 0:
-        raise BadParams(ErrorCode.BAD_PARAMS, f"limit must be 1..{MAX_LIMIT} and offset >= 0")
+    if not 0 < request.limit <= MAX_LIMIT or not 0 <= request.offset <= MAX_OFFSET:
+        raise BadParams(
+            ErrorCode.BAD_PARAMS, f"limit must be 1..{MAX_LIMIT} and offset 0..{MAX_OFFSET}"
+        )
+    if len(request.search or "") > MAX_TEXT or len(request.class_name or "") > MAX_TEXT:
+        raise BadParams(
+            ErrorCode.BAD_PARAMS, f"search and class are limited to {MAX_TEXT} characters"
+        )
     jobs, total = ctx.engine.store.search(
         JobQuery(
             states=request.states,
-            class_name=request.class_name,
+            class_name=without_surrogates(request.class_name) if request.class_name else None,
             search=request.search,
             limit=request.limit,
             offset=request.offset,

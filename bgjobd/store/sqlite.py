@@ -296,8 +296,11 @@ class SQLiteStore(Store):
             clauses.append("class_name = ?")
             args.append(query.class_name)
         if query.search:
-            needle = query.search.strip()
-            if needle.isdigit():
+            # instr, not LIKE: `%`, `_` and quotes are plain text. Only ASCII digits that fit
+            # an SQLite integer are an id ('²'.isdigit() is true, int('²') fails); a lone
+            # surrogate, which no UTF-8 text holds, is searched for escaped.
+            needle = query.search.strip().encode("utf-8", "backslashreplace").decode("utf-8")
+            if needle.isascii() and needle.isdigit() and len(needle) <= 18:
                 clauses.append("(id = ? OR instr(params, CAST(? AS BLOB)) > 0)")
                 args.extend([int(needle), needle])
             else:

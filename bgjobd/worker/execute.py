@@ -4,6 +4,7 @@ describe the outcome as data."""
 from __future__ import annotations
 
 import importlib
+import sys
 import time
 import traceback
 from types import CoroutineType, ModuleType
@@ -14,6 +15,7 @@ import msgspec
 from bgjobd.worker.messages import AttemptDone, RunAttempt, Setup
 from bgjobs.model import ErrorInfo
 from bgjobs.signals import Fail, Retry
+from bgjobs.text import without_surrogates
 
 _TRACEBACK_LIMIT: Final = 64 * 1024
 _MESSAGE_LIMIT: Final = 8 * 1024
@@ -23,19 +25,45 @@ class NotRunnable(Exception):
     """The requested method is not allow-listed or does not exist."""
 
 
+def tolerant_streams() -> None:
+    """Let the job print anything: a character the stream cannot encode (a lone surrogate,
+    say) is written as a backslash escape instead of failing the job's `print`."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
 def describe_error(exc: BaseException) -> ErrorInfo:
-    hierarchy = [_dotted(cls) for cls in type(exc).__mro__ if issubclass(cls, BaseException)]
+    """The error as data. Every text in it is made encodable (lone surrogates escaped) and
+    `str(exc)` may itself raise: the description must never fail, or the worker would die
+    and the job's real error be lost."""
+    hierarchy = [
+        without_surrogates(_dotted(cls))
+        for cls in type(exc).__mro__
+        if issubclass(cls, BaseException)
+    ]
     # The first frame is our own call into the job: leave it out of the job's traceback.
     origin = exc.__traceback__
     if origin is not None and origin.tb_frame.f_code is run.__code__:
         origin = origin.tb_next
-    text = "".join(traceback.format_exception(type(exc), exc, origin))
+    try:
+        text = "".join(traceback.format_exception(type(exc), exc, origin))
+    except Exception as failure:  # noqa: BLE001  # a job's __str__ may raise anything
+        text = f"(the traceback could not be formatted: {type(failure).__name__})"
     return ErrorInfo(
-        type=type(exc).__name__,
-        message=str(exc)[:_MESSAGE_LIMIT],
-        traceback=text[-_TRACEBACK_LIMIT:],
+        type=without_surrogates(type(exc).__name__),
+        message=without_surrogates(_message(exc)[:_MESSAGE_LIMIT]),
+        traceback=without_surrogates(text[-_TRACEBACK_LIMIT:]),
         hierarchy=hierarchy,
     )
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception as failure:  # noqa: BLE001  # a job's __str__ may raise anything
+        return f"(str() of the error raised {type(failure).__name__})"
 
 
 def _dotted(cls: type) -> str:

@@ -86,6 +86,7 @@ def main(argv: list[str]) -> int:
     command_fd, result_fd = (int(arg) for arg in argv[:2])
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    execute.tolerant_streams()
     encoder = FrameEncoder()
     commands = CommandPipe(command_fd)
     output = Output()

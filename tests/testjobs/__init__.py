@@ -33,3 +33,4 @@ __all__ = [
     "SpawnGrandchild",
     "Unencodable",
 ]
+from testjobs.text import Controls, RetryIn, Surrogates  # noqa: F401
