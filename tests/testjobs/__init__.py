@@ -33,3 +33,4 @@ __all__ = [
     "SpawnGrandchild",
     "Unencodable",
 ]
+from testjobs.sizes import BigResult, Flood  # noqa: F401
