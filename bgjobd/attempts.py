@@ -222,8 +222,9 @@ class Attempts:
         error = ErrorInfo(
             type=PARAMS_TOO_LARGE,
             message=(
-                f"the params{origin} make a message of {format_size(size)} to the worker, "
-                f"over the {format_size(MAX_FRAME_BYTES)} a message carries"
+                f"the params{origin} make a message of {size} bytes to the worker, "
+                f"over the {MAX_FRAME_BYTES} bytes ({format_size(MAX_FRAME_BYTES)}) "
+                "a message carries"
             ),
             hierarchy=[PARAMS_TOO_LARGE],
         )

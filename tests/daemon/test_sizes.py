@@ -4,18 +4,26 @@ job whose params cannot reach a worker fails instead of looping."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from bgjobctl import run_background_job
 from bgjobctl.library import close_clients
+from bgjobd.attempts import MAX_GIVE_BACKS, AttemptResult, Attempts
+from bgjobd.joblog import JobLog
+from bgjobd.pool import WorkerPool
 from bgjobd.store.base import JobQuery, NewJob
 from bgjobd.store.sqlite import SQLiteStore
+from bgjobs.config import load_config
 from bgjobs.errors import JobFailed, TooLarge
-from bgjobs.model import JobInfo, JobSpec, JobState, Priority
+from bgjobs.model import JobInfo, JobSpec, JobState, Outcome, Priority
 from bgjobs.protocol import MAX_FRAME_BYTES
 from tests.support.waiting import wait_for
 from tests.support.workspace import Workspace
@@ -177,3 +185,46 @@ def test_a_stored_job_too_large_for_a_worker_fails_without_looping(workspace: Wo
     shown = workspace.bgjobctl("--json", "show", str(job_id))
     assert shown.returncode == 0, shown.stderr
     assert len(json.loads(shown.stdout)["params"][0]) == MAX_FRAME_BYTES - 100
+
+
+def test_a_worker_dying_before_every_attempt_ends_as_a_crash(workspace: Workspace) -> None:
+    """An attempt whose worker dies before taking it up is given back, uncounted, but only
+    MAX_GIVE_BACKS - 1 times in a row: then it counts as a crash, so no job loops."""
+    config = load_config(workspace.config_path)
+    for directory in (config.logs_dir, config.job_output_dir, config.locks_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+    job = JobInfo(
+        id=7,
+        class_name="Echo",
+        method="handle",
+        params=[],
+        priority=Priority.MEDIUM,
+        state=JobState.RUNNING,
+        run_at=now,
+        attempts=1,
+        max_attempts=1,
+        timeout=30,
+        created_at=now,
+    )
+
+    async def scenario() -> list[AttemptResult]:
+        pool = WorkerPool(config, size=1, on_error=lambda text: None)
+        await pool.start()
+        attempts = Attempts(config, pool, JobLog(config.logs_dir), "test")
+        results = []
+        try:
+            for _ in range(MAX_GIVE_BACKS):
+                async with attempts.worker() as worker:
+                    os.kill(worker.pid, signal.SIGKILL)  # dies before it reads the attempt
+                    results.append(await attempts.run(worker, job, 1))
+        finally:
+            await pool.close()
+        return results
+
+    results = asyncio.run(scenario())
+    outcomes = [result.outcome for result in results]
+    assert outcomes == [Outcome.INTERRUPTED] * (MAX_GIVE_BACKS - 1) + [Outcome.CRASHED]
+    crash = results[-1].error
+    assert crash is not None and crash.type == "WorkerCrashed"
+    assert f"{MAX_GIVE_BACKS} times in a row" in crash.message
