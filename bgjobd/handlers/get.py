@@ -1,6 +1,6 @@
 """Get: a job's whole record (params, result, every attempt), and its chain's links as
 summaries. The reply may be larger than a request (up to `MAX_REPLY_FRAME_BYTES`); a record
-with so many attempts that it would not fit loses its earlier attempts' tracebacks first,
+with so many attempts that it would not fit has its earlier attempts' errors cut first,
 and a reply that still does not fit is a `TOO_LARGE` error rather than a frame the client
 would refuse."""
 
@@ -21,6 +21,7 @@ _FULL_ATTEMPTS: Final = 3
 """The latest attempts that keep their whole traceback when a record must be trimmed."""
 _EARLIER_TRACEBACK: Final = 2048
 """Characters kept of an earlier attempt's traceback (its end: where it was raised)."""
+_EARLIER_MESSAGE: Final = 1024
 
 _encoder = msgspec.msgpack.Encoder()
 
@@ -46,18 +47,25 @@ def handle(ctx: Context, request: Get) -> JobReply:
 
 
 def _trimmed(job: JobInfo) -> JobInfo:
-    """The record with the tracebacks of all but its latest attempts cut to their end."""
+    """The record with the errors of all but its latest attempts cut: a traceback to its
+    end, a message to its start."""
     keep_from = len(job.history) - _FULL_ATTEMPTS
     history = [
-        _cut_traceback(attempt) if index < keep_from else attempt
+        _cut_error(attempt) if index < keep_from else attempt
         for index, attempt in enumerate(job.history)
     ]
     return msgspec.structs.replace(job, history=history)
 
 
-def _cut_traceback(attempt: AttemptInfo) -> AttemptInfo:
+def _cut_error(attempt: AttemptInfo) -> AttemptInfo:
     error = attempt.error
-    if error is None or len(error.traceback) <= _EARLIER_TRACEBACK:
+    if error is None or (
+        len(error.traceback) <= _EARLIER_TRACEBACK and len(error.message) <= _EARLIER_MESSAGE
+    ):
         return attempt
-    cut = msgspec.structs.replace(error, traceback=error.traceback[-_EARLIER_TRACEBACK:])
+    cut = msgspec.structs.replace(
+        error,
+        message=error.message[:_EARLIER_MESSAGE],
+        traceback=error.traceback[-_EARLIER_TRACEBACK:],
+    )
     return msgspec.structs.replace(attempt, error=cut)

@@ -19,11 +19,11 @@ from bgjobctl.library import close_clients
 from bgjobd.attempts import MAX_GIVE_BACKS, AttemptResult, Attempts
 from bgjobd.joblog import JobLog
 from bgjobd.pool import WorkerPool
-from bgjobd.store.base import JobQuery, NewJob
+from bgjobd.store.base import FinishedAttempt, JobQuery, NewJob
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobs.config import load_config
 from bgjobs.errors import JobFailed, TooLarge
-from bgjobs.model import JobInfo, JobSpec, JobState, Outcome, Priority
+from bgjobs.model import ErrorInfo, JobInfo, JobSpec, JobState, Outcome, Priority
 from bgjobs.protocol import MAX_FRAME_BYTES
 from tests.support.waiting import wait_for
 from tests.support.workspace import Workspace
@@ -228,3 +228,49 @@ def test_a_worker_dying_before_every_attempt_ends_as_a_crash(workspace: Workspac
     crash = results[-1].error
     assert crash is not None and crash.type == "WorkerCrashed"
     assert f"{MAX_GIVE_BACKS} times in a row" in crash.message
+
+
+def test_a_record_with_a_long_history_is_shown_with_earlier_errors_cut(
+    workspace: Workspace,
+) -> None:
+    """Every attempt's traceback whole would not fit in a reply: the latest attempts keep
+    theirs, earlier ones keep their end."""
+    attempts = 260  # with 72 KiB of error each: 18 MiB, over the 16 MiB a reply carries
+    store = SQLiteStore(workspace.storage / "bgjobs.db")
+    now = time.time()
+    try:
+        (job_id,) = store.add(
+            [
+                NewJob(
+                    class_name="Echo",
+                    method="handle",
+                    params=["p" * 900_000],
+                    priority=Priority.MEDIUM,
+                    state=JobState.QUEUED,
+                    run_at=now,
+                    max_attempts=attempts,
+                    timeout=30,
+                    created_at=now,
+                )
+            ]
+        )
+        for number in range(1, attempts + 1):
+            assert store.claim(job_id, "test", None, now) is not None
+            error = ErrorInfo(type="E", message="m" * 8000, traceback=f"{number}:" + "t" * 65_536)
+            state = JobState.QUEUED if number < attempts else JobState.FAILED
+            store.finish_attempt(
+                job_id, FinishedAttempt(number, Outcome.FAILED, now, 0.1, error), state
+            )
+        store.commit()
+    finally:
+        store.close()
+    workspace.start_daemon()
+    shown = workspace.bgjobctl("--json", "show", str(job_id))
+    assert shown.returncode == 0, shown.stderr
+    record = json.loads(shown.stdout)
+    assert len(record["params"][0]) == 900_000
+    history = record["history"]
+    assert len(history) == attempts
+    assert len(history[-1]["error"]["traceback"]) == len(f"{attempts}:") + 65_536
+    assert len(history[0]["error"]["traceback"]) == 2048
+    assert workspace.bgjobctl("list").returncode == 0
