@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -190,7 +191,14 @@ class Attempts:
         # The worker could not clean up after itself: it was killed.
         locks.release(running.lock_path)
         output_dir = self.config.job_output_dir
-        capture.salvage(output_dir, running.worker.pid, output_dir / f"{running.job.id}.log")
+        killed = died.returncode == -signal.SIGKILL  # no tail: it was in the worker's memory
+        limit = self.config.limits_of(running.job.class_name).output_bytes
+        capture.salvage(
+            output_dir,
+            running.worker.pid,
+            output_dir / f"{running.job.id}.log",
+            tail_lost_after=capture.head_size(limit) if killed else None,
+        )
         return self._stopped_result(running, died)
 
     def _request(self, job: JobInfo, number: int, lock_path: str) -> RunAttempt:

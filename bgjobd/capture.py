@@ -9,7 +9,7 @@ after a line saying how much was cut, and a scratch file with something in it be
 job's output file (renamed); an empty one is simply used again, so a job that prints nothing
 leaves no file. If the daemon has to kill a worker mid-attempt, it moves the scratch file in
 the same way (`salvage`): the head is kept; the tail, which lived in the worker's memory, is
-lost with a SIGKILL.
+lost with a SIGKILL, and a line says so.
 
 Neither the disk nor memory ever holds more than the limit (the tail buffer briefly twice
 its half), however much a job prints.
@@ -45,14 +45,30 @@ def keep(scratch: Path, target: Path) -> None:
         scratch.rename(target)
 
 
-def salvage(directory: Path, worker_pid: int, target: Path) -> None:
-    """After killing a worker mid-attempt: keep what its job printed, drop the rest."""
+def salvage(
+    directory: Path, worker_pid: int, target: Path, *, tail_lost_after: int | None = None
+) -> None:
+    """After killing a worker mid-attempt: keep what its job printed, drop the rest. With
+    `tail_lost_after` (the head's size, when the worker could not write its tail), a head
+    that filled up is followed by a line saying that the rest was lost."""
     scratch = scratch_path(directory, worker_pid)
     with contextlib.suppress(FileNotFoundError):
-        if scratch.stat().st_size:
-            keep(scratch, target)
-        else:
+        size = scratch.stat().st_size
+        if not size:
             scratch.unlink()
+            return
+        if tail_lost_after is not None and size >= tail_lost_after:
+            with contextlib.suppress(OSError), scratch.open("ab") as sink:
+                sink.write(LOST_MARKER)
+        keep(scratch, target)
+
+
+LOST_MARKER: Final = b"\n[... the rest was lost: the worker was killed ...]\n"
+
+
+def head_size(limit: int | None) -> int | None:
+    """How much of an attempt's output goes to the file at once (the rest is the tail)."""
+    return None if limit is None else limit - limit // 2
 
 
 def cut_marker(cut: int) -> bytes:
@@ -65,7 +81,7 @@ class _Drain:
     def __init__(self, read_fd: int, sink_fd: int, limit: int | None) -> None:
         self.read_fd = read_fd
         self._sink_fd = sink_fd
-        self._head_room = limit - limit // 2 if limit is not None else None
+        self._head_room = head_size(limit)
         self._tail_size = limit // 2 if limit is not None else 0
         self._tail = bytearray()
         self._cut = 0

@@ -74,3 +74,20 @@ def test_a_timed_out_flood_keeps_its_tail_too(workspace: Workspace) -> None:
     assert output.startswith(b"line of output")
     assert output.rstrip().endswith(b"END-OF-PRINT"), output[-200:]
     assert b"cut ...]" in output and len(output) <= 64 * 1024 + 200
+
+
+def test_a_killed_worker_keeps_the_head_and_says_the_rest_was_lost(workspace: Workspace) -> None:
+    """SIGKILL leaves no time to write the tail (it lived in the worker's memory)."""
+    workspace.write_config(
+        {
+            "allowed_jobs": {"Stubborn": ["handle"]},
+            "max_output_bytes": "64KiB",
+            "jobs": {"Stubborn": {"timeout": 1}},
+        }
+    )
+    workspace.start_daemon()
+    job = _run(workspace, JobSpec(class_name="Stubborn", method="handle", params=[200_000, 60]))
+    assert job.state is JobState.FAILED and job.error is not None
+    assert job.error.type == "TimeoutError", job.error
+    output = (workspace.storage / "logs" / "jobs" / f"{job.id}.log").read_bytes()
+    assert output == b"s" * 32 * 1024 + b"\n[... the rest was lost: the worker was killed ...]\n"

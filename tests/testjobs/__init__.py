@@ -33,4 +33,4 @@ __all__ = [
     "SpawnGrandchild",
     "Unencodable",
 ]
-from testjobs.sizes import BigResult, Flood  # noqa: F401
+from testjobs.sizes import BigResult, Flood, Stubborn  # noqa: F401

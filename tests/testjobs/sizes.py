@@ -22,3 +22,14 @@ class Flood:
         )
         print("LAST-LINE", flush=True)
         return "flooded"
+
+
+class Stubborn:
+    def handle(self, size: int | str, seconds: float | str) -> None:
+        """Print `size` bytes, then ignore SIGTERM and sleep: only SIGKILL ends it."""
+        import signal
+        import time
+
+        os.write(1, b"s" * int(size))
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(float(seconds))
