@@ -157,6 +157,8 @@ class _Reader(threading.Thread):
             try:
                 self._pump(drain)
                 drain.finish()
+            except Exception:  # noqa: BLE001, S110  # lose this output, never the thread
+                pass
             finally:
                 os.close(drain.read_fd)
                 drain.done.set()
