@@ -27,6 +27,7 @@ from bgjobctl.replies import expect
 from bgjobs.errors import DaemonUnreachable, ProtocolError
 from bgjobs.model import JobInfo, JobSpec, Priority
 from bgjobs.protocol import (
+    MAX_REPLY_FRAME_BYTES,
     PROTOCOL_VERSION,
     Event,
     FrameEncoder,
@@ -77,7 +78,7 @@ class AsyncConnection:
         expect(welcome, Welcome)
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
-        frames = FrameReader()
+        frames = FrameReader(MAX_REPLY_FRAME_BYTES)
         failure: Exception = DaemonUnreachable("the daemon closed the connection")
         try:
             while chunk := await reader.read(262144):

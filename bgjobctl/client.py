@@ -18,6 +18,7 @@ from bgjobctl.replies import expect
 from bgjobs.errors import DaemonUnreachable, ProtocolError
 from bgjobs.model import JobEvent, JobInfo, JobSpec, JobState, Stats
 from bgjobs.protocol import (
+    MAX_REPLY_FRAME_BYTES,
     PROTOCOL_VERSION,
     Cancel,
     Event,
@@ -78,7 +79,7 @@ class Connection:
     def __init__(self, address: Address, timeout: float | None = DEFAULT_TIMEOUT) -> None:
         self._sock = open_socket(address, timeout)
         self._encoder = FrameEncoder()
-        self._reader = FrameReader()
+        self._reader = FrameReader(MAX_REPLY_FRAME_BYTES)
         self._ready: list[bytes] = []
         self._next_rid = 0
         self.pid = os.getpid()

@@ -20,13 +20,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import msgspec
+
 from bgjobctl.address import resolve_address
 from bgjobctl.client import Client
 from bgjobctl.fallback import spawn_detached
 from bgjobs.config import CONFIG_ENV, SOCKET_ENV
-from bgjobs.errors import DaemonUnreachable, JobCancelled, JobFailed, UsageError
+from bgjobs.errors import DaemonUnreachable, JobCancelled, JobFailed, TooLarge, UsageError
 from bgjobs.model import ChainLink, JobInfo, JobSpec, JobState, Priority
 from bgjobs.params import check_encodable
+from bgjobs.protocol import MAX_FRAME_BYTES, ErrorCode
+from bgjobs.sizes import format_size
 from bgjobs.times import delay_problem, run_at_problem
 
 Fallback = Literal["spawn", "error"]
@@ -100,7 +104,7 @@ def make_spec(
         chosen = Priority(priority) if priority is not None else None
     except ValueError:
         raise UsageError(f"priority must be high, medium or low, not {priority!r}") from None
-    return JobSpec(
+    spec = JobSpec(
         class_name=class_name,
         method=method,
         params=values,
@@ -109,6 +113,20 @@ def make_spec(
         run_at=at,
         then=links,
     )
+    _check_sendable(spec)
+    return spec
+
+
+def _check_sendable(spec: JobSpec) -> None:
+    """Refuse at once a job too large for any request (the daemon's `max_params_bytes`,
+    which it checks, is lower still): sent, it would only get the connection closed."""
+    size = len(msgspec.msgpack.encode(spec))
+    if size > MAX_FRAME_BYTES:
+        raise TooLarge(
+            ErrorCode.TOO_LARGE,
+            f"the job's params are {format_size(size)}, over the "
+            f"{format_size(MAX_FRAME_BYTES)} a request carries",
+        )
 
 
 def _link(link: LinkSpec) -> ChainLink:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -34,6 +34,10 @@ def duration(job: JobInfo) -> str:
 def safe(text: str, *, keep_lines: bool = False) -> str:
     """Text that cannot act on a terminal: see the module's docstring."""
     return escape_controls(text, keep_lines=keep_lines)
+
+
+PREVIEW_MARK: Final = "[cut] "
+"""Marks a listed job whose params, result or error the listing cut to a preview."""
 
 
 def short(value: Any, width: int = 40) -> str:
@@ -72,7 +76,7 @@ def print_jobs(jobs: Sequence[JobInfo], total: int) -> None:
             str(job.id),
             job.state.value,
             job.label,
-            short(job.params),
+            f"{PREVIEW_MARK}{short(job.params)}" if job.truncated else short(job.params),
             job.priority.value,
             f"{job.attempts}/{job.max_attempts}",
             when(job.run_at),
@@ -85,6 +89,12 @@ def print_jobs(jobs: Sequence[JobInfo], total: int) -> None:
         rows,
         title=f"{len(jobs)} of {total} job(s)",
     )
+    if any(job.truncated for job in jobs):
+        # On stderr: the table on stdout stays greppable.
+        print(
+            f"{PREVIEW_MARK.strip()} a preview: `bgjobctl show ID` gives the whole record",
+            file=sys.stderr,
+        )
 
 
 def job_details(job: JobInfo) -> list[tuple[str, str]]:

@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+import msgspec
 
 from bgjobd import capture, locks
 from bgjobd.joblog import JobLog, describe_params
@@ -20,12 +23,19 @@ from bgjobd.worker.messages import AttemptDone, RunAttempt
 from bgjobd.workers import WorkerDied, WorkerProcess
 from bgjobs.config import Config
 from bgjobs.model import ErrorInfo, JobInfo, Outcome
+from bgjobs.protocol import MAX_FRAME_BYTES
+from bgjobs.sizes import format_size
 
 LOCK_WATCH_SECONDS: Final = 0.3
 """How often running attempts check their lock file: deleting it cancels the job. It must be
 missing at two checks in a row, because a worker removes it just before it reports the end
 of the attempt."""
 LOCK_REMOVED: Final = "lock file removed"
+MAX_GIVE_BACKS: Final = 3
+"""A worker dying before it takes an attempt up gives the attempt back (uncounted), unless
+it happened this many times in a row: then the attempt counts as crashed."""
+PARAMS_TOO_LARGE: Final = "ParamsTooLarge"
+"""The error type of an attempt whose params cannot be handed to a worker at all."""
 
 
 @dataclass
@@ -39,6 +49,9 @@ class AttemptResult:
     directive: Directive | None = None
     note: str | None = None
     cancel_reason: str | None = None
+    no_retry: str | None = None
+    """Set when retrying could not help (the attempt cannot run at all): why, for the
+    record; the retry rules are not asked."""
 
     @property
     def duration(self) -> float:
@@ -77,6 +90,9 @@ class Attempts:
         self.log = joblog
         self.owner = owner
         self.running: dict[int, RunningAttempt] = {}
+        self._given_back: dict[int, int] = {}
+        """Per job, how many times in a row its worker died before taking the attempt up."""
+        self._encoder = msgspec.msgpack.Encoder()
         self._watcher: asyncio.Task[None] | None = None
 
     def start_watching_locks(self) -> None:
@@ -150,13 +166,21 @@ class Attempts:
             if isinstance(outcome, WorkerDied):
                 on_end(self._died(running, outcome))
             else:
+                self._given_back.pop(job.id, None)
                 on_end(self._done_result(running, outcome))
 
-        self.running[job.id] = running
+        request = self._request(job, number, lock_path)
         loop = asyncio.get_running_loop()
+        refusal = self._unsendable(request, job)
+        if refusal is not None:
+            # Handed over, the worker would die reading it and the job would loop: it ends
+            # here, as a failed attempt (reported from the loop, as a worker's would be).
+            loop.call_soon(on_end, refusal)
+            return running
+        self.running[job.id] = running
         running.deadline = loop.call_later(job.timeout, self._on_deadline, running)
         try:
-            worker.hand_over(self._request(job, number, lock_path), running.lock_made, ended)
+            worker.hand_over(request, running.lock_made, ended)
         except BaseException:
             running.deadline.cancel()
             self.running.pop(job.id, None)
@@ -167,7 +191,14 @@ class Attempts:
         # The worker could not clean up after itself: it was killed.
         locks.release(running.lock_path)
         output_dir = self.config.job_output_dir
-        capture.salvage(output_dir, running.worker.pid, output_dir / f"{running.job.id}.log")
+        killed = died.returncode == -signal.SIGKILL  # no tail: it was in the worker's memory
+        limit = self.config.limits_of(running.job.class_name).output_bytes
+        capture.salvage(
+            output_dir,
+            running.worker.pid,
+            output_dir / f"{running.job.id}.log",
+            tail_lost_after=capture.head_size(limit) if killed else None,
+        )
         return self._stopped_result(running, died)
 
     def _request(self, job: JobInfo, number: int, lock_path: str) -> RunAttempt:
@@ -187,6 +218,29 @@ class Attempts:
             max_result_bytes=limits.result_bytes,
         )
 
+    def _unsendable(self, request: RunAttempt, job: JobInfo) -> AttemptResult | None:
+        """A failed attempt if `request` is over what a worker reads in one message: a job
+        stored before `max_params_bytes` was checked, or a chain link whose previous
+        result with its own params is too large."""
+        size = len(self._encoder.encode(request))
+        if size <= MAX_FRAME_BYTES:
+            return None
+        chained = job.chain_position is not None and job.chain_position > 1
+        origin = " (with the previous link's result as the first)" if chained else ""
+        error = ErrorInfo(
+            type=PARAMS_TOO_LARGE,
+            message=(
+                f"the params{origin} make a message of {size} bytes to the worker, "
+                f"over the {MAX_FRAME_BYTES} bytes ({format_size(MAX_FRAME_BYTES)}) "
+                "a message carries"
+            ),
+            hierarchy=[PARAMS_TOO_LARGE],
+        )
+        now = time.time()
+        return AttemptResult(
+            Outcome.FAILED, now, now, None, error=error, no_retry="params too large"
+        )
+
     def _on_deadline(self, running: RunningAttempt) -> None:
         self._stop(running, Outcome.TIMED_OUT, None)
 
@@ -200,15 +254,29 @@ class Attempts:
     def _stopped_result(self, running: RunningAttempt, died: WorkerDied) -> AttemptResult:
         now = time.time()
         outcome = running.stop_reason or Outcome.CRASHED
+        job_id = running.job.id
+        given_back = self._given_back.pop(job_id, 0)
         if outcome is Outcome.CRASHED and not running.has_lock:
             # The worker died before it took the attempt up (killed from outside while it
-            # was idle): the job never ran, so the attempt is given back, not counted.
+            # was idle): the job never ran, so the attempt is given back, not counted. But
+            # not forever: if that keeps happening, the attempt itself kills its worker.
+            given_back += 1
+            if given_back < MAX_GIVE_BACKS:
+                self._given_back[job_id] = given_back
+                return AttemptResult(
+                    Outcome.INTERRUPTED,
+                    running.started_at,
+                    now,
+                    running.worker.pid,
+                    cancel_reason=f"{died} before the attempt began",
+                )
+            detail = f"{died} before the attempt began, {given_back} times in a row"
             return AttemptResult(
-                Outcome.INTERRUPTED,
+                Outcome.CRASHED,
                 running.started_at,
                 now,
                 running.worker.pid,
-                cancel_reason=f"{died} before the attempt began",
+                error=ErrorInfo(type="WorkerCrashed", message=detail, hierarchy=["WorkerCrashed"]),
             )
         if outcome is Outcome.TIMED_OUT:
             error = ErrorInfo(

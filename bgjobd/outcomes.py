@@ -12,7 +12,7 @@ from typing import Final
 from bgjobd import chains
 from bgjobd.attempts import AttemptResult, log_outcome
 from bgjobd.joblog import JobLog
-from bgjobd.retries import decide
+from bgjobd.retries import Decision, decide
 from bgjobd.store.base import FinishedAttempt, Store
 from bgjobs.config import Config
 from bgjobs.model import ErrorInfo, JobInfo, JobState, Outcome
@@ -84,7 +84,10 @@ def _after_failure(
 ) -> Recorded:
     number = attempt.number
     error = result.error or INTERRUPTED
-    decision = decide(config, job.class_name, number, error, result.directive)
+    if result.no_retry is not None:
+        decision = Decision(False, 0.0, job.max_attempts, result.no_retry)
+    else:
+        decision = decide(config, job.class_name, number, error, result.directive)
     log_outcome(joblog, job, number, result, decision)
     if decision.retry:
         retry_at = time.time() + decision.delay

@@ -10,9 +10,10 @@ import msgspec
 from bgjobd.store.base import NewJob
 from bgjobs.allowlist import refusal
 from bgjobs.config import Config
-from bgjobs.errors import BadParams, RefusedError
+from bgjobs.errors import BadParams, RefusedError, TooLarge
 from bgjobs.model import AttemptInfo, ChainLink, JobInfo, JobSpec, JobState
 from bgjobs.protocol import ErrorCode
+from bgjobs.sizes import format_size
 from bgjobs.times import delay_problem, run_at_problem
 
 
@@ -27,6 +28,19 @@ def check_allowed(config: Config, class_name: str, method: str) -> None:
     reason = refusal(config, class_name, method)
     if reason:
         raise RefusedError(reason)
+
+
+def check_params_size(config: Config, link: ChainLink) -> None:
+    """Refuse params whose encoding is over `max_params_bytes`: decided at the door, so a
+    stored job always fits in the message that hands it to a worker."""
+    size = len(msgspec.msgpack.encode(link.params))
+    limit = config.max_params_bytes
+    if size > limit:
+        raise TooLarge(
+            ErrorCode.TOO_LARGE,
+            f"params of {link.class_name}::{link.method} are {format_size(size)} "
+            f"({size} bytes), over max_params_bytes ({format_size(limit)})",
+        )
 
 
 def due_time(spec: JobSpec, now: float) -> float:
@@ -44,10 +58,12 @@ def due_time(spec: JobSpec, now: float) -> float:
 
 def build(config: Config, spec: JobSpec, now: float, owner: str) -> list[NewJob]:
     """The rows of one submit: the job, then each later link of its chain (waiting).
-    Raises RefusedError if any link is not allow-listed, BadParams for a bad time."""
+    Raises RefusedError if any link is not allow-listed, TooLarge for params over
+    `max_params_bytes`, BadParams for a bad time."""
     links = [ChainLink(spec.class_name, spec.method, spec.params), *spec.then]
     for link in links:
         check_allowed(config, link.class_name, link.method)
+        check_params_size(config, link)
     run_at = due_time(spec, now)
     length = len(links) if len(links) > 1 else None
     rows = []

@@ -160,6 +160,9 @@ class JobInfo(msgspec.Struct, kw_only=True):
     chain_length: int | None = None
     unique_key: str | None = None
     history: list[AttemptInfo] = []
+    truncated: bool = False
+    """True in a listing's summary whose params, result or error was cut to a preview (see
+    `bgjobs.summary`); the whole record comes from `Get` (`bgjobctl show`)."""
 
     @property
     def label(self) -> str:

@@ -20,6 +20,10 @@ PROTOCOL_VERSION: Final = 1
 MAX_FRAME_BYTES: Final = 4 * 1024 * 1024
 """Largest frame body either side accepts; a longer announced length closes the connection
 before anything is allocated for it."""
+MAX_REPLY_FRAME_BYTES: Final = 4 * MAX_FRAME_BYTES
+"""Largest reply a client accepts. Larger than a request may be: a whole record carries its
+params, its result and every attempt's error, each of which alone stays under the frame cap.
+The daemon answers a reply that would still be larger with a `TOO_LARGE` error."""
 HEADER_BYTES: Final = 4
 HANDSHAKE_TIMEOUT: Final = 5.0
 

@@ -20,8 +20,11 @@ from bgjobd.dashboard.formatting import (
     to_json_text,
 )
 from bgjobs.model import AttemptInfo, JobInfo, JobState
+from bgjobs.summary import summarize
 
 _RETRYABLE: Final = frozenset({JobState.FAILED, JobState.CANCELLED})
+PREVIEW_MARK: Final = "[cut] "
+"""Leads the params of a listed job that the listing cut to a preview."""
 
 
 def when(job: JobInfo, now: float) -> dict[str, Any]:
@@ -63,8 +66,11 @@ def error_text(job: JobInfo) -> str:
 
 
 def job_summary(job: JobInfo, now: float | None = None) -> dict[str, Any]:
-    """One row of a listing."""
+    """One row of a listing: from the job's summary (params cut to a preview, flagged), so
+    that a job with megabytes of params costs a listing no more than any other."""
     now = time.time() if now is None else now
+    job = summarize(job)
+    params_text = shorten(to_json_text(job.params))
     duration = duration_of(job, now)
     return {
         "id": job.id,
@@ -72,7 +78,8 @@ def job_summary(job: JobInfo, now: float | None = None) -> dict[str, Any]:
         "class_name": job.class_name,
         "method": job.method,
         "label": job.label,
-        "params_text": shorten(to_json_text(job.params)),
+        "params_text": f"{PREVIEW_MARK}{params_text}" if job.truncated else params_text,
+        "truncated": job.truncated,
         "priority": job.priority.value,
         "state": job.state.value,
         "attempts": job.attempts,

@@ -6,6 +6,7 @@ from bgjobd.handlers.context import Context
 from bgjobd.store.base import JobQuery
 from bgjobs.errors import BadParams
 from bgjobs.protocol import ErrorCode, JobList, ListJobs
+from bgjobs.summary import summarize
 from bgjobs.text import without_surrogates
 
 MAX_LIMIT: Final = 1000
@@ -16,6 +17,8 @@ MAX_TEXT: Final = 4096
 
 
 def handle(ctx: Context, request: ListJobs) -> JobList:
+    """A page of job summaries (params and results cut to a preview, no tracebacks), so
+    that no record, however large, can make a page too large to send."""
     if not 0 < request.limit <= MAX_LIMIT or not 0 <= request.offset <= MAX_OFFSET:
         raise BadParams(
             ErrorCode.BAD_PARAMS, f"limit must be 1..{MAX_LIMIT} and offset 0..{MAX_OFFSET}"
@@ -34,4 +37,4 @@ def handle(ctx: Context, request: ListJobs) -> JobList:
             oldest_first=request.oldest_first,
         )
     )
-    return JobList(rid=request.rid, jobs=jobs, total=total)
+    return JobList(rid=request.rid, jobs=[summarize(job) for job in jobs], total=total)

@@ -14,9 +14,16 @@ import msgspec
 
 from bgjobd.worker.messages import AttemptDone, RunAttempt, Setup
 from bgjobs.model import ErrorInfo
+from bgjobs.protocol import MAX_FRAME_BYTES
 from bgjobs.signals import Fail, Retry
+from bgjobs.sizes import format_size
 from bgjobs.text import without_surrogates
 
+RESULT_TOO_LARGE: Final = "ResultTooLarge"
+"""The error type of an attempt whose result is over `max_result_bytes` (rules can name it)."""
+_ENVELOPE_BYTES: Final = 256 * 1024
+"""Room in a frame for the report around a result: `bgjobs.config.ENVELOPE_BYTES`, which
+the worker does not import (it never needs the configuration's modules)."""
 _TRACEBACK_LIMIT: Final = 64 * 1024
 _MESSAGE_LIMIT: Final = 8 * 1024
 
@@ -104,20 +111,38 @@ def run(setup: Setup, package: ModuleType, request: RunAttempt) -> AttemptDone:
 
 
 def _succeeded(request: RunAttempt, value: Any, duration: float) -> AttemptDone:
+    note = None
     try:
-        msgspec.msgpack.encode(value)
+        size = len(msgspec.msgpack.encode(value))
     except (TypeError, OverflowError, ValueError) as exc:
         note = f"result of type {type(value).__name__} is not encodable ({exc}); stored its repr"
+        value = repr(value)
+        size = len(msgspec.msgpack.encode(value))
+    limit = result_limit(request)
+    if size > limit:
         return AttemptDone(
             job_id=request.job_id,
             attempt=request.attempt,
             duration=duration,
-            result=repr(value),
-            note=note,
+            error=ErrorInfo(
+                type=RESULT_TOO_LARGE,
+                message=(
+                    f"the result is {format_size(size)} ({size} bytes), over "
+                    f"max_result_bytes ({format_size(limit)})"
+                ),
+                hierarchy=[RESULT_TOO_LARGE],
+            ),
         )
     return AttemptDone(
-        job_id=request.job_id, attempt=request.attempt, duration=duration, result=value
+        job_id=request.job_id, attempt=request.attempt, duration=duration, result=value, note=note
     )
+
+
+def result_limit(request: RunAttempt) -> int:
+    """The largest result this attempt may return: its class's `max_result_bytes`, and in
+    any case small enough for the report to fit in one frame to the daemon."""
+    ceiling = MAX_FRAME_BYTES - _ENVELOPE_BYTES
+    return min(request.max_result_bytes or ceiling, ceiling)
 
 
 def _failed(request: RunAttempt, exc: Exception, duration: float) -> AttemptDone:

@@ -147,7 +147,7 @@ def _attempt(
             job_id=request.job_id, attempt=request.attempt, duration=0.0, error=error
         )
     send(Started(job_id=request.job_id))
-    output.capture(request.output_path)
+    output.capture(request.output_path, request.max_output_bytes)
     try:
         return execute.run(setup, package, request)
     finally:

@@ -33,4 +33,5 @@ __all__ = [
     "SpawnGrandchild",
     "Unencodable",
 ]
+from testjobs.sizes import BigResult, Flood, Stubborn  # noqa: F401
 from testjobs.text import Controls, RetryIn, Surrogates  # noqa: F401
