@@ -61,6 +61,11 @@ def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+# Every workspace made during the current test, so that the suite can close (and check) the
+# ones a test made by hand and forgot.
+OPENED: list[Workspace] = []
+
+
 class DaemonProcess:
     def __init__(self, workspace: Workspace, config: Path) -> None:
         self.workspace = workspace
@@ -135,6 +140,9 @@ class Workspace:
         self.daemons: list[DaemonProcess] = []
         self._clients: list[Client] = []
         self.settings: dict[str, Any] = {}
+        self.closed = False
+        self.leftovers: list[str] = []
+        OPENED.append(self)
         self.write_config()
 
     # configuration ---------------------------------------------------------------------
@@ -196,8 +204,9 @@ class Workspace:
 
     # cleanup -----------------------------------------------------------------------------
 
-    def close(self) -> list[int]:
-        """Stop the daemons, then kill whatever the test left running; return leftovers."""
+    def close(self) -> list[str]:
+        """Stop the daemons, then kill whatever the test left running; describe those
+        leftovers (pid and command line): a test that leaves processes behind fails."""
         for client in self._clients:
             client.close()
         for daemon in self.daemons:
@@ -208,6 +217,8 @@ class Workspace:
                     daemon.kill()
         leftovers = kill_marked(self.marker)
         shutil.rmtree(self.socket_dir, ignore_errors=True)
+        self.closed = True
+        self.leftovers = leftovers
         return leftovers
 
 
