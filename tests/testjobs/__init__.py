@@ -33,3 +33,4 @@ __all__ = [
     "SpawnGrandchild",
     "Unencodable",
 ]
+from testjobs.crashloop import Tally as Tally
