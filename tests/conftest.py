@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.workspace import Workspace
+from tests.support import procs
+from tests.support.workspace import OPENED, Workspace
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -17,10 +18,46 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def _fail_on_leftovers(leftovers: list[str], where: str) -> None:
+    if leftovers:
+        listing = "\n  ".join(leftovers)
+        pytest.fail(
+            f"the test left {len(leftovers)} process(es) running {where} (now killed):\n"
+            f"  {listing}",
+            pytrace=False,
+        )
+
+
+def _new_descendants(before: set[int]) -> set[int]:
+    """Processes below this one that a test started: not there before it, nor below
+    something that was (a module-scoped daemon respawning its workers)."""
+    older = set(before)
+    for pid in before:
+        older |= procs.descendants(pid)
+    return procs.descendants(os.getpid()) - older
+
+
+@pytest.fixture(autouse=True)
+def no_stray_processes() -> Iterator[None]:
+    """Fails a test that leaves behind a process it started without the `workspace` fixture:
+    a direct Popen, or a workspace made by hand (closed here if the test did not)."""
+    before = procs.descendants(os.getpid())
+    OPENED.clear()
+    yield
+    leftovers: list[str] = []
+    for space in OPENED:
+        leftovers += space.leftovers if space.closed else space.close()
+    OPENED.clear()
+    leftovers += procs.kill_all(procs.settle(_new_descendants(before)))
+    _fail_on_leftovers(leftovers, "after it ended")
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Iterator[Workspace]:
     space = Workspace(tmp_path)
     try:
         yield space
     finally:
-        space.close()
+        leftovers = space.close()
+        space.leftovers = []  # reported here, not again by no_stray_processes
+    _fail_on_leftovers(leftovers, "in its workspace")

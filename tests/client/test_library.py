@@ -7,6 +7,7 @@ import os
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -135,7 +136,7 @@ def test_explicit_client_object(configured: Workspace) -> None:
 def test_the_asyncio_twin(configured: Workspace) -> None:
     configured.start_daemon()
 
-    async def main() -> list[object]:
+    async def main() -> list[Any]:
         handles = await asyncio.gather(
             *(run_background_job_async("Echo", "handle", [n]) for n in range(20))
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 
 from tests.support.workspace import Workspace
@@ -68,10 +69,17 @@ def test_exponential_backoff_doubles_and_caps(workspace: Workspace) -> None:
         assert f"retrying in {pause}" in errors
 
 
-def test_jitter_keeps_delays_within_half_to_full(workspace: Workspace) -> None:
+def test_jitter_spreads_delays_between_half_and_full(workspace: Workspace) -> None:
     workspace.write_config(
-        {"jobs": {"Flaky": {"retry_attempts": 3, "retry_delay_seconds": 0.4, "jitter": True}}}
+        {"jobs": {"Flaky": {"retry_attempts": 4, "retry_delay_seconds": 0.2, "jitter": True}}}
     )
     counter = str(workspace.root / "count")
-    assert workspace.run_job("Flaky", "handle", f"{counter},3").returncode == 0
-    assert all(0.2 <= gap < 1.4 for gap in _gaps(counter + ".times"))
+    assert workspace.run_job("Flaky", "handle", f"{counter},4").returncode == 0
+    # The delays as decided (logged), not as observed: a pause can only be late, so bounds on
+    # the gaps would also hold for the un-jittered 0.2 s and could never catch its return.
+    delays = [float(d) for d in re.findall(r"retrying in ([0-9.e-]+)s", workspace.error_log())]
+    assert len(delays) == 4, workspace.error_log()
+    assert all(0.1 <= delay <= 0.2 for delay in delays), delays
+    assert len(set(delays)) > 1 and min(delays) < 0.2, delays  # drawn, not the fixed delay
+    gaps = _gaps(counter + ".times")
+    assert all(gap >= delay for gap, delay in zip(gaps, delays, strict=True)), (gaps, delays)

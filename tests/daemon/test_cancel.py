@@ -55,6 +55,7 @@ def test_cancel_a_running_job_kills_its_process_group(workspace: Workspace) -> N
     assert job.state is JobState.CANCELLED and job.reason == "cancelled by request"
     assert is_gone(worker) and is_gone(grandchild)
     assert workspace.lock_files() == []
+    assert job.history[-1].outcome is not None
     assert job.history[-1].outcome.value == "cancelled"
     # The pool replaced the killed worker and keeps serving.
     assert (

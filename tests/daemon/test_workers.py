@@ -99,7 +99,9 @@ def test_max_jobs_per_worker_recycles(workspace: Workspace) -> None:
         job_id = client.submit([JobSpec(class_name="Echo", method="handle")]).ids[0]
         pids.append(client.wait(job_id, 10).history[-1].worker_pid)
     assert pids[0] == pids[1] and pids[2] == pids[3] and pids[1] != pids[2]
-    wait_for(lambda: is_gone(pids[0]), what="the retired worker to exit")
+    retired = pids[0]
+    assert retired is not None
+    wait_for(lambda: is_gone(retired), what="the retired worker to exit")
 
 
 def test_fresh_isolation_uses_a_new_process_per_attempt(workspace: Workspace) -> None:

@@ -193,11 +193,11 @@ def test_chain_in_run_job(workspace: Workspace) -> None:
         "Add", "handle", "1,2", "--then", "Add:handle:3", "--then", "Echo:handle:z"
     )
     assert done.returncode == 0, done.stderr
-    job = workspace.client_store_job(3)  # type: ignore[attr-defined]
+    job = workspace.client_store_job(3)
     assert job.result == [6.0, "z"]
     failing = workspace.run_job("Fail", "handle", "--then", "Echo:handle")
     assert failing.returncode == 1
-    assert workspace.client_store_job(5).state is JobState.CANCELLED  # type: ignore[attr-defined]
+    assert workspace.client_store_job(5).state is JobState.CANCELLED
 
 
 def test_refused_links_refuse_the_whole_chain(workspace: Workspace) -> None:

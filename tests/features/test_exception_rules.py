@@ -149,6 +149,7 @@ def test_a_job_decides_with_retry_and_fail(workspace: Workspace) -> None:
     assert job.state is JobState.FAILED and Path(counter).read_text() == "3"
     assert "the job raised Retry: retrying in 0.05s" in workspace.error_log()
     job = _run(workspace, JobSpec(class_name="SelfDecides", method="fail", params=["hopeless"]))
+    assert job.error is not None
     assert job.attempts == 1 and job.error.summary() == "Fail: hopeless"
 
 

@@ -19,6 +19,7 @@ import tomli_w
 from bgjobctl.address import Address
 from bgjobctl.client import Client
 from bgjobs.errors import BgjobsError
+from bgjobs.model import JobInfo
 from tests.support.procs import MARKER_ENV, kill_marked
 from tests.support.waiting import wait_for
 
@@ -61,13 +62,26 @@ def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+# Every workspace made during the current test, so that the suite can close (and check) the
+# ones a test made by hand and forgot.
+OPENED: list[Workspace] = []
+
+
 class DaemonProcess:
-    def __init__(self, workspace: Workspace, config: Path) -> None:
+    def __init__(
+        self, workspace: Workspace, config: Path, *, own_pid_env: str | None = None
+    ) -> None:
+        """Start bgjobd; with `own_pid_env`, that variable holds the daemon's own pid from
+        its first instruction on (as systemd sets WATCHDOG_PID), through a shell that
+        exports its pid and execs the daemon in its place."""
         self.workspace = workspace
         self.stderr_path = workspace.root / f"bgjobd-{uuid.uuid4().hex[:6]}.err"
         stderr = self.stderr_path.open("wb")
+        command = [sys.executable, "-m", "bgjobd", "--config", str(config)]
+        if own_pid_env is not None:
+            command = ["/bin/sh", "-c", f'export {own_pid_env}=$$; exec "$@"', "sh", *command]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bgjobd", "--config", str(config)],
+            command,
             cwd=workspace.root,
             env=workspace.env,
             stdin=subprocess.DEVNULL,
@@ -135,6 +149,9 @@ class Workspace:
         self.daemons: list[DaemonProcess] = []
         self._clients: list[Client] = []
         self.settings: dict[str, Any] = {}
+        self.closed = False
+        self.leftovers: list[str] = []
+        OPENED.append(self)
         self.write_config()
 
     # configuration ---------------------------------------------------------------------
@@ -194,10 +211,23 @@ class Workspace:
         self._clients.append(client)
         return client
 
+    def client_store_job(self, job_id: int) -> JobInfo:
+        """A job as the store has it (for one-shot runs, which have no daemon to ask)."""
+        from bgjobd.store.sqlite import SQLiteStore
+
+        store = SQLiteStore(self.storage / "bgjobs.db")
+        try:
+            job = store.get(job_id)
+        finally:
+            store.close()
+        assert job is not None, f"job {job_id} is not in the store"
+        return job
+
     # cleanup -----------------------------------------------------------------------------
 
-    def close(self) -> list[int]:
-        """Stop the daemons, then kill whatever the test left running; return leftovers."""
+    def close(self) -> list[str]:
+        """Stop the daemons, then kill whatever the test left running; describe those
+        leftovers (pid and command line): a test that leaves processes behind fails."""
         for client in self._clients:
             client.close()
         for daemon in self.daemons:
@@ -208,18 +238,6 @@ class Workspace:
                     daemon.kill()
         leftovers = kill_marked(self.marker)
         shutil.rmtree(self.socket_dir, ignore_errors=True)
+        self.closed = True
+        self.leftovers = leftovers
         return leftovers
-
-
-def _store_job(self: Workspace, job_id: int) -> Any:
-    """A job as the store has it (for one-shot runs, which have no daemon to ask)."""
-    from bgjobd.store.sqlite import SQLiteStore
-
-    store = SQLiteStore(self.storage / "bgjobs.db")
-    try:
-        return store.get(job_id)
-    finally:
-        store.close()
-
-
-Workspace.client_store_job = _store_job  # type: ignore[attr-defined]

@@ -35,3 +35,4 @@ __all__ = [
 ]
 from testjobs.sizes import BigResult, Flood, Stubborn  # noqa: F401
 from testjobs.text import Controls, RetryIn, Surrogates  # noqa: F401
+from testjobs.crashloop import Tally as Tally
