@@ -23,7 +23,7 @@ from bgjobd.journal import Journal
 from bgjobd.listen import InstanceLock, bind_tcp, bind_unix, ensure_token
 from bgjobd.pool import WorkerPool
 from bgjobd.recovery import recover
-from bgjobd.server import Connection, Gate
+from bgjobd.server import ConnectionLimits, Connections, Gate
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobs.config import Config, load_config
 from bgjobs.errors import ConfigError
@@ -142,12 +142,14 @@ class Daemon:
         def on_error(message: str) -> None:
             self.say(message, error=True)
 
+        def limits() -> ConnectionLimits:  # read again on every sweep: a reload applies
+            return ConnectionLimits.of(self.config.settings.daemon)
+
+        connections = Connections(limits, gate, make_context, on_error)
         self._server = await (
-            loop.create_server(lambda: Connection(make_context, gate, on_error), sock=sock)
+            loop.create_server(connections.new_connection, sock=sock)
             if daemon.transport == "tcp"
-            else loop.create_unix_server(
-                lambda: Connection(make_context, gate, on_error), sock=sock
-            )
+            else loop.create_unix_server(connections.new_connection, sock=sock)
         )
 
     async def _start_services(self) -> None:
