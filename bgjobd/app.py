@@ -20,7 +20,7 @@ from bgjobd.events import EventHub
 from bgjobd.handlers.context import Context
 from bgjobd.joblog import NO_JOB, JobLog
 from bgjobd.journal import Journal
-from bgjobd.listen import InstanceLock, bind_tcp, bind_unix, ensure_token
+from bgjobd.listen import BACKLOG, InstanceLock, bind_tcp, bind_unix, ensure_token
 from bgjobd.pool import WorkerPool
 from bgjobd.recovery import recover
 from bgjobd.server import ConnectionLimits, Connections, Gate
@@ -146,10 +146,11 @@ class Daemon:
             return ConnectionLimits.of(self.config.settings.daemon)
 
         connections = Connections(limits, gate, make_context, on_error)
+        # The backlog again: create_server would listen() anew with its own default (100).
         self._server = await (
-            loop.create_server(connections.new_connection, sock=sock)
+            loop.create_server(connections.new_connection, sock=sock, backlog=BACKLOG)
             if daemon.transport == "tcp"
-            else loop.create_unix_server(connections.new_connection, sock=sock)
+            else loop.create_unix_server(connections.new_connection, sock=sock, backlog=BACKLOG)
         )
 
     async def _start_services(self) -> None:

@@ -8,11 +8,12 @@ or one over the size cap closes that connection with an `Error`, and nothing els
 Requests run concurrently, replies carry their `rid`.
 
 Memory: the body of a large frame is read only once the shared `BufferBudget` has room
-for it (the connection is not read meanwhile); a frame left half sent for `stall_timeout`
-closes its connection; a connection with nothing in flight and no subscription closes
-after `idle_timeout`, without a word (clients reconnect by themselves); a connection
-whose replies the peer does not read, or with MAX_IN_FLIGHT requests being handled, is
-not read until that clears. A closed connection gives back everything at once.
+for it (the connection is not read meanwhile); a frame left half sent for `stall_timeout`,
+or waiting for room twice that, closes its connection with an `Error`; a connection with
+nothing in flight and no subscription closes after `idle_timeout`, without a word
+(clients reconnect by themselves); a connection whose replies the peer does not read, or
+with MAX_IN_FLIGHT requests being handled, is not read until that clears. A closed
+connection gives back everything at once.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from bgjobs.protocol import (
     decode_request,
 )
 from bgjobs.settings import DaemonSettings
-from bgjobs.sizes import parse_size
+from bgjobs.sizes import format_size, parse_size
 
 MAX_WRITE_BUFFER: Final = 64 * 1024 * 1024
 """A subscriber that stops reading is disconnected past this much unsent data."""
@@ -245,11 +246,15 @@ class Connection(asyncio.Protocol):
             if now - self._opened_at > limits.handshake_timeout:
                 self._fail(ErrorCode.BAD_REQUEST, "no Hello within the handshake timeout")
         elif self._connections.budget.is_waiting(self):
-            if now - self._waiting_since > limits.idle_timeout:
+            # Twice the stall timeout: whatever held the room when this one came is gone
+            # by then (it completed, or stalled and was closed), so only a queue of
+            # stalling frames ahead of it, i.e. an attack, makes it give up.
+            if now - self._waiting_since > 2 * limits.stall_timeout:
                 self._fail(
                     ErrorCode.FRAME_TOO_LARGE,
-                    f"no room to receive a frame within {limits.idle_timeout:g} s "
-                    "(the daemon's buffer budget is in use)",
+                    f"no room to receive a frame of {self._reader.wanted} bytes within "
+                    f"{2 * limits.stall_timeout:g} s (the daemon's buffer budget of "
+                    f"{format_size(limits.buffer_budget)} is in use); try again",
                 )
         elif self._reader.pending and not self._backlogged():
             if now - self._last_progress > limits.stall_timeout:

@@ -96,7 +96,8 @@ class DaemonSettings(_Table, frozen=True):
     they are being received; past it a connection is not read until there is room. At
     least the largest frame (4 MiB)."""
     stall_timeout: PositiveFloat = 30.0
-    """Seconds a connection may leave a frame half sent before it is closed."""
+    """Seconds a connection may leave a frame half sent before it is closed (twice that
+    for a frame waiting for room in the buffer budget)."""
     idle_timeout: PositiveFloat = 300.0
     """Seconds a connection with no request in flight and no subscription stays open
     (clients reconnect by themselves)."""
