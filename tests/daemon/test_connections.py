@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import selectors
 import socket
 import struct
@@ -300,6 +301,36 @@ def test_the_async_client_survives_an_idle_close(workspace: Workspace) -> None:
             await client.close()
 
     asyncio.run(scenario())
+
+
+def test_the_async_client_notices_a_close_that_came_while_its_loop_was_not_running(
+    workspace: Workspace,
+) -> None:
+    """An application that runs its loop now and then (`run_until_complete`): the idle
+    close arrives while nothing reads it; the next request must not be sent into it."""
+    workspace.write_config({"daemon": {"idle_timeout": 1}})
+    workspace.start_daemon()
+    loop = asyncio.new_event_loop()
+    client = AsyncClient(Address(unix_path=workspace.socket_path))
+    try:
+        loop.run_until_complete(client.submit([make_spec("Echo", "handle", ["a"])]))
+        writer = client._connection._writer
+        assert writer is not None
+        with socket.socket(fileno=os.dup(writer.get_extra_info("socket").fileno())) as peek:
+            peek.setblocking(False)
+
+            def closed() -> bool:
+                try:
+                    return peek.recv(1, socket.MSG_PEEK) == b""
+                except BlockingIOError:
+                    return False
+
+            wait_for(closed, timeout=30, what="the idle close")
+        submitted = loop.run_until_complete(client.submit([make_spec("Echo", "handle", ["b"])]))
+        assert submitted.ids
+    finally:
+        loop.run_until_complete(client.close())
+        loop.close()
 
 
 def test_tcp_frames_before_the_token_are_refused_at_once(workspace: Workspace) -> None:
