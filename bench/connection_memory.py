@@ -41,11 +41,16 @@ from bgjobs.protocol import (  # noqa: E402  # after the path is set up
 HALF_FRAME = struct.pack(">I", MAX_FRAME_BYTES) + b"x" * (MAX_FRAME_BYTES // 2)
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """The resident set now, or its peak (`VmHWM`) since `reset_peak`."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
+    raise RuntimeError(f"no {field} for {pid}")
+
+
+def reset_peak(pid: int) -> None:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
 class Daemon:
@@ -168,6 +173,7 @@ def settled_rss(pid: int, seconds: float = 1.0) -> float:
 
 def churn(daemon: Daemon) -> str:
     before = rss_mib(daemon.process.pid)
+    reset_peak(daemon.process.pid)
     after_rounds = []
     for _round in range(4):
         socks = [daemon.connect() for _ in range(100)]
@@ -176,21 +182,24 @@ def churn(daemon: Daemon) -> str:
             sock.close()
         after_rounds.append(settled_rss(daemon.process.pid))
     rounds = " -> ".join(f"{r:.0f}" for r in after_rounds)
-    return f"churn: RSS {before:.0f} MiB, after each round {rounds} MiB"
+    peak = rss_mib(daemon.process.pid, "VmHWM")
+    return f"churn: RSS {before:.0f} MiB, after each round {rounds} MiB (peak {peak:.0f} MiB)"
 
 
 def held(daemon: Daemon, hello: bool) -> str:
     before = rss_mib(daemon.process.pid)
+    reset_peak(daemon.process.pid)
     socks = [daemon.connect() for _ in range(150)]
     try:
         sent = pump(socks, (daemon.hello() if hello else b"") + HALF_FRAME)
         during = settled_rss(daemon.process.pid)
+        peak = rss_mib(daemon.process.pid, "VmHWM")
     finally:
         for sock in socks:
             sock.close()
     return (
         f"{'held' if hello else 'tcp pre-auth'}: RSS {before:.0f} MiB -> {during:.0f} MiB "
-        f"with 150 connections open ({sent / 2**20:.0f} MiB accepted)"
+        f"(peak {peak:.0f} MiB) with 150 connections open ({sent / 2**20:.0f} MiB accepted)"
     )
 
 
