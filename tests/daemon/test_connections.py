@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import selectors
 import socket
 import struct
@@ -21,6 +22,8 @@ from bgjobctl.aclient import AsyncClient
 from bgjobctl.address import Address
 from bgjobctl.client import Client
 from bgjobctl.library import make_spec
+from bgjobs.config import load_config
+from bgjobs.errors import ConfigError
 from bgjobs.model import JobState
 from bgjobs.protocol import (
     MAX_FRAME_BYTES,
@@ -364,6 +367,23 @@ def test_tcp_frames_before_the_token_are_refused_at_once(workspace: Workspace) -
         served(client)
     finally:
         client.close()
+
+
+@pytest.mark.parametrize(
+    ("daemon_table", "message"),
+    [
+        ('buffer_budget = "1MiB"', "daemon.buffer_budget: must hold at least one whole frame"),
+        ('buffer_budget = "lots"', "daemon.buffer_budget: 'lots' is not a size"),
+        ("idle_timeout = 0", "daemon.idle_timeout: Expected `float` > 0"),
+    ],
+)
+def test_connection_limits_are_checked_when_loaded(
+    tmp_path: Path, daemon_table: str, message: str
+) -> None:
+    path = tmp_path / "bgjobs.toml"
+    path.write_text(f"[daemon]\n{daemon_table}\n")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(path)
 
 
 def test_a_hello_is_needed_before_a_large_frame(workspace: Workspace) -> None:
