@@ -35,6 +35,7 @@ from bgjobs.protocol import (
     FrameEncoder,
     FrameError,
     FrameReader,
+    Get,
     Hello,
     decode_reply,
 )
@@ -367,6 +368,35 @@ def test_tcp_frames_before_the_token_are_refused_at_once(workspace: Workspace) -
         served(client)
     finally:
         client.close()
+
+
+def test_a_client_that_does_not_read_its_replies_is_not_read_either(
+    workspace: Workspace,
+) -> None:
+    """200 pipelined Gets of a ~2 MB record, never read: without backpressure the daemon
+    queued them all (+65 MB when tried); it queues one, and reads the rest when that is
+    taken."""
+    daemon = workspace.start_daemon()
+    client = workspace.client()
+    big = "z" * (900 * 1024)
+    job_id = client.submit([make_spec("Echo", "handle", [big])]).ids[0]
+    assert client.wait(job_id, timeout=30).state is JobState.SUCCEEDED
+    encoder = FrameEncoder()
+    gets = b"".join(encoder.encode(Get(rid=rid, job_id=job_id)) for rid in range(1, 201))
+    baseline = rss(daemon.pid)
+    reset_peak(daemon.pid)
+    with crowd(1, Connect(unix=workspace.socket_path)) as socks:
+        socks[0].sendall(hello_frame())
+        pump(socks, gets)
+        served(client)
+        assert peak_rss(daemon.pid) - baseline < 16 * MIB
+        replies = 0
+        socks[0].settimeout(30)
+        reader = FrameReader()
+        while replies < 201:  # the Welcome, then every Get: nothing was dropped
+            chunk = socks[0].recv(READ_CHUNK)
+            assert chunk, "the daemon closed the connection"
+            replies += len(reader.feed(chunk))
 
 
 @pytest.mark.parametrize(
