@@ -29,6 +29,11 @@ class BufferBudget:
         self._waiting[who] = (size, granted)
         return False
 
+    def set_limit(self, limit: int) -> None:
+        if limit != self.limit:
+            self.limit = limit
+            self._grant_waiting()
+
     def release(self, size: int) -> None:
         self.reserved -= size
         self._grant_waiting()

@@ -141,9 +141,6 @@ class Connections:
         """The protocol factory for `create_server`."""
         return Connection(self)
 
-    def __len__(self) -> int:
-        return len(self._open)
-
     def add(self, connection: Connection) -> None:
         self._open.add(connection)
         if self._sweep_timer is None:
@@ -161,7 +158,7 @@ class Connections:
     def _sweep(self) -> None:
         self._sweep_timer = None
         self.limits = self._limits_of()
-        self.budget.limit = self.limits.buffer_budget
+        self.budget.set_limit(self.limits.buffer_budget)
         now = asyncio.get_running_loop().time()
         for connection in list(self._open):
             connection.check_deadlines(now)
