@@ -53,6 +53,7 @@ class AsyncConnection:
     def __init__(self, address: Address) -> None:
         self.address = address
         self._writer: asyncio.StreamWriter | None = None
+        self._stream: asyncio.StreamReader | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._waiting: dict[int, asyncio.Future[Reply]] = {}
         self._events: dict[int, asyncio.Queue[Event]] = {}
@@ -70,7 +71,7 @@ class AsyncConnection:
             raise DaemonUnreachable(
                 f"no daemon answers on {self.address.describe()} ({exc.strerror or exc})"
             ) from None
-        self._writer = writer
+        self._writer, self._stream = writer, reader
         self._reader_task = asyncio.create_task(self._read(reader))
         welcome = await self._send(
             Hello(version=PROTOCOL_VERSION, token=self.address.read_token(), client="aclient")
@@ -118,17 +119,27 @@ class AsyncConnection:
         self._writer.write(self._encoder.encode(msgspec.structs.replace(request, rid=rid)))
         return await future
 
-    async def call(self, request: Request, kind: type[_R]) -> _R:
+    async def _ensure_connected(self) -> None:
         async with self._connecting:
+            task = self._reader_task
+            if self._writer is not None and task is not None and not self._waiting:
+                # The daemon closes idle connections. If that happened while this loop was
+                # not running, let it read the end of stream now (two turns: one to poll,
+                # one to run the callback), so no request is sent into a closed socket.
+                for _ in range(2):
+                    await asyncio.sleep(0)
+                if self._stream is not None and self._stream.at_eof():
+                    await asyncio.gather(task, return_exceptions=True)
             if self._writer is None:
                 await self._connect()
+
+    async def call(self, request: Request, kind: type[_R]) -> _R:
+        await self._ensure_connected()
         return expect(await self._send(request), kind)
 
     async def subscribe(self, job_ids: Sequence[int]) -> asyncio.Queue[Event]:
         queue: asyncio.Queue[Event] = asyncio.Queue()
-        async with self._connecting:
-            if self._writer is None:
-                await self._connect()
+        await self._ensure_connected()
         self._events[self._next_rid + 1] = queue
         expect(await self._send(Subscribe(job_ids=list(job_ids))), Subscribed)
         return queue

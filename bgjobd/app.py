@@ -20,10 +20,10 @@ from bgjobd.events import EventHub
 from bgjobd.handlers.context import Context
 from bgjobd.joblog import NO_JOB, JobLog
 from bgjobd.journal import Journal
-from bgjobd.listen import InstanceLock, bind_tcp, bind_unix, ensure_token
+from bgjobd.listen import BACKLOG, InstanceLock, bind_tcp, bind_unix, ensure_token
 from bgjobd.pool import WorkerPool
 from bgjobd.recovery import recover
-from bgjobd.server import Connection, Gate
+from bgjobd.server import ConnectionLimits, Connections, Gate
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobs.config import Config, load_config
 from bgjobs.errors import ConfigError
@@ -142,12 +142,15 @@ class Daemon:
         def on_error(message: str) -> None:
             self.say(message, error=True)
 
+        def limits() -> ConnectionLimits:  # read again on every sweep: a reload applies
+            return ConnectionLimits.of(self.config.settings.daemon)
+
+        connections = Connections(limits, gate, make_context, on_error)
+        # The backlog again: create_server would listen() anew with its own default (100).
         self._server = await (
-            loop.create_server(lambda: Connection(make_context, gate, on_error), sock=sock)
+            loop.create_server(connections.new_connection, sock=sock, backlog=BACKLOG)
             if daemon.transport == "tcp"
-            else loop.create_unix_server(
-                lambda: Connection(make_context, gate, on_error), sock=sock
-            )
+            else loop.create_unix_server(connections.new_connection, sock=sock, backlog=BACKLOG)
         )
 
     async def _start_services(self) -> None:

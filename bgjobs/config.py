@@ -270,6 +270,12 @@ def _check_sizes(settings: Settings) -> None:
     """Every size parses, and a job's params with the result it may receive from the link
     before it still fit in one frame with room for the message around them."""
     _size(settings.daemon.min_free_space, "daemon.min_free_space")
+    budget = _size(settings.daemon.buffer_budget, "daemon.buffer_budget") or 0
+    if budget < MAX_FRAME_BYTES:
+        raise ConfigError(
+            "daemon.buffer_budget: must hold at least one whole frame "
+            f"({format_size(MAX_FRAME_BYTES)})"
+        )
     params = _size(settings.max_params_bytes, "max_params_bytes") or 0
     tables: list[tuple[str, Settings | JobSettings]] = [("", settings)]
     tables += [(f"jobs.{name}.", job) for name, job in settings.jobs.items()]

@@ -10,6 +10,7 @@ the subscribing request's id until the connection closes.
 from __future__ import annotations
 
 import enum
+import mmap
 from typing import Final
 
 import msgspec
@@ -26,6 +27,11 @@ params, its result and every attempt's error, each of which alone stays under th
 The daemon answers a reply that would still be larger with a `TOO_LARGE` error."""
 HEADER_BYTES: Final = 4
 HANDSHAKE_TIMEOUT: Final = 5.0
+PREAUTH_MAX_FRAME_BYTES: Final = 64 * 1024
+"""Largest frame the daemon reads before a connection's Hello is accepted (a Hello is a
+few dozen bytes), so an unauthenticated peer cannot make it buffer more."""
+SMALL_FRAME_BYTES: Final = 64 * 1024
+"""Frames up to this size are read without asking the daemon's buffer budget."""
 
 
 class ErrorCode(enum.StrEnum):
@@ -211,37 +217,109 @@ class FrameEncoder:
 
 
 class FrameReader:
-    """Splits a byte stream into frame bodies, checking each length before buffering it."""
+    """Splits a byte stream into frame bodies, checking each length before buffering it.
+
+    Bodies up to SMALL_FRAME_BYTES gather in one running buffer. A larger body gets a
+    buffer of its own of exactly its announced length, in anonymous memory that the
+    kernel backs only as bytes arrive and takes back whole when the frame is handed out
+    or the reader closed, so a half-sent frame holds what was sent, and nothing lingers
+    for the allocator or the garbage collector to return.
+
+    `feed` suits a peer that is trusted to send what it announces; the daemon instead
+    `push`es and `pop`s, deciding before each large body (`wanted`) whether it has room.
+    """
 
     def __init__(self, max_frame: int = MAX_FRAME_BYTES) -> None:
-        self._max_frame = max_frame
+        self.max_frame = max_frame
+        """May change between frames (the daemon raises it once the handshake is done)."""
         self._buffer = bytearray()
+        self._large: mmap.mmap | None = None
+        self._filled = 0
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add received bytes; return the complete frame bodies now available, in order."""
-        self._buffer += data
+        self.push(data)
         bodies: list[bytes] = []
-        start = 0
-        while len(self._buffer) - start >= HEADER_BYTES:
-            length = int.from_bytes(self._buffer[start : start + HEADER_BYTES], "big")
-            if length > self._max_frame:
-                raise FrameError(
-                    ErrorCode.FRAME_TOO_LARGE,
-                    f"frame of {length} bytes exceeds the limit of {self._max_frame}",
-                )
-            end = start + HEADER_BYTES + length
-            if len(self._buffer) < end:
-                break
-            bodies.append(bytes(self._buffer[start + HEADER_BYTES : end]))
-            start = end
-        if start:
-            del self._buffer[:start]
+        while (body := self.pop()) is not None:
+            bodies.append(body)
         return bodies
+
+    def push(self, data: bytes) -> None:
+        """Add received bytes without looking at them."""
+        large = self._large
+        if large is not None and self._filled < len(large):
+            take = min(len(large) - self._filled, len(data))
+            with memoryview(data) as view:
+                large[self._filled : self._filled + take] = view[:take]
+                self._filled += take
+                if take < len(data):
+                    self._buffer += view[take:]
+            return
+        self._buffer += data
+
+    @property
+    def wanted(self) -> int:
+        """The body length of the next frame when it is a large one whose buffer is not
+        made yet (the next `pop` makes it), else 0 (also for a length over `max_frame`,
+        which `pop` refuses)."""
+        if self._large is not None or len(self._buffer) < HEADER_BYTES:
+            return 0
+        length = int.from_bytes(self._buffer[:HEADER_BYTES], "big")
+        return length if SMALL_FRAME_BYTES < length <= self.max_frame else 0
+
+    def pop(self) -> bytes | None:
+        """The next complete frame body, or None until more bytes arrive. Raises
+        FrameError for a length over `max_frame`, before anything is kept for it."""
+        if self._large is not None:
+            return self._pop_large()
+        if len(self._buffer) < HEADER_BYTES:
+            return None
+        length = int.from_bytes(self._buffer[:HEADER_BYTES], "big")
+        if length > self.max_frame:
+            raise FrameError(
+                ErrorCode.FRAME_TOO_LARGE,
+                f"frame of {length} bytes exceeds the limit of {self.max_frame}",
+            )
+        if length > SMALL_FRAME_BYTES:
+            self._start_large(length)
+            return self._pop_large()
+        end = HEADER_BYTES + length
+        if len(self._buffer) < end:
+            return None
+        with memoryview(self._buffer) as view:
+            body = bytes(view[HEADER_BYTES:end])
+        del self._buffer[:end]  # cheap: a bytearray drops its head without moving the rest
+        return body
+
+    def _start_large(self, length: int) -> None:
+        large = mmap.mmap(-1, length)
+        take = min(length, len(self._buffer) - HEADER_BYTES)
+        with memoryview(self._buffer) as view:
+            large[:take] = view[HEADER_BYTES : HEADER_BYTES + take]
+        del self._buffer[: HEADER_BYTES + take]
+        self._large, self._filled = large, take
+
+    def _pop_large(self) -> bytes | None:
+        large = self._large
+        assert large is not None
+        if self._filled < len(large):
+            return None
+        body = large[:]
+        large.close()
+        self._large, self._filled = None, 0
+        return body
 
     @property
     def pending(self) -> int:
         """Bytes of an incomplete frame still buffered (non-zero at EOF means truncation)."""
-        return len(self._buffer)
+        return len(self._buffer) + self._filled
+
+    def close(self) -> None:
+        """Give back every buffer now (the connection is gone)."""
+        if self._large is not None:
+            self._large.close()
+        self._large, self._filled = None, 0
+        self._buffer = bytearray()
 
 
 _request_decoder: msgspec.msgpack.Decoder[Request] = msgspec.msgpack.Decoder(Request)

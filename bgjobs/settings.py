@@ -94,6 +94,16 @@ class DaemonSettings(_Table, frozen=True):
     min_free_space: Size = "16MiB"
     """Below this much free space on the store's disk, submits are refused (`store_full`)
     so that what is already acknowledged can still be recorded."""
+    buffer_budget: Size = "64MiB"
+    """Bytes of large frames (over 64 KiB) that all connections together may hold while
+    they are being received; past it a connection is not read until there is room. At
+    least the largest frame (4 MiB)."""
+    stall_timeout: PositiveFloat = 30.0
+    """Seconds a connection may leave a frame half sent before it is closed (twice that
+    for a frame waiting for room in the buffer budget)."""
+    idle_timeout: PositiveFloat = 300.0
+    """Seconds a connection with no request in flight and no subscription stays open
+    (clients reconnect by themselves)."""
 
 
 class DashboardSettings(_Table, frozen=True):

@@ -16,3 +16,13 @@ class Context:
     send: Callable[[Reply], None]
     """Send an extra message on this connection (subscriptions stream through it)."""
     subscriptions: list[int] = field(default_factory=list)
+
+    def detach(self) -> None:
+        """The connection is gone: drop the way back to it, so that whoever still holds
+        this context (a request being handled) does not keep the connection's buffers."""
+        self.send = _discard
+        self.subscriptions.clear()
+
+
+def _discard(reply: Reply) -> None:
+    pass
