@@ -55,9 +55,9 @@ def test_a_view_enqueues_on_commit_and_the_task_uses_the_orm(
         status, created = post(f"{url}/orders/?title=Book")
         assert status == 200, created
 
-        def finished() -> dict[str, object] | None:
+        def finished() -> dict[str, object]:
             answer = get(f"{url}/results/{created['result_id']}/")[1]
-            return answer if answer["status"] == "SUCCESSFUL" else None
+            return answer if answer["status"] == "SUCCESSFUL" else {}
 
         answer = wait_for(finished, timeout=30, what="the task to succeed")
         assert answer["return_value"] == {"order": created["order"], "title": "Book"}

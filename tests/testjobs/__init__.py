@@ -33,6 +33,6 @@ __all__ = [
     "SpawnGrandchild",
     "Unencodable",
 ]
+from testjobs.crashloop import Tally as Tally
 from testjobs.sizes import BigResult, Flood, Stubborn  # noqa: F401
 from testjobs.text import Controls, RetryIn, Surrogates  # noqa: F401
-from testjobs.crashloop import Tally as Tally
