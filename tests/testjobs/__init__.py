@@ -33,3 +33,4 @@ __all__ = [
     "SpawnGrandchild",
     "Unencodable",
 ]
+from testjobs.containment import Allocate, Escape, OpenFiles  # noqa: F401

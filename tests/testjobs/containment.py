@@ -1,0 +1,49 @@
+"""Jobs that try to escape or exhaust their attempt: an escaped grandchild, memory, files."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+
+
+class Escape:
+    """Double-forks a grandchild that calls setsid() and sleeps `seconds`, keeping every
+    descriptor it inherited; writes the grandchild's pid to `pid_file` (complete before the
+    job goes on). Then the job sleeps `seconds` itself (`hang`) or returns at once."""
+
+    def handle(self, pid_file: str, seconds: float | str = 60, then: str = "hang") -> int:
+        child = os.fork()
+        if child == 0:
+            os.setsid()
+            grandchild = os.fork()
+            if grandchild == 0:
+                time.sleep(float(seconds))
+                os._exit(0)
+            scratch = Path(f"{pid_file}.tmp")
+            scratch.write_text(str(grandchild))
+            scratch.rename(pid_file)
+            os._exit(0)
+        os.waitpid(child, 0)
+        if then == "hang":
+            time.sleep(float(seconds))
+        return int(Path(pid_file).read_text())
+
+
+class Allocate:
+    """Holds `megabytes` of memory for a moment."""
+
+    def handle(self, megabytes: int | str) -> int:
+        block = bytearray(int(megabytes) * 1024 * 1024)
+        return len(block) // (1024 * 1024)
+
+
+class OpenFiles:
+    """Opens `count` files at once (in `directory`), then closes them."""
+
+    def handle(self, directory: str, count: int | str) -> int:
+        with contextlib.ExitStack() as handles:
+            for number in range(int(count)):
+                handles.enter_context(Path(directory, f"file-{number}").open("w"))
+            return int(count)
