@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from bgjobd import capture, locks
+from bgjobd import capture, limits, locks
 from bgjobd.joblog import JobLog, describe_params
 from bgjobd.pool import WorkerPool
 from bgjobd.retries import TIMEOUT_ERROR, Decision, Directive
@@ -200,6 +200,11 @@ class Attempts:
     def _stopped_result(self, running: RunningAttempt, died: WorkerDied) -> AttemptResult:
         now = time.time()
         outcome = running.stop_reason or Outcome.CRASHED
+        if outcome is Outcome.CRASHED and died.memory_limit is not None:
+            over = limits.memory_exceeded(died.memory_limit, f"{died}, by the OOM killer")
+            return AttemptResult(
+                Outcome.FAILED, running.started_at, now, running.worker.pid, error=over
+            )
         if outcome is Outcome.CRASHED and not running.has_lock:
             # The worker died before it took the attempt up (killed from outside while it
             # was idle): the job never ran, so the attempt is given back, not counted.

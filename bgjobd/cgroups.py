@@ -5,7 +5,7 @@ The daemon (or `run_job.py`) makes a subtree under its own cgroup, `bgjobs-PID-S
 Killing a leaf kills everything an attempt started, whatever it did to leave its process
 group or session. That needs the daemon's cgroup to be writable: root, or a delegated
 subtree (systemd's `Delegate=yes`). Subtrees whose owner is gone (a crashed daemon) are
-killed and removed when the next one starts.
+killed and removed when the next one starts. `BGJOBS_CGROUPS=off` turns this off.
 
 The memory controller, where the tree has it, gives each worker a `memory.max`. cgroup v2
 lets a cgroup hand controllers to its children only if it has no processes of its own
@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Final
 
+SWITCH_ENV: Final = "BGJOBS_CGROUPS"
+"""`BGJOBS_CGROUPS=off` in the daemon's environment: no cgroups, the subreaper alone."""
 SUBTREE_PREFIX: Final = "bgjobs-"
 WORKER_PREFIX: Final = "worker-"
 SELF_LEAF: Final = "bgjobd"
@@ -138,6 +140,8 @@ class CgroupTree:
     def create(cls) -> CgroupTree | None:
         """Make this process's subtree, after clearing those of owners that are gone; None
         where cgroup v2 is missing or the process's cgroup is not writable."""
+        if os.environ.get(SWITCH_ENV, "").lower() in ("0", "off", "no"):
+            return None
         mount = cgroup2_mount()
         relative = own_cgroup()
         if mount is None or relative is None:

@@ -33,4 +33,4 @@ __all__ = [
     "SpawnGrandchild",
     "Unencodable",
 ]
-from testjobs.containment import Allocate, Escape, OpenFiles  # noqa: F401
+from testjobs.containment import Allocate, Descriptors, Escape, ManyFiles, OpenFiles  # noqa: F401

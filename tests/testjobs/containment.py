@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -47,3 +50,40 @@ class OpenFiles:
             for number in range(int(count)):
                 handles.enter_context(Path(directory, f"file-{number}").open("w"))
             return int(count)
+
+
+class ManyFiles(OpenFiles):
+    """OpenFiles under another class name, so it can have other limits."""
+
+
+class Descriptors:
+    """Which of the worker's two pipes to the daemon (its argv) are open: in the worker,
+    in a child it forks, and in a program a child execs with `close_fds=False`."""
+
+    def handle(self) -> dict[str, list[int]]:
+        pipes = [int(fd) for fd in sys.argv[1:3]]
+        read_end, write_end = os.pipe()
+        child = os.fork()
+        if child == 0:
+            os.write(write_end, json.dumps([fd for fd in pipes if _is_open(fd)]).encode())
+            os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as reader:
+            forked = json.loads(reader.read())
+        os.waitpid(child, 0)
+        listing = subprocess.run(
+            ["ls", "/proc/self/fd"], capture_output=True, text=True, close_fds=False, check=True
+        ).stdout.split()
+        return {
+            "worker": [fd for fd in pipes if _is_open(fd)],
+            "forked": forked,
+            "execed": [fd for fd in pipes if str(fd) in listing],
+        }
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True

@@ -1,0 +1,244 @@
+"""Contained attempts: a job's escaped grandchild (double fork + setsid) dies with its
+attempt on every exit path, and never holds the daemon; memory and open-file limits.
+
+The escape tests run twice where the host allows: with a cgroup per worker, and with the
+subreaper alone (`BGJOBS_CGROUPS=off`), the fallback for hosts without a writable cgroup.
+The grandchild sleeps far longer than any wait here, so a test that waits on it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from bgjobd import cgroups
+from bgjobs.model import JobSpec, JobState, Outcome
+from tests.support.procs import is_gone
+from tests.support.waiting import wait_for
+from tests.support.workspace import Workspace
+
+GRANDCHILD_SECONDS = 300
+JOBS = {
+    "Escape": ["handle"],
+    "Allocate": ["handle"],
+    "OpenFiles": ["handle"],
+    "ManyFiles": ["handle"],
+    "Descriptors": ["handle"],
+}
+
+
+def _cgroups_here() -> bool:
+    mount, own = cgroups.cgroup2_mount(), cgroups.own_cgroup()
+    return (
+        mount is not None
+        and own is not None
+        and os.access(mount / own.lstrip("/") / "cgroup.procs", os.W_OK)
+    )
+
+
+@pytest.fixture(params=["cgroup", "subreaper"])
+def space(request: pytest.FixtureRequest, workspace: Workspace) -> Workspace:
+    if request.param == "cgroup" and not _cgroups_here():
+        pytest.skip("no writable cgroup v2 here")
+    if request.param == "subreaper":
+        workspace.env[cgroups.SWITCH_ENV] = "off"
+    workspace.write_config({"allowed_jobs": JOBS})
+    return workspace
+
+
+def _escape(space: Workspace, name: str = "grandchild", then: str = "hang") -> JobSpec:
+    return JobSpec(
+        class_name="Escape",
+        method="handle",
+        params=[str(space.root / name), GRANDCHILD_SECONDS, then],
+    )
+
+
+def _grandchild(space: Workspace, name: str = "grandchild") -> int:
+    path = space.root / name
+    wait_for(path.exists, what="the grandchild's pid file")
+    pid = int(path.read_text())
+    assert not is_gone(pid)
+    return pid
+
+
+def _gone(pid: int) -> None:
+    wait_for(lambda: is_gone(pid), timeout=10, what=f"process {pid} to be gone")
+
+
+def _worker_cgroup(pid: int) -> str:
+    return cgroups.own_cgroup(pid) or ""
+
+
+def test_a_timeout_ends_the_attempt_and_the_grandchild(space: Workspace) -> None:
+    space.write_config({"allowed_jobs": JOBS, "jobs": {"Escape": {"timeout": 2}}})
+    space.start_daemon()
+    client = space.client()
+    job_id = client.submit([_escape(space)]).ids[0]
+    grandchild = _grandchild(space)
+    job = client.wait(job_id, 2 + 1 + 15)
+    assert job.state is JobState.FAILED
+    assert job.history[-1].outcome is Outcome.TIMED_OUT
+    _gone(grandchild)
+
+
+def test_a_cancel_ends_the_attempt_and_the_grandchild(space: Workspace) -> None:
+    space.start_daemon()
+    client = space.client()
+    job_id = client.submit([_escape(space)]).ids[0]
+    grandchild = _grandchild(space)
+    client.cancel(job_id)
+    job = client.wait(job_id, 15)
+    assert job.state is JobState.CANCELLED
+    _gone(grandchild)
+
+
+def test_a_plain_job_behind_two_escaping_ones_runs_once_they_time_out(
+    space: Workspace,
+) -> None:
+    space.write_config({"allowed_jobs": JOBS, "jobs": {"Escape": {"timeout": 2}}})
+    space.start_daemon()
+    client = space.client()
+    client.submit([_escape(space, "first"), _escape(space, "second")])
+    plain = client.submit([JobSpec(class_name="Echo", method="handle", params=[1])]).ids[0]
+    grandchildren = [_grandchild(space, "first"), _grandchild(space, "second")]
+    assert client.wait(plain, 2 + 1 + 15).state is JobState.SUCCEEDED
+    for pid in grandchildren:
+        _gone(pid)
+
+
+def test_sigterm_stops_the_daemon_and_the_grandchild_within_the_shutdown_timeout(
+    space: Workspace,
+) -> None:
+    space.write_config({"allowed_jobs": JOBS, "daemon": {"shutdown_timeout": 2}})
+    daemon = space.start_daemon()
+    space.client().submit([_escape(space)])
+    grandchild = _grandchild(space)
+    assert daemon.stop(timeout=2 + 1 + 15) == 0
+    _gone(grandchild)
+
+
+def test_sigkill_of_the_daemon_takes_the_grandchild_down(space: Workspace) -> None:
+    daemon = space.start_daemon()
+    space.client().submit([_escape(space)])
+    grandchild = _grandchild(space)
+    (worker,) = [w.pid for w in space.client().stats().workers if w.busy_with is not None]
+    subtree = Path(_worker_cgroup(worker)).parent.name
+    daemon.kill()
+    _gone(grandchild)
+    if subtree.startswith(cgroups.SUBTREE_PREFIX):
+        # What the dead daemon's cgroups held is gone, and the next daemon removes them.
+        space.start_daemon()
+        mount = cgroups.cgroup2_mount()
+        assert mount is not None
+        assert not list(mount.glob(f"**/{subtree}"))
+
+
+def test_a_job_that_returns_leaves_nothing_running_and_the_worker_goes_on(
+    space: Workspace,
+) -> None:
+    space.write_config({"allowed_jobs": JOBS, "daemon": {"workers": 1}})
+    space.start_daemon()
+    client = space.client()
+    first = client.wait(client.submit([_escape(space, then="return")]).ids[0], 15)
+    assert first.state is JobState.SUCCEEDED
+    _gone(first.result)
+    plain = client.wait(
+        client.submit([JobSpec(class_name="Echo", method="handle", params=[1])]).ids[0], 15
+    )
+    assert plain.state is JobState.SUCCEEDED
+    assert plain.history[-1].worker_pid == first.history[-1].worker_pid
+
+
+def test_each_worker_has_a_cgroup_of_its_own(space: Workspace) -> None:
+    space.write_config({"allowed_jobs": JOBS, "daemon": {"workers": 2}})
+    space.start_daemon()
+    workers = [worker.pid for worker in space.client().stats().workers]
+    leaves = [_worker_cgroup(pid) for pid in workers]
+    if space.env.get(cgroups.SWITCH_ENV) == "off":
+        assert not any(cgroups.WORKER_PREFIX in leaf for leaf in leaves)
+    else:
+        assert [Path(leaf).name for leaf in leaves] == [f"worker-{pid}" for pid in workers]
+
+
+def test_job_code_never_holds_the_workers_pipes(workspace: Workspace) -> None:
+    workspace.write_config({"allowed_jobs": JOBS})
+    workspace.start_daemon()
+    client = workspace.client()
+    job = client.wait(
+        client.submit([JobSpec(class_name="Descriptors", method="handle")]).ids[0], 15
+    )
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert len(job.result["worker"]) == 2
+    assert job.result["forked"] == [] and job.result["execed"] == []
+
+
+def test_a_job_over_its_memory_limit_fails_as_memory_limit_exceeded(
+    workspace: Workspace,
+) -> None:
+    workspace.write_config(
+        {
+            "allowed_jobs": JOBS,
+            "retry_attempts": 3,
+            "jobs": {"Allocate": {"memory_limit": "256MiB"}},
+            "exceptions": {"MemoryLimitExceeded": {"action": "fail"}},
+            "daemon": {"workers": 1},
+        }
+    )
+    daemon = workspace.start_daemon()
+    client = workspace.client()
+    job = client.wait(
+        client.submit([JobSpec(class_name="Allocate", method="handle", params=[2048])]).ids[0],
+        30,
+    )
+    assert job.state is JobState.FAILED and job.attempts == 1
+    assert job.error is not None and job.error.type == "MemoryLimitExceeded"
+    assert job.error.hierarchy[0] == "MemoryLimitExceeded"
+    assert "256 MiB" in job.error.message
+    small = client.wait(
+        client.submit([JobSpec(class_name="Allocate", method="handle", params=[16])]).ids[0],
+        15,
+    )
+    assert small.result == 16
+    assert daemon.process.poll() is None
+
+
+def test_a_job_over_its_open_file_limit_fails_and_the_limit_ends_with_it(
+    workspace: Workspace,
+) -> None:
+    workspace.write_config(
+        {
+            "allowed_jobs": JOBS,
+            "jobs": {"OpenFiles": {"max_open_files": 50}},
+            "daemon": {"workers": 1},
+        }
+    )
+    workspace.start_daemon()
+    client = workspace.client()
+    files = workspace.root / "files"
+    files.mkdir()
+
+    def run(class_name: str) -> tuple[JobState, str | None]:
+        spec = JobSpec(class_name=class_name, method="handle", params=[str(files), 100])
+        job = client.wait(client.submit([spec]).ids[0], 15)
+        return job.state, job.error.type if job.error else None
+
+    assert run("OpenFiles") == (JobState.FAILED, "OpenFilesLimitExceeded")
+    assert run("ManyFiles") == (JobState.SUCCEEDED, None)  # same worker, no limit
+
+
+def test_a_worker_killed_from_outside_ends_its_attempt_at_once(space: Workspace) -> None:
+    """The attempt ends when the worker exits, though its grandchild still held the pipes
+    (before the worker killed it)."""
+    space.start_daemon()
+    client = space.client()
+    job_id = client.submit([_escape(space)]).ids[0]
+    grandchild = _grandchild(space)
+    (worker,) = [w.pid for w in client.stats().workers if w.busy_with is not None]
+    os.kill(worker, signal.SIGKILL)
+    job = client.wait(job_id, 15)
+    assert job.history[-1].outcome is Outcome.CRASHED
+    _gone(grandchild)
