@@ -116,7 +116,10 @@ class Cgroup:
         return True
 
     def set_memory_max(self, limit: int | None) -> None:
+        """Limit the leaf's memory; the OOM killer then takes the whole leaf at once (the
+        worker included), so the attempt ends as over its limit, not half-killed."""
         if self.memory:
+            _write(self.path / "memory.oom.group", "1")
             _write(self.path / "memory.max", "max" if limit is None else str(limit))
 
     def oom_kills(self) -> int:

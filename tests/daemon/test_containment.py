@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bgjobd import cgroups
+from bgjobd.containment import children
 from bgjobs.model import JobSpec, JobState, Outcome
 from tests.support.procs import is_gone
 from tests.support.waiting import wait_for
@@ -83,6 +84,27 @@ def test_a_timeout_ends_the_attempt_and_the_grandchild(space: Workspace) -> None
     assert job.state is JobState.FAILED
     assert job.history[-1].outcome is Outcome.TIMED_OUT
     _gone(grandchild)
+
+
+def test_a_worker_deaf_to_sigterm_is_killed_after_the_grace_and_so_is_the_grandchild(
+    space: Workspace,
+) -> None:
+    """The worker cannot kill the grandchild itself: it dies by SIGKILL, the grandchild
+    goes with its cgroup, or (subreaper) is reparented to the daemon, which kills it."""
+    space.write_config({"allowed_jobs": JOBS, "jobs": {"Escape": {"timeout": 1}}})
+    space.start_daemon()
+    client = space.client()
+    job_id = client.submit([_escape(space, then="stubborn")]).ids[0]
+    grandchild = _grandchild(space)
+    job = client.wait(job_id, 1 + 1 + 15)
+    assert job.history[-1].outcome is Outcome.TIMED_OUT
+    _gone(grandchild)
+    daemon = space.daemons[-1].pid
+    wait_for(
+        lambda: not [pid for pid in children(daemon) if is_gone(pid)],
+        timeout=10,
+        what="the daemon to reap what it killed",
+    )
 
 
 def test_a_cancel_ends_the_attempt_and_the_grandchild(space: Workspace) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -14,9 +15,12 @@ from pathlib import Path
 class Escape:
     """Double-forks a grandchild that calls setsid() and sleeps `seconds`, keeping every
     descriptor it inherited; writes the grandchild's pid to `pid_file` (complete before the
-    job goes on). Then the job sleeps `seconds` itself (`hang`) or returns at once."""
+    job goes on). Then the job sleeps `seconds` itself (`hang`), the same ignoring SIGTERM
+    (`stubborn`: only SIGKILL stops its worker), or returns at once (`return`)."""
 
     def handle(self, pid_file: str, seconds: float | str = 60, then: str = "hang") -> int:
+        if then == "stubborn":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         child = os.fork()
         if child == 0:
             os.setsid()
@@ -29,7 +33,7 @@ class Escape:
             scratch.rename(pid_file)
             os._exit(0)
         os.waitpid(child, 0)
-        if then == "hang":
+        if then in ("hang", "stubborn"):
             time.sleep(float(seconds))
         return int(Path(pid_file).read_text())
 
