@@ -145,8 +145,10 @@ class WorkerPool:
         """What contains the workers here, in words (for the start-up line)."""
         if self._cgroups is not None:
             memory = " with memory.max" if self._cgroups.memory else ""
-            return f"cgroup {self._cgroups.path}{memory}"
-        return "subreaper" if self._orphans.enabled else "process group"
+            return f"a cgroup per worker under {self._cgroups.path}{memory}"
+        if self._orphans.enabled:
+            return "their process group and the subreaper (no writable cgroup v2 here)"
+        return "their process group alone"
 
     # internals -------------------------------------------------------------------------
 

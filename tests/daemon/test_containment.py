@@ -177,13 +177,15 @@ def test_a_job_that_returns_leaves_nothing_running_and_the_worker_goes_on(
 
 def test_each_worker_has_a_cgroup_of_its_own(space: Workspace) -> None:
     space.write_config({"allowed_jobs": JOBS, "daemon": {"workers": 2}})
-    space.start_daemon()
+    daemon = space.start_daemon()
     workers = [worker.pid for worker in space.client().stats().workers]
     leaves = [_worker_cgroup(pid) for pid in workers]
     if space.env.get(cgroups.SWITCH_ENV) == "off":
         assert not any(cgroups.WORKER_PREFIX in leaf for leaf in leaves)
+        assert "attempts contained by their process group and the subreaper" in daemon.stderr
     else:
         assert [Path(leaf).name for leaf in leaves] == [f"worker-{pid}" for pid in workers]
+        assert "attempts contained by a cgroup per worker under" in daemon.stderr
 
 
 def test_job_code_never_holds_the_workers_pipes(workspace: Workspace) -> None:
