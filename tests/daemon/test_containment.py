@@ -148,15 +148,17 @@ def test_sigkill_of_the_daemon_takes_the_grandchild_down(space: Workspace) -> No
     space.client().submit([_escape(space)])
     grandchild = _grandchild(space)
     (worker,) = [w.pid for w in space.client().stats().workers if w.busy_with is not None]
-    subtree = Path(_worker_cgroup(worker)).parent.name
+    leaf = _worker_cgroup(worker)
     daemon.kill()
     _gone(grandchild)
-    if subtree.startswith(cgroups.SUBTREE_PREFIX):
-        # What the dead daemon's cgroups held is gone, and the next daemon removes them.
-        space.start_daemon()
+    if cgroups.WORKER_PREFIX in leaf:
+        # The dead daemon's cgroups are empty now, and the next daemon removes them.
         mount = cgroups.cgroup2_mount()
         assert mount is not None
-        assert not list(mount.glob(f"**/{subtree}"))
+        subtree = mount / Path(leaf).parent.relative_to("/")
+        assert subtree.name.startswith(cgroups.SUBTREE_PREFIX) and subtree.is_dir()
+        space.start_daemon()
+        assert not subtree.exists()
 
 
 def test_a_job_that_returns_leaves_nothing_running_and_the_worker_goes_on(
