@@ -12,11 +12,13 @@ import os
 import signal
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from bgjobd import cgroups
+from bgjobd import cgroups, limits
 from bgjobd.containment import children
-from bgjobs.model import JobSpec, JobState, Outcome
+from bgjobd.worker.messages import AttemptDone, RunAttempt
+from bgjobs.model import ErrorInfo, JobSpec, JobState, Outcome
 from tests.support.procs import is_gone
 from tests.support.waiting import wait_for
 from tests.support.workspace import Workspace
@@ -268,3 +270,50 @@ def test_a_worker_killed_from_outside_ends_its_attempt_at_once(space: Workspace)
     job = client.wait(job_id, 15)
     assert job.history[-1].outcome is Outcome.CRASHED
     _gone(grandchild)
+
+
+def test_the_cgroup2_mount_is_found_on_hybrid_and_unified_hosts() -> None:
+    hybrid = (
+        "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+        "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"
+    )
+    unified = "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw\n"
+    legacy = "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+    assert cgroups.cgroup2_mount(hybrid) == Path("/sys/fs/cgroup/unified")
+    assert cgroups.cgroup2_mount(unified) == Path("/sys/fs/cgroup")
+    assert cgroups.cgroup2_mount(legacy) is None
+
+
+def test_only_errors_under_a_limit_are_named_for_it() -> None:
+    request = RunAttempt(
+        job_id=1,
+        attempt=1,
+        class_name="C",
+        method="m",
+        params=[],
+        output_path="o",
+        lock_path="l",
+        owner="t",
+        memory_limit=1 << 20,
+        max_open_files=10,
+    )
+    memory = ErrorInfo(type="MemoryError", message="", hierarchy=["MemoryError", "Exception"])
+    files = ErrorInfo(
+        type="OSError",
+        message="[Errno 24] Too many open files: 'x'",
+        hierarchy=["OSError", "Exception"],
+    )
+    other = ErrorInfo(type="ValueError", message="no", hierarchy=["ValueError", "Exception"])
+
+    def named(error: ErrorInfo, limited: RunAttempt = request) -> str:
+        done = AttemptDone(job_id=1, attempt=1, duration=0.0, error=error)
+        result = limits.name_limit_errors(done, limited).error
+        assert result is not None
+        return result.type
+
+    unlimited = msgspec.structs.replace(request, memory_limit=None, max_open_files=None)
+    assert named(memory) == "MemoryLimitExceeded"
+    assert named(files) == "OpenFilesLimitExceeded"
+    assert named(other) == "ValueError"
+    assert named(memory, unlimited) == "MemoryError"
+    assert named(files, unlimited) == "OSError"
