@@ -59,9 +59,18 @@ def _out_of_descriptors(error: ErrorInfo) -> bool:
     return "OSError" in error.hierarchy and error.message.startswith(f"[Errno {errno.EMFILE}]")
 
 
-@contextlib.contextmanager
-def applied(memory: int | None, open_files: int | None) -> Iterator[None]:
+_NO_LIMITS: Final = contextlib.nullcontext()
+
+
+def applied(memory: int | None, open_files: int | None) -> contextlib.AbstractContextManager[None]:
     """Lower the soft limits for the attempt (never above the hard ones), then restore."""
+    if memory is None and open_files is None:
+        return _NO_LIMITS  # most attempts: no generator to run
+    return _lowered(memory, open_files)
+
+
+@contextlib.contextmanager
+def _lowered(memory: int | None, open_files: int | None) -> Iterator[None]:
     try:
         import resource
     except ImportError:  # not on Windows
