@@ -298,6 +298,7 @@ class WorkerProcess:
                 await asyncio.wait_for(asyncio.shield(self._exited), grace)
         self._kill_everything()
         await self._exited
+        self._close_pipes()  # those connected after an early death, too
 
     def _kill_everything(self) -> None:
         _signal_group(self.pid, signal.SIGKILL)
