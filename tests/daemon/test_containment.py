@@ -317,3 +317,21 @@ def test_only_errors_under_a_limit_are_named_for_it() -> None:
     assert named(other) == "ValueError"
     assert named(memory, unlimited) == "MemoryError"
     assert named(files, unlimited) == "OSError"
+
+
+def test_fresh_workers_leave_nothing_running_either(space: Workspace) -> None:
+    space.write_config({"allowed_jobs": JOBS, "daemon": {"isolation": "fresh"}})
+    space.start_daemon()
+    client = space.client()
+    job = client.wait(client.submit([_escape(space, then="return")]).ids[0], 15)
+    assert job.state is JobState.SUCCEEDED
+    _gone(job.result)
+
+
+def test_run_job_times_out_on_time_and_leaves_no_grandchild(space: Workspace) -> None:
+    """run_job.py runs attempts in the same workers, contained the same way."""
+    space.write_config({"allowed_jobs": JOBS, "jobs": {"Escape": {"timeout": 2}}})
+    pid_file = space.root / "grandchild"
+    done = space.run_job("Escape", "handle", f"{pid_file},{GRANDCHILD_SECONDS},hang", timeout=30)
+    assert done.returncode == 1, done.stderr
+    _gone(int(pid_file.read_text()))
