@@ -42,8 +42,25 @@ def children(pid: int) -> list[int]:
     except OSError:
         return found
     for task in tasks:
-        with contextlib.suppress(OSError, ValueError):
+        try:
             found.extend(int(child) for child in _read(f"/proc/{pid}/task/{task}/children").split())
+        except FileNotFoundError:  # a kernel without CONFIG_PROC_CHILDREN, or a task gone
+            if not os.path.exists(f"/proc/{pid}/task/{task}"):
+                continue
+            return _children_by_parent(pid)
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _children_by_parent(pid: int) -> list[int]:
+    """The slow way: every process whose parent is `pid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if int(_read(f"/proc/{entry}/stat").rsplit(b")", 1)[-1].split()[1]) == pid:
+                    found.append(int(entry))
     return found
 
 

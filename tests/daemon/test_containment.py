@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import msgspec
@@ -335,3 +336,18 @@ def test_run_job_times_out_on_time_and_leaves_no_grandchild(space: Workspace) ->
     done = space.run_job("Escape", "handle", f"{pid_file},{GRANDCHILD_SECONDS},hang", timeout=30)
     assert done.returncode == 1, done.stderr
     _gone(int(pid_file.read_text()))
+
+
+def test_children_are_found_with_or_without_proc_children() -> None:
+    """Without CONFIG_PROC_CHILDREN the subreaper finds children by their parent pid."""
+    from bgjobd import containment
+
+    sleepers = [subprocess.Popen(["sleep", "30"]) for _ in range(2)]
+    try:
+        expected = {sleeper.pid for sleeper in sleepers}
+        assert expected <= set(containment.children(os.getpid()))
+        assert expected <= set(containment._children_by_parent(os.getpid()))
+    finally:
+        for sleeper in sleepers:
+            sleeper.kill()
+            sleeper.wait()
