@@ -109,6 +109,7 @@ class Daemon:
                 f"started (pid {os.getpid()}, {pool.size} "
                 f"{config.settings.daemon.isolation} worker(s), listening on {self._address()})"
             )
+            self.say(f"attempts contained by {pool.containment}")
             await self._stopping.wait()
             if watchdog is not None:
                 watchdog.cancel()

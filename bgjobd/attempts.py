@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import msgspec
 
-from bgjobd import capture, locks
+from bgjobd import capture, limits, locks
 from bgjobd.joblog import JobLog, describe_params
 from bgjobd.pool import WorkerPool
 from bgjobd.retries import TIMEOUT_ERROR, Decision, Directive
@@ -256,6 +256,11 @@ class Attempts:
         outcome = running.stop_reason or Outcome.CRASHED
         job_id = running.job.id
         given_back = self._given_back.pop(job_id, 0)
+        if outcome is Outcome.CRASHED and died.memory_limit is not None:
+            over = limits.memory_exceeded(died.memory_limit, f"{died}, by the OOM killer")
+            return AttemptResult(
+                Outcome.FAILED, running.started_at, now, running.worker.pid, error=over
+            )
         if outcome is Outcome.CRASHED and not running.has_lock:
             # The worker died before it took the attempt up (killed from outside while it
             # was idle): the job never ran, so the attempt is given back, not counted. But

@@ -2,7 +2,8 @@
 
 A worker that was killed (timeout, cancel) or died is replaced in the background, so the
 pool keeps its size; with `max_jobs_per_worker` a warm worker retires after that many
-attempts.
+attempts. Each worker gets a cgroup of its own where the host allows it, and orphans a
+dead worker leaves behind are killed (see `bgjobd.cgroups` and `bgjobd.orphans`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import asyncio
 import os
 from collections.abc import Callable
 
+from bgjobd.cgroups import CgroupTree
+from bgjobd.orphans import Orphans
 from bgjobd.worker.messages import Setup
 from bgjobd.workers import WorkerProcess
 from bgjobs.config import Config
@@ -37,13 +40,19 @@ class WorkerPool:
         self._retiring: set[asyncio.Task[None]] = set()
         self._generation = 0
         self._closing = False
+        self._cgroups: CgroupTree | None = None
+        self._orphans = Orphans(self._worker_pids)
 
     @property
     def workers(self) -> list[WorkerProcess]:
         return sorted(self._all, key=lambda worker: worker.started_at)
 
     async def start(self) -> None:
-        """Start the warm workers (all at once; each imports the jobs package)."""
+        """Set up containment, then start the warm workers (all at once; each imports the
+        jobs package)."""
+        self._orphans.start()
+        if self._cgroups is None:
+            self._cgroups = CgroupTree.create()
         if not self._fresh:
             await asyncio.gather(*(self._replenish() for _ in range(self.size)))
 
@@ -126,6 +135,20 @@ class WorkerPool:
             return_exceptions=True,
         )
         self._all.clear()
+        self._orphans.sweep()
+        self._orphans.close()
+        if self._cgroups is not None:
+            self._cgroups.remove()
+
+    @property
+    def containment(self) -> str:
+        """What contains the workers here, in words (for the start-up line)."""
+        if self._cgroups is not None:
+            memory = " with memory.max" if self._cgroups.memory else ""
+            return f"a cgroup per worker under {self._cgroups.path}{memory}"
+        if self._orphans.enabled:
+            return "their process group and the subreaper (no writable cgroup v2 here)"
+        return "their process group alone"
 
     # internals -------------------------------------------------------------------------
 
@@ -144,18 +167,33 @@ class WorkerPool:
             env["BGJOBS_CONFIG"] = str(self._config.path)
         return env
 
+    def _worker_pids(self) -> set[int] | None:
+        pids = {worker.pid for worker in self._all}
+        return None if 0 in pids else pids
+
+    def _worker_exited(self, worker: WorkerProcess) -> None:
+        self._orphans.sweep()
+
     async def _spawn(self) -> WorkerProcess:
-        worker = WorkerProcess(self._setup(), self._environment(), str(self._config.base_dir))
+        worker = WorkerProcess(
+            self._setup(),
+            self._environment(),
+            str(self._config.base_dir),
+            cgroups=self._cgroups,
+            on_exit=self._worker_exited,
+        )
         worker.generation = self._generation
         worker.on_idle_death = self._died_idle
         self._all.add(worker)
         try:
             await worker.start()
         except BaseException:
-            self._all.discard(worker)
             worker.replaced = True  # the caller starts another, or gives up
             await worker.kill(0)
+            self._all.discard(worker)
             raise
+        finally:
+            self._orphans.sweep_if_pending()
         if worker.import_error:
             self._on_error(
                 f"worker {worker.pid} cannot import the jobs package: {worker.import_error}"

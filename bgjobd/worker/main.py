@@ -1,15 +1,21 @@
 """The worker process's main loop.
 
-Started in its own session by the daemon (so a kill of its process group reaches everything
-a job spawned), it reads `Setup` and then `RunAttempt` messages from one pipe and answers on
-another. While an attempt runs, file descriptors 1 and 2 point at the job's output file, so
-the output of any process the job starts is captured too. If the daemon dies, the command
-pipe reaches end-of-file and the worker takes its whole process group down with it: a job
-never runs on unsupervised.
+Started in its own session by the daemon (and in a cgroup of its own where the host allows),
+it reads `Setup` and then `RunAttempt` messages from one pipe and answers on another. While
+an attempt runs, file descriptors 1 and 2 point at the job's output file, so the output of
+any process the job starts is captured too.
+
+Everything an attempt starts ends with it. The worker is a child subreaper, so processes
+that leave its process group or session stay its descendants; when an attempt ends
+(returned, raised, or SIGTERM) they are killed and reaped. The two pipes never reach job
+code's children: close-on-exec, and closed in any child forked. If the daemon dies, the
+command pipe hangs up and the worker kills its cgroup, or every descendant and its process
+group: a job never runs on unsupervised.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -21,7 +27,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Final
 
-from bgjobd import locks
+from bgjobd import cgroups, containment, limits, locks
 from bgjobd.capture import Output
 from bgjobd.worker import execute
 from bgjobd.worker.messages import (
@@ -48,7 +54,7 @@ class CommandPipe:
 
     A thread only watches for the pipe's hang-up (poll with an empty event mask reports
     nothing else, so pending data never wakes it): if the daemon goes while a job runs,
-    nobody would record or stop the job, so the whole process group is killed."""
+    nobody would record or stop the job, so the job and all it started are killed."""
 
     def __init__(self, fd: int) -> None:
         import msgspec
@@ -66,6 +72,8 @@ class CommandPipe:
         while not hangup.poll():
             pass
         if self.busy:
+            if not cgroups.kill_own_leaf():
+                containment.kill_descendants()
             os.killpg(os.getpgrp(), signal.SIGKILL)
 
     def next(self) -> ToWorker | None:
@@ -82,8 +90,24 @@ def _on_sigterm(signum: int, frame: types.FrameType | None) -> None:
     raise Terminated
 
 
+def _keep_from_children(*fds: int) -> None:
+    """The pipes to the daemon are the worker's alone: a process the job starts must not
+    hold them (the daemon would wait on it), nor write to them."""
+    for fd in fds:
+        os.set_inheritable(fd, False)
+
+    def close_in_child() -> None:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    os.register_at_fork(after_in_child=close_in_child)
+
+
 def main(argv: list[str]) -> int:
     command_fd, result_fd = (int(arg) for arg in argv[:2])
+    _keep_from_children(command_fd, result_fd)
+    containment.become_subreaper()
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     execute.tolerant_streams()
@@ -109,11 +133,14 @@ def main(argv: list[str]) -> int:
         while isinstance(request := commands.next(), RunAttempt):
             commands.busy = True
             try:
-                done = _attempt(request, setup, package, output, send)
+                with limits.applied(request.memory_limit, request.max_open_files):
+                    done = _attempt(request, setup, package, output, send)
             finally:
+                containment.end_descendants()
                 commands.busy = False
-            send(done)
+            send(limits.name_limit_errors(done, request))
     except Terminated:
+        containment.end_descendants()
         output.release()
         return _TERMINATED_EXIT
     finally:

@@ -33,6 +33,7 @@ __all__ = [
     "SpawnGrandchild",
     "Unencodable",
 ]
+from testjobs.containment import Allocate, Descriptors, Escape, ManyFiles, OpenFiles  # noqa: F401
 from testjobs.crashloop import Tally as Tally
 from testjobs.sizes import BigResult, Flood, Stubborn  # noqa: F401
 from testjobs.text import Controls, RetryIn, Surrogates  # noqa: F401
