@@ -25,7 +25,7 @@ from bgjobctl.client import Client
 from bgjobctl.fallback import spawn_detached
 from bgjobs.config import CONFIG_ENV, SOCKET_ENV
 from bgjobs.errors import DaemonUnreachable, JobCancelled, JobFailed, UsageError
-from bgjobs.model import ChainLink, JobInfo, JobSpec, JobState, Priority
+from bgjobs.model import MAX_KEY_LENGTH, ChainLink, JobInfo, JobSpec, JobState, Priority
 from bgjobs.params import check_encodable
 
 Fallback = Literal["spawn", "error"]
@@ -84,7 +84,10 @@ def make_spec(
     priority: Priority | str | None = None,
     at: datetime | None = None,
     then: Sequence[LinkSpec] = (),
+    key: str | None = None,
 ) -> JobSpec:
+    """The spec of one submit, with a fresh idempotency key unless one is given (e.g. one
+    derived from the caller's own request id, so that its retries are the same job)."""
     if at is not None and at.tzinfo is None:
         raise UsageError("at= must be a timezone-aware datetime")
     if isinstance(params, str | bytes):
@@ -104,7 +107,19 @@ def make_spec(
         delay=float(delay),
         run_at=at,
         then=links,
+        key=new_key() if key is None else _checked_key(key),
     )
+
+
+def new_key() -> str:
+    """A random idempotency key (128 bits, as a uuid4 has)."""
+    return os.urandom(16).hex()
+
+
+def _checked_key(key: str) -> str:
+    if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH:
+        raise UsageError(f"key must be a string of 1 to {MAX_KEY_LENGTH} characters")
+    return key
 
 
 def _link(link: LinkSpec) -> ChainLink:
@@ -189,8 +204,14 @@ def run_background_job(
     fallback: Fallback = "spawn",
     config: str | None = None,
     socket: str | None = None,
+    key: str | None = None,
 ) -> JobHandle:
     """Run `class_name().method(*params)` in the background, after `delay` seconds (or at
-    `at`), then each job of `then` with the previous result first. Returns at once."""
-    spec = make_spec(class_name, method, params, delay, priority=priority, at=at, then=then)
+    `at`), then each job of `then` with the previous result first. Returns at once.
+
+    `key` is the submit's idempotency key (a fresh random one by default): a second call
+    with the same key returns the job of the first instead of a second job."""
+    spec = make_spec(
+        class_name, method, params, delay, priority=priority, at=at, then=then, key=key
+    )
     return _client_for(config, socket).submit(spec, fallback=fallback)

@@ -36,6 +36,25 @@ class Service(Protocol):
     async def stop(self) -> None: ...
 
 
+class _TrackedConnection(Connection):
+    """A client connection the daemon can close when it stops, before its store closes."""
+
+    _tracked: asyncio.BaseTransport
+
+    def track(self, registry: set[asyncio.BaseTransport]) -> _TrackedConnection:
+        self._registry = registry
+        return self
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._tracked = transport
+        self._registry.add(transport)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._registry.discard(self._tracked)
+
+
 def owner_name() -> str:
     return f"bgjobd@{socket.gethostname()}"
 
@@ -50,6 +69,7 @@ class Daemon:
         self._server: asyncio.AbstractServer | None = None
         self._bound_socket = False
         self._services: list[Service] = []
+        self._connections: set[asyncio.BaseTransport] = set()
         self.engine: Engine | None = None
 
     def say(self, message: str, *, error: bool = False) -> None:
@@ -142,12 +162,13 @@ class Daemon:
         def on_error(message: str) -> None:
             self.say(message, error=True)
 
+        def connection() -> Connection:
+            return _TrackedConnection(make_context, gate, on_error).track(self._connections)
+
         self._server = await (
-            loop.create_server(lambda: Connection(make_context, gate, on_error), sock=sock)
+            loop.create_server(connection, sock=sock)
             if daemon.transport == "tcp"
-            else loop.create_unix_server(
-                lambda: Connection(make_context, gate, on_error), sock=sock
-            )
+            else loop.create_unix_server(connection, sock=sock)
         )
 
     async def _start_services(self) -> None:
@@ -212,9 +233,23 @@ class Daemon:
 
     # stopping ------------------------------------------------------------------------------
 
+    async def _close_connections(self) -> None:
+        """Close every client connection, and let each one's end run (it cancels the
+        requests still waiting on it)."""
+        for transport in list(self._connections):
+            transport.close()
+        for _ in range(100):  # a few loop turns; a transport is never left waiting long
+            if not self._connections:
+                break
+            await asyncio.sleep(0)
+
     async def _shutdown(
         self, engine: Engine, pool: WorkerPool, attempts: Attempts, store: SQLiteStore
     ) -> None:
+        # From here on every request is answered SHUTTING_DOWN (clients fall back), and no
+        # new connection is accepted; the open ones close before the store does, so that
+        # nothing reaches a closed store.
+        engine.shutting_down = True
         if self._server is not None:
             self._server.close()
         for service in self._services:
@@ -223,6 +258,7 @@ class Daemon:
         await engine.drain(self.config.settings.daemon.shutdown_timeout)
         await attempts.stop_watching_locks()
         await pool.close()
+        await self._close_connections()
         store.commit()
         store.close()
         if self._bound_socket:

@@ -22,7 +22,7 @@ from bgjobd.events import EventHub
 from bgjobd.joblog import NO_JOB, JobLog, describe_params
 from bgjobd.journal import Journal
 from bgjobd.scheduler import Scheduler
-from bgjobd.store.base import JobQuery, NewJob, Store, WaitingEntry
+from bgjobd.store.base import JobQuery, KeyTaken, NewJob, Store, WaitingEntry
 from bgjobd.workers import WorkerProcess
 from bgjobs.config import Config
 from bgjobs.errors import InvalidState, NotFound, RefusedError
@@ -72,6 +72,8 @@ class Engine:
         self._all_ended = asyncio.Event()
         self._all_ended.set()
         self._draining = False
+        self.shutting_down = False
+        """Set first when the daemon stops: from then on every request is refused."""
         self._cancel_waiters: dict[int, asyncio.Event] = {}
         self._recent_finishes: deque[float] = deque()
         self.attempt_listeners: list[Callable[[JobInfo, AttemptResult], None]] = []
@@ -149,8 +151,9 @@ class Engine:
         self.journal.when_committed(on_commit)
 
     def _store(self, rows: list[NewJob], batch: _Batch, now: float, *, may_start: bool) -> None:
-        """One spec's rows into the batch: the live job with its unique key, or the rows
-        stored, as running at once when the fast path allows (`may_start`)."""
+        """One spec's rows into the batch: the live job with its unique key, the job
+        stored with its idempotency key, or the rows stored, as running at once when the
+        fast path allows (`may_start`)."""
         key = rows[0].unique_key
         existing = self.store.find_live_unique(key) if key else None
         if existing is not None:
@@ -163,9 +166,14 @@ class Engine:
             )
         try:
             ids = self.store.add(rows)
-        except BaseException:
+        except BaseException as exc:
             if worker is not None:
                 self._free_slot(_entry_of_row(rows[0]), worker)
+            if isinstance(exc, KeyTaken):
+                # Sent before (a resend after a timeout or a broken connection, or its
+                # fallback runner got there first): that job is the answer.
+                batch.results.append((exc.job_ids, True))
+                return
             raise
         if worker is not None:
             batch.started.append((worker, submission.started_job(rows[0], ids)))

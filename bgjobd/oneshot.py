@@ -25,6 +25,7 @@ from bgjobd import locks, outcomes, submission
 from bgjobd.attempts import Attempts
 from bgjobd.joblog import NO_JOB, JobLog, describe_params
 from bgjobd.pool import WorkerPool
+from bgjobd.store.base import KeyTaken, NewJob
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobs.config import Config, load_config
 from bgjobs.errors import BgjobsError, ExitCode, RefusedError, UsageError
@@ -117,7 +118,10 @@ class OneShot:
             dataclasses.replace(row, oneshot=True)
             for row in submission.build(self.config, spec, now, self.owner)
         ]
-        ids = self.store.add(rows)
+        try:
+            ids = self.store.add(rows)
+        except KeyTaken as exc:
+            return self._already_stored(rows[0], exc)
         self.store.commit()
         first = rows[0]
         label = f"{first.class_name}::{first.method}"
@@ -154,6 +158,19 @@ class OneShot:
             self.store.close()
         assert final is not None
         return ExitCode.OK if final.state is JobState.SUCCEEDED else ExitCode.FAILED
+
+    def _already_stored(self, first: NewJob, taken: KeyTaken) -> int:
+        """The submit's idempotency key is in the store: the daemon (or another runner)
+        took the job, e.g. it received the submit whose reply the client gave up on. It
+        runs there, once; not here."""
+        self.store.rollback()
+        self.store.close()
+        self.log.info(
+            f"{first.class_name}::{first.method}",
+            f"not run by {PROG}: job {taken.job_ids[0]} was submitted with the same "
+            f"idempotency key and runs there",
+        )
+        return ExitCode.OK
 
     async def _run_job(self, job_id: int, stop: asyncio.Event) -> JobInfo:
         while True:

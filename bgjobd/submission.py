@@ -12,7 +12,7 @@ from bgjobd.store.base import NewJob
 from bgjobs.allowlist import refusal
 from bgjobs.config import Config
 from bgjobs.errors import BadParams, RefusedError
-from bgjobs.model import AttemptInfo, ChainLink, JobInfo, JobSpec, JobState
+from bgjobs.model import MAX_KEY_LENGTH, AttemptInfo, ChainLink, JobInfo, JobSpec, JobState
 from bgjobs.protocol import ErrorCode
 
 
@@ -27,6 +27,13 @@ def check_allowed(config: Config, class_name: str, method: str) -> None:
     reason = refusal(config, class_name, method)
     if reason:
         raise RefusedError(reason)
+
+
+def check_key(key: str | None) -> None:
+    if key is not None and not 0 < len(key) <= MAX_KEY_LENGTH:
+        raise BadParams(
+            ErrorCode.BAD_PARAMS, f"an idempotency key has 1 to {MAX_KEY_LENGTH} characters"
+        )
 
 
 def due_time(spec: JobSpec, now: float) -> float:
@@ -46,6 +53,7 @@ def build(config: Config, spec: JobSpec, now: float, owner: str) -> list[NewJob]
     for link in links:
         check_allowed(config, link.class_name, link.method)
     run_at = due_time(spec, now)
+    check_key(spec.key)
     length = len(links) if len(links) > 1 else None
     rows = []
     for position, link in enumerate(links, start=1):
@@ -74,6 +82,7 @@ def build(config: Config, spec: JobSpec, now: float, owner: str) -> list[NewJob]
                     if settings.unique and first
                     else None
                 ),
+                key=spec.key if first else None,
             )
         )
     return rows
@@ -102,5 +111,6 @@ def started_job(row: NewJob, ids: list[int]) -> JobInfo:
         chain_position=row.chain_position,
         chain_length=row.chain_length,
         unique_key=row.unique_key,
+        key=row.key,
         history=[AttemptInfo(number=1, started_at=started, worker_pid=row.worker_pid)],
     )
