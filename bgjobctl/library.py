@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from bgjobctl.address import resolve_address
-from bgjobctl.client import Client
+from bgjobctl.client import DEFAULT_TIMEOUT, Client
 from bgjobctl.fallback import spawn_detached
 from bgjobs.config import CONFIG_ENV, SOCKET_ENV
 from bgjobs.errors import DaemonUnreachable, JobCancelled, JobFailed, UsageError
@@ -139,9 +139,11 @@ class JobClient:
         config: str | None = None,
         socket: str | None = None,
         fallback: Fallback = "spawn",
+        timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
+        """`timeout`: seconds to wait for the daemon's answer before falling back."""
         address, loaded = resolve_address(config, socket)
-        self.client = Client(address)
+        self.client = Client(address, timeout=timeout)
         self.config_path = str(loaded.path) if loaded.path else None
         self.fallback = fallback
 

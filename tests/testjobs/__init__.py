@@ -33,3 +33,4 @@ __all__ = [
     "SpawnGrandchild",
     "Unencodable",
 ]
+from testjobs.client import Token  # noqa: F401
