@@ -92,8 +92,10 @@ class Connection:
                 Hello(version=PROTOCOL_VERSION, token=address.read_token(), client="bgjobctl")
             )
             self.server = expect(welcome, Welcome)
-        except BaseException:
+        except BaseException as exc:
             self._sock.close()
+            if isinstance(exc, TimeoutError):  # e.g. a paused daemon: its socket accepts
+                raise DaemonUnreachable("the daemon did not answer in time") from None
             raise
 
     def send(self, request: Request) -> int:
