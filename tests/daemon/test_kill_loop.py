@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 from bgjobctl.library import close_clients, run_background_job
@@ -82,7 +83,7 @@ def test_no_job_lost_or_doubled_across_sigkills(workspace: Workspace) -> None:
     try:
         for kill in range(1, KILLS + 1):
             wanted = kill * PROCESSES * PER_PROCESS // (KILLS + 1)
-            wait_for(lambda n=wanted: len(tokens(out)) >= n, timeout=60, what=f"{wanted} runs")
+            wait_for(partial(runs_reach, out, wanted), timeout=60, what=f"{wanted} runs")
             daemon.kill()
             daemon = workspace.start_daemon()
         for process in processes:
@@ -124,3 +125,7 @@ LIVE = (JobState.WAITING, JobState.SCHEDULED, JobState.QUEUED, JobState.RUNNING)
 
 def tokens(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
+
+
+def runs_reach(path: Path, count: int) -> bool:
+    return len(tokens(path)) >= count
