@@ -26,11 +26,11 @@ def recover(engine: Engine, began: set[int]) -> int:
     finished = donefiles.found(engine.config.locks_dir)
     orphans = engine.store.running(engine.owner)
     for job in orphans:
+        started = job.started_at.timestamp() if job.started_at else time.time()
         outcome = finished.get(job.id)
         if outcome is not None and outcome.done.attempt == job.attempts:
-            engine.record_attempt(job, _reported(outcome, job.worker_pid))
+            engine.record_attempt(job, _reported(outcome, job.worker_pid, started))
             continue
-        started = job.started_at.timestamp() if job.started_at else time.time()
         began_here = job.id in began
         result = AttemptResult(
             Outcome.INTERRUPTED,
@@ -81,7 +81,7 @@ def _record_unclaimed_runs(
         if claimed is None:
             continue
         if outcome is not None:
-            engine.record_attempt(claimed, _reported(outcome, None))
+            engine.record_attempt(claimed, _reported(outcome, None, outcome.started_at))
         else:
             now = time.time()
             engine.record_attempt(
@@ -92,16 +92,18 @@ def _record_unclaimed_runs(
     return count
 
 
-def _reported(outcome: donefiles.Finished, worker_pid: int | None) -> AttemptResult:
-    """The attempt's result as its worker reported it (see `Attempts`)."""
+def _reported(outcome: donefiles.Finished, worker_pid: int | None, started: float) -> AttemptResult:
+    """The attempt's result as its worker reported it (see `Attempts`), from `started`
+    (when it was claimed). A file's time is coarse (a clock tick): never before the
+    attempt's start plus its run."""
     done = outcome.done
     directive = None
     if done.directive is not None:
         directive = Directive(retry=done.directive == "retry", delay=done.retry_delay)
     return AttemptResult(
         Outcome.FAILED if done.error else Outcome.SUCCEEDED,
-        outcome.started_at,
-        outcome.finished_at,
+        started,
+        max(outcome.finished_at, started + done.duration),
         worker_pid,
         result=done.result,
         error=done.error,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,9 +14,13 @@ import msgspec
 import pytest
 
 from bgjobctl.library import JobClient, make_spec
+from bgjobd import donefiles, locks
+from bgjobd.app import owner_name
+from bgjobd.store.base import NewJob
 from bgjobd.store.sqlite import SQLiteStore
+from bgjobd.worker.messages import AttemptDone
 from bgjobs.errors import BadParams
-from bgjobs.model import JobInfo, JobState, Outcome
+from bgjobs.model import JobInfo, JobState, Outcome, Priority
 from tests.support.waiting import wait_for
 from tests.support.workspace import Workspace
 
@@ -208,3 +213,66 @@ def test_the_key_travels_with_a_fallback(workspace: Workspace) -> None:
         library.close()
     assert [job.state for job in jobs_with_key(workspace, "k-offline")] == [JobState.SUCCEEDED]
     assert tokens(out) == ["offline"]
+
+
+def crashed_state(workspace: Workspace, out: Path, state: JobState) -> int:
+    """The store as a SIGKILL leaves it when a claim was not committed yet: the job is
+    waiting there, although a worker ran it."""
+    workspace.storage.mkdir(parents=True, exist_ok=True)
+    (workspace.storage / "jobs").mkdir(exist_ok=True)
+    store = SQLiteStore(workspace.storage / "bgjobs.db")
+    now = time.time()
+    job_id = store.add(
+        [
+            NewJob(
+                class_name="Token",
+                method="handle",
+                params=[str(out), "ran"],
+                priority=Priority.MEDIUM,
+                state=state,
+                run_at=now - 1,
+                max_attempts=2,
+                timeout=30,
+                created_at=now - 1,
+                owner=owner_name(),
+            )
+        ]
+    )[0]
+    store.commit()
+    store.close()
+    return job_id
+
+
+def test_a_finished_run_whose_claim_was_lost_is_recorded_not_run_again(
+    workspace: Workspace,
+) -> None:
+    workspace.write_config(TOKEN_JOBS)
+    out = workspace.root / "tokens"
+    job_id = crashed_state(workspace, out, JobState.QUEUED)
+    lock = locks.lock_path(workspace.storage / "jobs", "Token", "handle", job_id)
+    donefiles.keep(lock, AttemptDone(job_id=job_id, attempt=1, duration=0.01, result="ran"))
+    workspace.start_daemon()
+    job = workspace.client().wait(job_id, 10)
+    assert job.state is JobState.SUCCEEDED and job.result == "ran"
+    assert [(a.number, a.outcome) for a in job.history] == [(1, Outcome.SUCCEEDED)]
+    assert not out.exists()  # recorded from its outcome file, not run again
+    assert not Path(donefiles.path_of(lock)).exists()
+
+
+def test_a_run_under_way_whose_claim_was_lost_leaves_a_record(workspace: Workspace) -> None:
+    """Only its lock file is left: the attempt counts as interrupted and the job goes on
+    per its retries, so both runs show in its history."""
+    workspace.write_config({**TOKEN_JOBS, "retry_attempts": 1, "retry_delay_seconds": 0})
+    out = workspace.root / "tokens"
+    job_id = crashed_state(workspace, out, JobState.SCHEDULED)
+    lock = locks.lock_path(workspace.storage / "jobs", "Token", "handle", job_id)
+    info = locks.make_info(job_id, "Token", "handle", pid=999_999, attempt=1, owner="x")
+    lock.write_bytes(msgspec.json.encode(info))
+    workspace.start_daemon()
+    job = workspace.client().wait(job_id, 10)
+    assert job.state is JobState.SUCCEEDED
+    assert [(a.number, a.outcome) for a in job.history] == [
+        (1, Outcome.INTERRUPTED),
+        (2, Outcome.SUCCEEDED),
+    ]
+    assert tokens(out) == ["ran"]
