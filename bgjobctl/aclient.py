@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from bgjobctl.address import Address, resolve_address
+from bgjobctl.client import DEFAULT_TIMEOUT, ConnectionBroke
 from bgjobctl.fallback import spawn_detached
 from bgjobctl.library import Fallback, LinkSpec, discovery_key, make_spec, result_of
 from bgjobctl.replies import expect
@@ -50,8 +51,13 @@ _R = TypeVar("_R")
 
 
 class AsyncConnection:
-    def __init__(self, address: Address) -> None:
+    """One connection, opened on first use and opened again after it broke. Each opening
+    has its own reader task and its own table of waiting requests, so the end of an old
+    one never touches a new one."""
+
+    def __init__(self, address: Address, timeout: float | None = DEFAULT_TIMEOUT) -> None:
         self.address = address
+        self.timeout = timeout
         self._writer: asyncio.StreamWriter | None = None
         self._stream: asyncio.StreamReader | None = None
         self._reader_task: asyncio.Task[None] | None = None
@@ -71,44 +77,59 @@ class AsyncConnection:
             raise DaemonUnreachable(
                 f"no daemon answers on {self.address.describe()} ({exc.strerror or exc})"
             ) from None
-        self._writer, self._stream = writer, reader
-        self._reader_task = asyncio.create_task(self._read(reader))
-        welcome = await self._send(
-            Hello(version=PROTOCOL_VERSION, token=self.address.read_token(), client="aclient")
-        )
-        expect(welcome, Welcome)
+        self._writer, self._stream, self._waiting = writer, reader, {}
+        self._reader_task = asyncio.create_task(self._read(reader, writer, self._waiting))
+        try:
+            welcome = await self._send(
+                Hello(version=PROTOCOL_VERSION, token=self.address.read_token(), client="aclient")
+            )
+            expect(welcome, Welcome)
+        except BaseException:
+            self._drop()
+            raise
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
+    async def _read(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        waiting: dict[int, asyncio.Future[Reply]],
+    ) -> None:
         frames = FrameReader(MAX_REPLY_FRAME_BYTES)
-        failure: Exception = DaemonUnreachable("the daemon closed the connection")
+        failure: Exception = ConnectionBroke("the daemon closed the connection")
         try:
             while chunk := await reader.read(262144):
                 for body in frames.feed(chunk):
-                    self._route(decode_reply(body))
+                    self._route(decode_reply(body), waiting)
         except FrameError as exc:
             failure = ProtocolError(str(exc))
         except OSError as exc:
-            failure = DaemonUnreachable(f"the daemon went away: {exc}")
+            failure = ConnectionBroke(f"the daemon went away: {exc}")
         finally:
             # Also reached when the loop shuts down and cancels this task: close the
-            # transport here, since nobody else will.
-            writer, self._writer = self._writer, None
-            if writer is not None:
-                writer.close()
-            for future in self._waiting.values():
+            # transport here, since nobody else will. The next call connects afresh.
+            if self._writer is writer:
+                self._writer = None
+            writer.close()
+            for future in waiting.values():
                 if not future.done():
                     future.set_exception(failure)
-            self._waiting.clear()
+            waiting.clear()
 
-    def _route(self, reply: Reply) -> None:
+    def _route(self, reply: Reply, waiting: dict[int, asyncio.Future[Reply]]) -> None:
         if isinstance(reply, Event):
             queue = self._events.get(reply.rid)
             if queue is not None:
                 queue.put_nowait(reply)
             return
-        future = self._waiting.pop(reply.rid, None)
+        future = waiting.pop(reply.rid, None)
         if future is not None and not future.done():
             future.set_result(reply)
+
+    def _drop(self) -> None:
+        """Give up this connection (its reader fails what still waits on it)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
 
     async def _send(self, request: Request) -> Reply:
         assert self._writer is not None
@@ -134,8 +155,16 @@ class AsyncConnection:
                 await self._connect()
 
     async def call(self, request: Request, kind: type[_R]) -> _R:
-        await self._ensure_connected()
-        return expect(await self._send(request), kind)
+        """The reply; DaemonUnreachable when no daemon answers within the timeout (the
+        connection is dropped: a late reply must not be taken for a later request's)."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._ensure_connected()
+                reply = await self._send(request)
+        except TimeoutError:
+            self._drop()
+            raise DaemonUnreachable("the daemon did not answer in time") from None
+        return expect(reply, kind)
 
     async def subscribe(self, job_ids: Sequence[int]) -> asyncio.Queue[Event]:
         queue: asyncio.Queue[Event] = asyncio.Queue()
@@ -159,7 +188,15 @@ class AsyncClient:
         self._connection = AsyncConnection(address)
 
     async def submit(self, specs: Sequence[JobSpec]) -> Submitted:
-        return await self._connection.call(Submit(jobs=list(specs)), Submitted)
+        """Like `Client.submit`: resent once on a fresh connection when the connection
+        broke with the request sent, if every job carries an idempotency key."""
+        request = Submit(jobs=list(specs))
+        try:
+            return await self._connection.call(request, Submitted)
+        except ConnectionBroke:
+            if not request.jobs or any(spec.key is None for spec in request.jobs):
+                raise
+        return await self._connection.call(request, Submitted)
 
     async def get(self, job_id: int) -> JobInfo:
         return (await self._connection.call(Get(job_id=job_id), JobReply)).job
@@ -239,9 +276,12 @@ async def run_background_job_async(
     fallback: Fallback = "spawn",
     config: str | None = None,
     socket: str | None = None,
+    key: str | None = None,
 ) -> AsyncJobHandle:
     """`run_background_job`, for code running in an asyncio event loop."""
-    spec = make_spec(class_name, method, params, delay, priority=priority, at=at, then=then)
+    spec = make_spec(
+        class_name, method, params, delay, priority=priority, at=at, then=then, key=key
+    )
     client, config_path = _client_for(config, socket)
     try:
         submitted = await client.submit([spec])

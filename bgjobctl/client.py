@@ -51,6 +51,11 @@ DEFAULT_TIMEOUT: Final = 30.0
 _R = TypeVar("_R")
 
 
+class ConnectionBroke(DaemonUnreachable):
+    """An open connection failed (reset, closed) after a request may have gone out: the
+    daemon may or may not have acted on it. A submit with idempotency keys may be resent."""
+
+
 def open_socket(address: Address, timeout: float | None) -> socket.socket:
     try:
         if address.unix_path is not None:
@@ -88,8 +93,10 @@ class Connection:
                 Hello(version=PROTOCOL_VERSION, token=address.read_token(), client="bgjobctl")
             )
             self.server = expect(welcome, Welcome)
-        except BaseException:
+        except BaseException as exc:
             self._sock.close()
+            if isinstance(exc, TimeoutError):  # e.g. a paused daemon: its socket accepts
+                raise DaemonUnreachable("the daemon did not answer in time") from None
             raise
 
     def send(self, request: Request) -> int:
@@ -98,7 +105,7 @@ class Connection:
         try:
             self._sock.sendall(self._encoder.encode(message))
         except OSError as exc:
-            raise DaemonUnreachable(f"the daemon went away: {exc}") from None
+            raise ConnectionBroke(f"the daemon went away: {exc}") from None
         return self._next_rid
 
     def receive(self) -> Reply:
@@ -108,9 +115,9 @@ class Connection:
             except TimeoutError:
                 raise
             except OSError as exc:
-                raise DaemonUnreachable(f"the daemon went away: {exc}") from None
+                raise ConnectionBroke(f"the daemon went away: {exc}") from None
             if not chunk:
-                raise DaemonUnreachable("the daemon closed the connection")
+                raise ConnectionBroke("the daemon closed the connection")
             try:
                 self._ready.extend(self._reader.feed(chunk))
             except FrameError as exc:
@@ -130,6 +137,8 @@ class Connection:
     def hung_up(self) -> bool:
         """Whether the daemon closed this connection while it sat idle (e.g. it restarted),
         found without sending anything, so a request is never sent twice."""
+        if self._sock.fileno() < 0:
+            return True
         try:
             readable, _, _ = select.select([self._sock], [], [], 0)
             return bool(readable) and self._sock.recv(1, socket.MSG_PEEK) == b""
@@ -188,22 +197,38 @@ class Client:
 
     def _call(self, request: Request, kind: type[_R]) -> _R:
         with self._lock:
-            connection = self._connection
-            if connection is not None and connection.pid == os.getpid() and connection.hung_up():
-                connection.close()
-                connection = None
-            if connection is None or connection.pid != os.getpid():
-                # A forked child must not share its parent's socket: open its own.
-                connection = self._connection = Connection(self.address, self.timeout)
+            connection = self._connected()
             try:
                 reply = connection.call(request)
-            except (DaemonUnreachable, ProtocolError, TimeoutError) as exc:
-                self._connection = None
-                connection.close()
+            except BaseException as exc:
+                # Whatever broke the exchange (the daemon went, a timeout, an interrupt in
+                # the middle of a frame), this connection's state is unknown: drop it, and
+                # the next call opens a fresh one.
+                self._drop(connection)
                 if isinstance(exc, TimeoutError):
                     raise DaemonUnreachable("the daemon did not answer in time") from None
                 raise
         return expect(reply, kind)
+
+    def _connected(self) -> Connection:
+        """The open connection, or a new one in place of one that is gone (the daemon hung
+        up while it sat idle) or was inherited through fork."""
+        connection = self._connection
+        if connection is not None and (connection.pid != os.getpid() or connection.hung_up()):
+            self._drop(connection)
+            connection = None
+        if connection is None:
+            # Forgotten before it is replaced: if no daemon answers, the next call tries
+            # again rather than reuse a closed socket.
+            connection = self._connection = Connection(self.address, self.timeout)
+        return connection
+
+    def _drop(self, connection: Connection) -> None:
+        if self._connection is connection:
+            self._connection = None
+        # One inherited through fork is the parent's: left alone, as before.
+        if connection.pid == os.getpid():
+            connection.close()
 
     def close(self) -> None:
         with self._lock:
@@ -221,7 +246,16 @@ class Client:
         self._call(Ping(), Pong)
 
     def submit(self, specs: Sequence[JobSpec]) -> Submitted:
-        return self._call(Submit(jobs=list(specs)), Submitted)
+        """Store the jobs. When the connection breaks with the request sent, a submit whose
+        jobs all carry an idempotency key is sent once more on a fresh connection: if the
+        daemon had stored them, it answers with the same jobs (`existing`)."""
+        request = Submit(jobs=list(specs))
+        try:
+            return self._call(request, Submitted)
+        except ConnectionBroke:
+            if not request.jobs or any(spec.key is None for spec in request.jobs):
+                raise
+        return self._call(request, Submitted)
 
     def get(self, job_id: int) -> JobInfo:
         return self._call(Get(job_id=job_id), JobReply).job

@@ -23,11 +23,11 @@ from typing import Any, Literal
 import msgspec
 
 from bgjobctl.address import resolve_address
-from bgjobctl.client import Client
+from bgjobctl.client import DEFAULT_TIMEOUT, Client
 from bgjobctl.fallback import spawn_detached
 from bgjobs.config import CONFIG_ENV, SOCKET_ENV
 from bgjobs.errors import DaemonUnreachable, JobCancelled, JobFailed, TooLarge, UsageError
-from bgjobs.model import ChainLink, JobInfo, JobSpec, JobState, Priority
+from bgjobs.model import MAX_KEY_LENGTH, ChainLink, JobInfo, JobSpec, JobState, Priority
 from bgjobs.params import check_encodable
 from bgjobs.protocol import MAX_FRAME_BYTES, ErrorCode
 from bgjobs.sizes import format_size
@@ -89,7 +89,10 @@ def make_spec(
     priority: Priority | str | None = None,
     at: datetime | None = None,
     then: Sequence[LinkSpec] = (),
+    key: str | None = None,
 ) -> JobSpec:
+    """The spec of one submit, with a fresh idempotency key unless one is given (e.g. one
+    derived from the caller's own request id, so that its retries are the same job)."""
     if at is not None and at.tzinfo is None:
         raise UsageError("at= must be a timezone-aware datetime")
     problem = run_at_problem(at) if at is not None else delay_problem(delay)
@@ -112,6 +115,7 @@ def make_spec(
         delay=float(delay),
         run_at=at,
         then=links,
+        key=new_key() if key is None else _checked_key(key),
     )
     _check_sendable(spec)
     return spec
@@ -127,6 +131,17 @@ def _check_sendable(spec: JobSpec) -> None:
             f"the job's params are {format_size(size)}, over the "
             f"{format_size(MAX_FRAME_BYTES)} a request carries",
         )
+
+
+def new_key() -> str:
+    """A random idempotency key (128 bits, as a uuid4 has)."""
+    return os.urandom(16).hex()
+
+
+def _checked_key(key: str) -> str:
+    if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH:
+        raise UsageError(f"key must be a string of 1 to {MAX_KEY_LENGTH} characters")
+    return key
 
 
 def _link(link: LinkSpec) -> ChainLink:
@@ -146,9 +161,11 @@ class JobClient:
         config: str | None = None,
         socket: str | None = None,
         fallback: Fallback = "spawn",
+        timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
+        """`timeout`: seconds to wait for the daemon's answer before falling back."""
         address, loaded = resolve_address(config, socket)
-        self.client = Client(address)
+        self.client = Client(address, timeout=timeout)
         self.config_path = str(loaded.path) if loaded.path else None
         self.fallback = fallback
 
@@ -211,8 +228,14 @@ def run_background_job(
     fallback: Fallback = "spawn",
     config: str | None = None,
     socket: str | None = None,
+    key: str | None = None,
 ) -> JobHandle:
     """Run `class_name().method(*params)` in the background, after `delay` seconds (or at
-    `at`), then each job of `then` with the previous result first. Returns at once."""
-    spec = make_spec(class_name, method, params, delay, priority=priority, at=at, then=then)
+    `at`), then each job of `then` with the previous result first. Returns at once.
+
+    `key` is the submit's idempotency key (a fresh random one by default): a second call
+    with the same key returns the job of the first instead of a second job."""
+    spec = make_spec(
+        class_name, method, params, delay, priority=priority, at=at, then=then, key=key
+    )
     return _client_for(config, socket).submit(spec, fallback=fallback)

@@ -50,6 +50,7 @@ class Daemon:
         self._server: asyncio.AbstractServer | None = None
         self._bound_socket = False
         self._services: list[Service] = []
+        self._connections: Connections | None = None
         self.engine: Engine | None = None
 
     def say(self, message: str, *, error: bool = False) -> None:
@@ -146,7 +147,7 @@ class Daemon:
         def limits() -> ConnectionLimits:  # read again on every sweep: a reload applies
             return ConnectionLimits.of(self.config.settings.daemon)
 
-        connections = Connections(limits, gate, make_context, on_error)
+        connections = self._connections = Connections(limits, gate, make_context, on_error)
         # The backlog again: create_server would listen() anew with its own default (100).
         self._server = await (
             loop.create_server(connections.new_connection, sock=sock, backlog=BACKLOG)
@@ -219,6 +220,10 @@ class Daemon:
     async def _shutdown(
         self, engine: Engine, pool: WorkerPool, attempts: Attempts, store: SQLiteStore
     ) -> None:
+        # From here on every request is answered SHUTTING_DOWN (clients fall back), and no
+        # new connection is accepted; the open ones close before the store does, so that
+        # nothing reaches a closed store.
+        engine.shutting_down = True
         if self._server is not None:
             self._server.close()
         for service in self._services:
@@ -227,6 +232,8 @@ class Daemon:
         await engine.drain(self.config.settings.daemon.shutdown_timeout)
         await attempts.stop_watching_locks()
         await pool.close()
+        if self._connections is not None:
+            await self._connections.close_all()
         store.commit()
         store.close()
         if self._bound_socket:

@@ -15,14 +15,14 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
-from bgjobd import chains, locks, outcomes, submission
+from bgjobd import chains, donefiles, locks, outcomes, submission
 from bgjobd.attempts import AttemptResult, Attempts
 from bgjobd.concurrency import ConcurrencyLimits
 from bgjobd.events import EventHub
 from bgjobd.joblog import NO_JOB, JobLog, describe_params
 from bgjobd.journal import Journal
 from bgjobd.scheduler import Scheduler
-from bgjobd.store.base import JobQuery, NewJob, Store, WaitingEntry
+from bgjobd.store.base import JobQuery, KeyTaken, NewJob, Store, WaitingEntry
 from bgjobd.workers import WorkerProcess
 from bgjobs.config import Config
 from bgjobs.errors import InvalidState, NotFound, RefusedError
@@ -30,6 +30,8 @@ from bgjobs.model import ErrorInfo, JobInfo, JobSpec, JobState, Outcome
 from bgjobs.protocol import ErrorCode
 
 _THROUGHPUT_WINDOW: Final = 60.0
+_REPORTED: Final = frozenset({Outcome.SUCCEEDED, Outcome.FAILED})
+"""Outcomes a worker reported, and so wrote down beside the lock file first."""
 
 
 @dataclass
@@ -72,6 +74,8 @@ class Engine:
         self._all_ended = asyncio.Event()
         self._all_ended.set()
         self._draining = False
+        self.shutting_down = False
+        """Set first when the daemon stops: from then on every request is refused."""
         self._cancel_waiters: dict[int, asyncio.Event] = {}
         self._recent_finishes: deque[float] = deque()
         self.attempt_listeners: list[Callable[[JobInfo, AttemptResult], None]] = []
@@ -149,8 +153,9 @@ class Engine:
         self.journal.when_committed(on_commit)
 
     def _store(self, rows: list[NewJob], batch: _Batch, now: float, *, may_start: bool) -> None:
-        """One spec's rows into the batch: the live job with its unique key, or the rows
-        stored, as running at once when the fast path allows (`may_start`)."""
+        """One spec's rows into the batch: the live job with its unique key, the job
+        stored with its idempotency key, or the rows stored, as running at once when the
+        fast path allows (`may_start`)."""
         key = rows[0].unique_key
         existing = self.store.find_live_unique(key) if key else None
         if existing is not None:
@@ -163,9 +168,14 @@ class Engine:
             )
         try:
             ids = self.store.add(rows)
-        except BaseException:
+        except BaseException as exc:
             if worker is not None:
                 self._free_slot(_entry_of_row(rows[0]), worker)
+            if isinstance(exc, KeyTaken):
+                # Sent before (a resend after a timeout or a broken connection, or its
+                # fallback runner got there first): that job is the answer.
+                batch.results.append((exc.job_ids, True))
+                return
             raise
         if worker is not None:
             batch.started.append((worker, submission.started_job(rows[0], ids)))
@@ -312,6 +322,8 @@ class Engine:
         the worker pipe's callback, so nothing may escape."""
         try:
             self.record_attempt(job, result)
+            if result.outcome in _REPORTED:
+                self._forget_outcome_file(job)
         except Exception as exc:  # noqa: BLE001  # one job's trouble must not stop the daemon
             try:
                 self._internal_error(entry, job, exc)
@@ -322,6 +334,12 @@ class Engine:
             if not self._in_flight:
                 self._all_ended.set()
             self._free_slot(entry, worker)
+
+    def _forget_outcome_file(self, job: JobInfo) -> None:
+        """The worker wrote the attempt's outcome down (see donefiles); once its record is
+        committed, the file has served."""
+        lock = f"{self.config.locks_dir}/{locks.lock_name(job.class_name, job.method, job.id)}"
+        self.journal.after_commit(lambda: donefiles.forget(lock))
 
     def _internal_error(self, entry: WaitingEntry, job: JobInfo | None, exc: Exception) -> None:
         self.log.error(NO_JOB, f"job {entry.job_id}: internal error: {exc!r}")

@@ -21,10 +21,11 @@ import time
 
 import msgspec
 
-from bgjobd import locks, outcomes, submission
+from bgjobd import donefiles, locks, outcomes, submission
 from bgjobd.attempts import Attempts
 from bgjobd.joblog import NO_JOB, JobLog, describe_params
 from bgjobd.pool import WorkerPool
+from bgjobd.store.base import KeyTaken, NewJob
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobs.config import Config, load_config
 from bgjobs.errors import BgjobsError, ExitCode, RefusedError, UsageError
@@ -117,7 +118,10 @@ class OneShot:
             dataclasses.replace(row, oneshot=True)
             for row in submission.build(self.config, spec, now, self.owner)
         ]
-        ids = self.store.add(rows)
+        try:
+            ids = self.store.add(rows)
+        except KeyTaken as exc:
+            return self._already_stored(rows[0], exc)
         self.store.commit()
         first = rows[0]
         label = f"{first.class_name}::{first.method}"
@@ -156,6 +160,19 @@ class OneShot:
         report(final)
         return ExitCode.OK if final.state is JobState.SUCCEEDED else ExitCode.FAILED
 
+    def _already_stored(self, first: NewJob, taken: KeyTaken) -> int:
+        """The submit's idempotency key is in the store: the daemon (or another runner)
+        took the job, e.g. it received the submit whose reply the client gave up on. It
+        runs there, once; not here."""
+        self.store.rollback()
+        self.store.close()
+        self.log.info(
+            f"{first.class_name}::{first.method}",
+            f"not run by {PROG}: job {taken.job_ids[0]} was submitted with the same "
+            f"idempotency key and runs there",
+        )
+        return ExitCode.OK
+
     async def _run_job(self, job_id: int, stop: asyncio.Event) -> JobInfo:
         while True:
             job = self.store.get(job_id)
@@ -182,6 +199,7 @@ class OneShot:
                 watcher.cancel()
         outcomes.record(self.config, self.store, self.log, job, result)
         self.store.commit()
+        donefiles.forget(locks.lock_path(self.config.locks_dir, job.class_name, job.method, job.id))
 
     async def _cancel_on(self, stop: asyncio.Event, job_id: int) -> None:
         await stop.wait()

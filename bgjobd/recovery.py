@@ -6,23 +6,31 @@ from __future__ import annotations
 import socket
 import time
 
-from bgjobd import locks, outcomes
+from bgjobd import donefiles, locks, outcomes
 from bgjobd.attempts import AttemptResult
 from bgjobd.engine import Engine
+from bgjobd.retries import Directive
 from bgjobd.store.base import FinishedAttempt
 from bgjobs.model import ErrorInfo, JobState, Outcome
 
 
 def recover(engine: Engine, began: set[int]) -> int:
-    """Jobs this daemon's host left running go on. Those whose attempt had begun (their
-    worker's lock file was left behind, `began`) count it as interrupted and go on per
-    their retry policy; the others never reached a worker (the crash came between storing
-    them as running and handing them over) or ended unrecorded, and get the attempt back,
-    so that a crash never fails an acknowledged job that did not run. Returns how many
-    jobs there were."""
+    """Jobs this daemon's host left running go on. An attempt whose worker wrote its
+    outcome down (donefiles) had finished: that outcome is recorded, and the job is not
+    run again. Those whose attempt had begun (their worker's lock file was left behind,
+    `began`) count it as interrupted and go on per their retry policy; the others never
+    reached a worker (the crash came between storing them as running and handing them
+    over) and get the attempt back, so that a crash never fails an acknowledged job that
+    did not run. An attempt whose claim the crash lost (the job is queued again) is
+    recorded too. Returns how many jobs there were."""
+    finished = donefiles.found(engine.config.locks_dir)
     orphans = engine.store.running(engine.owner)
     for job in orphans:
         started = job.started_at.timestamp() if job.started_at else time.time()
+        outcome = finished.get(job.id)
+        if outcome is not None and outcome.done.attempt == job.attempts:
+            engine.record_attempt(job, _reported(outcome, job.worker_pid, started))
+            continue
         began_here = job.id in began
         result = AttemptResult(
             Outcome.INTERRUPTED,
@@ -36,10 +44,72 @@ def recover(engine: Engine, began: set[int]) -> int:
             else "the daemon stopped before the attempt was known to begin",
         )
         engine.record_attempt(job, result)
+    running = {job.id for job in orphans}
+    unclaimed = _record_unclaimed_runs(engine, began - running, finished, running)
     end_abandoned_oneshots(engine)
     engine.store.commit()
+    for job_id, outcome in finished.items():
+        stored = engine.store.get(job_id)
+        if stored is None or stored.owner == engine.owner:  # a run_job.py's file stays
+            donefiles.remove(outcome.path)
     engine.wake()
-    return len(orphans)
+    return len(orphans) + unclaimed
+
+
+def _record_unclaimed_runs(
+    engine: Engine, began: set[int], finished: dict[int, donefiles.Finished], skip: set[int]
+) -> int:
+    """Attempts that began although the store has the job waiting: the claim was still
+    to be committed when the daemon died. Each is claimed now and recorded as it ended
+    (its outcome file) or as interrupted (only its lock file), so every run has its
+    line in the job's history."""
+    store = engine.store
+    count = 0
+    for job_id in sorted((began | finished.keys()) - skip):
+        job = store.get(job_id)
+        if job is None or job.owner != engine.owner:
+            continue
+        if job.state not in (JobState.QUEUED, JobState.SCHEDULED):
+            continue  # recorded already (the file outlived its commit by a moment)
+        outcome = finished.get(job_id)
+        if outcome is not None and outcome.done.attempt != job.attempts + 1:
+            outcome = None  # an earlier attempt's, already recorded
+        if outcome is None and job_id not in began:
+            continue
+        started = outcome.started_at if outcome is not None else time.time()
+        claimed = store.claim(job_id, engine.owner, None, max(started, job.run_at.timestamp()))
+        if claimed is None:
+            continue
+        if outcome is not None:
+            engine.record_attempt(claimed, _reported(outcome, None, outcome.started_at))
+        else:
+            now = time.time()
+            engine.record_attempt(
+                claimed,
+                AttemptResult(Outcome.INTERRUPTED, now, now, None, error=outcomes.INTERRUPTED),
+            )
+        count += 1
+    return count
+
+
+def _reported(outcome: donefiles.Finished, worker_pid: int | None, started: float) -> AttemptResult:
+    """The attempt's result as its worker reported it (see `Attempts`), from `started`
+    (when it was claimed). A file's time is coarse (a clock tick): never before the
+    attempt's start plus its run."""
+    done = outcome.done
+    directive = None
+    if done.directive is not None:
+        directive = Directive(retry=done.directive == "retry", delay=done.retry_delay)
+    return AttemptResult(
+        Outcome.FAILED if done.error else Outcome.SUCCEEDED,
+        started,
+        max(outcome.finished_at, started + done.duration),
+        worker_pid,
+        result=done.result,
+        error=done.error,
+        directive=directive,
+        note=done.note,
+    )
 
 
 def end_abandoned_oneshots(engine: Engine) -> None:

@@ -149,6 +149,16 @@ class Connections:
     def discard(self, connection: Connection) -> None:
         self._open.discard(connection)
 
+    async def close_all(self) -> None:
+        """Close every connection and let each one's end run (it cancels the requests
+        still waiting on it): the daemon does this before its store closes."""
+        for connection in list(self._open):
+            connection.close()
+        for _ in range(100):  # a few loop turns; a transport is never left waiting long
+            if not self._open:
+                break
+            await asyncio.sleep(0)
+
     def _schedule_sweep(self) -> None:
         limits = self.limits
         shortest = min(limits.handshake_timeout, limits.stall_timeout, limits.idle_timeout)
@@ -167,6 +177,10 @@ class Connections:
 
 
 class Connection(asyncio.Protocol):
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
     def __init__(self, connections: Connections) -> None:
         self._connections = connections
         self._reader = FrameReader(PREAUTH_MAX_FRAME_BYTES)

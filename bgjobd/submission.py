@@ -11,7 +11,7 @@ from bgjobd.store.base import NewJob
 from bgjobs.allowlist import refusal
 from bgjobs.config import Config
 from bgjobs.errors import BadParams, RefusedError, TooLarge
-from bgjobs.model import AttemptInfo, ChainLink, JobInfo, JobSpec, JobState
+from bgjobs.model import MAX_KEY_LENGTH, AttemptInfo, ChainLink, JobInfo, JobSpec, JobState
 from bgjobs.protocol import ErrorCode
 from bgjobs.sizes import format_size
 from bgjobs.times import delay_problem, run_at_problem
@@ -43,6 +43,13 @@ def check_params_size(config: Config, link: ChainLink) -> None:
         )
 
 
+def check_key(key: str | None) -> None:
+    if key is not None and not 0 < len(key) <= MAX_KEY_LENGTH:
+        raise BadParams(
+            ErrorCode.BAD_PARAMS, f"an idempotency key has 1 to {MAX_KEY_LENGTH} characters"
+        )
+
+
 def due_time(spec: JobSpec, now: float) -> float:
     """When the job is due; BadParams for a time out of `bgjobs.times`'s range."""
     if spec.run_at is not None:
@@ -65,6 +72,7 @@ def build(config: Config, spec: JobSpec, now: float, owner: str) -> list[NewJob]
         check_allowed(config, link.class_name, link.method)
         check_params_size(config, link)
     run_at = due_time(spec, now)
+    check_key(spec.key)
     length = len(links) if len(links) > 1 else None
     rows = []
     for position, link in enumerate(links, start=1):
@@ -93,6 +101,7 @@ def build(config: Config, spec: JobSpec, now: float, owner: str) -> list[NewJob]
                     if settings.unique and first
                     else None
                 ),
+                key=spec.key if first else None,
             )
         )
     return rows
@@ -121,5 +130,6 @@ def started_job(row: NewJob, ids: list[int]) -> JobInfo:
         chain_position=row.chain_position,
         chain_length=row.chain_length,
         unique_key=row.unique_key,
+        key=row.key,
         history=[AttemptInfo(number=1, started_at=started, worker_pid=row.worker_pid)],
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -113,6 +113,10 @@ class ChainLink(msgspec.Struct, frozen=True, array_like=True):
     params: list[Any] = []
 
 
+MAX_KEY_LENGTH: Final = 200
+"""Longest idempotency key a submit may carry."""
+
+
 class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     """What a caller asks for. The daemon fills in the rest from the configuration."""
 
@@ -126,6 +130,9 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     run_at: datetime | None = None
     then: list[ChainLink] = []
     """Jobs to run after this one, each given the previous one's result first."""
+    key: str | None = None
+    """Idempotency key, made by the client (a uuid4): a submit resent with the same key
+    (after a timeout, a broken connection, a fallback) is the same job, not a second one."""
 
 
 class JobInfo(msgspec.Struct, kw_only=True):
@@ -159,6 +166,8 @@ class JobInfo(msgspec.Struct, kw_only=True):
     chain_position: int | None = None
     chain_length: int | None = None
     unique_key: str | None = None
+    key: str | None = None
+    """The idempotency key it was submitted with, if any."""
     history: list[AttemptInfo] = []
     truncated: bool = False
     """True in a listing's summary whose params, result or error was cut to a preview (see

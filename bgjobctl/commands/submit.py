@@ -37,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run this job next, with the previous result first (repeatable)",
     )
     parser.add_argument(
+        "--key",
+        metavar="KEY",
+        help="idempotency key: submitting the same key again gives the same job "
+        "(default: a fresh random key)",
+    )
+    parser.add_argument(
         "--wait",
         action="store_true",
         help="wait for the job (chain) to end; exit 1 if it did not succeed",
@@ -85,6 +91,7 @@ def run(ctx: CommandContext) -> int:
         priority=args.priority,
         at=parse_at(args.at),
         then=[(link.class_name, link.method, link.params) for link in links],
+        key=args.key,
     )
     submitted = ctx.client.submit([spec])
     job_id = submitted.ids[0]

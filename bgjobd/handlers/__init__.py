@@ -11,6 +11,8 @@ from bgjobd.handlers import list as list_jobs
 from bgjobd.handlers.context import Context
 from bgjobs.protocol import (
     Cancel,
+    Error,
+    ErrorCode,
     Get,
     GetStats,
     Hello,
@@ -24,13 +26,21 @@ from bgjobs.protocol import (
     Subscribe,
 )
 
+SHUTTING_DOWN = "the daemon is stopping and accepts no requests; nothing was done"
+
 
 def dispatch(  # noqa: C901, PLR0911  # one arm per request kind
     ctx: Context, request: Request
 ) -> Reply | asyncio.Future[Reply] | Coroutine[Any, Any, Reply] | None:
     """The reply; or, for requests that wait (a kill), a future or a coroutine that makes
     it; or None from a handler that replies by itself through `ctx.send` (a submit, from
-    inside its commit)."""
+    inside its commit).
+
+    Once the daemon has begun to stop, every request is refused with SHUTTING_DOWN (nothing
+    done): clients read it as "unreachable" and fall back, where an error from a store being
+    closed would reach the caller as a failure."""
+    if ctx.engine.shutting_down:
+        return Error(rid=request.rid, code=ErrorCode.SHUTTING_DOWN, message=SHUTTING_DOWN)
     match request:
         case Ping():
             return ping.handle(request)

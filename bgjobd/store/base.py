@@ -35,10 +35,22 @@ class NewJob:
     chain_position: int | None = None
     chain_length: int | None = None
     unique_key: str | None = None
+    key: str | None = None
+    """The submit's idempotency key (first link only): unique in the store for as long as
+    the job is kept, whatever its state."""
     oneshot: bool = False
     """Run by `run_job.py` in the foreground: the daemon never schedules it."""
     started_at: float | None = None
     worker_pid: int | None = None
+
+
+class KeyTaken(Exception):
+    """A job with this idempotency key is already stored (by this process or another)."""
+
+    def __init__(self, key: str, job_ids: list[int]) -> None:
+        super().__init__(f"a job with idempotency key {key!r} exists: {job_ids[0]}")
+        self.job_ids = job_ids
+        """The stored job's id and its chain's later links', in order."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +108,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def add(self, links: Sequence[NewJob]) -> list[int]:
         """Insert a job, or a chain (links in order, sharing the first id as chain id).
-        A RUNNING job starts its first attempt at once, as if claimed."""
+        A RUNNING job starts its first attempt at once, as if claimed. Raises KeyTaken,
+        inserting nothing, when the first link's idempotency key is already stored."""
+
+    @abc.abstractmethod
+    def find_by_key(self, key: str) -> list[int] | None:
+        """The ids of the job stored with this idempotency key (then its chain's later
+        links), whatever its state; None if there is none."""
 
     @abc.abstractmethod
     def find_live_unique(self, unique_key: str) -> int | None:

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import msgspec
 
-from bgjobd.store.base import FinishedAttempt, JobQuery, NewJob, Store, WaitingEntry
+from bgjobd.store.base import FinishedAttempt, JobQuery, KeyTaken, NewJob, Store, WaitingEntry
 from bgjobs.model import (
     LIVE_STATES,
     AttemptInfo,
@@ -30,11 +30,14 @@ from bgjobs.model import (
 _COLUMNS: Final = (
     "id, class_name, method, params, priority, state, run_at, attempts, max_attempts, "
     "timeout, created_at, started_at, finished_at, result, error, reason, worker_pid, owner, "
-    "chain_id, chain_position, chain_length, unique_key, round, outcome"
+    "chain_id, chain_position, chain_length, unique_key, round, outcome, idempotency_key"
 )
 _PRIORITIES: Final = (Priority.HIGH, Priority.MEDIUM, Priority.LOW)
 _LIVE: Final = ", ".join(f"'{state.value}'" for state in sorted(LIVE_STATES))
 SCHEMA: Final = Path(__file__).with_name("schema.sql")
+SCHEMA_VERSION: Final = 3
+_ADDED_COLUMNS: Final = ("outcome", "idempotency_key")
+"""Columns added since schema 1, in order (see `_upgrade`)."""
 _BUSY_TIMEOUT_MS: Final = 10_000
 _CHECKPOINT_SECONDS: Final = 0.5
 _encode = msgspec.msgpack.Encoder().encode
@@ -72,6 +75,7 @@ def _row_to_job(row: tuple[Any, ...], history: list[AttemptInfo] | None = None) 
         chain_position=row[19],
         chain_length=row[20],
         unique_key=row[21],
+        key=row[24],
         history=history or [],
     )
 
@@ -153,21 +157,29 @@ class SQLiteStore(Store):
             self._checkpointer.start()
 
     def _upgrade(self) -> None:
-        """A schema 1 database gains jobs.outcome: an ALTER, which copies nothing."""
-        if self._has_outcome_column():
-            return
-        self._db.execute("BEGIN IMMEDIATE")  # another process may be upgrading it too
-        try:
-            if not self._has_outcome_column():
-                self._db.execute("ALTER TABLE jobs ADD COLUMN outcome TEXT")
-                self._db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+        """An older database gains the columns it lacks (schema 1: jobs.outcome; 2:
+        jobs.idempotency_key): ALTERs, which copy nothing. Then the key's unique index,
+        which needs its column."""
+        if self._missing_columns():
+            self._db.execute("BEGIN IMMEDIATE")  # another process may be upgrading it too
+            try:
+                for column in self._missing_columns():
+                    self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} TEXT")
+                self._db.execute(
+                    f"UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'"
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        self._db.execute(
+            "CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_key ON jobs (idempotency_key) "
+            "WHERE idempotency_key IS NOT NULL"
+        )
 
-    def _has_outcome_column(self) -> bool:
-        return any(row[1] == "outcome" for row in self._db.execute("PRAGMA table_info(jobs)"))
+    def _missing_columns(self) -> list[str]:
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        return [column for column in _ADDED_COLUMNS if column not in present]
 
     # transactions ------------------------------------------------------------------------
 
@@ -198,37 +210,62 @@ class SQLiteStore(Store):
     def add(self, links: Sequence[NewJob]) -> list[int]:
         ids: list[int] = []
         for link in links:
-            cursor = self._write(
-                "INSERT INTO jobs (class_name, method, params, priority, state, run_at, "
-                "max_attempts, timeout, created_at, owner, chain_id, chain_position, "
-                "chain_length, unique_key, oneshot, attempts, started_at, worker_pid) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    link.class_name,
-                    link.method,
-                    _encode(link.params),
-                    link.priority.rank,
-                    link.state.value,
-                    link.run_at,
-                    link.max_attempts,
-                    link.timeout,
-                    link.created_at,
-                    link.owner,
-                    ids[0] if ids else None,
-                    link.chain_position,
-                    link.chain_length,
-                    link.unique_key,
-                    int(link.oneshot),
-                    1 if link.state is JobState.RUNNING else 0,
-                    link.started_at,
-                    link.worker_pid,
-                ),
-            )
-            assert cursor.lastrowid is not None
-            ids.append(cursor.lastrowid)
+            try:
+                ids.append(self._insert(link, ids[0] if ids else None))
+            except sqlite3.IntegrityError:
+                # The first link's key is stored already (the unique index said so; this
+                # statement alone was undone, the transaction goes on).
+                found = None if link.key is None else self.find_by_key(link.key)
+                if link.key is None or found is None:
+                    raise
+                raise KeyTaken(link.key, found) from None
         if len(links) > 1:
             self._write("UPDATE jobs SET chain_id = ? WHERE id = ?", (ids[0], ids[0]))
         return ids
+
+    def _insert(self, link: NewJob, chain_id: int | None) -> int:
+        cursor = self._write(
+            "INSERT INTO jobs (class_name, method, params, priority, state, run_at, "
+            "max_attempts, timeout, created_at, owner, chain_id, chain_position, "
+            "chain_length, unique_key, oneshot, attempts, started_at, worker_pid, "
+            "idempotency_key) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                link.class_name,
+                link.method,
+                _encode(link.params),
+                link.priority.rank,
+                link.state.value,
+                link.run_at,
+                link.max_attempts,
+                link.timeout,
+                link.created_at,
+                link.owner,
+                chain_id,
+                link.chain_position,
+                link.chain_length,
+                link.unique_key,
+                int(link.oneshot),
+                1 if link.state is JobState.RUNNING else 0,
+                link.started_at,
+                link.worker_pid,
+                link.key,
+            ),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def find_by_key(self, key: str) -> list[int] | None:
+        row = self._db.execute(
+            "SELECT id, chain_id FROM jobs WHERE idempotency_key = ?", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        if row[1] is None:
+            return [int(row[0])]
+        links = self._db.execute(
+            "SELECT id FROM jobs WHERE chain_id = ? ORDER BY chain_position", (row[1],)
+        )
+        return [int(link_id) for (link_id,) in links]
 
     def find_live_unique(self, unique_key: str) -> int | None:
         # The states are literals, as in the partial index's condition, so SQLite uses it.

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Final
 
-from bgjobd import cgroups, containment, limits, locks
+from bgjobd import cgroups, containment, donefiles, limits, locks
 from bgjobd.capture import Output
 from bgjobd.worker import execute
 from bgjobd.worker.messages import (
@@ -176,7 +176,9 @@ def _attempt(
     send(Started(job_id=request.job_id))
     output.capture(request.output_path, request.max_output_bytes)
     try:
-        return execute.run(setup, package, request)
+        done = execute.run(setup, package, request)
+        donefiles.keep(lock, done)  # before the lock goes: a daemon killed now loses no run
+        return done
     finally:
         output.release()
         locks.release(lock)

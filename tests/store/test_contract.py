@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bgjobd.store.base import FinishedAttempt, JobQuery, NewJob, Store
+from bgjobd.store.base import FinishedAttempt, JobQuery, KeyTaken, NewJob, Store
 from bgjobd.store.sqlite import SCHEMA, SQLiteStore
 from bgjobs.model import ErrorInfo, JobState, Outcome, Priority
 
@@ -290,10 +290,7 @@ def test_a_schema_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     its history as it was, and records new jobs the new way."""
     path = tmp_path / "bgjobs.db"
     old = sqlite3.connect(path)
-    schema_2 = SCHEMA.read_text().replace("'schema_version', '2'", "'schema_version', '1'")
-    schema_1, dropped = re.subn(r",(\s+--[^\n]*)\n\s+outcome TEXT[^\n]*\n", r"\1\n", schema_2)
-    assert dropped == 1
-    old.executescript(schema_1)
+    old.executescript(older_schema(1))
     old.execute(
         "INSERT INTO jobs (id, class_name, method, params, priority, state, run_at, attempts, "
         "max_attempts, timeout, created_at, started_at, finished_at) "
@@ -318,5 +315,107 @@ def test_a_schema_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     finally:
         store.close()
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
     check.close()
+
+
+def older_schema(version: int) -> str:
+    """schema.sql as it was: version 2 lacks jobs.idempotency_key, 1 also jobs.outcome."""
+    text = SCHEMA.read_text().replace("'schema_version', '3'", f"'schema_version', '{version}'")
+    # The last column goes with the comma before it.
+    text, dropped = re.subn(r",(\s+--[^\n]*)\n\s+idempotency_key TEXT[^\n]*\n", r"\1\n", text)
+    assert dropped == 1
+    if version == 1:
+        text, dropped = re.subn(r",(\s+--[^\n]*)\n\s+outcome TEXT[^\n]*\n", r"\1\n", text)
+        assert dropped == 1
+    return text
+
+
+def test_a_schema_2_database_gains_idempotency_keys(tmp_path: Path) -> None:
+    """A database of schema 2 opens with its jobs as they were, and from then on keeps one
+    job per key."""
+    path = tmp_path / "bgjobs.db"
+    old = sqlite3.connect(path)
+    old.executescript(older_schema(2))
+    old.execute(
+        "INSERT INTO jobs (id, class_name, method, params, priority, state, run_at, "
+        "max_attempts, timeout, created_at) VALUES (1, 'Echo', 'handle', X'90', 1, 'queued', "
+        "1.0, 3, 30, 1.0)"
+    )
+    old.commit()
+    old.close()
+    store = SQLiteStore(path)
+    try:
+        job = store.get(1)
+        assert job is not None and job.key is None
+        first = store.add([new_job(key="k")])
+        with pytest.raises(KeyTaken):
+            store.add([new_job(key="k")])
+        store.commit()
+        assert store.find_by_key("k") == first
+    finally:
+        store.close()
+    check = sqlite3.connect(path)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
+    check.close()
+
+
+def test_one_job_per_idempotency_key(store: Store) -> None:
+    """A second add with a stored key inserts nothing and names the stored job, in any
+    state; other jobs of the same transaction are kept."""
+    first = store.add([new_job(key="k1")])
+    assert store.find_by_key("k1") == first
+    with pytest.raises(KeyTaken) as taken:
+        store.add([new_job("Other", key="k1")])
+    assert taken.value.job_ids == first
+    kept = store.add([new_job(key="k2")])
+    store.commit()
+    assert store.find_by_key("k2") == kept
+    assert store.get(first[0]).key == "k1"  # type: ignore[union-attr]
+    store.claim(first[0], "me", 1, time.time())
+    store.finish_attempt(first[0], attempt(1, Outcome.SUCCEEDED), JobState.SUCCEEDED)
+    with pytest.raises(KeyTaken):
+        store.add([new_job(key="k1")])
+    store.commit()
+    assert store.counts()[JobState.SUCCEEDED] == 1
+    assert sum(store.counts().values()) == 2
+    assert store.find_by_key("nope") is None
+    unkeyed = [store.add([new_job()])[0] for _ in range(2)]
+    assert len(set(unkeyed)) == 2
+
+
+def test_a_chain_is_found_by_its_key(store: Store) -> None:
+    ids = store.add(
+        [
+            new_job("A", chain_position=1, chain_length=2, key="chain"),
+            new_job("B", state=JobState.WAITING, chain_position=2, chain_length=2),
+        ]
+    )
+    store.commit()
+    assert store.find_by_key("chain") == ids
+    with pytest.raises(KeyTaken) as taken:
+        store.add(
+            [
+                new_job("A", chain_position=1, chain_length=2, key="chain"),
+                new_job("B", state=JobState.WAITING, chain_position=2, chain_length=2),
+            ]
+        )
+    assert taken.value.job_ids == ids
+    store.commit()
+    assert len(store.chain(ids[0])) == 2
+
+
+def test_a_key_stored_by_another_process_is_taken(tmp_path: Path) -> None:
+    """Two stores on one database (the daemon and run_job.py): the second add of a key
+    fails, whichever process made the first."""
+    first, second = SQLiteStore(tmp_path / "bgjobs.db"), SQLiteStore(tmp_path / "bgjobs.db")
+    try:
+        ids = first.add([new_job(key="shared")])
+        first.commit()
+        with pytest.raises(KeyTaken) as taken:
+            second.add([new_job(key="shared")])
+        assert taken.value.job_ids == ids
+        second.rollback()
+    finally:
+        first.close()
+        second.close()
