@@ -30,11 +30,16 @@ def _fail_on_leftovers(leftovers: list[str], where: str) -> None:
 
 def _new_descendants(before: set[int]) -> set[int]:
     """Processes below this one that a test started: not there before it, nor below
-    something that was (a module-scoped daemon respawning its workers)."""
+    something that was (a module-scoped daemon respawning its workers), nor the
+    interpreter's own multiprocessing helper, which serves the whole session."""
     older = set(before)
     for pid in before:
         older |= procs.descendants(pid)
-    return procs.descendants(os.getpid()) - older
+    return {
+        pid
+        for pid in procs.descendants(os.getpid()) - older
+        if "multiprocessing.resource_tracker" not in procs.describe(pid)
+    }
 
 
 @pytest.fixture(autouse=True)
