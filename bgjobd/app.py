@@ -198,7 +198,7 @@ class Daemon:
                 "daemon",
                 ("socket", "storage", "transport", "listen", "workers", "fsync", "isolation"),
             ),
-            ("dashboard", ("enabled", "listen", "token")),
+            ("dashboard", ("enabled", "listen", "token", "token_file", "public_metrics")),
         ):
             for key in keys:
                 if getattr(getattr(new.settings, table), key) != getattr(
