@@ -196,7 +196,18 @@ class Daemon:
         for table, keys in (
             (
                 "daemon",
-                ("socket", "storage", "transport", "listen", "workers", "fsync", "isolation"),
+                (
+                    "socket",
+                    "storage",
+                    "transport",
+                    "listen",
+                    "workers",
+                    "fsync",
+                    "isolation",
+                    "allowed_uids",
+                    "allowed_gids",
+                    "group",
+                ),
             ),
             ("dashboard", ("enabled", "listen", "token", "token_file", "public_metrics")),
         ):
