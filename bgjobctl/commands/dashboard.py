@@ -3,15 +3,20 @@
 It reads the dashboard's token (`[dashboard] token`, else the 0600 `dashboard.token` file, so
 only the daemon's user can), gets a nonce from the dashboard and opens a one-time link that
 proves the token with an HMAC of that nonce (`bgjobs.loginlink`): the token itself is never
-sent, nor shown in a URL, a browser's history or `ps`.
+sent, nor shown in a URL or a browser's history, and the link itself reaches the browser
+through a 0600 file, not on a command line other users can read (`ps`).
 """
 
 from __future__ import annotations
 
 import argparse
+import html
 import json
+import os
+import tempfile
 import urllib.request
 import webbrowser
+from pathlib import Path
 from typing import Final
 
 from bgjobctl.context import CommandContext
@@ -40,8 +45,23 @@ def run(ctx: CommandContext) -> int:
         ctx.print(f"dashboard: {base}/")
         ctx.print(f"one-time login link (valid for a minute): {link}")
     if not ctx.args.no_browser:
-        webbrowser.open(link)
+        webbrowser.open(redirect_file(link).as_uri())
     return ExitCode.OK
+
+
+def redirect_file(link: str) -> Path:
+    """A 0600 page that sends the browser on to `link`: a browser is started with its URL
+    on the command line, where every user of the host can read it (`ps`), and whoever
+    opened the link first would be logged in. The file's name tells them nothing."""
+    fd, name = tempfile.mkstemp(prefix="bgjobs-login-", suffix=".html")  # always 0600
+    target = html.escape(link, quote=True)
+    with os.fdopen(fd, "w") as page:
+        page.write(
+            f'<!doctype html><meta charset="utf-8"><meta name="referrer" content="no-referrer">'
+            f'<meta http-equiv="refresh" content="0; url={target}">'
+            f'<title>bgjobs</title><a href="{target}">Open the bgjobs dashboard</a>\n'
+        )
+    return Path(name)
 
 
 def base_url(config: Config) -> str:

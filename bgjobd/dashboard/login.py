@@ -66,9 +66,12 @@ def _one_time_link(request: web.Request, target: str) -> web.StreamResponse:
     if not guard.proof_ok(nonce, request.query.get("proof", "")):
         guard.limiter.failed(client)
         return _form(request, target, WRONG_GUESS, status=401)
-    response = web.HTTPSeeOther(target)
+    # A page that moves on by itself rather than a redirect: `bgjobctl dashboard` opens the
+    # link from a local file, and a chain of redirects started there would be cross-site,
+    # so the browser would not send the new SameSite=Strict cookie to the next page.
+    response = render(request, "logged_in.html", {"next": target})
     guard.start_session(response)
-    raise response
+    return response
 
 
 def _form(

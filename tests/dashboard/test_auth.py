@@ -11,10 +11,21 @@ import stat
 import urllib.error
 import urllib.request
 from collections import Counter
+from pathlib import Path
+
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from bgjobs.loginlink import login_path
-from tests.dashboard.support import Dashboard, Http, launch, start_dashboard
+from tests.dashboard.support import (
+    Dashboard,
+    Http,
+    launch,
+    start_dashboard,
+    wait_live,
+    wait_until,
+)
 from tests.support.other_user import as_nobody, needs_root
+from tests.support.waiting import wait_for
 from tests.support.workspace import Workspace
 
 READS = ("/api/jobs", "/api/jobs/1", "/api/stats", "/api/overview", "/api/logs", "/api/events")
@@ -113,14 +124,42 @@ def test_a_one_time_link_from_bgjobctl_dashboard(dashboard: Dashboard) -> None:
     assert dashboard.token not in link
     browser = Http(dashboard.url)
     answer = browser.get(link.removeprefix(dashboard.url))
-    assert answer.status == 303
-    assert answer.headers["Location"] == "/dashboard/jobs"
+    assert answer.status == 200
+    assert 'http-equiv="refresh" content="0; url=/dashboard/jobs"' in answer.text
     assert browser.get("/api/stats").status == 200
     # Used once: the same link logs nobody else in.
     assert Http(dashboard.url).get(link.removeprefix(dashboard.url)).status == 401
     # A link for a nonce the dashboard never issued is refused too.
     made_up = link.replace("nonce=", "nonce=x")
     assert Http(dashboard.url).get(made_up.removeprefix(dashboard.url)).status == 401
+
+
+def test_bgjobctl_dashboard_opens_a_logged_in_browser_through_a_private_file(
+    workspace: Workspace, browser: WebDriver, tmp_path: Path
+) -> None:
+    dashboard = start_dashboard(workspace)
+    # The "browser" bgjobctl starts records what it was given (a command line all can read).
+    given = tmp_path / "browser-was-given"
+    fake = tmp_path / "fake-browser"
+    fake.write_text(f'#!/bin/sh\nprintf "%s" "$1" > {given}\n')
+    fake.chmod(0o700)
+    workspace.env["BROWSER"] = str(fake)
+    done = workspace.bgjobctl("dashboard")
+    assert done.returncode == 0, done.stderr
+    argument = wait_for(
+        lambda: given.read_text() if given.exists() else "", what="the browser to start"
+    )
+    assert argument.startswith("file:///"), argument
+    page = Path(argument.removeprefix("file://"))
+    assert stat.S_IMODE(page.stat().st_mode) == 0o600
+    assert "nonce=" in page.read_text() and dashboard.token not in page.read_text()
+    try:
+        browser.get(argument)
+        wait_until(browser, lambda d: d.current_url == dashboard.url + "/dashboard/jobs")
+        wait_live(browser)  # the page's own requests carry the session
+        assert browser.title == "bgjobs dashboard"
+    finally:
+        page.unlink()
 
 
 def test_bgjobctl_dashboard_with_the_dashboard_off(workspace: Workspace) -> None:
