@@ -114,6 +114,20 @@ def test_a_session_ends_at_logout_and_at_a_restart(workspace: Workspace) -> None
     assert restarted.http().get("/api/stats").status == 200
 
 
+def test_an_open_page_goes_to_the_login_after_a_restart(
+    dashboard: Dashboard, browser: WebDriver
+) -> None:
+    browser.get(dashboard.url + "/dashboard/jobs")
+    wait_live(browser)
+    dashboard.daemon.stop()
+    launch(dashboard.workspace, port_of(dashboard))
+    wait_until(
+        browser,
+        lambda d: d.current_url.startswith(dashboard.url + "/login?next="),
+        timeout=30,
+    )
+
+
 def test_a_one_time_link_from_bgjobctl_dashboard(dashboard: Dashboard) -> None:
     done = dashboard.workspace.bgjobctl("dashboard", "--no-browser", "--json")
     assert done.returncode == 0, done.stderr
