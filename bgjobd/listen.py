@@ -74,8 +74,7 @@ def socket_directory(path: Path, *, open_to_others: bool, warn: Callable[[str], 
     else:
         (path / MADE_BY_BGJOBD).touch(mode=0o600)
     info = path.stat()
-    ours = info.st_uid == os.geteuid() and (path / MADE_BY_BGJOBD).is_file()
-    if ours:
+    if info.st_uid == os.geteuid() and _ours(path / MADE_BY_BGJOBD):
         if stat.S_IMODE(info.st_mode) != wanted:
             path.chmod(wanted)
     elif open_to_others and not info.st_mode & stat.S_IXOTH:
@@ -83,6 +82,14 @@ def socket_directory(path: Path, *, open_to_others: bool, warn: Callable[[str], 
             f"other users may use the socket but cannot reach it: {path} is not searchable "
             "by them (bgjobd did not create that directory, so it leaves its mode alone)"
         )
+
+
+def _ours(marker: Path) -> bool:
+    try:
+        info = marker.lstat()
+    except FileNotFoundError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid()
 
 
 def bind_unix(path: Path, *, open_to_others: bool = False) -> socket.socket:

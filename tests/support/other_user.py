@@ -96,7 +96,10 @@ def hello_over(socket_path: Path) -> Callable[[], str]:
                 sock.connect(str(socket_path))
             except OSError as exc:
                 return f"connect: {type(exc).__name__}"
-            sock.sendall(FrameEncoder().encode(Hello(version=PROTOCOL_VERSION, rid=1)))
+            # A refused peer is answered and closed at once, maybe before Hello is sent;
+            # the answer still waits to be read.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(FrameEncoder().encode(Hello(version=PROTOCOL_VERSION, rid=1)))
             data = b""
             while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
                 chunk = sock.recv(65536)
