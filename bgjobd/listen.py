@@ -67,21 +67,33 @@ def socket_directory(path: Path, *, open_to_others: bool, warn: Callable[[str], 
     """Create the socket's directory (then it is bgjobd's: 0700, or 0711 so that allowed
     users can reach the socket); leave the mode of a directory bgjobd did not make alone."""
     wanted = 0o711 if open_to_others else 0o700
+    # Parents made along the way must let allowed users through as well.
+    old_umask = os.umask(0o066 if open_to_others else 0o077)
     try:
         path.mkdir(mode=0o700, parents=True)
     except FileExistsError:
         pass
     else:
         (path / MADE_BY_BGJOBD).touch(mode=0o600)
+    finally:
+        os.umask(old_umask)
     info = path.stat()
-    if info.st_uid == os.geteuid() and _ours(path / MADE_BY_BGJOBD):
-        if stat.S_IMODE(info.st_mode) != wanted:
-            path.chmod(wanted)
-    elif open_to_others and not info.st_mode & stat.S_IXOTH:
-        warn(
-            f"other users may use the socket but cannot reach it: {path} is not searchable "
-            "by them (bgjobd did not create that directory, so it leaves its mode alone)"
-        )
+    ours = info.st_uid == os.geteuid() and _ours(path / MADE_BY_BGJOBD)
+    if ours and stat.S_IMODE(info.st_mode) != wanted:
+        path.chmod(wanted)
+    if open_to_others:
+        _say_if_unreachable(path, warn)
+
+
+def _say_if_unreachable(path: Path, warn: Callable[[str], None]) -> None:
+    for directory in (path, *path.parents):
+        if not directory.stat().st_mode & stat.S_IXOTH:
+            warn(
+                f"other users may use the socket but cannot reach it: {directory} is not "
+                "searchable by them (bgjobd leaves the mode of a directory it did not create "
+                "alone)"
+            )
+            return
 
 
 def _ours(marker: Path) -> bool:

@@ -87,3 +87,19 @@ def test_allowed_users_reach_a_socket_in_a_sticky_directory(workspace: Workspace
     workspace.start_daemon()
     assert as_nobody(hello_over(workspace.socket_path)) == "Welcome"
     assert mode(shared) == 0o1777
+
+
+def test_a_directory_others_cannot_search_is_reported_not_changed(workspace: Workspace) -> None:
+    socket_in(workspace, workspace.socket_dir, {"daemon": {"allowed_uids": [NOBODY]}})
+    daemon = workspace.start_daemon()
+    assert mode(workspace.socket_dir) == 0o700  # the test's directory, not bgjobd's
+    assert f"cannot reach it: {workspace.socket_dir} is not searchable" in daemon.stderr
+
+
+def test_parents_bgjobd_makes_let_allowed_users_through(workspace: Workspace) -> None:
+    workspace.socket_dir.chmod(0o711)
+    deep = workspace.socket_dir / "a" / "b"
+    socket_in(workspace, deep, {"daemon": {"allowed_uids": [NOBODY]}})
+    daemon = workspace.start_daemon()
+    assert (mode(deep.parent), mode(deep)) == (0o711, 0o711)
+    assert "cannot reach it" not in daemon.stderr
