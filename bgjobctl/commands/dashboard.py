@@ -10,10 +10,12 @@ through a 0600 file, not on a command line other users can read (`ps`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html
 import json
 import os
 import tempfile
+import time
 import urllib.request
 import webbrowser
 from pathlib import Path
@@ -26,6 +28,8 @@ from bgjobs.loginlink import login_path
 
 HELP = "open the dashboard in a browser, logged in (a one-time login link)"
 TIMEOUT: Final = 10.0
+PAGE_PREFIX: Final = "bgjobs-login-"
+STALE_PAGE_SECONDS: Final = 300.0
 WILDCARD_HOSTS: Final = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104
 
 
@@ -53,7 +57,8 @@ def redirect_file(link: str) -> Path:
     """A 0600 page that sends the browser on to `link`: a browser is started with its URL
     on the command line, where every user of the host can read it (`ps`), and whoever
     opened the link first would be logged in. The file's name tells them nothing."""
-    fd, name = tempfile.mkstemp(prefix="bgjobs-login-", suffix=".html")  # always 0600
+    remove_stale_pages()
+    fd, name = tempfile.mkstemp(prefix=PAGE_PREFIX, suffix=".html")  # always 0600
     target = html.escape(link, quote=True)
     with os.fdopen(fd, "w") as page:
         page.write(
@@ -88,6 +93,15 @@ def read_token(config: Config) -> str:
         raise BgjobsError(
             f"cannot read {path}: only the daemon's user may open the dashboard this way"
         ) from None
+
+
+def remove_stale_pages() -> None:
+    """Earlier runs' pages (their links expired long ago), so they do not pile up."""
+    for page in Path(tempfile.gettempdir()).glob(PAGE_PREFIX + "*.html"):
+        with contextlib.suppress(OSError):
+            info = page.lstat()
+            if info.st_uid == os.geteuid() and time.time() - info.st_mtime > STALE_PAGE_SECONDS:
+                page.unlink()
 
 
 def fetch_nonce(base: str) -> str:
