@@ -13,14 +13,21 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from bgjobd import locks, sdnotify
+from bgjobd import filemodes, locks, sdnotify
 from bgjobd.attempts import Attempts
 from bgjobd.engine import Engine
 from bgjobd.events import EventHub
 from bgjobd.handlers.context import Context
 from bgjobd.joblog import NO_JOB, JobLog
 from bgjobd.journal import Journal
-from bgjobd.listen import BACKLOG, InstanceLock, bind_tcp, bind_unix, ensure_token
+from bgjobd.listen import (
+    BACKLOG,
+    InstanceLock,
+    bind_tcp,
+    bind_unix,
+    ensure_token,
+    socket_directory,
+)
 from bgjobd.pool import WorkerPool
 from bgjobd.recovery import recover
 from bgjobd.server import ConnectionLimits, Connections, Gate
@@ -44,7 +51,14 @@ class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.started_at = time.time()
+        # Before any file is made: nothing bgjobd writes is for other users' eyes.
+        self.modes = filemodes.modes_of(config)
+        filemodes.restrict_umask(self.modes)
+        tightened: list[str] = []
+        filemodes.prepare_storage(config, self.modes, tightened.append)
         self.log = JobLog(config.logs_dir)
+        for message in tightened:
+            self.say(message)
         self._stopping = asyncio.Event()
         self._locks: list[InstanceLock] = []
         self._server: asyncio.AbstractServer | None = None
@@ -60,12 +74,15 @@ class Daemon:
 
     async def run(self) -> int:
         config = self.config
-        for directory in (config.logs_dir, config.job_output_dir, config.locks_dir):
-            directory.mkdir(parents=True, exist_ok=True)
         self._locks.append(
             InstanceLock(config.storage_dir / "bgjobd.lock", str(config.storage_dir))
         )
         if config.settings.daemon.transport == "unix":
+            socket_directory(
+                config.socket_path.parent,
+                open_to_others=self._unix_gate().admits_others,
+                warn=lambda message: self.say(message, error=True),
+            )
             self._locks.append(
                 InstanceLock(
                     config.socket_path.with_name(config.socket_path.name + ".lock"),
@@ -134,8 +151,8 @@ class Daemon:
             gate = Gate(token=ensure_token(self.config.token_path), allowed_uids=[])
             sock = bind_tcp(daemon.listen)
         else:
-            gate = Gate(token=None, allowed_uids=daemon.allowed_uids)
-            sock = bind_unix(self.config.socket_path)
+            gate = self._unix_gate()
+            sock = bind_unix(self.config.socket_path, open_to_others=gate.admits_others)
             self._bound_socket = True
 
         def make_context(send: Callable[[Reply], None]) -> Context:
@@ -154,6 +171,10 @@ class Daemon:
             if daemon.transport == "tcp"
             else loop.create_unix_server(connections.new_connection, sock=sock, backlog=BACKLOG)
         )
+
+    def _unix_gate(self) -> Gate:
+        daemon = self.config.settings.daemon
+        return Gate(token=None, allowed_uids=daemon.allowed_uids, allowed_gids=daemon.allowed_gids)
 
     async def _start_services(self) -> None:
         if not self.config.settings.dashboard.enabled:
@@ -187,9 +208,20 @@ class Daemon:
         for table, keys in (
             (
                 "daemon",
-                ("socket", "storage", "transport", "listen", "workers", "fsync", "isolation"),
+                (
+                    "socket",
+                    "storage",
+                    "transport",
+                    "listen",
+                    "workers",
+                    "fsync",
+                    "isolation",
+                    "allowed_uids",
+                    "allowed_gids",
+                    "group",
+                ),
             ),
-            ("dashboard", ("enabled", "listen", "token")),
+            ("dashboard", ("enabled", "listen", "token", "token_file", "public_metrics")),
         ):
             for key in keys:
                 if getattr(getattr(new.settings, table), key) != getattr(

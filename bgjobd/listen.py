@@ -1,9 +1,13 @@
 """Opening the daemon's listening socket safely, and making sure only one daemon runs.
 
 A Unix socket is created with mode 0600 (umask set around `bind`, so it is never briefly
-open to others) in a directory made 0700. An exclusive `flock` on `<socket>.lock` proves
-that no live daemon owns the socket, so a stale socket file can be replaced without
-stealing a live one; a second daemon is refused.
+open to others); when other users are allowed (`allowed_uids`, `allowed_gids`) it is made
+0666 and the peer-credential check alone tells them apart. Its directory's mode is bgjobd's
+business only if bgjobd created it (0700, or 0711 when others are allowed; a marker file
+inside remembers that across starts): a directory it did not make, such as a sticky /tmp,
+is never chmod-ed. An exclusive `flock` on `<socket>.lock` proves that no live daemon owns
+the socket, so a stale socket file can be replaced without stealing a live one; a second
+daemon is refused.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import secrets
 import socket
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -31,9 +36,13 @@ class InstanceLock:
     """An exclusive flock held for the daemon's lifetime; the file names the holder's pid."""
 
     def __init__(self, path: Path, what: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # The directory may be shared (a socket in /tmp): never follow a planted symlink.
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        try:
+            self._fd = os.open(path, flags, 0o600)
+        except OSError as exc:
+            raise BgjobsError(f"cannot open the lock file {path}: {exc.strerror}") from None
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -50,18 +59,55 @@ class InstanceLock:
             os.close(self._fd)
 
 
-def private_directory(path: Path) -> None:
-    """Create the socket's directory 0700; tighten it when we own it and it is looser."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+MADE_BY_BGJOBD: Final = ".made-by-bgjobd"
+"""A file in a directory bgjobd created for its socket: its mode is then ours to manage."""
+
+
+def socket_directory(path: Path, *, open_to_others: bool, warn: Callable[[str], None]) -> None:
+    """Create the socket's directory (then it is bgjobd's: 0700, or 0711 so that allowed
+    users can reach the socket); leave the mode of a directory bgjobd did not make alone."""
+    wanted = 0o711 if open_to_others else 0o700
+    # Parents made along the way must let allowed users through as well.
+    old_umask = os.umask(0o066 if open_to_others else 0o077)
+    try:
+        path.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        pass
+    else:
+        (path / MADE_BY_BGJOBD).touch(mode=0o600)
+    finally:
+        os.umask(old_umask)
     info = path.stat()
-    if info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) & 0o077:
-        path.chmod(0o700)
+    ours = info.st_uid == os.geteuid() and _ours(path / MADE_BY_BGJOBD)
+    if ours and stat.S_IMODE(info.st_mode) != wanted:
+        path.chmod(wanted)
+    if open_to_others:
+        _say_if_unreachable(path, warn)
 
 
-def bind_unix(path: Path) -> socket.socket:
+def _say_if_unreachable(path: Path, warn: Callable[[str], None]) -> None:
+    for directory in (path, *path.parents):
+        if not directory.stat().st_mode & stat.S_IXOTH:
+            warn(
+                f"other users may use the socket but cannot reach it: {directory} is not "
+                "searchable by them (bgjobd leaves the mode of a directory it did not create "
+                "alone)"
+            )
+            return
+
+
+def _ours(marker: Path) -> bool:
+    try:
+        info = marker.lstat()
+    except FileNotFoundError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid()
+
+
+def bind_unix(path: Path, *, open_to_others: bool = False) -> socket.socket:
+    """Listen on a Unix socket at `path` (its directory prepared by `socket_directory`)."""
     if len(os.fsencode(path)) > UNIX_PATH_MAX:
         raise BgjobsError(f"socket path is too long for a Unix socket: {path}")
-    private_directory(path.parent)
     if path.exists() or path.is_symlink():
         if _answers(path):
             raise AlreadyRunning(f"a daemon already listens on {path}")
@@ -72,10 +118,16 @@ def bind_unix(path: Path) -> socket.socket:
         sock.bind(str(path))
     finally:
         os.umask(old_umask)
-    os.chmod(path, 0o600)
+    # Others allowed: anyone may connect, and the peer check refuses all but them.
+    os.chmod(path, 0o666 if open_to_others and peer_credentials_checked() else 0o600)
     sock.listen(BACKLOG)
     sock.setblocking(False)
     return sock
+
+
+def peer_credentials_checked() -> bool:
+    """Whether the daemon learns who connected (without it, only the mode keeps others out)."""
+    return hasattr(socket, "SO_PEERCRED")
 
 
 def _answers(path: Path) -> bool:

@@ -21,7 +21,7 @@ import time
 
 import msgspec
 
-from bgjobd import donefiles, locks, outcomes, submission
+from bgjobd import donefiles, filemodes, locks, outcomes, submission
 from bgjobd.attempts import Attempts
 from bgjobd.joblog import NO_JOB, JobLog, describe_params
 from bgjobd.pool import WorkerPool
@@ -249,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         config = load_config(args.config)
+        os.umask(filemodes.modes_of(config).umask)  # before any file: see bgjobd.filemodes
         spec = parse_spec(args)
     except BgjobsError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)

@@ -94,18 +94,32 @@ def peer_uid(transport: asyncio.BaseTransport) -> int | None:
 
 
 class Gate:
-    """Who may talk to the daemon: on a Unix socket, our own uid (and `allowed_uids`);
-    over TCP, whoever presents the token."""
+    """Who may talk to the daemon: on a Unix socket, our own uid, `allowed_uids` and the
+    members of `allowed_gids` (by the peer's primary group or by /etc/group); over TCP,
+    whoever presents the token."""
 
-    def __init__(self, *, token: str | None, allowed_uids: list[int]) -> None:
+    def __init__(
+        self, *, token: str | None, allowed_uids: list[int], allowed_gids: list[int] | None = None
+    ) -> None:
         self.token = token
         self.allowed_uids = {os.getuid(), *allowed_uids} if sys.platform != "win32" else set()
+        self.allowed_gids = set(allowed_gids or ())
+        self._member_uids = self._members_of(self.allowed_gids)
+
+    @property
+    def admits_others(self) -> bool:
+        """Whether anyone but the daemon's own user may connect (the socket must then be
+        reachable by them, and the peer check alone tells them apart)."""
+        return bool(self.allowed_gids) or len(self.allowed_uids) > 1
 
     def admits_peer(self, transport: asyncio.BaseTransport) -> bool:
         if self.token is not None:
             return True  # TCP: judged by the token in Hello
-        uid = peer_uid(transport)
-        return uid is None or uid in self.allowed_uids
+        credentials = self._peer_credentials(transport)
+        if credentials is None:
+            return True  # no peer credentials here: the socket's mode (0600) is the gate
+        uid, gid = credentials
+        return uid in self.allowed_uids or gid in self.allowed_gids or uid in self._member_uids
 
     def admits_hello(self, hello: Hello) -> bool:
         if self.token is None:
@@ -113,6 +127,38 @@ class Gate:
         return hello.token is not None and hmac.compare_digest(
             hello.token.encode(), self.token.encode()
         )
+
+    @staticmethod
+    def _peer_credentials(transport: asyncio.BaseTransport) -> tuple[int, int] | None:
+        """The uid and primary gid of the process at the other end (Linux), else None."""
+        sock = transport.get_extra_info("socket")
+        if sock is None or not hasattr(socket, "SO_PEERCRED"):
+            return None
+        try:
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        except OSError:
+            return None
+        _pid, uid, gid = struct.unpack("3i", creds)
+        return int(uid), int(gid)
+
+    @staticmethod
+    def _members_of(gids: set[int]) -> set[int]:
+        """The uids listed as supplementary members of these groups, read once at start."""
+        import grp
+        import pwd
+
+        uids: set[int] = set()
+        for gid in gids:
+            try:
+                names = grp.getgrgid(gid).gr_mem
+            except KeyError:
+                continue
+            for name in names:
+                try:
+                    uids.add(pwd.getpwnam(name).pw_uid)
+                except KeyError:
+                    continue
+        return uids
 
 
 class Connections:

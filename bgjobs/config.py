@@ -100,6 +100,11 @@ class Config:
         return self.resolve(configured) if configured else self.storage_dir / "bgjobd.token"
 
     @cached_property
+    def dashboard_token_path(self) -> Path:
+        configured = self.settings.dashboard.token_file
+        return self.resolve(configured) if configured else self.storage_dir / "dashboard.token"
+
+    @cached_property
     def workers(self) -> int:
         return self.settings.daemon.workers or os.cpu_count() or 1
 

@@ -81,6 +81,11 @@ class DaemonSettings(_Table, frozen=True):
     """The TCP transport's shared secret; default `<storage>/bgjobd.token`, made on start."""
     allowed_uids: list[NonNegativeInt] = []
     """Unix users besides the daemon's own that may use the socket."""
+    allowed_gids: list[NonNegativeInt] = []
+    """Unix groups whose members (by primary or supplementary group) may use the socket."""
+    group: str | None = None
+    """An operators' group: storage directories 0750 + setgid and files 0640 owned by it.
+    None: everything bgjobd writes is its user's alone (0700 / 0600)."""
     shutdown_timeout: NonNegativeFloat = 30.0
     kill_grace: NonNegativeFloat = 5.0
     """Seconds between SIGTERM and SIGKILL when an attempt is stopped."""
@@ -110,7 +115,13 @@ class DashboardSettings(_Table, frozen=True):
     enabled: bool = True
     listen: str = "127.0.0.1:8000"
     token: str | None = None
-    """Required to bind anywhere but loopback; then asked for as a login."""
+    """The login token; default the contents of `token_file`."""
+    token_file: str | None = None
+    """Where the login token is kept; default `<storage>/dashboard.token` (0600), made on
+    the first start. `bgjobctl dashboard` reads it to open a logged-in browser."""
+    public_metrics: bool = False
+    """True: `/metrics` is served without a login (only on a loopback `listen`), e.g. for a
+    Prometheus on this host. False: it needs the token (`Authorization: Bearer`)."""
 
 
 class Settings(_Table, frozen=True):

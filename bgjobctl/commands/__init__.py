@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from bgjobctl.commands import cancel, logs, ping, retry, show, stats, submit
+from bgjobctl.commands import cancel, dashboard, logs, ping, retry, show, stats, submit
 from bgjobctl.commands import list as list_jobs
 
 COMMANDS: dict[str, ModuleType] = {
@@ -16,4 +16,5 @@ COMMANDS: dict[str, ModuleType] = {
     "logs": logs,
     "stats": stats,
     "ping": ping,
+    "dashboard": dashboard,
 }

@@ -97,7 +97,7 @@ def render(
         {
             **context,
             "csrf_token": guard.csrf_token(request[SESSION]),
-            "login_required": guard.login_required,
+            "logged_in": guard.logged_in(request),
             "here": request.path_qs,
             "now": round(time.time(), 3),
         },

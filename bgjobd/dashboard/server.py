@@ -13,7 +13,7 @@ from bgjobd.dashboard.live import LiveHub
 from bgjobd.dashboard.metrics import Metrics
 from bgjobd.dashboard.recent import RecentFinishes
 from bgjobd.dashboard.security import GUARD, MIDDLEWARES, Guard, check_exposure
-from bgjobd.listen import parse_address
+from bgjobd.listen import ensure_token, parse_address
 from bgjobs.errors import BgjobsError, ConfigError
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ def make_app(dashboard: Dashboard, guard: Guard) -> web.Application:
     router.add_get("/login", login.form)
     router.add_post("/login", login.submit)
     router.add_post("/logout", login.logout)
+    router.add_get("/login/challenge", login.challenge)
     router.add_get("/api/jobs", api.list_jobs)
     router.add_get(f"/api/jobs/{JOB}", api.get_job)
     router.add_post(f"/api/jobs/{JOB}/cancel", actions.cancel)
@@ -68,8 +69,8 @@ class DashboardService:
 
 
 async def start_dashboard(daemon: Daemon) -> DashboardService:
-    """Serve the dashboard on `[dashboard] listen`; ConfigError when that address is not
-    loopback and no token is set (the daemon then refuses to start)."""
+    """Serve the dashboard on `[dashboard] listen`, behind a login; ConfigError when that
+    address is not loopback and no token was chosen (the daemon then refuses to start)."""
     settings = daemon.config.settings.dashboard
     engine = daemon.engine
     if engine is None:
@@ -78,8 +79,9 @@ async def start_dashboard(daemon: Daemon) -> DashboardService:
         host, port = parse_address(settings.listen, "dashboard.listen")
     except BgjobsError as exc:
         raise ConfigError(str(exc)) from None
-    token = settings.token or None
-    check_exposure(host, token)
+    chosen = settings.token is not None or settings.token_file is not None
+    token = settings.token or ensure_token(daemon.config.dashboard_token_path)
+    check_exposure(host, token, chosen=chosen, public_metrics=settings.public_metrics)
     dashboard = Dashboard(
         engine=engine,
         started_at=daemon.started_at,
@@ -87,8 +89,9 @@ async def start_dashboard(daemon: Daemon) -> DashboardService:
         metrics=Metrics(engine, daemon.started_at),
         recent=RecentFinishes(),
     )
+    guard = Guard(token=token, listen_host=host, port=port, public_metrics=settings.public_metrics)
     runner = web.AppRunner(
-        make_app(dashboard, Guard(token=token, listen_host=host, port=port)),
+        make_app(dashboard, guard),
         access_log=None,
         shutdown_timeout=SHUTDOWN_SECONDS,
     )
@@ -102,6 +105,7 @@ async def start_dashboard(daemon: Daemon) -> DashboardService:
         ) from None
     engine.attempt_listeners.extend([dashboard.metrics.on_attempt, dashboard.recent.on_attempt])
     bound_port = runner.addresses[0][1] if runner.addresses else port
+    guard.hosts.port = bound_port
     url = f"http://{f'[{host}]' if ':' in host else host}:{bound_port}/"
-    daemon.say(f"dashboard on {url}" + (" (login with dashboard.token)" if token else ""))
+    daemon.say(f"dashboard on {url} (`bgjobctl dashboard` opens it logged in)")
     return DashboardService(runner, dashboard, url)

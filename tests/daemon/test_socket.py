@@ -30,12 +30,6 @@ def test_socket_modes(workspace: Workspace) -> None:
     assert stat.S_IMODE(workspace.socket_dir.stat().st_mode) == 0o700
 
 
-def test_a_loose_socket_directory_is_tightened(workspace: Workspace) -> None:
-    workspace.socket_dir.chmod(0o755)
-    workspace.start_daemon()
-    assert stat.S_IMODE(workspace.socket_dir.stat().st_mode) == 0o700
-
-
 # Perl (world-executable, unlike this checkout's virtualenv) plays the foreign client:
 # it sends a Hello frame and prints the first reply frame's bytes in hex.
 FOREIGN_CLIENT = r"""

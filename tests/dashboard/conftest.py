@@ -18,11 +18,17 @@ def dashboard(workspace: Workspace) -> Dashboard:
 
 
 @pytest.fixture
-def browser(workspace: Workspace, tmp_path: Path) -> Iterator[webdriver.Chrome]:
-    """A fresh headless Chromium per test, quit (with its driver) when the test ends."""
+def browser(
+    workspace: Workspace, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[webdriver.Chrome]:
+    """A fresh headless Chromium per test, quit (with its driver) when the test ends;
+    logged in to the test's `dashboard` when it has one."""
     require_chromium()
     driver = open_chromium(tmp_path / "chromium-profile", workspace.marker)
     try:
+        if "dashboard" in request.fixturenames:
+            dashboard: Dashboard = request.getfixturevalue("dashboard")
+            dashboard.log_in(driver)
         yield driver
     finally:
         process = driver.service.process

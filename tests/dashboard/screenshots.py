@@ -201,6 +201,7 @@ def main(output: Path) -> None:
             job("ExportReport", "weekly-signups", delay=3600),
         )
         driver = open_chromium(root / "profile", workspace.marker)
+        dashboard.log_in(driver)
         time.sleep(3.2)  # running jobs show a few seconds of elapsed time
         shoot(driver, dashboard.url + "/dashboard/jobs", output / "dashboard.png", 1440)
         shoot(

@@ -27,6 +27,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
 
+from bgjobs.loginlink import login_path
 from bgjobs.model import JobSpec
 from tests.support.procs import MARKER_ENV
 from tests.support.waiting import wait_for
@@ -120,6 +121,13 @@ class Http:
     ) -> Answer:
         return self.request("POST", path, form=form if form is not None else {}, headers=headers)
 
+    def log_in(self, token: str) -> Http:
+        """Log in the way `bgjobctl dashboard` does: a one-time link for a fresh nonce."""
+        nonce = self.get("/login/challenge").json()["nonce"]
+        answer = self.get(login_path(token, nonce))
+        assert answer.status == 200 and "Logged in" in answer.text, answer.text
+        return self
+
     def csrf_token(self) -> str:
         """Load the main page (which sets the session cookie) and read its CSRF token."""
         page = self.get("/dashboard/jobs", Accept="text/html")
@@ -134,9 +142,20 @@ class Dashboard:
     workspace: Workspace
     daemon: DaemonProcess
     url: str
+    token: str
 
     def http(self) -> Http:
+        """A client logged in with a session of its own."""
+        return Http(self.url).log_in(self.token)
+
+    def anonymous(self) -> Http:
         return Http(self.url)
+
+    def log_in(self, driver: WebDriver) -> None:
+        """Log the browser in through a one-time link; it lands on the jobs page."""
+        nonce = self.anonymous().get("/login/challenge").json()["nonce"]
+        driver.get(self.url + login_path(self.token, nonce))
+        wait_until(driver, lambda d: d.current_url.startswith(self.url + "/dashboard/jobs"))
 
     def submit(self, class_name: str, *params: Any, **options: Any) -> int:
         client = self.workspace.client()
@@ -190,7 +209,16 @@ def launch(workspace: Workspace, port: int) -> Dashboard:
     daemon = workspace.start_daemon()
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: answers_http(url, daemon), timeout=20, what="the dashboard to answer")
-    return Dashboard(workspace, daemon, url)
+    return Dashboard(workspace, daemon, url, dashboard_token(workspace))
+
+
+def dashboard_token(workspace: Workspace) -> str:
+    """The token the daemon logs in with: configured, or made in its storage on start."""
+    settings = workspace.settings.get("dashboard", {})
+    if settings.get("token"):
+        return str(settings["token"])
+    storage = Path(workspace.settings.get("daemon", {}).get("storage", "storage"))
+    return (workspace.root / storage / "dashboard.token").read_text().strip()
 
 
 def chromium_available() -> bool:

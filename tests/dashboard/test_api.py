@@ -143,7 +143,14 @@ def test_event_stream_and_a_clean_stop_while_it_is_open(dashboard: Dashboard) ->
     host, port = dashboard.url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=20)
     try:
-        connection.request("GET", "/api/events", headers={"Accept": "text/event-stream"})
+        connection.request(
+            "GET",
+            "/api/events",
+            headers={
+                "Accept": "text/event-stream",
+                "Authorization": f"Bearer {dashboard.token}",
+            },
+        )
         stream = connection.getresponse()
         assert stream.status == 200
         assert stream.headers["Content-Type"] == "text/event-stream"

@@ -35,6 +35,7 @@ def test_detail_shows_fields_attempts_traceback_and_output(
     failing = dashboard.submit("Fail", "disk full")
     dashboard.wait_state(failing, "failed")
 
+    dashboard.log_in(browser)
     browser.get(f"{dashboard.url}/dashboard/jobs/{failing}")
     assert browser.title == f"#{failing} Fail::handle · bgjobs"
     record = fields(browser)

@@ -86,8 +86,8 @@ def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(
         http.post(f"/api/jobs/{job_id}/cancel", {"csrf_token": other_token}),
         http.post(f"/api/jobs/{failed}/retry", {}, headers={"Accept": "text/html"}),
         http.post("/api/jobs/retry-failed"),
-        # A fresh client has no session: a token alone proves nothing.
-        Http(dashboard.url).post(f"/api/jobs/{job_id}/cancel", {"csrf_token": token}),
+        # Another login has another session: a CSRF token alone proves nothing.
+        dashboard.http().post(f"/api/jobs/{job_id}/cancel", {"csrf_token": token}),
     ]
     for answer in attempts:
         assert answer.status == 403, answer.text
@@ -138,7 +138,7 @@ def test_a_token_guards_every_request(workspace: Workspace, browser: WebDriver) 
     daemon = workspace.start_daemon()
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: answers_http(url, daemon), what="the dashboard")
-    job_id = Dashboard(workspace, daemon, url).submit("Sleep", 60, delay=300)
+    job_id = Dashboard(workspace, daemon, url, TOKEN).submit("Sleep", 60, delay=300)
 
     http = Http(url)
     page = http.get("/dashboard/jobs", Accept="text/html")
@@ -185,7 +185,8 @@ def test_a_foreign_host_name_is_refused(dashboard: Dashboard) -> None:
     http = dashboard.http()
     assert http.get("/api/stats", Host="attacker.example").status == 403
     assert http.get("/dashboard/jobs", Host="attacker.example:8000").status == 403
-    for host in ("127.0.0.1", "localhost", "[::1]:8000", "LOCALHOST:1"):
+    port = dashboard.url.rpartition(":")[2]
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", f"LOCALHOST:{port}"):
         assert http.get("/api/stats", Host=host).status == 200, host
 
 
@@ -199,7 +200,7 @@ def test_every_response_carries_strict_headers(dashboard: Dashboard) -> None:
         assert "frame-ancestors 'none'" in csp
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["X-Frame-Options"] == "DENY"
-    session = dashboard.http().get("/dashboard/jobs").headers["Set-Cookie"]
+    session = dashboard.anonymous().get("/login").headers["Set-Cookie"]
     assert "HttpOnly" in session
     assert "SameSite=Strict" in session
 

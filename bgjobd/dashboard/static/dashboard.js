@@ -451,7 +451,15 @@
     });
     source.addEventListener("jobs", () => schedule());
     source.addEventListener("reset", () => schedule());
-    source.addEventListener("error", () => setLive("connecting", "reconnecting…"));
+    source.addEventListener("error", () => {
+      setLive("connecting", "reconnecting…");
+      // Refused (a 401 once the session ended: a logout elsewhere, a daemon restart), the
+      // stream gives up; a refresh then finds out and goes to the login page.
+      if (source.readyState === EventSource.CLOSED) {
+        schedule(0);
+        setTimeout(connect, 3000);
+      }
+    });
   }
 
   // actions ---------------------------------------------------------------------------------
