@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import mmap
-from typing import Final
+from typing import Annotated, Final
 
 import msgspec
 
@@ -26,6 +26,11 @@ MAX_REPLY_FRAME_BYTES: Final = 4 * MAX_FRAME_BYTES
 params, its result and every attempt's error, each of which alone stays under the frame cap.
 The daemon answers a reply that would still be larger with a `TOO_LARGE` error."""
 HEADER_BYTES: Final = 4
+MAX_JOB_ID: Final = 2**63 - 1
+"""Ids, limits and offsets are signed 64-bit integers in every store: larger ones are
+refused when a request is decoded."""
+JobId = Annotated[int, msgspec.Meta(ge=0, le=MAX_JOB_ID)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_JOB_ID)]
 HANDSHAKE_TIMEOUT: Final = 5.0
 PREAUTH_MAX_FRAME_BYTES: Final = 64 * 1024
 """Largest frame the daemon reads before a connection's Hello is accepted (a Hello is a
@@ -81,7 +86,7 @@ class Submit(_Message):
 
 
 class Get(_Message):
-    job_id: int
+    job_id: JobId
     with_chain: bool = False
     """Also return every link of the job's chain."""
 
@@ -91,17 +96,17 @@ class ListJobs(_Message):
     class_name: str | None = None
     search: str | None = None
     """Matches a job id exactly, or a substring of the encoded params."""
-    limit: int = 50
-    offset: int = 0
+    limit: Count = 50
+    offset: Count = 0
     oldest_first: bool = False
 
 
 class Cancel(_Message):
-    job_id: int
+    job_id: JobId
 
 
 class RetryJob(_Message):
-    job_id: int
+    job_id: JobId
 
 
 class RetryFailed(_Message):
@@ -115,7 +120,7 @@ class GetStats(_Message):
 
 
 class Subscribe(_Message):
-    job_ids: list[int] = []
+    job_ids: list[JobId] = []
     """Only events of these jobs; empty means every job."""
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import argparse
 
+from bgjobctl.arguments import job_id
 from bgjobctl.context import CommandContext
 from bgjobs.errors import ExitCode
 
@@ -9,7 +10,7 @@ HELP = "cancel a job: a waiting one never runs, a running one is killed"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("job_id", metavar="ID", type=int)
+    parser.add_argument("job_id", metavar="ID", type=job_id)
 
 
 def run(ctx: CommandContext) -> int:

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import argparse
 
+from bgjobctl.arguments import count
 from bgjobctl.context import CommandContext
-from bgjobs.errors import ExitCode, UsageError
+from bgjobs.errors import ExitCode
 from bgjobs.model import JobState
 
 HELP = "list jobs, newest first"
@@ -18,15 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--class", dest="class_name", metavar="CLASS")
     parser.add_argument("--search", metavar="TEXT", help="a job id, or text in the params")
-    parser.add_argument("--limit", type=int, default=50)
-    parser.add_argument("--offset", type=int, default=0)
+    parser.add_argument("--limit", type=count, default=50)
+    parser.add_argument("--offset", type=count, default=0)
 
 
 def run(ctx: CommandContext) -> int:
     args = ctx.args
-    for name in ("limit", "offset"):  # the daemon says which range; this, what the wire holds
-        if not 0 <= getattr(args, name) < 2**63:
-            raise UsageError(f"--{name} must be a whole number from 0, not {getattr(args, name)}")
     listing = ctx.client.list_jobs(
         states=[JobState(state) for state in args.state or []],
         class_name=args.class_name,

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bgjobctl.arguments import job_id
 from bgjobctl.context import CommandContext
 from bgjobs.errors import ExitCode, NotFound
 from bgjobs.protocol import ErrorCode
@@ -22,7 +23,7 @@ FOLLOW_POLL_SECONDS = 0.2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("job_id", metavar="ID", type=_job_id, nargs="?")
+    parser.add_argument("job_id", metavar="ID", type=job_id, nargs="?")
     parser.add_argument("--errors", action="store_true", help="the error log instead")
     parser.add_argument(
         "--follow",
@@ -33,13 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lines", "-n", type=int, default=0, help="only the last N lines of a log (0: all)"
     )
-
-
-def _job_id(text: str) -> int:
-    """A job id: ASCII digits that fit an SQLite integer (argparse says a usage error)."""
-    if not (text.isascii() and text.isdigit() and 0 < int(text) < 2**63):
-        raise argparse.ArgumentTypeError(f"not a job id: {text!r}")
-    return int(text)
 
 
 def run(ctx: CommandContext) -> int:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import argparse
 
+from bgjobctl.arguments import job_id
 from bgjobctl.context import CommandContext
 from bgjobs.errors import ExitCode, UsageError
 
@@ -9,7 +10,7 @@ HELP = "run a failed or cancelled job again, with fresh attempts"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("job_id", metavar="ID", type=int, nargs="?")
+    parser.add_argument("job_id", metavar="ID", type=job_id, nargs="?")
     parser.add_argument("--all-failed", action="store_true", help="retry every failed job")
     parser.add_argument(
         "--class", dest="class_name", metavar="CLASS", help="with --all-failed: only this class"

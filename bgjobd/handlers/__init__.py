@@ -9,6 +9,7 @@ from typing import Any
 from bgjobd.handlers import cancel, get, ping, retry, stats, submit, subscribe
 from bgjobd.handlers import list as list_jobs
 from bgjobd.handlers.context import Context
+from bgjobs.errors import RequestFailed
 from bgjobs.protocol import (
     Cancel,
     Error,
@@ -62,4 +63,4 @@ def dispatch(  # noqa: C901, PLR0911  # one arm per request kind
         case Subscribe():
             return subscribe.handle(ctx, request)
         case Hello():
-            raise ValueError("the handshake happens once, first")
+            raise RequestFailed(ErrorCode.BAD_REQUEST, "the handshake happens once, first")

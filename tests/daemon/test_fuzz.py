@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from bgjobs.model import ChainLink, JobSpec, JobState, Priority
 from bgjobs.protocol import (
     HEADER_BYTES,
+    MAX_JOB_ID,
     Cancel,
     Error,
     ErrorCode,
@@ -54,6 +55,8 @@ AGAINST_DAEMON = settings(
 
 # msgpack's whole integer range, so that ids and counts at the edges get sent.
 INTS = st.integers(min_value=-(2**63), max_value=2**64 - 1)
+IDS = st.integers(min_value=0, max_value=MAX_JOB_ID)
+"""What the protocol admits for ids, limits and offsets (others are refused on decoding)."""
 TEXT = st.text(max_size=24)
 SCALARS = (
     st.none()
@@ -90,22 +93,22 @@ def requests(class_names: st.SearchStrategy[str] = TEXT) -> st.SearchStrategy[Re
         st.builds(Hello, rid=INTS, version=INTS, token=optional_text, client=TEXT),
         st.builds(Ping, rid=INTS),
         st.builds(Submit, rid=INTS, jobs=st.lists(job_specs, max_size=3)),
-        st.builds(Get, rid=INTS, job_id=INTS, with_chain=st.booleans()),
+        st.builds(Get, rid=INTS, job_id=IDS, with_chain=st.booleans()),
         st.builds(
             ListJobs,
             rid=INTS,
             states=st.lists(st.sampled_from(JobState), max_size=3),
             class_name=optional_text,
             search=optional_text,
-            limit=INTS,
-            offset=INTS,
+            limit=IDS,
+            offset=IDS,
             oldest_first=st.booleans(),
         ),
-        st.builds(Cancel, rid=INTS, job_id=INTS),
-        st.builds(RetryJob, rid=INTS, job_id=INTS),
+        st.builds(Cancel, rid=INTS, job_id=IDS),
+        st.builds(RetryJob, rid=INTS, job_id=IDS),
         st.builds(RetryFailed, rid=INTS, class_name=optional_text),
         st.builds(GetStats, rid=INTS),
-        st.builds(Subscribe, rid=INTS, job_ids=st.lists(INTS, max_size=3)),
+        st.builds(Subscribe, rid=INTS, job_ids=st.lists(IDS, max_size=3)),
     )
 
 
@@ -188,14 +191,8 @@ DEEPLY_NESTED_SUBMIT = (
     b"\x82\xa4type\xa6Submit\xa4jobs\x91\x83\xaaclass_name\xa4Echo\xa6method\xa6handle"
     b"\xa6params\x91" + b"\x91" * 5000 + b"\xc0"
 )
-KNOWN_DEEP_NESTING = pytest.mark.xfail(
-    strict=False,
-    reason="issue 9 finding 6: deeply nested msgpack in params raises RecursionError "
-    "(decode_request is being fixed on another branch)",
-)
 
 
-@KNOWN_DEEP_NESTING
 def test_deeply_nested_params_are_a_frame_error() -> None:
     with pytest.raises(FrameError):
         decode_request(DEEPLY_NESTED_SUBMIT)
@@ -275,12 +272,6 @@ def test_any_well_formed_request_gets_a_typed_reply_or_a_close(
     fuzzed.assert_healthy()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 9 (user input never yields an internal error), found by this test: "
-    "a second Hello, and a job id, limit or offset outside SQLite's 64-bit integers "
-    "(Get, Cancel, RetryJob, ListJobs), are answered `internal` (ValueError, OverflowError)",
-)
 @AGAINST_DAEMON
 @given(request=requests(class_names=st.sampled_from(["Echo", "Add"]) | TEXT))
 def test_no_well_formed_request_is_an_internal_error(
@@ -293,10 +284,20 @@ def test_no_well_formed_request_is_an_internal_error(
     fuzzed.assert_healthy()
 
 
-@KNOWN_DEEP_NESTING
 def test_deeply_nested_params_get_an_error_without_a_traceback(fuzzed: FuzzedDaemon) -> None:
     with fuzzed.connect() as connection:
         connection.hello()
         connection.send(frame(DEEPLY_NESTED_SUBMIT))
         connection.reply()
     fuzzed.assert_healthy()
+
+
+@given(
+    job_id=st.integers(min_value=MAX_JOB_ID + 1, max_value=2**64 - 1)
+    | st.integers(min_value=-(2**63), max_value=-1)
+)
+def test_ids_outside_what_a_store_holds_are_refused_on_decoding(job_id: int) -> None:
+    body = msgspec.msgpack.encode({"type": "Get", "job_id": job_id})
+    with pytest.raises(FrameError) as refused:
+        decode_request(body)
+    assert refused.value.code is ErrorCode.BAD_REQUEST
