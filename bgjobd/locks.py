@@ -87,6 +87,10 @@ def acquire(path: Path, info: LockInfo) -> None:
             continue
         try:
             os.write(fd, data)
+        except OSError:
+            # A full disk: the file exists, which is what cancel and recovery look at;
+            # its description is a courtesy (an empty one reads as unknown).
+            pass
         finally:
             os.close(fd)
         return

@@ -104,6 +104,10 @@ class StoreHealth:
         """Why submits are refused for want of space, else None."""
         self.lost: str | None = None
         self._watched: dict[Path, _Identity] = {}
+        self._dirs: dict[Path, _Identity] = {}
+        self._pins: dict[Path, int] = {}
+        """Directories held open, so that a removed one's inode number cannot be reused
+        by its replacement and hide it."""
         self._timer: asyncio.TimerHandle | None = None
 
     # start and stop ------------------------------------------------------------------------
@@ -117,6 +121,8 @@ class StoreHealth:
                 self._watched[path] = _identity(path)
             except FileNotFoundError:
                 continue  # a WAL appears with the first write; it is watched from then on
+        self._pin(self._config.storage_dir)
+        self._recreate_dirs()
         self.reserve_path.unlink(missing_ok=True)  # a stale one from a crash is made anew
         self._check_space(time.monotonic())
 
@@ -127,6 +133,9 @@ class StoreHealth:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        for fd in self._pins.values():
+            os.close(fd)
+        self._pins.clear()
 
     # the journal's questions -----------------------------------------------------------------
 
@@ -204,16 +213,32 @@ class StoreHealth:
             self._lose(f"the database {database} was overwritten: it is no SQLite database now")
 
     def _recreate_dirs(self) -> None:
+        """Logs, job output and lock files: made again when missing. A worker may have made
+        one again already (it must, to run its attempt): a new identity says so."""
         config = self._config
         for directory in (config.logs_dir, config.job_output_dir, config.locks_dir):
-            if directory.is_dir():
-                continue
             try:
-                directory.mkdir(parents=True, exist_ok=True)
+                if not directory.is_dir():
+                    directory.mkdir(parents=True, exist_ok=True)
+                now = _identity(directory)
             except OSError as exc:
                 self._say(f"{directory} is missing and cannot be made again: {exc}")
                 continue
-            self._say(f"{directory} was missing (removed by hand?): made it again")
+            before = self._dirs.get(directory)
+            self._dirs[directory] = now
+            if before != now:
+                self._pin(directory)
+            if before is not None and before != now:
+                self._say(f"{directory} was removed (by hand?): made it again")
+
+    def _pin(self, directory: Path) -> None:
+        old = self._pins.pop(directory, None)
+        if old is not None:
+            os.close(old)
+        try:
+            self._pins[directory] = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return
 
     def _lose(self, reason: str) -> None:
         if self.lost is not None:
