@@ -37,7 +37,8 @@ def recover(engine: Engine, began: set[int]) -> int:
         )
         engine.record_attempt(job, result)
     end_abandoned_oneshots(engine)
-    engine.store.commit()
+    # Through the journal: a commit that meets a full disk is redone and retried.
+    engine.journal.flush()
     engine.wake()
     return len(orphans)
 

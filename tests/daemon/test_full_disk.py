@@ -140,12 +140,35 @@ def test_failed_commits_lose_no_outcome(workspace: Workspace, small_disk: Path) 
     later = client.submit([JobSpec(class_name="Echo", method="handle", params=["z"])]).ids[0]
     assert client.wait(later, 30).state is JobState.SUCCEEDED
     assert "commit failed" in daemon.stderr  # the log lines of that moment found no space
+    if "WAL checkpoint failed" in daemon.stderr:  # the checkpoint thread lived on
+        wait_for(lambda: "checkpoints work again" in daemon.stderr, timeout=20, what="a checkpoint")
     assert daemon.stop() == 0, daemon.stderr
-    print(daemon.stderr)
 
     # What the daemon acknowledged is what a fresh start finds.
     restarted = workspace.start_daemon()
     again = workspace.client()
     for job_id in [*running, later]:
         assert again.get(job_id).state is JobState.SUCCEEDED
+    assert restarted.stop() == 0
+
+
+def test_sigterm_on_a_full_disk_exits_0(workspace: Workspace, small_disk: Path) -> None:
+    """Stopping while the disk is full: the running attempt is interrupted and recorded (the
+    reserve makes room for the last commit), and the exit code says all went well."""
+    workspace.write_config({"daemon": {"min_free_space": "1MiB"}})
+    daemon = workspace.start_daemon()
+    client = workspace.client()
+    job_id = client.submit([JobSpec(class_name="Sleep", method="handle", params=[60])]).ids[0]
+    wait_for(lambda: client.stats().counts["running"] == 1, what="the attempt to start")
+    filler = fill(small_disk)
+    echo = JobSpec(class_name="Echo", method="handle", params=["x"])
+    wait_for(lambda: refused_full(client, echo), timeout=10, what="a store_full refusal")
+    client.close()
+    assert daemon.stop() == 0, daemon.stderr
+
+    filler.unlink()
+    restarted = workspace.start_daemon()
+    job = workspace.client().get(job_id)
+    assert job.state in (JobState.QUEUED, JobState.RUNNING), job  # given back, runs again
+    assert job.attempts <= 1, job
     assert restarted.stop() == 0
