@@ -118,28 +118,37 @@ def test_full_disk_refuses_submits_and_resumes(workspace: Workspace, small_disk:
 
 def test_failed_commits_lose_no_outcome(workspace: Workspace, small_disk: Path) -> None:
     """No guard (min_free_space = 0): the WAL cannot grow, commits fail with SQLITE_FULL.
-    Submits get store_full; the running jobs' claims and outcomes are kept and committed
-    once space returns, with no restart."""
-    workspace.write_config({"daemon": {"min_free_space": 0}})
+    Submits get store_full; the attempts' outcomes (too big for the WAL as it is) are kept
+    and committed once space returns, with no restart."""
+    workspace.write_config(
+        {"daemon": {"min_free_space": 0}, "allowed_jobs": {"BigResult": ["handle"]}}
+    )
     daemon = workspace.start_daemon()
     client = workspace.client()
     running = client.submit(
-        [JobSpec(class_name="Sleep", method="handle", params=[1.0]) for _ in range(3)]
+        [JobSpec(class_name="BigResult", method="handle", params=[1.0, 400_000])] * 2
     ).ids
+    wait_for(lambda: client.stats().counts["running"] == 2, what="the attempts to start")
     filler = fill(small_disk)
     big = JobSpec(class_name="Echo", method="handle", params=["y" * 200_000])
     wait_for(lambda: refused_full(client, big), timeout=10, what="a store_full reply")
-    # The outcomes wait in the daemon's open transaction: running never exceeds workers.
-    wait_for(lambda: client.stats().counts["running"] == 0, timeout=30, what="the attempts to end")
+    wait_for(lambda: "commit failed" in daemon.stderr, timeout=10, what="an outcome's commit")
+    assert_sane(client)
+    wait_for(
+        lambda: all(w.busy_with is None for w in client.stats().workers),
+        timeout=15,
+        what="the attempts to end",
+    )
     assert_sane(client)
 
     filler.unlink()
     wait_for(lambda: not refused_full(client, big), timeout=15, what="commits to work again")
     for job_id in running:
-        assert client.wait(job_id, 30).state is JobState.SUCCEEDED
+        job = client.wait(job_id, 30)
+        assert job.state is JobState.SUCCEEDED, job
+        assert job.result == "r" * 400_000
     later = client.submit([JobSpec(class_name="Echo", method="handle", params=["z"])]).ids[0]
     assert client.wait(later, 30).state is JobState.SUCCEEDED
-    assert "commit failed" in daemon.stderr  # the log lines of that moment found no space
     if "WAL checkpoint failed" in daemon.stderr:  # the checkpoint thread lived on
         wait_for(lambda: "checkpoints work again" in daemon.stderr, timeout=20, what="a checkpoint")
     assert daemon.stop() == 0, daemon.stderr

@@ -76,6 +76,7 @@ def test_removed_lock_directory_is_made_again(workspace: Workspace) -> None:
     workspace.start_daemon()
     client = workspace.client()
     assert client.wait(client.submit([ECHO]).ids[0], 10).state is JobState.SUCCEEDED
+    workers = {worker.pid for worker in client.stats().workers}
     locks = workspace.storage / "jobs"
     shutil.rmtree(locks)
 
@@ -84,6 +85,7 @@ def test_removed_lock_directory_is_made_again(workspace: Workspace) -> None:
         job = client.wait(job_id, 15)
         assert job.state is JobState.SUCCEEDED, job
         assert job.attempts == 1, job
+    assert {worker.pid for worker in client.stats().workers} == workers, "no worker crashed"
     wait_for(locks.is_dir, timeout=10, what="the lock directory to be made again")
     wait_for(lambda: "was removed" in workspace.error_log(), timeout=10, what="a warning")
 

@@ -33,3 +33,4 @@ __all__ = [
     "SpawnGrandchild",
     "Unencodable",
 ]
+from testjobs.store import BigResult  # noqa: F401
