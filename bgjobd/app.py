@@ -25,7 +25,7 @@ from bgjobd.pool import WorkerPool
 from bgjobd.recovery import recover
 from bgjobd.server import Connection, Gate
 from bgjobd.store.sqlite import SQLiteStore
-from bgjobd.storehealth import StoreHealth, open_store
+from bgjobd.storehealth import StoreHealth, mark_lost, open_store, refuse_if_lost
 from bgjobs.config import Config, load_config
 from bgjobs.errors import ConfigError, ExitCode
 from bgjobs.protocol import Reply
@@ -62,6 +62,7 @@ class Daemon:
 
     async def run(self) -> int:
         config = self.config
+        refuse_if_lost(config)
         for directory in (config.logs_dir, config.job_output_dir, config.locks_dir):
             directory.mkdir(parents=True, exist_ok=True)
         self._locks.append(
@@ -146,6 +147,7 @@ class Daemon:
             return
         self.store_lost = reason
         self.say(f"STORE LOST: {reason}", error=True)
+        mark_lost(self.config, reason)
         self._stopping.set()
 
     # listening -----------------------------------------------------------------------------

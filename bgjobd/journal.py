@@ -232,8 +232,10 @@ class Journal:
             self._abandon(self.lost, pending, callbacks, [])
             self._fatal(f"commits have failed for {GIVE_UP_SECONDS:g}s: {exc}")
             return
-        if not self._patient:
-            self._abandon(CommitFailed(str(exc)), pending, [], [])
+        if not self._patient and pending is not None:
+            # Stopping: whoever waits goes on; the writes stay for the daemon's last commit.
+            if not pending.done():
+                pending.set_exception(CommitFailed(str(exc)))
             pending = None
         # Kept for the retry: whoever waits for these writes waits on.
         self._pending = pending

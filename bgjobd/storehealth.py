@@ -36,6 +36,10 @@ SPACE_CACHE_SECONDS: Final = 0.1
 CHECK_SECONDS: Final = 1.0
 RESERVE_NAME: Final = "bgjobd.reserve"
 RESERVE_MAX: Final = 8 * 1024 * 1024
+LOST_MARKER: Final = "bgjobd.store-lost"
+"""Left in the storage directory when the store was lost under a running daemon: the next
+start refuses until an operator removes it, so that a restart (systemd's Restart=) does not
+quietly begin again on an empty database."""
 _SQLITE_HEADER: Final = b"SQLite format 3\x00"
 
 _Identity = tuple[int, int]
@@ -46,6 +50,31 @@ class StoreDamaged(BgjobsError):
     on it."""
 
     exit_code = ExitCode.FAILED
+
+
+def mark_lost(config: Config, reason: str) -> None:
+    """Best effort: the storage may be gone or full."""
+    marker = config.storage_dir / LOST_MARKER
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC: {reason}\n")
+    except OSError:
+        return
+
+
+def refuse_if_lost(config: Config) -> None:
+    marker = config.storage_dir / LOST_MARKER
+    try:
+        reason = marker.read_text().strip()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        reason = f"(unreadable: {exc})"
+    raise StoreDamaged(
+        f"the store was lost while bgjobd ran: {reason}. Jobs it held may be gone. Restore "
+        f"{config.database_path} from a backup if there is one, or accept the loss; then "
+        f"delete {marker} and start bgjobd again."
+    )
 
 
 def open_store(config: Config, on_error: Callable[[str], None]) -> SQLiteStore:
@@ -258,6 +287,10 @@ class StoreHealth:
             return None  # a vanished directory: the identity check reports it
         return found.f_bavail * found.f_frsize
 
+    def _free_or(self, known: int) -> int:
+        free = self._free()
+        return known if free is None else free
+
     def _check_space(self, now: float, *, release: bool = False) -> None:
         self._space_checked_at = now
         if self.min_free <= 0:
@@ -272,10 +305,10 @@ class StoreHealth:
                 f"storage is nearly full ({format_size(free)} free): released "
                 f"{format_size(self.reserve_bytes)} of reserve for running jobs' records"
             )
-            free = self._free() or free
+            free = self._free_or(free)
         if not self._reserved and free >= self.min_free + self.reserve_bytes:
             self._reserved = self._make_reserve()
-            free = self._free() or free
+            free = self._free_or(free)
         refuse = free < self.min_free or (self.reserve_bytes > 0 and not self._reserved)
         if refuse and self.full is None:
             self.full = (

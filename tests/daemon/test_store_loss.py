@@ -55,6 +55,13 @@ def test_deleted_database_stops_the_daemon(workspace: Workspace) -> None:
     assert daemon.process.returncode != 0
     assert "STORE LOST" in daemon.stderr and "was deleted" in daemon.stderr
 
+    # A restart (systemd's Restart=on-failure) does not quietly begin on an empty store.
+    refused = workspace.start_daemon(ready=False)
+    assert refused.process.wait(30) != 0
+    assert "the store was lost" in refused.stderr and "bgjobd.store-lost" in refused.stderr
+    (workspace.storage / "bgjobd.store-lost").unlink()
+    workspace.start_daemon()
+
 
 def test_deleted_storage_stops_the_daemon(workspace: Workspace) -> None:
     workspace.write_config({"allowed_jobs": {"Sleep": ["handle"]}})
