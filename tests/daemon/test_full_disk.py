@@ -99,7 +99,10 @@ def test_full_disk_refuses_submits_and_resumes(workspace: Workspace, small_disk:
     assert not (small_disk / "bgjobd.reserve").exists(), "the reserve is released"
     assert_sane(client)
     for job_id in running:
-        job = client.wait(job_id, 30)
+        try:
+            job = client.wait(job_id, 30)
+        except TimeoutError:
+            raise AssertionError(f"{client.get(job_id)}\n{daemon.stderr}") from None
         assert job.state is JobState.SUCCEEDED, job
     assert_sane(client)
     assert "submits refused" in workspace.error_log()
