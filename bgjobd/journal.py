@@ -51,6 +51,8 @@ class JournalStore(Protocol):
 
     def redo_kept_writes(self) -> int: ...
 
+    def checkpoint_soon(self) -> None: ...
+
 
 class Health(Protocol):
     """The store's health, as the journal consults it (storehealth.StoreHealth)."""
@@ -63,6 +65,10 @@ class Health(Protocol):
 
     def commit_failed_full(self) -> None:
         """A commit met a full disk: free the reserve for internal writes."""
+
+    @property
+    def short_of_space(self) -> bool:
+        """Whether submits are refused for want of space."""
 
 
 def _store_error(exc: BaseException) -> RequestFailed:
@@ -171,12 +177,7 @@ class Journal:
         except Exception as exc:  # noqa: BLE001  # every failure is answered, none escapes
             self._failed(exc, pending, callbacks, waiters)
             return
-        if self.stalled is not None:
-            self._on_error(f"commits work again after {self._failures} failure(s)")
-            self.stalled = None
-        self._failures = 0
-        self._failing_since = None
-        self._retry_delay = RETRY_FIRST_SECONDS
+        self._recovered()
         if pending is not None and not pending.done():
             pending.set_result(None)
         rollbacks = self.store.rollbacks
@@ -190,6 +191,17 @@ class Journal:
             )
         for callback in callbacks:
             callback()
+
+    def _recovered(self) -> None:
+        """A commit worked: whatever failed before is over."""
+        if self.stalled is not None:
+            self._on_error(f"commits work again after {self._failures} failure(s)")
+            self.stalled = None
+        self._failures = 0
+        self._failing_since = None
+        self._retry_delay = RETRY_FIRST_SECONDS
+        if self._health is not None and self._health.short_of_space:
+            self.store.checkpoint_soon()  # the WAL is reused only once checkpointed
 
     def _failed(
         self,
@@ -225,8 +237,10 @@ class Journal:
                 f"{redone} write(s) are kept and retried; submits are refused meanwhile"
             )
         self.stalled = error
-        if isinstance(error, StoreFull) and self._health is not None:
-            self._health.commit_failed_full()
+        if isinstance(error, StoreFull):
+            if self._health is not None:
+                self._health.commit_failed_full()
+            self.store.checkpoint_soon()
         if not isinstance(error, StoreFull) and now - self._failing_since > GIVE_UP_SECONDS:
             self.lost = StoreUnavailable(error.code, str(error))
             self._abandon(self.lost, pending, callbacks, [])

@@ -184,6 +184,10 @@ class StoreHealth:
         if self.lost is not None:
             raise StoreUnavailable(ErrorCode.STORE_UNAVAILABLE, self.lost)
 
+    @property
+    def short_of_space(self) -> bool:
+        return self.full is not None
+
     def commit_failed_full(self) -> None:
         self._check_space(time.monotonic(), release=True)
 

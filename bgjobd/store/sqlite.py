@@ -136,13 +136,19 @@ class _Checkpointer(threading.Thread):
         self._path = path
         self._on_error = on_error
         self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._last_error = ""
         self.failures = 0
         """Checkpoints failed in a row (0: the last one worked)."""
 
     def run(self) -> None:
         db: sqlite3.Connection | None = None
         pause = _CHECKPOINT_SECONDS
-        while not self._stopping.wait(pause):
+        while True:
+            self._wake.wait(pause)
+            self._wake.clear()
+            if self._stopping.is_set():
+                break
             try:
                 if db is None:
                     db = self._connect()
@@ -168,15 +174,20 @@ class _Checkpointer(threading.Thread):
 
     def _failed(self, exc: Exception) -> None:
         self.failures += 1
-        if self.failures == 1:
+        if self.failures == 1 or str(exc) != self._last_error:
             self._report(f"WAL checkpoint failed, retrying with backoff: {exc}")
+        self._last_error = str(exc)
 
     def _report(self, message: str) -> None:
         if self._on_error is not None:
             self._on_error(message)
 
+    def wake(self) -> None:
+        self._wake.set()
+
     def stop(self) -> None:
         self._stopping.set()
+        self._wake.set()
         self.join()
 
 
@@ -293,6 +304,13 @@ class SQLiteStore(Store):
         """SQLite's `quick_check`: an empty list, or what is wrong with the database."""
         rows = [str(row[0]) for row in self._db.execute("PRAGMA quick_check")]
         return [] if rows == ["ok"] else rows
+
+    def checkpoint_soon(self) -> None:
+        """Checkpoint now rather than within the half second. Short of space this keeps the
+        WAL small: it restarts from its beginning only after a checkpoint, and until then
+        every commit makes it grow."""
+        if self._checkpointer is not None:
+            self._checkpointer.wake()
 
     def checkpoint_failures(self) -> int:
         return 0 if self._checkpointer is None else self._checkpointer.failures

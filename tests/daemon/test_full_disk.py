@@ -129,11 +129,11 @@ def test_failed_commits_lose_no_outcome(workspace: Workspace, small_disk: Path) 
     daemon = workspace.start_daemon()
     client = workspace.client()
     running = client.submit(
-        [JobSpec(class_name="BigResult", method="handle", params=[1.0, 400_000])] * 2
+        [JobSpec(class_name="BigResult", method="handle", params=[1.0, 150_000])] * 2
     ).ids
     wait_for(lambda: client.stats().counts["running"] == 2, what="the attempts to start")
     filler = fill(small_disk)
-    big = JobSpec(class_name="Echo", method="handle", params=["y" * 200_000])
+    big = JobSpec(class_name="Echo", method="handle", params=["y" * 100_000])
     wait_for(lambda: refused_full(client, big), timeout=10, what="a store_full reply")
     wait_for(lambda: "commit failed" in daemon.stderr, timeout=10, what="an outcome's commit")
     assert_sane(client)
@@ -149,11 +149,14 @@ def test_failed_commits_lose_no_outcome(workspace: Workspace, small_disk: Path) 
     for job_id in running:
         job = client.wait(job_id, 30)
         assert job.state is JobState.SUCCEEDED, job
-        assert job.result == "r" * 400_000
+        assert job.result == "r" * 150_000
     later = client.submit([JobSpec(class_name="Echo", method="handle", params=["z"])]).ids[0]
     assert client.wait(later, 30).state is JobState.SUCCEEDED
     if "WAL checkpoint failed" in daemon.stderr:  # the checkpoint thread lived on
-        wait_for(lambda: "checkpoints work again" in daemon.stderr, timeout=20, what="a checkpoint")
+        try:
+            wait_for(lambda: "checkpoints work again" in daemon.stderr, timeout=20)
+        except AssertionError:
+            raise AssertionError(daemon.stderr) from None
     assert daemon.stop() == 0, daemon.stderr
 
     # What the daemon acknowledged is what a fresh start finds.
