@@ -52,6 +52,7 @@ class Daemon:
         self._bound_socket = False
         self._services: list[Service] = []
         self.engine: Engine | None = None
+        self._health: StoreHealth | None = None
         self.store_lost: str | None = None
         """Why the store was lost while running: the daemon stops at once, exit non-zero."""
 
@@ -84,6 +85,7 @@ class Daemon:
             config, say=lambda message: self.say(message, error=True), on_lost=self.lose_store
         )
         health.remember()
+        self._health = health
         journal = Journal(
             store,
             lambda message: self.say(message, error=True),
@@ -227,6 +229,8 @@ class Daemon:
         self.engine.attempts.config = new
         self.engine.attempts.pool.reconfigure(new)
         self.engine.reconfigure(new)
+        if self._health is not None:
+            self._health.reconfigure(new)
         self.say("configuration reloaded")
 
     def _start_watchdog(self) -> asyncio.Task[None] | None:

@@ -155,6 +155,16 @@ class StoreHealth:
         self.reserve_path.unlink(missing_ok=True)  # a stale one from a crash is made anew
         self._check_space(time.monotonic())
 
+    def reconfigure(self, config: Config) -> None:
+        """SIGHUP: a new `min_free_space` applies at once (a reserve of the new size). The
+        storage itself is the one opened: a changed `storage` applies after a restart."""
+        reserve = min(config.min_free_space // 2, RESERVE_MAX)
+        if self._reserved and reserve != self.reserve_bytes:
+            self.reserve_path.unlink(missing_ok=True)
+            self._reserved = False
+        self.min_free, self.reserve_bytes = config.min_free_space, reserve
+        self._check_space(time.monotonic())
+
     def start(self) -> None:
         self._timer = asyncio.get_running_loop().call_later(CHECK_SECONDS, self._tick)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,3 +188,18 @@ def test_sigterm_on_a_full_disk_exits_0(workspace: Workspace, small_disk: Path) 
     assert job.state in (JobState.QUEUED, JobState.RUNNING), job  # given back, runs again
     assert job.attempts <= 1, job
     assert restarted.stop() == 0
+
+
+def test_min_free_space_applies_on_reload(workspace: Workspace, small_disk: Path) -> None:
+    workspace.write_config({"daemon": {"min_free_space": "1MiB"}})
+    daemon = workspace.start_daemon()
+    client = workspace.client()
+    echo = JobSpec(class_name="Echo", method="handle", params=["x"])
+    client.submit([echo])
+    workspace.write_config({"daemon": {"min_free_space": "3MiB"}})  # more than the disk
+    daemon.signal(signal.SIGHUP)
+    wait_for(lambda: refused_full(client, echo), timeout=10, what="a store_full refusal")
+    workspace.write_config({"daemon": {"min_free_space": "1MiB"}})
+    daemon.signal(signal.SIGHUP)
+    wait_for(lambda: not refused_full(client, echo), timeout=10, what="submits accepted")
+    assert daemon.stop() == 0
