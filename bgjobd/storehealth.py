@@ -10,9 +10,9 @@ refused, and it is made again once there is room for it and `min_free_space` bes
 
 Identity: the database file is compared (st_dev, st_ino) with the one opened before every
 commit, and the database, its WAL and the storage directory about every CHECK_SECONDS.
-Deleted, replaced or unreadable: the store is lost, `on_lost` is told once, and the daemon
-stops acknowledging and exits non-zero. The directories the daemon writes beside it (logs,
-job output, lock files) are recreated when missing, with a warning.
+Deleted, replaced or unreadable (by its permissions): the store is lost, `on_lost` is told
+once, and the daemon stops acknowledging and exits non-zero. The directories the daemon
+writes beside it (logs, job output, lock files) are recreated when missing, with a warning.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ LOST_MARKER: Final = "bgjobd.store-lost"
 """Left in the storage directory when the store was lost under a running daemon: the next
 start refuses until an operator removes it, so that a restart (systemd's Restart=) does not
 quietly begin again on an empty database."""
-_SQLITE_HEADER: Final = b"SQLite format 3\x00"
 
 _Identity = tuple[int, int]
 
@@ -246,14 +245,10 @@ class StoreHealth:
             self._lose(f"the {what} {path} was replaced by another file")
 
     def _check_readable(self, database: Path) -> None:
-        try:
-            with database.open("rb") as file:
-                header = file.read(len(_SQLITE_HEADER))
-        except OSError as exc:
-            self._lose(f"the database {database} cannot be read: {exc}")
-            return
-        if header != _SQLITE_HEADER:
-            self._lose(f"the database {database} was overwritten: it is no SQLite database now")
+        # Permissions only, never by opening the file: closing a descriptor of our own on
+        # it would drop SQLite's POSIX locks held by this process (a known SQLite caveat).
+        if not os.access(database, os.R_OK | os.W_OK):
+            self._lose(f"the database {database} is no longer readable and writable")
 
     def _recreate_dirs(self) -> None:
         """Logs, job output and lock files: made again when missing. A worker may have made
