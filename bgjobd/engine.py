@@ -129,7 +129,11 @@ class Engine:
 
         A callback rather than a coroutine or future: a submit is the hottest request, and
         this way its reply goes out from inside the commit, with no task and no hop
-        through the event loop's queue."""
+        through the event loop's queue.
+
+        A store that cannot take them now (a full disk, a lost database) raises
+        StoreFull or StoreUnavailable at once, before anything is written."""
+        self.journal.admit()
         now = time.time()
         built = [self._build(spec, now) for spec in specs]
         batch = _Batch()

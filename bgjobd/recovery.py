@@ -47,11 +47,13 @@ def recover(engine: Engine, began: set[int]) -> int:
     running = {job.id for job in orphans}
     unclaimed = _record_unclaimed_runs(engine, began - running, finished, running)
     end_abandoned_oneshots(engine)
-    engine.store.commit()
-    for job_id, outcome in finished.items():
-        stored = engine.store.get(job_id)
-        if stored is None or stored.owner == engine.owner:  # a run_job.py's file stays
-            donefiles.remove(outcome.path)
+    # Through the journal: a commit that meets a full disk is redone and retried.
+    engine.journal.flush()
+    if not engine.store.in_transaction:  # committed: the outcome files have served
+        for job_id, outcome in finished.items():
+            stored = engine.store.get(job_id)
+            if stored is None or stored.owner == engine.owner:  # a run_job.py's file stays
+                donefiles.remove(outcome.path)
     engine.wake()
     return len(orphans) + unclaimed
 

@@ -100,6 +100,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def rollback(self) -> None: ...
 
+    @property
+    @abc.abstractmethod
+    def in_transaction(self) -> bool:
+        """Whether writes wait for a commit."""
+
     @abc.abstractmethod
     def close(self) -> None: ...
 

@@ -3,10 +3,18 @@
 With `fsync = false` (the default) a commit reaches the operating system before it returns
 (synchronous=NORMAL): it survives the death of any process. `fsync = true` makes every
 commit wait for the disk (synchronous=FULL), so it survives power loss too.
+
+A failed COMMIT is not the end of the writes in it. In WAL mode SQLite answers SQLITE_FULL
+at COMMIT by rolling the whole transaction back (tried on a full tmpfs: the transaction is
+gone, a second COMMIT finds none), yet the daemon has already acted on its claims and
+attempt outcomes. So every write of the open transaction is also kept in a list, and
+`redo_kept_writes()` replays them in a new transaction after such a rollback, leaving out
+the submits (`add`), whose clients are told their jobs were not stored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -40,6 +48,7 @@ _ADDED_COLUMNS: Final = ("outcome", "idempotency_key")
 """Columns added since schema 1, in order (see `_upgrade`)."""
 _BUSY_TIMEOUT_MS: Final = 10_000
 _CHECKPOINT_SECONDS: Final = 0.5
+_CHECKPOINT_BACKOFF_MAX: Final = 5.0
 _encode = msgspec.msgpack.Encoder().encode
 _decode_any = msgspec.msgpack.Decoder().decode
 _decode_params = msgspec.msgpack.Decoder(list[Any]).decode
@@ -112,36 +121,99 @@ def _placeholders(count: int) -> str:
     return ",".join("?" * count)
 
 
+def is_full(exc: BaseException) -> bool:
+    """Whether an SQLite error means the disk (or its quota) is full."""
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
+
 class _Checkpointer(threading.Thread):
     """Copies the WAL into the database on its own thread and connection. Left to SQLite,
     a checkpoint would run inside some commit on the event loop and stall it for
-    milliseconds (it syncs the database file)."""
+    milliseconds (it syncs the database file).
 
-    def __init__(self, path: Path) -> None:
+    A failing checkpoint (a full disk: the database file cannot grow) must not end the
+    thread, or the WAL would grow for ever once space returns: it reports the first failure,
+    backs off, reconnects and tries again, and reports when it works again."""
+
+    def __init__(self, path: Path, on_error: Callable[[str], None] | None) -> None:
         super().__init__(name="sqlite-checkpoint", daemon=True)
         self._path = path
+        self._on_error = on_error
         self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._last_error = ""
+        self.failures = 0
+        """Checkpoints failed in a row (0: the last one worked)."""
 
     def run(self) -> None:
+        db: sqlite3.Connection | None = None
+        pause = _CHECKPOINT_SECONDS
+        while True:
+            self._wake.wait(pause)
+            self._wake.clear()
+            if self._stopping.is_set():
+                break
+            try:
+                if db is None:
+                    db = self._connect()
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except Exception as exc:  # noqa: BLE001  # any failure: report, back off, retry
+                self._failed(exc)
+                if db is not None:
+                    db.close()
+                    db = None
+                pause = min(pause * 2, _CHECKPOINT_BACKOFF_MAX)
+                continue
+            if self.failures:
+                self._report(f"WAL checkpoints work again after {self.failures} failure(s)")
+                self.failures = 0
+            pause = _CHECKPOINT_SECONDS
+        if db is not None:
+            db.close()
+
+    def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        try:
-            while not self._stopping.wait(_CHECKPOINT_SECONDS):
-                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            db.close()
+        return db
+
+    def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        if self.failures == 1 or str(exc) != self._last_error:
+            self._report(f"WAL checkpoint failed, retrying with backoff: {exc}")
+        self._last_error = str(exc)
+
+    def _report(self, message: str) -> None:
+        if self._on_error is not None:
+            self._on_error(message)
+
+    def wake(self) -> None:
+        self._wake.set()
 
     def stop(self) -> None:
         self._stopping.set()
+        self._wake.set()
         self.join()
 
 
 class SQLiteStore(Store):
     def __init__(
-        self, path: Path, *, fsync: bool = False, background_checkpoints: bool = False
+        self,
+        path: Path,
+        *,
+        fsync: bool = False,
+        background_checkpoints: bool = False,
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._kept: list[tuple[str, Sequence[Any]]] = []
+        """The open transaction's writes other than submits, to redo after a rollback."""
+        self._kept_or_submitted = False
+        """Whether the open transaction holds any write (kept or a submit's)."""
+        self.rollbacks = 0
+        """How many times SQLite rolled the open transaction back under a failing statement
+        (the kept writes were redone, the submits' were lost): a submit made before the
+        count changed was not stored."""
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         self._db.execute("PRAGMA journal_mode = WAL")
@@ -153,7 +225,7 @@ class SQLiteStore(Store):
         self._checkpointer: _Checkpointer | None = None
         if background_checkpoints:
             self._db.execute("PRAGMA wal_autocheckpoint = 0")
-            self._checkpointer = _Checkpointer(path)
+            self._checkpointer = _Checkpointer(path, on_error)
             self._checkpointer.start()
 
     def _upgrade(self) -> None:
@@ -183,26 +255,84 @@ class SQLiteStore(Store):
 
     # transactions ------------------------------------------------------------------------
 
-    def _write(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+    def _write(self, sql: str, args: Sequence[Any] = (), *, submit: bool = False) -> sqlite3.Cursor:
         if not self._db.in_transaction:
             self._db.execute("BEGIN IMMEDIATE")
             if self.on_begin is not None:
                 self.on_begin()
-        return self._db.execute(sql, args)
+        try:
+            cursor = self._db.execute(sql, args)
+        except sqlite3.Error:
+            if not self._db.in_transaction and self._kept_or_submitted:
+                # SQLite gave up the whole transaction (a full disk while spilling pages).
+                self._kept_or_submitted = False
+                self.rollbacks += 1
+                self.redo_kept_writes()
+            raise
+        self._kept_or_submitted = True
+        if not submit:
+            self._kept.append((sql, args))
+        return cursor
 
     def commit(self) -> None:
         if self._db.in_transaction:
             self._db.execute("COMMIT")
+        self._forget()
 
     def rollback(self) -> None:
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
+        self._forget()
+
+    def _forget(self) -> None:
+        self._kept = []
+        self._kept_or_submitted = False
+
+    def redo_kept_writes(self) -> int:
+        """After a failed commit: roll back what is left of the transaction and redo its
+        writes in a new one, except the submits. They are replayed in order from the same
+        state, so they give the same results the daemon already acted on. Returns how many
+        were redone."""
+        kept = self._kept
+        self.rollback()
+        if not kept:
+            return 0
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, args in kept:
+                self._db.execute(sql, args)
+        except BaseException:
+            self.rollback()
+            raise
+        self._kept = kept
+        self._kept_or_submitted = True
+        return len(kept)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._db.in_transaction
+
+    def quick_check(self) -> list[str]:
+        """SQLite's `quick_check`: an empty list, or what is wrong with the database."""
+        rows = [str(row[0]) for row in self._db.execute("PRAGMA quick_check")]
+        return [] if rows == ["ok"] else rows
+
+    def checkpoint_soon(self) -> None:
+        """Checkpoint now rather than within the half second. Short of space this keeps the
+        WAL small: it restarts from its beginning only after a checkpoint, and until then
+        every commit makes it grow."""
+        if self._checkpointer is not None:
+            self._checkpointer.wake()
+
+    def checkpoint_failures(self) -> int:
+        return 0 if self._checkpointer is None else self._checkpointer.failures
 
     def close(self) -> None:
         self.rollback()
         if self._checkpointer is not None:
             self._checkpointer.stop()
-            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            with contextlib.suppress(sqlite3.Error):  # a full disk: the WAL simply stays
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         self._db.close()
 
     # submitting ----------------------------------------------------------------------------
@@ -220,7 +350,7 @@ class SQLiteStore(Store):
                     raise
                 raise KeyTaken(link.key, found) from None
         if len(links) > 1:
-            self._write("UPDATE jobs SET chain_id = ? WHERE id = ?", (ids[0], ids[0]))
+            self._write("UPDATE jobs SET chain_id = ? WHERE id = ?", (ids[0], ids[0]), submit=True)
         return ids
 
     def _insert(self, link: NewJob, chain_id: int | None) -> int:
@@ -250,6 +380,7 @@ class SQLiteStore(Store):
                 link.worker_pid,
                 link.key,
             ),
+            submit=True,
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
