@@ -38,7 +38,7 @@ def small_disk(workspace: Workspace) -> Iterator[Path]:
     storage = workspace.storage
     storage.mkdir()
     subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={DISK}", "tmpfs", str(storage)], check=True
+        ["mount", "-t", "tmpfs", "-o", f"size={DISK},mode=0700", "tmpfs", str(storage)], check=True
     )
     try:
         yield storage
