@@ -1,0 +1,191 @@
+"""OpenTelemetry: the trace context of the code that submits a job travels with it, and each
+attempt is a span of that trace, exported by the worker (here through the tests' setup
+hook, `testjobs.tracing.export_to_file`, since the worker is another process)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Span, Tracer
+
+from bgjobctl.library import JobHandle, close_clients, make_spec, run_background_job
+from bgjobs.errors import BgjobsError
+from bgjobs.model import JobSpec, JobState
+from tests.support.waiting import wait_for
+from tests.support.workspace import Workspace
+
+TRACED_JOBS = {"Traced": ["handle"], "TracingLoaded": ["handle"]}
+TRACING = {"enabled": True, "setup": "testjobs.tracing:export_to_file"}
+
+
+@pytest.fixture
+def tracer() -> Iterator[tuple[Tracer, InMemorySpanExporter]]:
+    """The application's side: an SDK tracer (not installed globally: the test session is
+    one process) whose spans are kept in memory."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider.get_tracer("the application"), exporter
+    provider.shutdown()
+    close_clients()
+
+
+def submit_in_span(
+    workspace: Workspace, tracer: Tracer, *args: Any, **kwargs: Any
+) -> tuple[Span, JobHandle]:
+    with tracer.start_as_current_span("handle request") as span:
+        handle = run_background_job(
+            *args, config=str(workspace.config_path), fallback="error", **kwargs
+        )
+    return span, handle
+
+
+def exported(workspace: Workspace) -> list[dict[str, Any]]:
+    path = workspace.storage / "spans.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def attempt_spans(workspace: Workspace, count: int) -> list[dict[str, Any]]:
+    """The attempts' spans, once there are `count` of them, in the order they ended."""
+
+    def found() -> list[dict[str, Any]]:
+        spans = [s for s in exported(workspace) if s["name"].startswith("bgjobs.attempt ")]
+        return spans if len(spans) >= count else []
+
+    return wait_for(found, what=f"{count} attempt span(s)")
+
+
+def ids(span: Span) -> tuple[str, str]:
+    context = span.get_span_context()
+    return f"{context.trace_id:032x}", f"{context.span_id:016x}"
+
+
+def test_each_attempt_is_a_span_under_the_enqueuing_span(
+    workspace: Workspace, tracer: tuple[Tracer, InMemorySpanExporter]
+) -> None:
+    """The attempt's span has the submitting span as its (remote) parent and the job's
+    attributes; the job's own span nests under it; a chain's next link is in the trace."""
+    workspace.write_config({"allowed_jobs": TRACED_JOBS, "tracing": TRACING})
+    workspace.start_daemon()
+    span, handle = submit_in_span(
+        workspace, tracer[0], "Traced", "handle", ["x"], then=[("Echo", "handle")]
+    )
+    assert handle.wait(20) == [["x"]]
+    trace_id, parent_id = ids(span)
+    assert [s.name for s in tracer[1].get_finished_spans()] == ["handle request"]
+
+    first, second = attempt_spans(workspace, 2)
+    assert first["name"] == "bgjobs.attempt Traced::handle"
+    assert first["kind"] == "CONSUMER"
+    assert (first["trace_id"], first["parent_span_id"]) == (trace_id, parent_id)
+    assert first["remote_parent"]
+    assert first["attributes"] == {
+        "bgjobs.job.id": handle.id,
+        "bgjobs.job.class": "Traced",
+        "bgjobs.job.method": "handle",
+        "bgjobs.attempt": 1,
+        "bgjobs.outcome": "succeeded",
+    }
+    assert first["status"] == "UNSET"
+    inner = [s for s in exported(workspace) if s["name"] == "inner work"]
+    assert [(s["trace_id"], s["parent_span_id"]) for s in inner] == [(trace_id, first["span_id"])]
+    assert second["name"] == "bgjobs.attempt Echo::handle"
+    assert (second["trace_id"], second["parent_span_id"]) == (trace_id, parent_id)
+    assert second["attributes"]["bgjobs.job.id"] == handle.last_id
+
+
+def test_a_failed_attempt_is_an_error_and_its_retry_a_second_span(
+    workspace: Workspace, tracer: tuple[Tracer, InMemorySpanExporter]
+) -> None:
+    workspace.write_config({"retry_attempts": 1, "tracing": TRACING})
+    workspace.start_daemon()
+    counter = str(workspace.root / "flaky")
+    span, handle = submit_in_span(workspace, tracer[0], "Flaky", "handle", [counter, 1])
+    assert handle.wait(20) == 2
+    trace_id, parent_id = ids(span)
+
+    failed, retried = attempt_spans(workspace, 2)
+    for attempt in (failed, retried):
+        assert (attempt["trace_id"], attempt["parent_span_id"]) == (trace_id, parent_id)
+        assert attempt["attributes"]["bgjobs.job.id"] == handle.id
+    assert failed["attributes"]["bgjobs.attempt"] == 1
+    assert failed["attributes"]["bgjobs.outcome"] == "failed"
+    assert failed["attributes"]["error.type"] == "ConnectionRefusedError"
+    assert failed["status"] == "ERROR"
+    assert failed["status_description"] == "ConnectionRefusedError: call 1 refused"
+    assert failed["events"] == ["exception"]
+    assert retried["attributes"]["bgjobs.attempt"] == 2
+    assert retried["attributes"]["bgjobs.outcome"] == "succeeded"
+    assert retried["status"] == "UNSET"
+
+
+def test_an_attempt_stopped_at_its_deadline_ends_its_span(
+    workspace: Workspace, tracer: tuple[Tracer, InMemorySpanExporter]
+) -> None:
+    """SIGTERM ends the job inside its span: the span is exported as the worker exits."""
+    workspace.write_config({"tracing": TRACING, "jobs": {"Sleep": {"timeout": 0.5}}})
+    workspace.start_daemon()
+    _, handle = submit_in_span(workspace, tracer[0], "Sleep", "handle", [30])
+    assert workspace.client().wait(handle.id or 0, 20).state is JobState.FAILED
+    (stopped,) = attempt_spans(workspace, 1)
+    assert stopped["attributes"]["bgjobs.outcome"] == "stopped"
+    assert stopped["status"] == "ERROR"
+
+
+def test_without_tracing_configured_workers_never_load_opentelemetry(
+    workspace: Workspace, tracer: tuple[Tracer, InMemorySpanExporter]
+) -> None:
+    """The context still travels with the job (tracing may be turned on later, for a
+    retry), but a worker without `[tracing]` neither loads OpenTelemetry nor exports."""
+    workspace.write_config({"allowed_jobs": TRACED_JOBS, "tracing": {"setup": TRACING["setup"]}})
+    workspace.start_daemon()
+    span, handle = submit_in_span(workspace, tracer[0], "TracingLoaded", "handle")
+    assert handle.wait(20) is False
+    stored = workspace.client().get(handle.id or 0)
+    assert stored.trace is not None
+    assert stored.trace["traceparent"].startswith("00-{}-{}-".format(*ids(span)))
+    assert exported(workspace) == []
+
+
+def test_outside_a_span_a_job_carries_no_trace() -> None:
+    assert make_spec("Echo", "handle").trace is None
+
+
+def test_a_tracing_setup_that_fails_leaves_jobs_running_and_says_why(
+    workspace: Workspace, tracer: tuple[Tracer, InMemorySpanExporter]
+) -> None:
+    workspace.write_config({"tracing": {"enabled": True, "setup": "testjobs.missing:setup"}})
+    workspace.start_daemon()
+    _, handle = submit_in_span(workspace, tracer[0], "Echo", "handle", [1])
+    assert handle.wait(20) == [1]
+    warning = workspace.error_log()
+    assert "tracing is off in worker" in warning
+    assert "testjobs.missing:setup" in warning
+
+
+@pytest.mark.parametrize(
+    "trace",
+    [
+        {"traceparent": "00-" + "a" * 600},
+        {"traceparent": "00-x", "baggage": "secret=1"},
+        {"traceparent": "a", "tracestate": "b", "other": "c"},
+    ],
+)
+def test_an_oversized_or_foreign_trace_context_is_refused(
+    workspace: Workspace, trace: dict[str, str]
+) -> None:
+    """The context comes from callers like params: bounded, and nothing is stored."""
+    workspace.start_daemon()
+    with pytest.raises(BgjobsError, match="trace"):
+        workspace.client().submit([JobSpec(class_name="Echo", method="handle", trace=trace)])
+    assert workspace.client().stats().counts == dict.fromkeys(
+        [state.value for state in JobState], 0
+    )
