@@ -4,6 +4,7 @@ hook, `testjobs.tracing.export_to_file`, since the worker is another process).""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Span, Tracer
 
+from bgjobctl import aclient
 from bgjobctl.library import JobHandle, close_clients, make_spec, run_background_job
 from bgjobs.errors import BgjobsError
 from bgjobs.model import JobSpec, JobState
@@ -125,6 +127,34 @@ def test_a_failed_attempt_is_an_error_and_its_retry_a_second_span(
     assert retried["attributes"]["bgjobs.attempt"] == 2
     assert retried["attributes"]["bgjobs.outcome"] == "succeeded"
     assert retried["status"] == "UNSET"
+
+
+def test_the_asyncio_client_carries_the_context_of_its_task(
+    workspace: Workspace, tracer: tuple[Tracer, InMemorySpanExporter]
+) -> None:
+    """Two tasks submit concurrently, each in a span of its own: each job joins its own."""
+    workspace.write_config({"tracing": TRACING})
+    workspace.start_daemon()
+
+    async def submit(name: str) -> tuple[Span, int | None]:
+        with tracer[0].start_as_current_span(name) as span:
+            handle = await aclient.run_background_job_async(
+                "Echo", "handle", [name], config=str(workspace.config_path), fallback="error"
+            )
+        assert await handle.wait(20) == [name]
+        return span, handle.id
+
+    async def both() -> list[tuple[Span, int | None]]:
+        try:
+            return list(await asyncio.gather(submit("one"), submit("two")))
+        finally:
+            await aclient.close_clients()
+
+    submitted = asyncio.run(both())
+    spans = {span["attributes"]["bgjobs.job.id"]: span for span in attempt_spans(workspace, 2)}
+    for span, job_id in submitted:
+        assert job_id is not None
+        assert (spans[job_id]["trace_id"], spans[job_id]["parent_span_id"]) == ids(span)
 
 
 def test_an_attempt_stopped_at_its_deadline_ends_its_span(

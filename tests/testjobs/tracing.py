@@ -72,3 +72,11 @@ class TracingLoaded:
 
     def handle(self) -> bool:
         return "opentelemetry.trace" in sys.modules
+
+
+class LoadedModules:
+    """How many modules this worker has loaded, and how many of them are OpenTelemetry's
+    (for `bench/otel_startup.py`)."""
+
+    def handle(self) -> list[int]:
+        return [len(sys.modules), sum(name.startswith("opentelemetry") for name in sys.modules)]
