@@ -5,11 +5,18 @@ hook, `testjobs.tracing.export_to_file`, since the worker is another process).""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -219,3 +226,64 @@ def test_an_oversized_or_foreign_trace_context_is_refused(
     assert workspace.client().stats().counts == dict.fromkeys(
         [state.value for state in JobState], 0
     )
+
+
+@contextlib.contextmanager
+def otlp_collector() -> Iterator[tuple[str, list[ExportTraceServiceRequest]]]:
+    """An OTLP/HTTP endpoint on a free local port: its URL, and the requests it received."""
+    received: list[ExportTraceServiceRequest] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.path == "/v1/traces":
+                received.append(ExportTraceServiceRequest.FromString(body))
+            answer = ExportTraceServiceResponse().SerializeToString()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_without_a_setup_hook_workers_export_with_otlp_as_otel_variables_say(
+    workspace: Workspace, tracer: tuple[Tracer, InMemorySpanExporter]
+) -> None:
+    with otlp_collector() as (endpoint, received):
+        workspace.env |= {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+            "OTEL_SERVICE_NAME": "shop-jobs",
+            "OTEL_BSP_SCHEDULE_DELAY": "50",
+        }
+        workspace.write_config({"tracing": {"enabled": True}})
+        workspace.start_daemon()
+        span, handle = submit_in_span(workspace, tracer[0], "Echo", "handle", [1])
+        assert handle.wait(20) == [1]
+
+        def exported_attempt() -> list[tuple[Any, Any]]:
+            return [
+                (resource, found)
+                for request in received
+                for resource in request.resource_spans
+                for scope in resource.scope_spans
+                for found in scope.spans
+                if found.name == "bgjobs.attempt Echo::handle"
+            ]
+
+        ((resource, attempt),) = wait_for(exported_attempt, what="the OTLP export")
+    assert (attempt.trace_id.hex(), attempt.parent_span_id.hex()) == ids(span)
+    names = {a.key: a.value.string_value for a in resource.resource.attributes}
+    assert names["service.name"] == "shop-jobs"
