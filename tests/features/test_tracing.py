@@ -26,10 +26,11 @@ from bgjobctl import aclient
 from bgjobctl.library import JobHandle, close_clients, make_spec, run_background_job
 from bgjobs.errors import BgjobsError
 from bgjobs.model import JobSpec, JobState
+from bgjobs.tracing import bounded
 from tests.support.waiting import wait_for
 from tests.support.workspace import Workspace
 
-TRACED_JOBS = {"Traced": ["handle"], "TracingLoaded": ["handle"]}
+TRACED_JOBS = {"Traced": ["handle"], "AsyncTraced": ["handle"], "TracingLoaded": ["handle"]}
 TRACING = {"enabled": True, "setup": "testjobs.tracing:export_to_file"}
 
 
@@ -81,11 +82,12 @@ def test_each_attempt_is_a_span_under_the_enqueuing_span(
     workspace: Workspace, tracer: tuple[Tracer, InMemorySpanExporter]
 ) -> None:
     """The attempt's span has the submitting span as its (remote) parent and the job's
-    attributes; the job's own span nests under it; a chain's next link is in the trace."""
+    attributes; the job's own span nests under it (a coroutine's too); a chain's next link
+    is in the same trace."""
     workspace.write_config({"allowed_jobs": TRACED_JOBS, "tracing": TRACING})
     workspace.start_daemon()
     span, handle = submit_in_span(
-        workspace, tracer[0], "Traced", "handle", ["x"], then=[("Echo", "handle")]
+        workspace, tracer[0], "Traced", "handle", ["x"], then=[("AsyncTraced", "handle")]
     )
     assert handle.wait(20) == [["x"]]
     trace_id, parent_id = ids(span)
@@ -106,9 +108,11 @@ def test_each_attempt_is_a_span_under_the_enqueuing_span(
     assert first["status"] == "UNSET"
     inner = [s for s in exported(workspace) if s["name"] == "inner work"]
     assert [(s["trace_id"], s["parent_span_id"]) for s in inner] == [(trace_id, first["span_id"])]
-    assert second["name"] == "bgjobs.attempt Echo::handle"
+    assert second["name"] == "bgjobs.attempt AsyncTraced::handle"
     assert (second["trace_id"], second["parent_span_id"]) == (trace_id, parent_id)
     assert second["attributes"]["bgjobs.job.id"] == handle.last_id
+    inner = [s for s in exported(workspace) if s["name"] == "inner async work"]
+    assert [(s["trace_id"], s["parent_span_id"]) for s in inner] == [(trace_id, second["span_id"])]
 
 
 def test_a_failed_attempt_is_an_error_and_its_retry_a_second_span(
@@ -194,6 +198,17 @@ def test_without_tracing_configured_workers_never_load_opentelemetry(
 
 def test_outside_a_span_a_job_carries_no_trace() -> None:
     assert make_spec("Echo", "handle").trace is None
+
+
+def test_the_client_keeps_only_a_trace_context_that_fits() -> None:
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    assert bounded({"traceparent": parent, "tracestate": "a=1", "baggage": "b=2"}) == {
+        "traceparent": parent,
+        "tracestate": "a=1",
+    }
+    assert bounded({"traceparent": parent, "tracestate": "a" * 513}) == {"traceparent": parent}
+    assert bounded({"traceparent": "0" * 513, "tracestate": "a=1"}) is None
+    assert bounded({}) is None
 
 
 def test_a_tracing_setup_that_fails_leaves_jobs_running_and_says_why(

@@ -38,4 +38,4 @@ from testjobs.containment import Allocate, Descriptors, Escape, ManyFiles, OpenF
 from testjobs.crashloop import Tally as Tally
 from testjobs.sizes import BigResult, Flood, Stubborn  # noqa: F401
 from testjobs.text import Controls, RetryIn, Surrogates  # noqa: F401
-from testjobs.tracing import LoadedModules, Traced, TracingLoaded  # noqa: F401
+from testjobs.tracing import AsyncTraced, LoadedModules, Traced, TracingLoaded  # noqa: F401

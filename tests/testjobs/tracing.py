@@ -6,6 +6,7 @@ one whose tracing is off must not load it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -64,6 +65,17 @@ class Traced:
         from opentelemetry import trace
 
         with trace.get_tracer("testjobs").start_as_current_span("inner work"):
+            return list(args)
+
+
+class AsyncTraced:
+    """`Traced`, as a coroutine: the worker runs it in an event loop of its own."""
+
+    async def handle(self, *args: Any) -> list[Any]:
+        from opentelemetry import trace
+
+        await asyncio.sleep(0)
+        with trace.get_tracer("testjobs").start_as_current_span("inner async work"):
             return list(args)
 
 
