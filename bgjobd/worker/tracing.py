@@ -9,6 +9,9 @@ environment variables (the exporter package must be installed).
 
 Tracing never stops a job: if it cannot be set up, attempts run untraced and each says why
 in the job log (a warning note on the attempt).
+
+The testing mode (`bgjobd.inline`) makes the same spans in the test's own process, with
+whatever tracer provider the test installed (`InlineSpan`).
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from collections.abc import Callable
 from typing import Final
 
 import msgspec
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+from opentelemetry import context, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from bgjobd.worker.messages import AttemptDone, RunAttempt, Setup
+from bgjobs.model import AttemptInfo, ErrorInfo, JobInfo
 
 SUCCEEDED: Final = "succeeded"
 FAILED: Final = "failed"
@@ -109,17 +113,11 @@ def run_in_span(request: RunAttempt, call: Callable[[], AttemptDone]) -> Attempt
         if _problem is not None and done.note is None:
             done = msgspec.structs.replace(done, note=_problem)
         return done
-    parent = TraceContextTextMapPropagator().extract(request.trace) if request.trace else None
     with _tracer.start_as_current_span(
-        f"bgjobs.attempt {request.class_name}::{request.method}",
-        context=parent,
+        _name(request.class_name, request.method),
+        context=_parent(request.trace),
         kind=SpanKind.CONSUMER,
-        attributes={
-            "bgjobs.job.id": request.job_id,
-            "bgjobs.job.class": request.class_name,
-            "bgjobs.job.method": request.method,
-            "bgjobs.attempt": request.attempt,
-        },
+        attributes=_attributes(request.job_id, request.class_name, request.method, request.attempt),
         record_exception=False,
         set_status_on_exception=False,
     ) as span:
@@ -130,18 +128,58 @@ def run_in_span(request: RunAttempt, call: Callable[[], AttemptDone]) -> Attempt
             span.set_attribute("bgjobs.outcome", STOPPED)
             span.set_status(Status(StatusCode.ERROR, "the attempt was stopped"))
             raise
-        if done.error is None:
-            span.set_attribute("bgjobs.outcome", SUCCEEDED)
-            return done
-        span.set_attribute("bgjobs.outcome", FAILED)
-        span.set_attribute("error.type", done.error.type)
-        span.add_event(
-            "exception",
-            {
-                "exception.type": done.error.type,
-                "exception.message": done.error.message,
-                "exception.stacktrace": done.error.traceback,
-            },
-        )
-        span.set_status(Status(StatusCode.ERROR, done.error.summary()[:_SPAN_STATUS_LIMIT]))
+        _record(span, done.error)
         return done
+
+
+class InlineSpan:
+    """An attempt's span in the testing mode, current from `begin` to `end` (the attempt
+    may await in between, in the same task)."""
+
+    def __init__(self, job: JobInfo, number: int) -> None:
+        self._span = trace.get_tracer("bgjobs").start_span(
+            _name(job.class_name, job.method),
+            context=_parent(job.trace),
+            kind=SpanKind.CONSUMER,
+            attributes=_attributes(job.id, job.class_name, job.method, number),
+        )
+        self._token = context.attach(trace.set_span_in_context(self._span))
+
+    def end(self, attempt: AttemptInfo) -> None:
+        context.detach(self._token)
+        _record(self._span, attempt.error)
+        self._span.end()
+
+
+def _name(class_name: str, method: str) -> str:
+    return f"bgjobs.attempt {class_name}::{method}"
+
+
+def _parent(carried: dict[str, str] | None) -> context.Context | None:
+    return TraceContextTextMapPropagator().extract(carried) if carried else None
+
+
+def _attributes(job_id: int, class_name: str, method: str, attempt: int) -> dict[str, str | int]:
+    return {
+        "bgjobs.job.id": job_id,
+        "bgjobs.job.class": class_name,
+        "bgjobs.job.method": method,
+        "bgjobs.attempt": attempt,
+    }
+
+
+def _record(span: Span, error: ErrorInfo | None) -> None:
+    if error is None:
+        span.set_attribute("bgjobs.outcome", SUCCEEDED)
+        return
+    span.set_attribute("bgjobs.outcome", FAILED)
+    span.set_attribute("error.type", error.type)
+    span.add_event(
+        "exception",
+        {
+            "exception.type": error.type,
+            "exception.message": error.message,
+            "exception.stacktrace": error.traceback,
+        },
+    )
+    span.set_status(Status(StatusCode.ERROR, error.summary()[:_SPAN_STATUS_LIMIT]))

@@ -10,9 +10,11 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -20,15 +22,16 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import Span, Tracer
+from opentelemetry.trace import Span, StatusCode, Tracer
 
 from bgjobctl import aclient
 from bgjobctl.library import JobHandle, close_clients, make_spec, run_background_job
+from bgjobd.testing import RecordedJobs
 from bgjobs.errors import BgjobsError
 from bgjobs.model import JobSpec, JobState
 from bgjobs.tracing import bounded
 from tests.support.waiting import wait_for
-from tests.support.workspace import Workspace
+from tests.support.workspace import DEFAULT_SETTINGS, TEST_JOBS, Workspace, merged
 
 TRACED_JOBS = {"Traced": ["handle"], "AsyncTraced": ["handle"], "TracingLoaded": ["handle"]}
 TRACING = {"enabled": True, "setup": "testjobs.tracing:export_to_file"}
@@ -302,3 +305,73 @@ def test_without_a_setup_hook_workers_export_with_otlp_as_otel_variables_say(
     assert (attempt.trace_id.hex(), attempt.parent_span_id.hex()) == ids(span)
     names = {a.key: a.value.string_value for a in resource.resource.attributes}
     assert names["service.name"] == "shop-jobs"
+
+
+@pytest.fixture(scope="module")
+def global_spans() -> Iterator[InMemorySpanExporter]:
+    """The testing mode makes its spans with the process's global tracer provider, which
+    OpenTelemetry lets a process set once: an SDK one, to which this adds an exporter."""
+    from opentelemetry import trace
+
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        trace.set_tracer_provider(TracerProvider())
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield exporter
+    exporter.shutdown()
+
+
+@pytest.fixture
+def bgjobs_config(tmp_path: Path) -> str:
+    """The testing mode's configuration: the test jobs, tracing enabled."""
+    (tmp_path / "testjobs").symlink_to(TEST_JOBS, target_is_directory=True)
+    settings = merged(
+        DEFAULT_SETTINGS,
+        {"allowed_jobs": TRACED_JOBS, "retry_attempts": 1, "tracing": {"enabled": True}},
+    )
+    path = tmp_path / "bgjobs.toml"
+    path.write_bytes(tomli_w.dumps(settings).encode())
+    return str(path)
+
+
+def test_the_testing_mode_makes_the_same_spans_in_process(
+    bgjobs_capture: RecordedJobs,
+    global_spans: InMemorySpanExporter,
+    tracer: tuple[Tracer, InMemorySpanExporter],
+    tmp_path: Path,
+) -> None:
+    """Captured in a span, run later outside it: the attempts are still its children."""
+    global_spans.clear()
+    with tracer[0].start_as_current_span("handle request") as span:
+        traced = run_background_job("Traced", "handle", ["x"])
+        counter = str(tmp_path / "flaky")
+        flaky = run_background_job("Flaky", "handle", [counter, 1])
+    bgjobs_capture.run_all()
+    assert traced.wait(1) == ["x"] and flaky.wait(1) == 2
+    spans = {
+        (s.name, (s.attributes or {}).get("bgjobs.attempt")): s
+        for s in global_spans.get_finished_spans()
+    }
+    trace_id, parent_id = ids(span)
+    attempts = [
+        spans["bgjobs.attempt Traced::handle", 1],
+        spans["bgjobs.attempt Flaky::handle", 1],
+        spans["bgjobs.attempt Flaky::handle", 2],
+    ]
+    for attempt in attempts:
+        assert attempt.parent is not None
+        assert (f"{attempt.parent.trace_id:032x}", f"{attempt.parent.span_id:016x}") == (
+            trace_id,
+            parent_id,
+        )
+    assert [(a.attributes or {}).get("bgjobs.outcome") for a in attempts] == [
+        "succeeded",
+        "failed",
+        "succeeded",
+    ]
+    assert attempts[1].status.status_code is StatusCode.ERROR
+    inner, first = spans["inner work", None], attempts[0].get_span_context()
+    assert inner.parent is not None and first is not None
+    assert inner.parent.span_id == first.span_id
