@@ -133,7 +133,7 @@ def run_in_span(request: RunAttempt, call: Callable[[], AttemptDone]) -> Attempt
 
 
 class InlineSpan:
-    """An attempt's span in the testing mode, current from `begin` to `end` (the attempt
+    """An attempt's span in the testing mode, current from its creation to `end` (the attempt
     may await in between, in the same task)."""
 
     def __init__(self, job: JobInfo, number: int) -> None:
