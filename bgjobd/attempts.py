@@ -216,6 +216,7 @@ class Attempts:
             max_output_bytes=limits.output_bytes,
             max_open_files=limits.open_files,
             max_result_bytes=limits.result_bytes,
+            trace=job.trace,
         )
 
     def _unsendable(self, request: RunAttempt, job: JobInfo) -> AttemptResult | None:

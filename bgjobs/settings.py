@@ -124,6 +124,17 @@ class DashboardSettings(_Table, frozen=True):
     Prometheus on this host. False: it needs the token (`Authorization: Bearer`)."""
 
 
+class TracingSettings(_Table, frozen=True):
+    """`[tracing]`: OpenTelemetry spans of attempts (`pip install bgjobs[otel]`)."""
+
+    enabled: bool = False
+    """True: each attempt is a span, in the trace of the code that submitted the job."""
+    setup: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] | None = None
+    """`package.module:function`, called once by each worker (with the configuration's
+    directory on `sys.path`) to install the application's tracer provider. None: the
+    worker exports with OTLP as the standard `OTEL_*` environment variables say."""
+
+
 class Settings(_Table, frozen=True):
     allowed_jobs: dict[str, list[str]] = {}
     retry_attempts: NonNegativeInt = 0
@@ -149,5 +160,6 @@ class Settings(_Table, frozen=True):
     receives); a larger submit is refused (`too_large`)."""
     daemon: DaemonSettings = DaemonSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    tracing: TracingSettings = TracingSettings()
     jobs: dict[str, JobSettings] = {}
     exceptions: dict[str, ExceptionRule] = {}

@@ -38,14 +38,14 @@ from bgjobs.model import (
 _COLUMNS: Final = (
     "id, class_name, method, params, priority, state, run_at, attempts, max_attempts, "
     "timeout, created_at, started_at, finished_at, result, error, reason, worker_pid, owner, "
-    "chain_id, chain_position, chain_length, unique_key, round, outcome, idempotency_key"
+    "chain_id, chain_position, chain_length, unique_key, round, outcome, idempotency_key, trace"
 )
 _PRIORITIES: Final = (Priority.HIGH, Priority.MEDIUM, Priority.LOW)
 _LIVE: Final = ", ".join(f"'{state.value}'" for state in sorted(LIVE_STATES))
 SCHEMA: Final = Path(__file__).with_name("schema.sql")
-SCHEMA_VERSION: Final = 3
-_ADDED_COLUMNS: Final = ("outcome", "idempotency_key")
-"""Columns added since schema 1, in order (see `_upgrade`)."""
+SCHEMA_VERSION: Final = 4
+_ADDED_COLUMNS: Final = (("outcome", "TEXT"), ("idempotency_key", "TEXT"), ("trace", "BLOB"))
+"""Columns added since schema 1, in order, with their types (see `_upgrade`)."""
 _BUSY_TIMEOUT_MS: Final = 10_000
 _CHECKPOINT_SECONDS: Final = 0.5
 _CHECKPOINT_BACKOFF_MAX: Final = 5.0
@@ -53,6 +53,7 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode_any = msgspec.msgpack.Decoder().decode
 _decode_params = msgspec.msgpack.Decoder(list[Any]).decode
 _decode_error = msgspec.msgpack.Decoder(ErrorInfo).decode
+_decode_trace = msgspec.msgpack.Decoder(dict[str, str]).decode
 
 
 def _time(value: float | None) -> datetime | None:
@@ -85,6 +86,7 @@ def _row_to_job(row: tuple[Any, ...], history: list[AttemptInfo] | None = None) 
         chain_length=row[20],
         unique_key=row[21],
         key=row[24],
+        trace=None if row[25] is None else _decode_trace(row[25]),
         history=history or [],
     )
 
@@ -230,13 +232,13 @@ class SQLiteStore(Store):
 
     def _upgrade(self) -> None:
         """An older database gains the columns it lacks (schema 1: jobs.outcome; 2:
-        jobs.idempotency_key): ALTERs, which copy nothing. Then the key's unique index,
-        which needs its column."""
+        jobs.idempotency_key; 3: jobs.trace): ALTERs, which copy nothing. Then the key's
+        unique index, which needs its column."""
         if self._missing_columns():
             self._db.execute("BEGIN IMMEDIATE")  # another process may be upgrading it too
             try:
-                for column in self._missing_columns():
-                    self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} TEXT")
+                for column, kind in self._missing_columns():
+                    self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
                 self._db.execute(
                     f"UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'"
                 )
@@ -249,9 +251,9 @@ class SQLiteStore(Store):
             "WHERE idempotency_key IS NOT NULL"
         )
 
-    def _missing_columns(self) -> list[str]:
+    def _missing_columns(self) -> list[tuple[str, str]]:
         present = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
-        return [column for column in _ADDED_COLUMNS if column not in present]
+        return [added for added in _ADDED_COLUMNS if added[0] not in present]
 
     # transactions ------------------------------------------------------------------------
 
@@ -358,7 +360,7 @@ class SQLiteStore(Store):
             "INSERT INTO jobs (class_name, method, params, priority, state, run_at, "
             "max_attempts, timeout, created_at, owner, chain_id, chain_position, "
             "chain_length, unique_key, oneshot, attempts, started_at, worker_pid, "
-            "idempotency_key) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "idempotency_key, trace) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 link.class_name,
                 link.method,
@@ -379,6 +381,7 @@ class SQLiteStore(Store):
                 link.started_at,
                 link.worker_pid,
                 link.key,
+                None if link.trace is None else _encode(link.trace),
             ),
             submit=True,
         )
