@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import bgjobs
-from bgjobs.model import JobSpec, JobState
+from bgjobctl.client import Client
+from bgjobs.model import JobInfo, JobSpec, JobState
 from bgjobs.progress import MAX_MESSAGE, clean_fraction, clean_message
 from tests.support.waiting import wait_for
 from tests.support.workspace import Workspace
@@ -32,6 +34,26 @@ def _submit(workspace: Workspace, method: str, *params: Any) -> int:
     ]
 
 
+def _job_when(client: Client, job_id: int, condition: Callable[[JobInfo], bool]) -> JobInfo:
+    """The job's record once `condition` holds for it."""
+
+    def check() -> JobInfo | None:
+        job = client.get(job_id)
+        return job if condition(job) else None
+
+    found = wait_for(check, what=f"job {job_id}")
+    assert found is not None
+    return found
+
+
+def _reported(client: Client, job_id: int) -> JobInfo:
+    return _job_when(client, job_id, lambda job: job.progress is not None)
+
+
+def _final(client: Client, job_id: int) -> JobInfo:
+    return _job_when(client, job_id, lambda job: job.state.is_final)
+
+
 def _started(workspace: Workspace) -> Workspace:
     workspace.write_config(ALLOWED)
     workspace.start_daemon()
@@ -43,7 +65,7 @@ def test_progress_shows_in_get_and_show_while_running(workspace: Workspace) -> N
     gate = workspace.root / "gate"
     job_id = _submit(workspace, "halfway", str(gate))
     client = workspace.client()
-    running = wait_for(lambda: (job := client.get(job_id)).progress is not None and job)
+    running = _reported(client, job_id)
     assert running.state is JobState.RUNNING
     assert running.progress == pytest.approx(0.4)
     assert running.progress_message == "imported 4,000 rows"
@@ -53,7 +75,7 @@ def test_progress_shows_in_get_and_show_while_running(workspace: Workspace) -> N
     as_json = json.loads(workspace.bgjobctl("--json", "show", str(job_id)).stdout)
     assert as_json["progress"] == pytest.approx(0.4)
     gate.touch()
-    done = wait_for(lambda: (job := client.get(job_id)).state.is_final and job)
+    done = _final(client, job_id)
     assert done.state is JobState.SUCCEEDED
     assert done.progress is None  # progress belongs to a running attempt
 
@@ -64,7 +86,7 @@ def test_progress_events_are_published(workspace: Workspace) -> None:
     client = workspace.client()
     with client.events() as stream:
         job_id = _submit(workspace, "halfway", str(gate))
-        updates = []
+        updates: list[tuple[JobState, float, str | None]] = []
         for event in stream:
             if event.job_id != job_id:
                 continue
@@ -74,9 +96,9 @@ def test_progress_events_are_published(workspace: Workspace) -> None:
                     gate.touch()
             if event.state.is_final:
                 break
-    assert updates[0] == (JobState.RUNNING, pytest.approx(0.4), "imported 4,000 rows")
+    assert updates[0] == (JobState.RUNNING, 0.4, "imported 4,000 rows")
     # The last update, sent as the attempt ends, is never thinned away.
-    assert updates[-1] == (JobState.RUNNING, pytest.approx(1.0), "done")
+    assert updates[-1] == (JobState.RUNNING, 1.0, "done")
 
 
 def test_a_burst_is_thinned_and_its_last_update_arrives(workspace: Workspace) -> None:
@@ -100,12 +122,12 @@ def test_bad_values_are_refused_or_clamped(workspace: Workspace) -> None:
     _started(workspace)
     client = workspace.client()
     refused = _submit(workspace, "refused")
-    done = wait_for(lambda: (job := client.get(refused)).state.is_final and job)
+    done = _final(client, refused)
     assert done.state is JobState.SUCCEEDED
     assert done.result == ["ValueError"] * 3 + ["TypeError"] * 4
     gate = workspace.root / "gate"
     clamped = _submit(workspace, "clamped", str(gate))
-    job = wait_for(lambda: (job := client.get(clamped)).progress is not None and job)
+    job = _reported(client, clamped)
     gate.touch()
     assert job.progress == 1.0
     assert job.progress_message is not None
