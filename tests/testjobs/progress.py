@@ -31,6 +31,14 @@ class Reporting:
         bgjobs.progress(1.0, "done")
         return "finished"
 
+    def steps(self, gates: str, count: int) -> int:
+        """Reports step/count with "step N of COUNT" for each step from 1, waiting at the
+        gate file `gates/N` after each; returns once the last gate opened."""
+        for step in range(1, count):
+            bgjobs.progress(step / count, f"step {step} of {count}")
+            _wait_for_gate(str(Path(gates) / str(step)))
+        return count
+
     def burst(self, count: int) -> bool:
         """`count` updates as fast as it can; the last one is (1.0, "last")."""
         for step in range(count - 1):
