@@ -124,6 +124,17 @@ class DashboardSettings(_Table, frozen=True):
     Prometheus on this host. False: it needs the token (`Authorization: Bearer`)."""
 
 
+LogFormat = Literal["text", "jsonl", "both"]
+
+
+class LoggingSettings(_Table, frozen=True):
+    format: LogFormat = "text"
+    """`text`: the original's two files (`background_jobs.log`, `background_jobs_errors.log`).
+    `jsonl`: instead, every line as a JSON object in `background_jobs.jsonl` (for log
+    shippers; the dashboard's log panels and `bgjobctl logs` read the text files, so they
+    stay empty). `both`: the text files and the JSON lines."""
+
+
 class Settings(_Table, frozen=True):
     allowed_jobs: dict[str, list[str]] = {}
     retry_attempts: NonNegativeInt = 0
@@ -149,5 +160,6 @@ class Settings(_Table, frozen=True):
     receives); a larger submit is refused (`too_large`)."""
     daemon: DaemonSettings = DaemonSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    logging: LoggingSettings = LoggingSettings()
     jobs: dict[str, JobSettings] = {}
     exceptions: dict[str, ExceptionRule] = {}
