@@ -11,13 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
 
 import bgjobs
+from bgjobctl import run_background_job
 from bgjobctl.client import Client
+from bgjobd.testing import RecordedJobs
 from bgjobs.model import JobInfo, JobSpec, JobState
 from bgjobs.progress import MAX_MESSAGE, clean_fraction, clean_message
 from tests.support.waiting import wait_for
-from tests.support.workspace import Workspace
+from tests.support.workspace import DEFAULT_SETTINGS, TEST_JOBS, Workspace, merged
 
 ALLOWED = {
     "allowed_jobs": {
@@ -209,3 +212,18 @@ def test_outside_a_worker_it_does_nothing(tmp_path: Path) -> None:
         [sys.executable, str(script)], capture_output=True, text=True, check=False, timeout=60
     )
     assert (ran.returncode, ran.stdout) == (0, "False\n"), ran.stderr
+
+
+@pytest.fixture
+def bgjobs_config(tmp_path: Path) -> str:
+    """For the testing mode: the test jobs, with `Reporting` allowed."""
+    (tmp_path / "testjobs").symlink_to(TEST_JOBS, target_is_directory=True)
+    path = tmp_path / "bgjobs.toml"
+    path.write_bytes(tomli_w.dumps(merged(DEFAULT_SETTINGS, ALLOWED)).encode())
+    return str(path)
+
+
+def test_in_the_testing_mode_it_does_nothing(bgjobs_eager: RecordedJobs) -> None:
+    """A job that reports runs eagerly in the test's process as it would in a worker; its
+    updates go nowhere."""
+    assert run_background_job("Reporting", "burst", [50]).wait() is False
