@@ -22,7 +22,6 @@ import functools
 import os
 import re
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -77,6 +76,11 @@ def format_line(status: Status, label: str, message: str, now: float | None = No
     return f"[{stamp}] [{status}] {shown} - {cap(escape(message), MAX_LINE - len(shown))}\n"
 
 
+@functools.lru_cache(maxsize=4)
+def _iso_second(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
 _TAG: Final = re.compile(r"job (\d+)(?: attempt (\d+)/(\d+))?\b")
 """The tag messages about a job start with (`attempts.job_tag`, or just `job N`)."""
 
@@ -87,7 +91,8 @@ def _number(text: str | None) -> int | None:
 
 def format_json_line(status: Status, label: str, message: str, now: float | None = None) -> bytes:
     """The line as one JSON object (see the module's docstring), newline included."""
-    moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+    now = time.time() if now is None else now
+    second = int(now)
     shown = cap(escape(label), MAX_LABEL)
     class_name: str | None = label
     method: str | None = None
@@ -97,7 +102,7 @@ def format_json_line(status: Status, label: str, message: str, now: float | None
         class_name, method = label.split("::", 1)
     tag = _TAG.match(message)
     record = {
-        "time": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "time": f"{_iso_second(second)}.{int((now - second) * 1000):03d}Z",
         "status": status.value,
         "class": None if class_name is None else cap(escape(class_name), MAX_LABEL),
         "method": None if method is None else cap(escape(method), MAX_LABEL),
