@@ -483,10 +483,10 @@ class Engine:
     # events and stats ----------------------------------------------------------------------
 
     def _progressed(self, running: RunningAttempt) -> None:
-        """A progress update is an event of its own: nothing is stored, so it goes out at
-        once (a running job's state has been committed or is about to be)."""
-        if self.events.has_listeners:
-            self.events.publish(self.with_progress(running.job))
+        """A progress update is an event of its own. Nothing is stored, but it goes out
+        after the commit in progress, so it never comes before the event of the job's
+        start (committed lazily) or after the event of its end."""
+        self._publish_later(self.with_progress(running.job))
 
     def _publish_later(self, job: JobInfo, outcome: Outcome | None = None) -> None:
         if self.events.has_listeners:
