@@ -190,6 +190,10 @@ class JobInfo(msgspec.Struct, kw_only=True):
     `bgjobs.summary`); the whole record comes from `Get` (`bgjobctl show`)."""
     trace: dict[str, str] | None = None
     """The trace context it was submitted with (`JobSpec.trace`), if any."""
+    progress: float | None = None
+    """While it runs: the fraction done (0..1) its latest attempt reported with
+    `bgjobs.progress`; None when it reported none. Kept by the daemon in memory only."""
+    progress_message: str | None = None
 
     @property
     def label(self) -> str:
@@ -206,6 +210,9 @@ class JobEvent(msgspec.Struct, frozen=True, kw_only=True):
     attempt: int
     at: datetime
     outcome: Outcome | None = None
+    progress: float | None = None
+    """Set on a running job's progress update (and then the state is unchanged)."""
+    progress_message: str | None = None
 
 
 class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):

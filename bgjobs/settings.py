@@ -135,6 +135,17 @@ class TracingSettings(_Table, frozen=True):
     worker exports with OTLP as the standard `OTEL_*` environment variables say."""
 
 
+LogFormat = Literal["text", "jsonl", "both"]
+
+
+class LoggingSettings(_Table, frozen=True):
+    format: LogFormat = "text"
+    """`text`: the original's two files (`background_jobs.log`, `background_jobs_errors.log`).
+    `jsonl`: instead, every line as a JSON object in `background_jobs.jsonl` (for log
+    shippers; the dashboard's log panels and `bgjobctl logs` read the text files, so they
+    stay empty). `both`: the text files and the JSON lines."""
+
+
 class Settings(_Table, frozen=True):
     allowed_jobs: dict[str, list[str]] = {}
     retry_attempts: NonNegativeInt = 0
@@ -161,5 +172,6 @@ class Settings(_Table, frozen=True):
     daemon: DaemonSettings = DaemonSettings()
     dashboard: DashboardSettings = DashboardSettings()
     tracing: TracingSettings = TracingSettings()
+    logging: LoggingSettings = LoggingSettings()
     jobs: dict[str, JobSettings] = {}
     exceptions: dict[str, ExceptionRule] = {}

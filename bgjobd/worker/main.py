@@ -29,7 +29,7 @@ from typing import Final
 
 from bgjobd import cgroups, containment, donefiles, limits, locks
 from bgjobd.capture import Output
-from bgjobd.worker import execute
+from bgjobd.worker import execute, progress
 from bgjobd.worker.messages import (
     AttemptDone,
     FromWorker,
@@ -177,7 +177,8 @@ def _attempt(
     send(Started(job_id=request.job_id))
     output.capture(request.output_path, request.max_output_bytes)
     try:
-        done = _run(setup, package, request)
+        with progress.reporting(request, send):
+            done = _run(setup, package, request)
         donefiles.keep(lock, done)  # before the lock goes: a daemon killed now loses no run
         return done
     finally:

@@ -72,5 +72,14 @@ class AttemptDone(msgspec.Struct, tag=True, frozen=True, kw_only=True):
     """A warning about the attempt, e.g. a result that had to be stored as its repr."""
 
 
+class Progress(msgspec.Struct, tag=True, frozen=True, kw_only=True):
+    """The job called `bgjobs.progress` (thinned by the worker to about ten a second)."""
+
+    job_id: int
+    attempt: int
+    fraction: float
+    message: str | None = None
+
+
 ToWorker = Setup | RunAttempt
-FromWorker = Ready | Started | AttemptDone
+FromWorker = Ready | Started | AttemptDone | Progress
