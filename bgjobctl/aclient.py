@@ -22,7 +22,7 @@ import msgspec
 
 from bgjobctl.address import Address, resolve_address
 from bgjobctl.client import DEFAULT_TIMEOUT, ConnectionBroke
-from bgjobctl.fallback import POLL_SECONDS, SpooledJob, Spooler, remaining
+from bgjobctl.fallback import POLL_SECONDS, SpooledJob, Spooler, remaining, through_daemon
 from bgjobctl.library import (
     Fallback,
     LinkSpec,
@@ -305,9 +305,11 @@ class AsyncJobHandle:
                     return job
                 if self.client is not None:
                     try:
-                        return await self.client.wait(last, remaining(deadline))
+                        return await self.client.wait(last, through_daemon(deadline))
                     except (DaemonUnreachable, OSError):
                         pass  # not up (yet, or again): the store tells
+                    except TimeoutError:
+                        pass  # a slice: see `through_daemon`
             left = remaining(deadline)
             await asyncio.sleep(POLL_SECONDS if left is None else min(POLL_SECONDS, left))
 

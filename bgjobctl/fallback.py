@@ -135,3 +135,14 @@ def remaining(deadline: float | None) -> float | None:
     if left <= 0:
         raise TimeoutError
     return left
+
+
+DAEMON_SLICE_SECONDS: Final = 1.0
+
+
+def through_daemon(deadline: float | None) -> float:
+    """How long to wait through the daemon before looking at the store again: a drainer
+    may end the job without the daemon hearing of it (it then learns only when it
+    imports the spool file, which the drainer may have removed)."""
+    left = remaining(deadline)
+    return DAEMON_SLICE_SECONDS if left is None else min(DAEMON_SLICE_SECONDS, left)

@@ -24,7 +24,7 @@ import msgspec
 
 from bgjobctl.address import resolve_address
 from bgjobctl.client import DEFAULT_TIMEOUT, Client
-from bgjobctl.fallback import POLL_SECONDS, SpooledJob, Spooler, remaining
+from bgjobctl.fallback import POLL_SECONDS, SpooledJob, Spooler, remaining, through_daemon
 from bgjobs.config import CONFIG_ENV, SOCKET_ENV
 from bgjobs.errors import DaemonUnreachable, JobCancelled, JobFailed, TooLarge, UsageError
 from bgjobs.model import MAX_KEY_LENGTH, ChainLink, JobInfo, JobSpec, JobState, Priority
@@ -114,9 +114,11 @@ class JobHandle:
                     return job
                 if self.client is not None:
                     try:
-                        return self.client.wait(last, remaining(deadline))
+                        return self.client.wait(last, through_daemon(deadline))
                     except DaemonUnreachable:
                         pass  # not up (yet, or again): the store tells
+                    except TimeoutError:
+                        pass  # a slice: see `through_daemon`
             left = remaining(deadline)
             time.sleep(POLL_SECONDS if left is None else min(POLL_SECONDS, left))
 
