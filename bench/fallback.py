@@ -1,0 +1,207 @@
+"""The fallback's cost: several processes call `run_background_job()` with the daemon down.
+
+    python bench/fallback.py [--checkout DIR] [--processes 4] [--calls 50] [--json]
+
+Measures, for the code in `--checkout` (default: this one): each call's latency (p50,
+p99, max), the most fallback runner processes alive at once, then the time a daemon
+started right after the burst takes to answer a ping, the time until every job has run,
+and how many ran twice or not at all. Everything runs in a temporary directory; every
+process started carries a marker and is killed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+MARKER_ENV = "BGJOBS_BENCH_MARKER"
+JOBS = '''
+import os
+
+
+class Mark:
+    def handle(self, path, token):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, (token + "\\n").encode())
+        finally:
+            os.close(fd)
+        return token
+'''
+
+
+def child(out: str, calls: int, go: str, prefix: str, tokens: str) -> None:
+    """One application process: waits for the go file, then `calls` submits."""
+    from bgjobctl.library import run_background_job
+
+    while not os.path.exists(go):
+        time.sleep(0.005)
+    timings = []
+    for n in range(calls):
+        started = time.perf_counter_ns()
+        run_background_job("Mark", "handle", [tokens, f"{prefix}-{n}"])
+        timings.append(time.perf_counter_ns() - started)
+    Path(out).write_text(json.dumps(timings))
+
+
+def runners(marker: str) -> list[int]:
+    needle = f"{MARKER_ENV}={marker}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0") and (
+            b"bgjobd.oneshot" in cmdline or b"bgjobd.drain" in cmdline
+        ):
+            found.append(int(entry))
+    return found
+
+
+def kill_marked(marker: str) -> None:
+    needle = f"{MARKER_ENV}={marker}".encode()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            with contextlib.suppress(OSError):
+                if needle in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
+                    os.kill(int(entry), signal.SIGKILL)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def ping(socket_path: Path) -> bool:
+    from bgjobctl.address import Address
+    from bgjobctl.client import Client
+    from bgjobs.errors import BgjobsError
+
+    try:
+        with Client(Address(unix_path=socket_path), timeout=1) as client:
+            client.ping()
+    except (BgjobsError, OSError):
+        return False
+    return True
+
+
+def measure(checkout: Path, processes: int, calls: int) -> dict[str, Any]:
+    marker = uuid.uuid4().hex
+    root = Path(tempfile.mkdtemp(prefix="bgjobs-fallback-"))
+    socket_dir = Path(tempfile.mkdtemp(prefix="bgf-", dir="/tmp"))
+    (root / "benchjobs").mkdir()
+    (root / "benchjobs" / "__init__.py").write_text(JOBS)
+    config = root / "bgjobs.toml"
+    config.write_text(
+        f'jobs_package = "benchjobs"\nmax_execution_time = 60\n'
+        f"[allowed_jobs]\nMark = [\"handle\"]\n"
+        f'[daemon]\nsocket = "{socket_dir}/d.sock"\nstorage = "{root}/storage"\nworkers = 2\n'
+    )
+    env = {
+        **os.environ,
+        MARKER_ENV: marker,
+        "BGJOBS_CONFIG": str(config),
+        "PYTHONPATH": os.pathsep.join([str(checkout), str(root)]),
+    }
+    tokens = root / "tokens"
+    go = root / "go"
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable, __file__, "--child", str(root / f"t{n}.json"),
+                "--calls", str(calls), "--go", str(go), "--prefix", f"p{n}",
+                "--tokens", str(tokens),
+            ],
+            cwd=root, env=env, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        for n in range(processes)
+    ]
+    daemon: subprocess.Popen[bytes] | None = None
+    try:
+        time.sleep(1.0)  # the children import the library
+        go.touch()
+        most = 0
+        while any(process.poll() is None for process in children):
+            most = max(most, len(runners(marker)))
+            time.sleep(0.02)
+        timings = [t / 1e6 for n in range(processes) for t in json.loads((root / f"t{n}.json").read_text())]
+        most = max(most, len(runners(marker)))
+        started = time.monotonic()
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "bgjobd", "--config", str(config)],
+            cwd=root, env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        while not ping(socket_dir / "d.sock"):
+            if time.monotonic() - started > 120:
+                raise SystemExit("the daemon did not answer within 120 s")
+            time.sleep(0.01)
+        answered = time.monotonic() - started
+        total = processes * calls
+        while True:
+            ran = tokens.read_text().split() if tokens.exists() else []
+            if len(set(ran)) >= total or time.monotonic() - started > 300:
+                break
+            time.sleep(0.05)
+        all_ran = time.monotonic() - started
+        time.sleep(1.0)  # anything that would run twice has its chance
+        ran = tokens.read_text().split() if tokens.exists() else []
+        return {
+            "checkout": str(checkout),
+            "processes": processes,
+            "calls": total,
+            "p50_ms": round(percentile(timings, 0.5), 3),
+            "p99_ms": round(percentile(timings, 0.99), 3),
+            "max_ms": round(max(timings), 3),
+            "most_runners_at_once": most,
+            "daemon_answers_after_s": round(answered, 3),
+            "all_ran_after_daemon_start_s": round(all_ran, 3),
+            "ran": len(set(ran)),
+            "ran_twice": len(ran) - len(set(ran)),
+            "never_ran": total - len(set(ran)),
+        }
+    finally:
+        if daemon is not None and daemon.poll() is None:
+            daemon.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                daemon.wait(30)
+        for process in children:
+            if process.poll() is None:
+                process.kill()
+        kill_marked(marker)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--checkout", default=str(Path(__file__).resolve().parents[1]))
+    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--calls", type=int, default=50, help="per process")
+    parser.add_argument("--child")
+    parser.add_argument("--go")
+    parser.add_argument("--prefix")
+    parser.add_argument("--tokens")
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.calls, args.go, args.prefix, args.tokens)
+        return
+    sys.path.insert(0, str(Path(args.checkout).resolve()))
+    result = measure(Path(args.checkout).resolve(), args.processes, args.calls)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
