@@ -1,6 +1,6 @@
 """The fallback's cost: several processes call `run_background_job()` with the daemon down.
 
-    python bench/fallback.py [--checkout DIR] [--processes 4] [--calls 50] [--json]
+    python bench/fallback.py [--checkout DIR] [--processes 4] [--calls 50] [--rate 0]
 
 Measures, for the code in `--checkout` (default: this one): each call's latency (p50,
 p99, max), the most fallback runner processes alive at once, then the time a daemon
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 MARKER_ENV = "BGJOBS_BENCH_MARKER"
-JOBS = '''
+JOBS = """
 import os
 
 
@@ -37,17 +37,21 @@ class Mark:
         finally:
             os.close(fd)
         return token
-'''
+"""
 
 
-def child(out: str, calls: int, go: str, prefix: str, tokens: str) -> None:
-    """One application process: waits for the go file, then `calls` submits."""
+def child(out: str, calls: int, go: str, prefix: str, tokens: str, rate: float) -> None:
+    """One application process: waits for the go file, then `calls` submits (`rate` per
+    second at most, as a request handler that does other work; 0: back to back)."""
     from bgjobctl.library import run_background_job
 
     while not os.path.exists(go):
         time.sleep(0.005)
     timings = []
+    begin = time.monotonic()
     for n in range(calls):
+        if rate:
+            time.sleep(max(0.0, begin + n / rate - time.monotonic()))
         started = time.perf_counter_ns()
         run_background_job("Mark", "handle", [tokens, f"{prefix}-{n}"])
         timings.append(time.perf_counter_ns() - started)
@@ -99,7 +103,7 @@ def ping(socket_path: Path) -> bool:
     return True
 
 
-def measure(checkout: Path, processes: int, calls: int) -> dict[str, Any]:
+def measure(checkout: Path, processes: int, calls: int, rate: float) -> dict[str, Any]:
     marker = uuid.uuid4().hex
     root = Path(tempfile.mkdtemp(prefix="bgjobs-fallback-"))
     socket_dir = Path(tempfile.mkdtemp(prefix="bgf-", dir="/tmp"))
@@ -108,7 +112,7 @@ def measure(checkout: Path, processes: int, calls: int) -> dict[str, Any]:
     config = root / "bgjobs.toml"
     config.write_text(
         f'jobs_package = "benchjobs"\nmax_execution_time = 60\n'
-        f"[allowed_jobs]\nMark = [\"handle\"]\n"
+        f'[allowed_jobs]\nMark = ["handle"]\n'
         f'[daemon]\nsocket = "{socket_dir}/d.sock"\nstorage = "{root}/storage"\nworkers = 2\n'
     )
     env = {
@@ -122,11 +126,24 @@ def measure(checkout: Path, processes: int, calls: int) -> dict[str, Any]:
     children = [
         subprocess.Popen(
             [
-                sys.executable, __file__, "--child", str(root / f"t{n}.json"),
-                "--calls", str(calls), "--go", str(go), "--prefix", f"p{n}",
-                "--tokens", str(tokens),
+                sys.executable,
+                __file__,
+                "--child",
+                str(root / f"t{n}.json"),
+                "--calls",
+                str(calls),
+                "--go",
+                str(go),
+                "--prefix",
+                f"p{n}",
+                "--tokens",
+                str(tokens),
+                "--rate",
+                str(rate),
             ],
-            cwd=root, env=env, stdin=subprocess.DEVNULL,
+            cwd=root,
+            env=env,
+            stdin=subprocess.DEVNULL,
         )  # fmt: skip
         for n in range(processes)
     ]
@@ -138,7 +155,9 @@ def measure(checkout: Path, processes: int, calls: int) -> dict[str, Any]:
         while any(process.poll() is None for process in children):
             most = max(most, len(runners(marker)))
             time.sleep(0.02)
-        timings = [t / 1e6 for n in range(processes) for t in json.loads((root / f"t{n}.json").read_text())]
+        timings = [
+            t / 1e6 for n in range(processes) for t in json.loads((root / f"t{n}.json").read_text())
+        ]
         most = max(most, len(runners(marker)))
         started = time.monotonic()
         daemon = subprocess.Popen(
@@ -163,10 +182,13 @@ def measure(checkout: Path, processes: int, calls: int) -> dict[str, Any]:
         return {
             "checkout": str(checkout),
             "processes": processes,
+            "rate_per_process": rate,
             "calls": total,
             "p50_ms": round(percentile(timings, 0.5), 3),
             "p99_ms": round(percentile(timings, 0.99), 3),
             "max_ms": round(max(timings), 3),
+            "slowest_ms": [round(t, 1) for t in sorted(timings)[-12:]],
+            "first_calls_ms": [round(timings[n * calls], 1) for n in range(processes)],
             "most_runners_at_once": most,
             "daemon_answers_after_s": round(answered, 3),
             "all_ran_after_daemon_start_s": round(all_ran, 3),
@@ -190,16 +212,17 @@ def main() -> None:
     parser.add_argument("--checkout", default=str(Path(__file__).resolve().parents[1]))
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--calls", type=int, default=50, help="per process")
+    parser.add_argument("--rate", type=float, default=0.0, help="calls/s per process; 0: no pause")
     parser.add_argument("--child")
     parser.add_argument("--go")
     parser.add_argument("--prefix")
     parser.add_argument("--tokens")
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.calls, args.go, args.prefix, args.tokens)
+        child(args.child, args.calls, args.go, args.prefix, args.tokens, args.rate)
         return
     sys.path.insert(0, str(Path(args.checkout).resolve()))
-    result = measure(Path(args.checkout).resolve(), args.processes, args.calls)
+    result = measure(Path(args.checkout).resolve(), args.processes, args.calls, args.rate)
     print(json.dumps(result, indent=2))
 
 

@@ -24,6 +24,7 @@ import signal
 import sqlite3
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final, Literal
@@ -59,6 +60,8 @@ class Drainer(OneShot):
         self.tracked: dict[Path, list[int]] = {}
         """Spool files imported, with the ids of their links."""
         self.daemon_back = asyncio.Event()
+        self._queue: deque[Path] = deque()
+        """Spool files seen by the last scan and not imported yet."""
 
     def _claim(self, job_id: int, worker_pid: int) -> JobInfo | None:
         return self.store.claim_oneshot(job_id, self.owner, worker_pid, time.time())
@@ -84,7 +87,7 @@ class Drainer(OneShot):
                     await self._attempt(job_id, stop)
                     idle_since = time.monotonic()
                     continue
-                if self.tracked or spool.pending(self.spool):
+                if self.tracked or self._queue or spool.pending(self.spool):
                     idle_since = time.monotonic()  # a job waits for its time: not idle
                 elif time.monotonic() - idle_since >= self.idle:
                     return "idle"
@@ -129,12 +132,14 @@ class Drainer(OneShot):
     # importing -----------------------------------------------------------------------------
 
     def _import_some(self) -> None:
+        # One scandir per round through the spool, not per batch: thousands may wait.
+        if not self._queue:
+            self._queue.extend(
+                path for path in spool.pending(self.spool) if path not in self.tracked
+            )
         imported = 0
-        for path in spool.pending(self.spool):
-            if imported >= IMPORT_BATCH:
-                return
-            if path in self.tracked:
-                continue
+        while self._queue and imported < IMPORT_BATCH:
+            path = self._queue.popleft()
             try:
                 if self._import(path):
                     imported += 1
@@ -142,6 +147,7 @@ class Drainer(OneShot):
                 # The store is busy (e.g. a paused daemon holds its write lock): later.
                 self.store.rollback()
                 self.log.warning(NO_JOB, f"{self.owner}: cannot import {path.name} yet: {exc}")
+                self._queue.appendleft(path)
                 return
 
     def _import(self, path: Path) -> bool:

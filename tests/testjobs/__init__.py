@@ -38,3 +38,4 @@ from testjobs.containment import Allocate, Descriptors, Escape, ManyFiles, OpenF
 from testjobs.crashloop import Tally as Tally
 from testjobs.sizes import BigResult, Flood, Stubborn  # noqa: F401
 from testjobs.text import Controls, RetryIn, Surrogates  # noqa: F401
+from testjobs.fallback import Then  # noqa: F401
