@@ -40,7 +40,7 @@ class Mark:
 """
 
 
-def child(out: str, calls: int, go: str, prefix: str, tokens: str, rate: float) -> None:
+def child(out: str, calls: int, go: str, prefix: str, tokens: str, rate: float) -> None:  # noqa: PLR0917
     """One application process: waits for the go file, then `calls` submits (`rate` per
     second at most, as a request handler that does other work; 0: back to back)."""
     from bgjobctl.library import run_background_job
