@@ -123,30 +123,12 @@ def measure(checkout: Path, processes: int, calls: int, rate: float) -> dict[str
     }
     tokens = root / "tokens"
     go = root / "go"
-    children = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--child",
-                str(root / f"t{n}.json"),
-                "--calls",
-                str(calls),
-                "--go",
-                str(go),
-                "--prefix",
-                f"p{n}",
-                "--tokens",
-                str(tokens),
-                "--rate",
-                str(rate),
-            ],
-            cwd=root,
-            env=env,
-            stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        for n in range(processes)
-    ]
+    children = []
+    for n in range(processes):
+        command = [sys.executable, __file__, "--child", str(root / f"t{n}.json")]
+        command += ["--calls", str(calls), "--go", str(go), "--prefix", f"p{n}"]
+        command += ["--tokens", str(tokens), "--rate", str(rate)]
+        children.append(subprocess.Popen(command, cwd=root, env=env, stdin=subprocess.DEVNULL))
     daemon: subprocess.Popen[bytes] | None = None
     try:
         time.sleep(1.0)  # the children import the library
