@@ -126,8 +126,13 @@ def test_a_daemon_started_during_a_drain_takes_over_without_running_twice(
     wait_for(lambda: chain.id is not None and workspace.lock_files(), what="link 1 to start")
     workspace.start_daemon()
     workspace.client().ping()
+    wait_for(
+        lambda: "it takes the spool over" in workspace.log(),
+        what="the drainer to see the daemon (during link 1's attempt)",
+    )
     gate.touch()
     assert chain.wait(30) == "link1,link2,x"
+    assert "taken over from the fallback drainer's spool" in workspace.log()
     assert [handle.wait(30) for handle in others] == [f"o{n}" for n in range(20)]
     wait_for(lambda: not spooled(workspace), what="the spool to empty")
     wait_for(lambda: not drainers(workspace), what="the drainer to exit")
