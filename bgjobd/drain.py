@@ -73,32 +73,53 @@ class Drainer(OneShot):
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        watcher = asyncio.create_task(self._watch_daemon())
         idle_since = time.monotonic()
+        watcher: asyncio.Task[None] | None = None
         try:
+            if await asyncio.to_thread(self.daemon_answers):
+                return "daemon"  # back already (a client gave up on a slow answer)
+            watcher = asyncio.create_task(self._watch_daemon())
             while not stop.is_set():
                 if self.daemon_back.is_set():
                     return "daemon"
-                job_id = self._next_due()
-                if job_id is None:
-                    self._import_some()
-                    job_id = self._next_due()
-                if job_id is not None:
-                    await self._attempt(job_id, stop)
+                if await self._run_next(stop):
                     idle_since = time.monotonic()
-                    continue
-                if self.tracked or self._queue or spool.pending(self.spool):
+                elif self.tracked or self._queue or spool.pending(self.spool):
                     idle_since = time.monotonic()  # a job waits for its time: not idle
+                    await self._nap()
                 elif time.monotonic() - idle_since >= self.idle:
                     return "idle"
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.daemon_back.wait(), _NAP)
+                else:
+                    await self._nap()
             return "stopped"
         finally:
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
             await self.attempts.stop_watching_locks()
             await self.pool.close()
             self.store.close()
+
+    async def _run_next(self, stop: asyncio.Event) -> bool:
+        """One attempt of the next due job (imported if need be); False if none is due."""
+        job_id = self._next_due()
+        if job_id is None:
+            self._import_some()
+            job_id = self._next_due()
+        if job_id is None:
+            return False
+        try:
+            await self._attempt(job_id, stop)
+        except sqlite3.OperationalError as exc:
+            # The store is busy (a paused daemon may hold its write lock): the job stays
+            # as it was, or is settled by `_settle_lost` when we look again.
+            self.store.rollback()
+            self.log.warning(NO_JOB, f"{self.owner}: store busy: {exc}")
+            await self._nap()
+        return True
+
+    async def _nap(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.daemon_back.wait(), _NAP)
 
     async def _watch_daemon(self) -> None:
         while not await asyncio.to_thread(self.daemon_answers):
@@ -122,12 +143,27 @@ class Drainer(OneShot):
             if any(not handover.is_drainer(job.owner) for job in live):
                 del self.tracked[path]  # the daemon's now; it removes the file
                 continue
+            self._settle_lost(live)
             for job in live:
                 if job.state is JobState.QUEUED or (
                     job.state is JobState.SCHEDULED and job.run_at.timestamp() <= now
                 ):
                     return job.id
         return None
+
+    def _settle_lost(self, live: list[JobInfo]) -> None:
+        """An attempt of ours whose record failed (the store was busy) is left running
+        with no worker at it: recorded as its worker wrote it down, like a dead drainer's."""
+        lost = [
+            job
+            for job in live
+            if job.state is JobState.RUNNING
+            and job.owner == self.owner
+            and not handover.attempt_under_way(self.config, job)
+        ]
+        if lost and handover.settle_abandoned(self.config, self.store, self.log, lost):
+            self.store.commit()
+            handover.forget_outcome_files(self.config, lost)
 
     # importing -----------------------------------------------------------------------------
 

@@ -17,7 +17,6 @@ Imported by the client library: only light modules here.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 from dataclasses import dataclass
@@ -166,6 +165,8 @@ def lock_path(spool: Path) -> Path:
 
 def try_lock(spool: Path, file_mode: int) -> int | None:
     """The drainer lock's descriptor, locked; None when a drainer holds it."""
+    import fcntl  # POSIX only: imported where used, so the client library loads anywhere
+
     fd = os.open(lock_path(spool), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, file_mode)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
