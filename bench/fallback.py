@@ -1,6 +1,6 @@
 """The fallback's cost: several processes call `run_background_job()` with the daemon down.
 
-    python bench/fallback.py [--checkout DIR] [--processes 4] [--calls 50] [--rate 0]
+    python bench/fallback.py [--checkout DIR] [--processes 4] [--calls 50] [--rate 0] [--daemon-up]
 
 Measures, for the code in `--checkout` (default: this one): each call's latency (p50,
 p99, max), the most fallback runner processes alive at once, then the time a daemon
@@ -103,7 +103,21 @@ def ping(socket_path: Path) -> bool:
     return True
 
 
-def measure(checkout: Path, processes: int, calls: int, rate: float) -> dict[str, Any]:
+def start_daemon(config: Path, root: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bgjobd", "--config", str(config)],
+        cwd=root,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def measure(
+    checkout: Path, processes: int, calls: int, rate: float, *, daemon_up: bool = False
+) -> dict[str, Any]:
     marker = uuid.uuid4().hex
     root = Path(tempfile.mkdtemp(prefix="bgjobs-fallback-"))
     socket_dir = Path(tempfile.mkdtemp(prefix="bgf-", dir="/tmp"))
@@ -131,22 +145,25 @@ def measure(checkout: Path, processes: int, calls: int, rate: float) -> dict[str
         children.append(subprocess.Popen(command, cwd=root, env=env, stdin=subprocess.DEVNULL))
     daemon: subprocess.Popen[bytes] | None = None
     try:
+        if daemon_up:  # the reference: the same calls answered by a daemon
+            daemon = start_daemon(config, root, env)
+            while not ping(socket_dir / "d.sock"):
+                time.sleep(0.01)
         time.sleep(1.0)  # the children import the library
         go.touch()
         most = 0
         while any(process.poll() is None for process in children):
             most = max(most, len(runners(marker)))
             time.sleep(0.02)
-        timings = [
-            t / 1e6 for n in range(processes) for t in json.loads((root / f"t{n}.json").read_text())
-        ]
+        per_process = [json.loads((root / f"t{n}.json").read_text()) for n in range(processes)]
+        timings = [t / 1e6 for series in per_process for t in series]
+        # A process's first call also loads the configuration and opens the client: the
+        # same with the daemon up. The later ones are what a fallback itself costs.
+        later = [t / 1e6 for series in per_process for t in series[1:]]
         most = max(most, len(runners(marker)))
         started = time.monotonic()
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "bgjobd", "--config", str(config)],
-            cwd=root, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+        if daemon is None:
+            daemon = start_daemon(config, root, env)
         while not ping(socket_dir / "d.sock"):
             if time.monotonic() - started > 120:
                 raise SystemExit("the daemon did not answer within 120 s")
@@ -163,12 +180,15 @@ def measure(checkout: Path, processes: int, calls: int, rate: float) -> dict[str
         ran = tokens.read_text().split() if tokens.exists() else []
         return {
             "checkout": str(checkout),
+            "daemon_up": daemon_up,
             "processes": processes,
             "rate_per_process": rate,
             "calls": total,
             "p50_ms": round(percentile(timings, 0.5), 3),
             "p99_ms": round(percentile(timings, 0.99), 3),
             "max_ms": round(max(timings), 3),
+            "p50_after_first_ms": round(percentile(later, 0.5), 3),
+            "p99_after_first_ms": round(percentile(later, 0.99), 3),
             "slowest_ms": [round(t, 1) for t in sorted(timings)[-12:]],
             "first_calls_ms": [round(timings[n * calls], 1) for n in range(processes)],
             "most_runners_at_once": most,
@@ -195,6 +215,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--calls", type=int, default=50, help="per process")
     parser.add_argument("--rate", type=float, default=0.0, help="calls/s per process; 0: no pause")
+    parser.add_argument("--daemon-up", action="store_true", help="reference: no fallback")
     parser.add_argument("--child")
     parser.add_argument("--go")
     parser.add_argument("--prefix")
@@ -204,7 +225,13 @@ def main() -> None:
         child(args.child, args.calls, args.go, args.prefix, args.tokens, args.rate)
         return
     sys.path.insert(0, str(Path(args.checkout).resolve()))
-    result = measure(Path(args.checkout).resolve(), args.processes, args.calls, args.rate)
+    result = measure(
+        Path(args.checkout).resolve(),
+        args.processes,
+        args.calls,
+        args.rate,
+        daemon_up=args.daemon_up,
+    )
     print(json.dumps(result, indent=2))
 
 
