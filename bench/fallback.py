@@ -103,6 +103,22 @@ def ping(socket_path: Path) -> bool:
     return True
 
 
+def answered_after(socket_path: Path, started: float) -> float:
+    while not ping(socket_path):
+        if time.monotonic() - started > 120:
+            raise SystemExit("the daemon did not answer within 120 s")
+        time.sleep(0.01)
+    return time.monotonic() - started
+
+
+def all_ran_after(tokens: Path, total: int, started: float) -> float:
+    while True:
+        ran = tokens.read_text().split() if tokens.exists() else []
+        if len(set(ran)) >= total or time.monotonic() - started > 300:
+            return time.monotonic() - started
+        time.sleep(0.05)
+
+
 def start_daemon(config: Path, root: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "bgjobd", "--config", str(config)],
@@ -147,8 +163,7 @@ def measure(
     try:
         if daemon_up:  # the reference: the same calls answered by a daemon
             daemon = start_daemon(config, root, env)
-            while not ping(socket_dir / "d.sock"):
-                time.sleep(0.01)
+            answered_after(socket_dir / "d.sock", time.monotonic())
         time.sleep(1.0)  # the children import the library
         go.touch()
         most = 0
@@ -164,18 +179,9 @@ def measure(
         started = time.monotonic()
         if daemon is None:
             daemon = start_daemon(config, root, env)
-        while not ping(socket_dir / "d.sock"):
-            if time.monotonic() - started > 120:
-                raise SystemExit("the daemon did not answer within 120 s")
-            time.sleep(0.01)
-        answered = time.monotonic() - started
+        answered = answered_after(socket_dir / "d.sock", started)
         total = processes * calls
-        while True:
-            ran = tokens.read_text().split() if tokens.exists() else []
-            if len(set(ran)) >= total or time.monotonic() - started > 300:
-                break
-            time.sleep(0.05)
-        all_ran = time.monotonic() - started
+        all_ran = all_ran_after(tokens, total, started)
         time.sleep(1.0)  # anything that would run twice has its chance
         ran = tokens.read_text().split() if tokens.exists() else []
         return {
