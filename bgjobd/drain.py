@@ -45,6 +45,7 @@ IMPORT_BATCH: Final = 4
 """Spooled jobs imported at a time: few, so that a daemon coming back finds most of them
 still in the spool, where it imports them as its own at once."""
 _NAP: Final = 0.1
+NICENESS: Final = 10
 
 Ending = Literal["idle", "daemon", "stopped"]
 
@@ -285,6 +286,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bgjobd.drain: {exc}", file=sys.stderr)
         return exc.exit_code
     os.umask(modes.umask)
+    # Background work while the application is busy without its daemon: its request
+    # handlers (which fall back here) come first. Its worker, and so the jobs, inherit it.
+    with contextlib.suppress(OSError):
+        os.nice(max(0, NICENESS - os.nice(0)))  # once: a re-exec keeps it
     spool_dir = spool.directory_of(config.storage_dir)
     lock = args.lock_fd if args.lock_fd is not None else spool.try_lock(spool_dir, modes.file_mode)
     if lock is None:
