@@ -1,6 +1,7 @@
 """The fallback's cost: several processes call `run_background_job()` with the daemon down.
 
     python bench/fallback.py [--checkout DIR] [--processes 4] [--calls 50] [--rate 0] [--daemon-up]
+    python bench/fallback.py --restart-with 5000
 
 Measures, for the code in `--checkout` (default: this one): each call's latency (p50,
 p99, max), the most fallback runner processes alive at once, then the time a daemon
@@ -103,6 +104,27 @@ def ping(socket_path: Path) -> bool:
     return True
 
 
+def prepare(
+    root: Path, socket_dir: Path, marker: str, checkout: Path
+) -> tuple[Path, dict[str, str]]:
+    """The jobs package, the configuration and the environment of a run."""
+    (root / "benchjobs").mkdir()
+    (root / "benchjobs" / "__init__.py").write_text(JOBS)
+    config = root / "bgjobs.toml"
+    config.write_text(
+        f'jobs_package = "benchjobs"\nmax_execution_time = 60\n'
+        f'[allowed_jobs]\nMark = ["handle"]\n'
+        f'[daemon]\nsocket = "{socket_dir}/d.sock"\nstorage = "{root}/storage"\nworkers = 2\n'
+    )
+    env = {
+        **os.environ,
+        MARKER_ENV: marker,
+        "BGJOBS_CONFIG": str(config),
+        "PYTHONPATH": os.pathsep.join([str(checkout), str(root)]),
+    }
+    return config, env
+
+
 def answered_after(socket_path: Path, started: float) -> float:
     while not ping(socket_path):
         if time.monotonic() - started > 120:
@@ -137,20 +159,7 @@ def measure(
     marker = uuid.uuid4().hex
     root = Path(tempfile.mkdtemp(prefix="bgjobs-fallback-"))
     socket_dir = Path(tempfile.mkdtemp(prefix="bgf-", dir="/tmp"))
-    (root / "benchjobs").mkdir()
-    (root / "benchjobs" / "__init__.py").write_text(JOBS)
-    config = root / "bgjobs.toml"
-    config.write_text(
-        f'jobs_package = "benchjobs"\nmax_execution_time = 60\n'
-        f'[allowed_jobs]\nMark = ["handle"]\n'
-        f'[daemon]\nsocket = "{socket_dir}/d.sock"\nstorage = "{root}/storage"\nworkers = 2\n'
-    )
-    env = {
-        **os.environ,
-        MARKER_ENV: marker,
-        "BGJOBS_CONFIG": str(config),
-        "PYTHONPATH": os.pathsep.join([str(checkout), str(root)]),
-    }
+    config, env = prepare(root, socket_dir, marker, checkout)
     tokens = root / "tokens"
     go = root / "go"
     children = []
@@ -216,6 +225,43 @@ def measure(
         kill_marked(marker)
 
 
+def restart_with(spooled: int) -> dict[str, Any]:
+    """A daemon started with `spooled` jobs waiting in the spool (this checkout only): how
+    soon it answers, and how soon they have all run."""
+    from bgjobctl.library import make_spec
+    from bgjobd import spool
+
+    marker = uuid.uuid4().hex
+    root = Path(tempfile.mkdtemp(prefix="bgjobs-fallback-"))
+    socket_dir = Path(tempfile.mkdtemp(prefix="bgf-", dir="/tmp"))
+    config, env = prepare(root, socket_dir, marker, Path(__file__).resolve().parents[1])
+    modes = spool.Modes(0o700, 0o600)
+    directory = spool.prepare(root / "storage", modes)
+    tokens = root / "tokens"
+    now = time.time()
+    for n in range(spooled):
+        spec = make_spec("Mark", "handle", [str(tokens), f"s{n}"])
+        spool.write(directory, spec, now, modes, fsync=False)
+    started = time.monotonic()
+    daemon = start_daemon(config, root, env)
+    try:
+        answered = answered_after(socket_dir / "d.sock", started)
+        all_ran = all_ran_after(tokens, spooled, started)
+        ran = tokens.read_text().split() if tokens.exists() else []
+        return {
+            "spooled": spooled,
+            "daemon_answers_after_s": round(answered, 3),
+            "all_ran_after_s": round(all_ran, 3),
+            "ran": len(set(ran)),
+            "ran_twice": len(ran) - len(set(ran)),
+        }
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            daemon.wait(30)
+        kill_marked(marker)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--checkout", default=str(Path(__file__).resolve().parents[1]))
@@ -223,6 +269,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=50, help="per process")
     parser.add_argument("--rate", type=float, default=0.0, help="calls/s per process; 0: no pause")
     parser.add_argument("--daemon-up", action="store_true", help="reference: no fallback")
+    parser.add_argument("--restart-with", type=int, help="N jobs spooled, then a daemon start")
     parser.add_argument("--child")
     parser.add_argument("--go")
     parser.add_argument("--prefix")
@@ -232,6 +279,9 @@ def main() -> None:
         child(args.child, args.calls, args.go, args.prefix, args.tokens, args.rate)
         return
     sys.path.insert(0, str(Path(args.checkout).resolve()))
+    if args.restart_with:
+        print(json.dumps(restart_with(args.restart_with), indent=2))
+        return
     result = measure(
         Path(args.checkout).resolve(),
         args.processes,
