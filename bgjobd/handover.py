@@ -10,6 +10,7 @@ holds the job's lock file: the attempt is then still under way.
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from typing import Final
@@ -26,8 +27,6 @@ DRAIN_OWNER: Final = "bgjobd.drain"
 
 
 def owner_name() -> str:
-    import os
-
     return f"{DRAIN_OWNER}@{socket.gethostname()}:{os.getpid()}"
 
 
