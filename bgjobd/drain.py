@@ -10,7 +10,9 @@ taken up), and runs them one attempt at a time with run_job.py's machinery (work
 retries, chains, logs). A job's spool file is removed once the job has ended. Every
 ~0.5 s it pings the daemon; once it answers, the drainer exits after its current
 attempt, and the daemon takes the rest over from the spool (see `bgjobd.spoolimport`).
-It also exits after `BGJOBS_DRAIN_IDLE_SECONDS` (default 2) with nothing to do.
+It also exits after `BGJOBS_DRAIN_IDLE_SECONDS` (default 2) with nothing to do, and on
+SIGTERM/SIGINT after its current attempt (jobs are never cancelled by it: what is left
+stays in the spool). It runs at niceness 10: the application comes first.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ class Drainer(OneShot):
             while not stop.is_set():
                 if self.daemon_back.is_set():
                     return "daemon"
-                if await self._run_next(stop):
+                if await self._run_next():
                     idle_since = time.monotonic()
                 elif self.tracked or self._queue or spool.pending(self.spool):
                     idle_since = time.monotonic()  # a job waits for its time: not idle
@@ -100,7 +102,7 @@ class Drainer(OneShot):
             await self.pool.close()
             self.store.close()
 
-    async def _run_next(self, stop: asyncio.Event) -> bool:
+    async def _run_next(self) -> bool:
         """One attempt of the next due job (imported if need be); False if none is due."""
         job_id = self._next_due()
         if job_id is None:
@@ -109,7 +111,9 @@ class Drainer(OneShot):
         if job_id is None:
             return False
         try:
-            await self._attempt(job_id, stop)
+            # Not cancelled by SIGTERM (`stop` is checked between attempts): the job is the
+            # application's, and the rest of the spool waits for the daemon or a drainer.
+            await self._attempt(job_id, asyncio.Event())
         except sqlite3.OperationalError as exc:
             # The store is busy (a paused daemon may hold its write lock): the job stays
             # as it was, or is settled by `_settle_lost` when we look again.
