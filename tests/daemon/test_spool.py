@@ -169,3 +169,25 @@ def test_a_drainer_killed_in_an_attempt_is_recovered_not_run_twice(
         assert store.find_by_key(job.key or "") == [job.id]
     finally:
         store.close()
+
+
+def test_a_stopped_drainer_finishes_its_attempt_and_cancels_nothing(
+    workspace: Workspace,
+) -> None:
+    """SIGTERM (e.g. the host shutting down): the attempt under way ends normally, the
+    rest stays for the daemon."""
+    workspace.write_config(TOKEN_JOBS)
+    out = workspace.root / "tokens"
+    gate = workspace.root / "gate"
+    first = run_background_job("Token", "handle", [str(out), "first", 0, str(gate)])
+    second = run_background_job("Token", "handle", [str(out), "second"])
+    wait_for(workspace.lock_files, what="the first attempt to start")
+    (drainer,) = drainers(workspace)
+    os.kill(drainer, signal.SIGTERM)
+    gate.touch()
+    wait_for(lambda: procs.is_gone(drainer), what="the drainer to exit")
+    assert first.wait(10) == "first"
+    assert tokens(out) == ["first"]
+    workspace.start_daemon()
+    assert second.wait(30) == "second"
+    assert sorted(tokens(out)) == ["first", "second"]
