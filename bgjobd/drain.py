@@ -70,6 +70,9 @@ class Drainer(OneShot):
         return self.store.claim_oneshot(job_id, self.owner, worker_pid, time.time())
 
     async def drain(self) -> Ending:
+        if await asyncio.to_thread(self.daemon_answers):
+            self.store.close()
+            return "daemon"  # back already (a client gave up on a slow answer)
         await self.pool.start()
         self.attempts.start_watching_locks()
         stop = asyncio.Event()
@@ -79,8 +82,6 @@ class Drainer(OneShot):
         idle_since = time.monotonic()
         watcher: asyncio.Task[None] | None = None
         try:
-            if await asyncio.to_thread(self.daemon_answers):
-                return "daemon"  # back already (a client gave up on a slow answer)
             watcher = asyncio.create_task(self._watch_daemon())
             while not stop.is_set():
                 if self.daemon_back.is_set():
