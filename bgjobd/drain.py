@@ -36,7 +36,7 @@ from bgjobd.joblog import NO_JOB, JobLog, describe_params
 from bgjobd.oneshot import OneShot
 from bgjobd.store.base import KeyTaken
 from bgjobs.config import Config, load_config
-from bgjobs.errors import BgjobsError, RefusedError
+from bgjobs.errors import BadParams, BgjobsError, RefusedError, TooLarge
 from bgjobs.model import JobInfo, JobState
 
 IDLE_ENV: Final = "BGJOBS_DRAIN_IDLE_SECONDS"
@@ -207,7 +207,7 @@ class Drainer(OneShot):
                 dataclasses.replace(row, oneshot=True)
                 for row in submission.build(self.config, spec, item.spooled_at, self.owner)
             ]
-        except BgjobsError as exc:
+        except (RefusedError, TooLarge, BadParams) as exc:
             # The configuration changed since the client checked it.
             say = self.log.security if isinstance(exc, RefusedError) else self.log.error
             say(

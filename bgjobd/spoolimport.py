@@ -26,7 +26,7 @@ from typing import Final
 from bgjobd import handover, spool
 from bgjobd.engine import Engine
 from bgjobd.joblog import describe_params
-from bgjobs.errors import BgjobsError, RefusedError
+from bgjobs.errors import BadParams, RefusedError, TooLarge
 
 INTERVAL: Final = 1.0
 BATCH: Final = 200
@@ -82,8 +82,9 @@ class SpoolImport:
         spec = item.spec
         try:
             self.engine.submit([spec], lambda stored: self._stored(path, stored))
-        except BgjobsError as exc:
+        except (RefusedError, TooLarge, BadParams) as exc:
             # Refused since the client checked (the configuration changed): kept aside.
+            # Anything else (a full store...) leaves the file for the next pass.
             if not isinstance(exc, RefusedError):  # the engine logs refusals itself
                 self.engine.log.error(
                     f"{spec.class_name}::{spec.method}",
