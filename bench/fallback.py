@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -223,6 +224,8 @@ def measure(
             if process.poll() is None:
                 process.kill()
         kill_marked(marker)
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(socket_dir, ignore_errors=True)
 
 
 def restart_with(spooled: int) -> dict[str, Any]:
@@ -260,6 +263,8 @@ def restart_with(spooled: int) -> dict[str, Any]:
         with contextlib.suppress(subprocess.TimeoutExpired):
             daemon.wait(30)
         kill_marked(marker)
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(socket_dir, ignore_errors=True)
 
 
 def main() -> None:
