@@ -24,8 +24,18 @@ from typing import Any, Final
 
 import msgspec
 
-from bgjobd.store.base import FinishedAttempt, JobQuery, KeyTaken, NewJob, Store, WaitingEntry
+from bgjobd.store.base import (
+    FinishedAttempt,
+    JobQuery,
+    KeyTaken,
+    NewJob,
+    PrunedJob,
+    PruneRules,
+    Store,
+    WaitingEntry,
+)
 from bgjobs.model import (
+    FINAL_STATES,
     LIVE_STATES,
     AttemptInfo,
     ErrorInfo,
@@ -42,6 +52,7 @@ _COLUMNS: Final = (
 )
 _PRIORITIES: Final = (Priority.HIGH, Priority.MEDIUM, Priority.LOW)
 _LIVE: Final = ", ".join(f"'{state.value}'" for state in sorted(LIVE_STATES))
+_FINAL: Final = ", ".join(f"'{state.value}'" for state in sorted(FINAL_STATES))
 SCHEMA: Final = Path(__file__).with_name("schema.sql")
 SCHEMA_VERSION: Final = 3
 _ADDED_COLUMNS: Final = ("outcome", "idempotency_key")
@@ -684,6 +695,78 @@ class SQLiteStore(Store):
             (_encode(params), now, job_id),
         ).fetchone()
         return None if row is None else _row_to_job(row)
+
+    # schedules and retention ---------------------------------------------------------------
+
+    def latest_key(self, prefix: str) -> str | None:
+        # A range on the key (the prefix up to the next character) reads the key's index
+        # backwards from its end: one B-tree descent, whatever the number of jobs.
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        row = self._db.execute(
+            "SELECT idempotency_key FROM jobs WHERE idempotency_key >= ? "
+            "AND idempotency_key < ? ORDER BY idempotency_key DESC LIMIT 1",
+            (prefix, end),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def prune(self, rules: PruneRules, limit: int, *, dry_run: bool = False) -> list[PrunedJob]:
+        ages = [(state, before) for state, before in rules.finished_before.items()]
+        terms = [f"(state = '{state.value}' AND finished_at < ?)" for state, _ in ages]
+        args: list[Any] = [before for _, before in ages]
+        count_cutoff = self._count_cutoff(rules.max_finished)
+        if count_cutoff is not None:
+            terms.append("finished_at <= ?")
+            args.append(count_cutoff)
+        if not terms:
+            return []
+        keep = sorted(rules.keep_keys)
+        # Oldest first along the finished index; a chain link only once no link of its
+        # chain is waiting or running (a retried chain needs its links).
+        rows = self._db.execute(
+            f"SELECT id, state FROM jobs WHERE finished_at IS NOT NULL AND state IN ({_FINAL}) "
+            f"AND ({' OR '.join(terms)}) "
+            f"AND (idempotency_key IS NULL OR idempotency_key NOT IN ({_placeholders(len(keep))})) "
+            "AND (chain_id IS NULL OR NOT EXISTS (SELECT 1 FROM jobs AS link "
+            f"WHERE link.chain_id = jobs.chain_id AND link.state IN ({_LIVE}))) "
+            "ORDER BY finished_at LIMIT ?",
+            (*args, *keep, limit),
+        ).fetchall()
+        pruned = [PrunedJob(int(job_id), JobState(state)) for job_id, state in rows]
+        if pruned and not dry_run:
+            ids = [job.job_id for job in pruned]
+            # Attempts go with their job (ON DELETE CASCADE); the state counts by trigger.
+            self._write(f"DELETE FROM jobs WHERE id IN ({_placeholders(len(ids))})", ids)
+        return pruned
+
+    def _count_cutoff(self, max_finished: int | None) -> float | None:
+        """The finish time at or before which jobs are beyond the newest `max_finished`."""
+        if max_finished is None:
+            return None
+        row = self._db.execute(
+            f"SELECT finished_at FROM jobs WHERE finished_at IS NOT NULL AND state IN ({_FINAL}) "
+            "ORDER BY finished_at DESC LIMIT 1 OFFSET ?",
+            (max_finished,),
+        ).fetchone()
+        return None if row is None else float(row[0])
+
+    def attempt_rows(self, job_ids: Sequence[int]) -> int:
+        """How many earlier-attempt rows these jobs have (what pruning them removes)."""
+        total = 0
+        for chunk in _chunks(job_ids, 500):
+            row = self._db.execute(
+                f"SELECT count(*) FROM attempts WHERE job_id IN ({_placeholders(len(chunk))})",
+                list(chunk),
+            ).fetchone()
+            total += int(row[0])
+        return total
+
+    def file_size(self) -> int:
+        """Bytes of the database file and its WAL."""
+        sizes = [self.path.stat().st_size]
+        wal = self.path.with_name(self.path.name + "-wal")
+        with contextlib.suppress(FileNotFoundError):
+            sizes.append(wal.stat().st_size)
+        return sum(sizes)
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
