@@ -6,6 +6,7 @@ from types import ModuleType
 
 from bgjobctl.commands import cancel, dashboard, logs, ping, retry, show, stats, submit
 from bgjobctl.commands import list as list_jobs
+from bgjobctl.commands import prune, schedules
 
 COMMANDS: dict[str, ModuleType] = {
     "submit": submit,
@@ -17,4 +18,6 @@ COMMANDS: dict[str, ModuleType] = {
     "stats": stats,
     "ping": ping,
     "dashboard": dashboard,
+    "schedules": schedules,
+    "prune": prune,
 }
