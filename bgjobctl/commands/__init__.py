@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from bgjobctl.commands import cancel, dashboard, logs, ping, retry, show, stats, submit
+from bgjobctl.commands import (
+    cancel,
+    dashboard,
+    logs,
+    ping,
+    prune,
+    retry,
+    schedules,
+    show,
+    stats,
+    submit,
+)
 from bgjobctl.commands import list as list_jobs
-from bgjobctl.commands import prune, schedules
 
 COMMANDS: dict[str, ModuleType] = {
     "submit": submit,

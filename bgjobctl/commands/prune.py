@@ -9,9 +9,7 @@ HELP = "delete now the finished jobs that [retention] lets go"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dry-run", action="store_true", help="only say what would be removed"
-    )
+    parser.add_argument("--dry-run", action="store_true", help="only say what would be removed")
 
 
 def run(ctx: CommandContext) -> int:
