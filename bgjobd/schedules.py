@@ -146,11 +146,13 @@ class Schedules:
         now = self.now()
         for schedule in self._schedules:
             cursor = self._cursor(schedule, now)
-            for tick in schedule.due(cursor, now):
-                self._submit_tick(schedule, tick)
+            ticks = schedule.due(cursor, now)
             latest = schedule.cron.last_at_or_before(now)
             if latest is not None and latest > cursor:
                 self._cursors[schedule.name] = latest
+            # After the cursor moved: a failed submit moves it back before its tick.
+            for tick in ticks:
+                self._submit_tick(schedule, tick)
 
     def _cursor(self, schedule: Schedule, now: datetime) -> datetime:
         cursor = self._cursors.get(schedule.name)

@@ -6,6 +6,7 @@ must pass; one real daemon runs a `* * * * *` schedule on a fast test clock."""
 from __future__ import annotations
 
 import contextlib
+import signal
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -276,3 +277,38 @@ def test_a_real_daemon_runs_every_minute_on_a_fast_clock(workspace: Workspace) -
     assert listed[0].next_run > listed[0].last_run
     shown = workspace.bgjobctl("schedules")
     assert shown.returncode == 0 and "tick" in shown.stdout
+
+
+def test_reload_and_the_dashboard_show_changed_schedules(workspace: Workspace) -> None:
+    """SIGHUP takes a new schedule (and refuses a bad one, keeping the running ones); the
+    jobs page lists them."""
+    from tests.dashboard.support import start_dashboard
+
+    first = {"cron": "@daily", "class": "Echo", "method": "handle"}
+    dashboard = start_dashboard(workspace, {"schedules": {"nightly": first}})
+    client = workspace.client()
+    assert [s.name for s in client.schedules()] == ["nightly"]
+    hourly = {"cron": "0 * * * *", "class": "Echo", "method": "handle", "timezone": "Asia/Tokyo"}
+    workspace.write_config(
+        {
+            "dashboard": workspace.settings["dashboard"],
+            "schedules": {"nightly": first, "hourly": hourly},
+        }
+    )
+    dashboard.daemon.signal(signal.SIGHUP)
+    wait_for(lambda: len(client.schedules()) == 2, what="the reloaded schedules")
+    listed = {s.name: s for s in client.schedules()}
+    assert listed["hourly"].timezone == "Asia/Tokyo" and listed["hourly"].next_run is not None
+    assert listed["hourly"].next_run.minute == 0
+    workspace.write_config(
+        {
+            "dashboard": workspace.settings["dashboard"],
+            "schedules": {"bad": {"cron": "@daily", "class": "Nope", "method": "handle"}},
+        }
+    )
+    dashboard.daemon.signal(signal.SIGHUP)
+    wait_for(lambda: "schedules.bad" in workspace.error_log(), what="the refused reload")
+    assert sorted(s.name for s in client.schedules()) == ["hourly", "nightly"]
+    page = dashboard.http().get("/dashboard/jobs")
+    assert page.status == 200
+    assert "Schedules" in page.text and "hourly" in page.text and "Asia/Tokyo" in page.text
