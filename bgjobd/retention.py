@@ -1,6 +1,6 @@
 """Retention: finished jobs, their attempts and their output files are deleted once they
 are older than `[retention]` allows, in small batches off the hot path (one batch per
-commit, the event loop free between them), every PRUNE_INTERVAL seconds or at once by
+commit, the event loop free between them), every `[retention] interval` or at once by
 `bgjobctl prune`. The store decides what may go (final, no live link in its chain, not a
 schedule's latest tick), so it stays right with several daemons on one store."""
 
@@ -22,7 +22,6 @@ from bgjobs.model import JobState
 
 BATCH: Final = 500
 """Jobs deleted per commit: a few milliseconds of the store's lock."""
-PRUNE_INTERVAL: Final = 60.0
 MAX_BATCHES: Final = 1000
 """Batches one pass makes at most; the next pass goes on."""
 DRY_RUN_LIMIT: Final = 10_000_000
@@ -139,7 +138,7 @@ class Retention:
             else:
                 if report.jobs:
                     self._say(f"retention: pruned {describe(report)}")
-            await asyncio.sleep(PRUNE_INTERVAL)
+            await asyncio.sleep(parse_duration(self.config.settings.retention.interval))
 
 
 def describe(report: PruneReport) -> str:

@@ -383,8 +383,10 @@ def _check_schedules(settings: Settings) -> None:
 
 def _check_retention(settings: Settings) -> None:
     retention = settings.retention
-    for state in ("succeeded", "failed", "cancelled"):
+    for state in ("succeeded", "failed", "cancelled", "interval"):
         try:
             parse_duration(getattr(retention, state))
         except ValueError as exc:
             raise ConfigError(f"retention.{state}: {exc}") from None
+    if parse_duration(retention.interval) < 1:
+        raise ConfigError("retention.interval: at least 1 s")

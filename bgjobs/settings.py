@@ -152,6 +152,8 @@ class RetentionSettings(_Table, frozen=True):
     cancelled: Duration = "7d"
     max_finished_jobs: PositiveInt | None = None
     """Also keep at most this many finished jobs (the oldest go first)."""
+    interval: Duration = "1m"
+    """How often the daemon prunes (each pass in batches of 500 jobs per commit)."""
 
 
 class Settings(_Table, frozen=True):
