@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ BATCH: Final = 500
 MAX_BATCHES: Final = 1000
 """Batches one pass makes at most; the next pass goes on."""
 DRY_RUN_LIMIT: Final = 10_000_000
+SLOW_TRUNCATE: Final = 0.25
+"""Seconds a WAL truncation may take before the daemon mentions it."""
 
 
 def rules_of(config: Config, now: float, keep_keys: frozenset[str]) -> PruneRules:
@@ -129,6 +132,11 @@ class Retention:
                 await self._task
             self._task = None
 
+    async def _truncate_log(self) -> None:
+        """Deleted rows' pages are reused inside the database file; the WAL, which a steady
+        load keeps growing, is brought back to nothing after every pass."""
+        await _truncate_log_of(self._store, self._say)
+
     async def _run(self) -> None:
         while True:
             try:
@@ -138,7 +146,20 @@ class Retention:
             else:
                 if report.jobs:
                     self._say(f"retention: pruned {describe(report)}")
+            await self._truncate_log()
             await asyncio.sleep(parse_duration(self.config.settings.retention.interval))
+
+
+async def _truncate_log_of(store: Store, say: Callable[[str], None]) -> None:
+    started = time.monotonic()
+    try:
+        await asyncio.to_thread(store.truncate_log)
+    except Exception as exc:  # noqa: BLE001  # the next pass tries again
+        say(f"retention: truncating the WAL failed: {exc}")
+        return
+    took = time.monotonic() - started
+    if took > SLOW_TRUNCATE:
+        say(f"retention: truncating the WAL took {took * 1000:.0f} ms")
 
 
 def describe(report: PruneReport) -> str:

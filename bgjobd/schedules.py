@@ -126,13 +126,17 @@ class Schedules:
         self.reconfigure(config)
 
     def reconfigure(self, config: Config) -> None:
-        """Take the configuration's schedules; a schedule that stays keeps its place, a new
-        or changed one starts from what the store knows."""
+        """Take the configuration's schedules. One that stays keeps its place; a changed
+        one begins at its next tick (the ticks of its old form were not missed); a new
+        one starts from what the store knows of that name."""
         old = {schedule.name: schedule for schedule in self._schedules}
         self._schedules = schedules_of(config)
         for schedule in self._schedules:
-            if old.get(schedule.name) != schedule:
+            before = old.get(schedule.name)
+            if before is None:
                 self._cursors.pop(schedule.name, None)
+            elif before != schedule:
+                self._cursors[schedule.name] = self.now()
         self._wake.set()
 
     def all(self) -> list[Schedule]:

@@ -244,3 +244,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def attempt_rows(self, job_ids: Sequence[int]) -> int:
         """How many earlier-attempt rows these jobs have (what pruning them removes)."""
+
+    def truncate_log(self) -> bool:
+        """Give back the space of a write-ahead log (a backend without one: nothing to do).
+        Blocking: run it on a thread."""
+        return True

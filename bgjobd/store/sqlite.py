@@ -58,6 +58,7 @@ SCHEMA_VERSION: Final = 3
 _ADDED_COLUMNS: Final = ("outcome", "idempotency_key")
 """Columns added since schema 1, in order (see `_upgrade`)."""
 _BUSY_TIMEOUT_MS: Final = 10_000
+_TRUNCATE_WAIT_MS: Final = 1_000
 _CHECKPOINT_SECONDS: Final = 0.5
 _CHECKPOINT_BACKOFF_MAX: Final = 5.0
 _encode = msgspec.msgpack.Encoder().encode
@@ -759,6 +760,21 @@ class SQLiteStore(Store):
             ).fetchone()
             total += int(row[0])
         return total
+
+    def truncate_log(self) -> bool:
+        """Checkpoint the whole WAL and truncate it to nothing, from a connection of its own
+        (run it off the event loop). Under a steady stream of commits the background
+        PASSIVE checkpoints never find the WAL fully copied with no commit after, so SQLite
+        never restarts it from its beginning and the file grows for as long as the load
+        lasts; this makes it start over. Writers wait while it runs (the copy of what the
+        passive checkpoints left). False if it could not get its turn within a second."""
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute(f"PRAGMA busy_timeout = {_TRUNCATE_WAIT_MS}")
+            busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            return not busy
+        finally:
+            db.close()
 
     def file_size(self) -> int:
         """Bytes of the database file and its WAL."""
