@@ -84,6 +84,8 @@ def main() -> int:
             f"after {submitted} jobs in {time.monotonic() - started:.0f} s"
         )
         client.close()
+        slow = [line for line in daemon.tail(10_000).splitlines() if "WAL took" in line]
+        print(f"WAL truncations over 250 ms: {len(slow)}", *slow[:5], sep="\n  ")
     finally:
         daemon.stop()
         workspace.remove()

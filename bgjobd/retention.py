@@ -26,6 +26,10 @@ BATCH: Final = 500
 MAX_BATCHES: Final = 1000
 """Batches one pass makes at most; the next pass goes on."""
 DRY_RUN_LIMIT: Final = 10_000_000
+LOG_CHECK: Final = 1.0
+"""Seconds between looks at the WAL's size."""
+LOG_LIMIT: Final = 64 * 1024 * 1024
+"""A WAL over this is checkpointed whole and truncated."""
 SLOW_TRUNCATE: Final = 0.25
 """Seconds a WAL truncation may take before the daemon mentions it."""
 
@@ -74,7 +78,7 @@ class Retention:
         self._keep_keys = keep_keys
         self._now = now
         self._say = say
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
 
     def _output(self, job_id: int) -> Path:
@@ -123,19 +127,22 @@ class Retention:
     # the periodic pass ---------------------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._tasks = [asyncio.create_task(self._run()), asyncio.create_task(self._watch_log())]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
 
-    async def _truncate_log(self) -> None:
+    async def _watch_log(self) -> None:
         """Deleted rows' pages are reused inside the database file; the WAL, which a steady
-        load keeps growing, is brought back to nothing after every pass."""
-        await _truncate_log_of(self._store, self._say)
+        load keeps growing, is brought back to nothing once it passes LOG_LIMIT."""
+        while True:
+            await asyncio.sleep(LOG_CHECK)
+            if self._store.log_size() > LOG_LIMIT:
+                await _truncate_log_of(self._store, self._say)
 
     async def _run(self) -> None:
         while True:
@@ -146,7 +153,6 @@ class Retention:
             else:
                 if report.jobs:
                     self._say(f"retention: pruned {describe(report)}")
-            await self._truncate_log()
             await asyncio.sleep(parse_duration(self.config.settings.retention.interval))
 
 

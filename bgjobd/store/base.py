@@ -245,6 +245,10 @@ class Store(abc.ABC):
     def attempt_rows(self, job_ids: Sequence[int]) -> int:
         """How many earlier-attempt rows these jobs have (what pruning them removes)."""
 
+    def log_size(self) -> int:
+        """Bytes of the write-ahead log (0 for a backend without one)."""
+        return 0
+
     def truncate_log(self) -> bool:
         """Give back the space of a write-ahead log (a backend without one: nothing to do).
         Blocking: run it on a thread."""

@@ -776,13 +776,12 @@ class SQLiteStore(Store):
         finally:
             db.close()
 
-    def file_size(self) -> int:
-        """Bytes of the database file and its WAL."""
-        sizes = [self.path.stat().st_size]
-        wal = self.path.with_name(self.path.name + "-wal")
-        with contextlib.suppress(FileNotFoundError):
-            sizes.append(wal.stat().st_size)
-        return sum(sizes)
+    def log_size(self) -> int:
+        """Bytes of the WAL file (0 when there is none)."""
+        try:
+            return self.path.with_name(self.path.name + "-wal").stat().st_size
+        except FileNotFoundError:
+            return 0
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
