@@ -711,40 +711,64 @@ class SQLiteStore(Store):
         return None if row is None else str(row[0])
 
     def prune(self, rules: PruneRules, limit: int, *, dry_run: bool = False) -> list[PrunedJob]:
-        ages = [(state, before) for state, before in rules.finished_before.items()]
-        terms = [f"(state = '{state.value}' AND finished_at < ?)" for state, _ in ages]
+        condition, args = self._prunable(rules)
+        if not condition:
+            return []
+        # Oldest first along the finished index. A chain goes whole or not at all: a link
+        # only when every link of its chain may go (none waiting or running, all old
+        # enough), and then with all of them, so a retry never meets half a chain.
+        rows = self._db.execute(
+            # Along the finished index, which stops at the limit (the state index would read
+            # every finished job and sort them, at each batch).
+            "SELECT id, state, chain_id FROM jobs INDEXED BY jobs_finished "
+            "WHERE finished_at IS NOT NULL "
+            f"AND {condition.format(t='jobs')} "
+            "AND (chain_id IS NULL OR NOT EXISTS (SELECT 1 FROM jobs AS link "
+            f"WHERE link.chain_id = jobs.chain_id AND NOT ifnull({condition.format(t='link')}, 0)))"
+            " ORDER BY finished_at LIMIT ?",
+            (*args, *args, limit),
+        ).fetchall()
+        found = {int(job_id): JobState(state) for job_id, state, _ in rows}
+        chains = sorted({int(chain) for _, _, chain in rows if chain is not None})
+        for chunk in _chunks(chains, 500):
+            links = self._db.execute(
+                f"SELECT id, state FROM jobs WHERE chain_id IN ({_placeholders(len(chunk))})",
+                list(chunk),
+            )
+            found.update((int(job_id), JobState(state)) for job_id, state in links)
+        pruned = [PrunedJob(job_id, state) for job_id, state in found.items()]
+        if pruned and not dry_run:
+            for ids in _chunks(list(found), 500):
+                # Attempts go with their job (ON DELETE CASCADE); state counts by trigger.
+                self._write(f"DELETE FROM jobs WHERE id IN ({_placeholders(len(ids))})", ids)
+        return pruned
+
+    def _prunable(self, rules: PruneRules) -> tuple[str, list[Any]]:
+        """The condition (on table alias `{t}`) that a job may go, and its arguments."""
+        ages = list(rules.finished_before.items())
+        terms = [f"({{t}}.state = '{state.value}' AND {{t}}.finished_at < ?)" for state, _ in ages]
         args: list[Any] = [before for _, before in ages]
         count_cutoff = self._count_cutoff(rules.max_finished)
         if count_cutoff is not None:
-            terms.append("finished_at <= ?")
+            terms.append("{t}.finished_at <= ?")
             args.append(count_cutoff)
         if not terms:
-            return []
+            return "", []
         keep = sorted(rules.keep_keys)
-        # Oldest first along the finished index; a chain link only once no link of its
-        # chain is waiting or running (a retried chain needs its links).
-        rows = self._db.execute(
-            f"SELECT id, state FROM jobs WHERE finished_at IS NOT NULL AND state IN ({_FINAL}) "
-            f"AND ({' OR '.join(terms)}) "
-            f"AND (idempotency_key IS NULL OR idempotency_key NOT IN ({_placeholders(len(keep))})) "
-            "AND (chain_id IS NULL OR NOT EXISTS (SELECT 1 FROM jobs AS link "
-            f"WHERE link.chain_id = jobs.chain_id AND link.state IN ({_LIVE}))) "
-            "ORDER BY finished_at LIMIT ?",
-            (*args, *keep, limit),
-        ).fetchall()
-        pruned = [PrunedJob(int(job_id), JobState(state)) for job_id, state in rows]
-        if pruned and not dry_run:
-            ids = [job.job_id for job in pruned]
-            # Attempts go with their job (ON DELETE CASCADE); the state counts by trigger.
-            self._write(f"DELETE FROM jobs WHERE id IN ({_placeholders(len(ids))})", ids)
-        return pruned
+        condition = (
+            f"({{t}}.state IN ({_FINAL}) AND ({' OR '.join(terms)}) AND "
+            f"({{t}}.idempotency_key IS NULL OR {{t}}.idempotency_key NOT IN "
+            f"({_placeholders(len(keep))})))"
+        )
+        return condition, [*args, *keep]
 
     def _count_cutoff(self, max_finished: int | None) -> float | None:
         """The finish time at or before which jobs are beyond the newest `max_finished`."""
         if max_finished is None:
             return None
         row = self._db.execute(
-            f"SELECT finished_at FROM jobs WHERE finished_at IS NOT NULL AND state IN ({_FINAL}) "
+            "SELECT finished_at FROM jobs INDEXED BY jobs_finished "
+            f"WHERE finished_at IS NOT NULL AND state IN ({_FINAL}) "
             "ORDER BY finished_at DESC LIMIT 1 OFFSET ?",
             (max_finished,),
         ).fetchone()

@@ -143,3 +143,24 @@ def test_a_schedules_latest_job_is_kept(tmp_path: Path) -> None:
         assert store.latest_key("schedule:s:") == keys[1]
     finally:
         store.close()
+
+
+def test_a_chain_goes_whole_or_not_at_all(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "bgjobs.db")
+    try:
+        links = [replace(_queued(n), chain_position=n + 1, chain_length=3) for n in range(3)]
+        ids = store.add(links)
+        for n, job_id in enumerate(ids):
+            store._write(  # finish each link at a chosen time
+                "UPDATE jobs SET state = 'succeeded', finished_at = ? WHERE id = ?",
+                (10.0 * (n + 1), job_id),
+            )
+        store.commit()
+        young = PruneRules(finished_before={JobState.SUCCEEDED: 25.0})
+        assert store.prune(young, 100) == []  # its last link is too new
+        old = PruneRules(finished_before={JobState.SUCCEEDED: 35.0})
+        assert sorted(job.job_id for job in store.prune(old, 1)) == ids  # past the limit
+        store.commit()
+        assert store.chain(ids[0]) == []
+    finally:
+        store.close()
