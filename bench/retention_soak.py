@@ -55,6 +55,7 @@ def main() -> int:
         submitted = 0
         next_print = 0.0
         peak = peak_wal = 0
+        latencies: list[float] = []
         print("seconds  submitted  finished  jobs-in-store  db-MiB  wal-MiB", flush=True)
         while True:
             stats = client.stats()
@@ -75,7 +76,10 @@ def main() -> int:
                 break
             if submitted < args.jobs and live < BACKLOG:
                 count = min(BATCH, args.jobs - submitted)
-                client.submit([JobSpec(class_name="Noop", method="handle") for _ in range(count)])
+                specs = [JobSpec(class_name="Noop", method="handle") for _ in range(count)]
+                sent = time.perf_counter()
+                client.submit(specs)
+                latencies.append(time.perf_counter() - sent)
                 submitted += count
             else:
                 time.sleep(0.05)
@@ -84,6 +88,12 @@ def main() -> int:
             f"after {submitted} jobs in {time.monotonic() - started:.0f} s"
         )
         client.close()
+        latencies.sort()
+        print(
+            f"submit of {BATCH} jobs: median {latencies[len(latencies) // 2] * 1000:.1f} ms, "
+            f"p99 {latencies[len(latencies) * 99 // 100] * 1000:.1f} ms, "
+            f"max {latencies[-1] * 1000:.0f} ms"
+        )
         slow = [line for line in daemon.tail(10_000).splitlines() if "WAL took" in line]
         print(f"WAL truncations over 250 ms: {len(slow)}", *slow[:5], sep="\n  ")
     finally:
