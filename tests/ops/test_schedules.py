@@ -169,6 +169,32 @@ def test_after_a_downtime_of_several_ticks(store: SQLiteStore, missed: str, expe
     assert len(ticks_in(store, "tick")) == 2 + expected
 
 
+def test_a_schedule_changed_by_a_reload_begins_at_its_next_tick(store: SQLiteStore) -> None:
+    """Under its old form nothing was missed: a run_once schedule changed at 09:33 does not
+    make up for 09:10 ... 09:30, and runs at its new next tick."""
+
+    def every(minutes: int) -> Config:
+        return config_of(
+            f'[schedules.tick]\ncron = "*/{minutes} * * * *"\nclass = "Echo"\n'
+            'method = "handle"\nmissed = "run_once"\n'
+        )
+
+    clock = FakeClock(START)
+    runner = schedules(store, every(5), clock)
+    walk(runner, clock, START, START + timedelta(minutes=5))
+    clock.set(datetime(2026, 1, 5, 9, 33, tzinfo=UTC))
+    runner.reconfigure(every(10))
+    runner.run_due()
+    assert ticks_in(store, "tick") == ["2026-01-05T09:05:00Z"]
+    walk(
+        runner,
+        clock,
+        datetime(2026, 1, 5, 9, 33, tzinfo=UTC),
+        datetime(2026, 1, 5, 9, 41, tzinfo=UTC),
+    )
+    assert ticks_in(store, "tick") == ["2026-01-05T09:05:00Z", "2026-01-05T09:40:00Z"]
+
+
 BERLIN_ZONE = ZoneInfo("Europe/Berlin")
 BERLIN = config_of(
     '[schedules.night]\ncron = "30 2 * * *"\ntimezone = "Europe/Berlin"\n'
