@@ -31,13 +31,18 @@ from bgjobs.protocol import (
     JobList,
     JobReply,
     ListJobs,
+    ListSchedules,
     Ping,
     Pong,
+    Prune,
+    Pruned,
     Reply,
     Request,
     RetriedMany,
     RetryFailed,
     RetryJob,
+    ScheduleInfo,
+    ScheduleList,
     StatsReply,
     Submit,
     Submitted,
@@ -288,6 +293,12 @@ class Client:
 
     def stats(self) -> Stats:
         return self._call(GetStats(), StatsReply).stats
+
+    def schedules(self) -> list[ScheduleInfo]:
+        return self._call(ListSchedules(), ScheduleList).schedules
+
+    def prune(self, *, dry_run: bool = False) -> Pruned:
+        return self._call(Prune(dry_run=dry_run), Pruned)
 
     def events(self, job_ids: Sequence[int] = ()) -> EventStream:
         """Job events (of these jobs, or all) on a connection of their own; subscribed

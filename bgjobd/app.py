@@ -28,6 +28,7 @@ from bgjobd.listen import (
     ensure_token,
     socket_directory,
 )
+from bgjobd.ops import Ops
 from bgjobd.pool import WorkerPool
 from bgjobd.recovery import recover
 from bgjobd.server import ConnectionLimits, Connections, Gate
@@ -68,6 +69,7 @@ class Daemon:
         self._connections: Connections | None = None
         self.engine: Engine | None = None
         self._health: StoreHealth | None = None
+        self.ops: Ops | None = None
         self.store_lost: str | None = None
         """Why the store was lost while running: the daemon stops at once, exit non-zero."""
 
@@ -192,7 +194,7 @@ class Daemon:
             self._bound_socket = True
 
         def make_context(send: Callable[[Reply], None]) -> Context:
-            return Context(engine=engine, started_at=self.started_at, send=send)
+            return Context(engine=engine, started_at=self.started_at, send=send, ops=self.ops)
 
         def on_error(message: str) -> None:
             self.say(message, error=True)
@@ -213,6 +215,10 @@ class Daemon:
         return Gate(token=None, allowed_uids=daemon.allowed_uids, allowed_gids=daemon.allowed_gids)
 
     async def _start_services(self) -> None:
+        assert self.engine is not None
+        self.ops = Ops.of(self.engine, lambda message: self.say(message, error=True))
+        self.ops.start()
+        self._services.append(self.ops)
         if not self.config.settings.dashboard.enabled:
             return
         try:
@@ -272,6 +278,8 @@ class Daemon:
         self.engine.reconfigure(new)
         if self._health is not None:
             self._health.reconfigure(new)
+        if self.ops is not None:
+            self.ops.reconfigure(new)
         self.say("configuration reloaded")
 
     def _start_watchdog(self) -> asyncio.Task[None] | None:

@@ -19,10 +19,12 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
+from bgjobs.cron import Cron
+from bgjobs.durations import parse_duration
 from bgjobs.errors import ConfigError
 from bgjobs.model import Priority
 from bgjobs.protocol import MAX_FRAME_BYTES
-from bgjobs.settings import ExceptionRule, JobSettings, Settings
+from bgjobs.settings import ExceptionRule, JobSettings, ScheduleSettings, Settings
 from bgjobs.sizes import format_size, parse_size
 
 CONFIG_ENV: Final = "BGJOBS_CONFIG"
@@ -240,6 +242,7 @@ def _check_keyed_tables(raw: Mapping[str, Any]) -> None:
         _check_rules(overrides, f"{key}.exceptions")
         _convert(overrides, JobSettings, key)
     _check_rules(raw, "exceptions")
+    _check_schedule_tables(raw)
 
 
 def _check_rules(container: Mapping[str, Any], key: str) -> None:
@@ -260,6 +263,8 @@ def _check_consistency(settings: Settings) -> None:
     if not _DOTTED.match(settings.jobs_package):
         raise ConfigError(f"jobs_package: {settings.jobs_package!r} is not a package name")
     _check_sizes(settings)
+    _check_schedules(settings)
+    _check_retention(settings)
 
 
 def _size(value: int | str | None, key: str) -> int | None:
@@ -337,3 +342,51 @@ def _describe(error: str, key: str) -> str:
         full_key = ".".join(part for part in (full_key, unknown["name"]) if part)
         reason = "unknown key"
     return f"{full_key or '(top level)'}: {reason}"
+
+
+# Schedules and retention --------------------------------------------------------------------
+
+_SCHEDULE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\Z")
+
+
+def _check_schedule_tables(raw: Mapping[str, Any]) -> None:
+    """Each `[schedules.NAME]` on its own, so that an error names the schedule."""
+    for name, table in _table(raw, "schedules").items():
+        key = f"schedules.{name}"
+        if not _SCHEDULE_NAME.match(name):
+            raise ConfigError(
+                f"{key}: a schedule name is letters, digits, '_', '.' and '-' (up to 100)"
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(f"{key}: expected a table")
+        _convert(table, ScheduleSettings, key)
+
+
+def _check_schedules(settings: Settings) -> None:
+    for name, schedule in settings.schedules.items():
+        key = f"schedules.{name}"
+        if not settings.allowed_jobs.get(schedule.class_name) or (
+            schedule.method not in settings.allowed_jobs[schedule.class_name]
+        ):
+            raise ConfigError(
+                f"{key}: {schedule.class_name}::{schedule.method} is not in allowed_jobs"
+            )
+        try:
+            Cron.parse(schedule.cron, "UTC")
+        except ValueError as exc:
+            raise ConfigError(f"{key}.cron: {exc}") from None
+        try:
+            Cron.parse("* * * * *", schedule.timezone)
+        except ValueError as exc:
+            raise ConfigError(f"{key}.timezone: {exc}") from None
+
+
+def _check_retention(settings: Settings) -> None:
+    retention = settings.retention
+    for state in ("succeeded", "failed", "cancelled", "interval"):
+        try:
+            parse_duration(getattr(retention, state))
+        except ValueError as exc:
+            raise ConfigError(f"retention.{state}: {exc}") from None
+    if parse_duration(retention.interval) < 1:
+        raise ConfigError("retention.interval: at least 1 s")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import mmap
+from datetime import datetime
 from typing import Annotated, Final
 
 import msgspec
@@ -124,8 +125,29 @@ class Subscribe(_Message):
     """Only events of these jobs; empty means every job."""
 
 
+class ListSchedules(_Message):
+    pass
+
+
+class Prune(_Message):
+    """Delete now what `[retention]` lets go (`dry_run`: only say what that would be)."""
+
+    dry_run: bool = False
+
+
 Request = (
-    Hello | Ping | Submit | Get | ListJobs | Cancel | RetryJob | RetryFailed | GetStats | Subscribe
+    Hello
+    | Ping
+    | Submit
+    | Get
+    | ListJobs
+    | Cancel
+    | RetryJob
+    | RetryFailed
+    | GetStats
+    | Subscribe
+    | ListSchedules
+    | Prune
 )
 
 
@@ -182,6 +204,30 @@ class Error(_Message):
     message: str
 
 
+class ScheduleInfo(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    cron: str
+    timezone: str
+    class_name: str
+    method: str
+    missed: str
+    next_run: datetime | None
+    last_run: datetime | None
+    """The latest tick that has a job in the store."""
+
+
+class ScheduleList(_Message):
+    schedules: list[ScheduleInfo]
+
+
+class Pruned(_Message):
+    dry_run: bool
+    jobs: dict[str, int]
+    """Jobs removed (or that would be) per final state."""
+    attempts: int
+    files: int
+
+
 Reply = (
     Welcome
     | Pong
@@ -193,6 +239,8 @@ Reply = (
     | Subscribed
     | Event
     | Error
+    | ScheduleList
+    | Pruned
 )
 
 

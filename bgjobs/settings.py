@@ -7,7 +7,7 @@ ports line by line; everything else is ours. `config.py` loads and checks it.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -146,6 +146,38 @@ class LoggingSettings(_Table, frozen=True):
     stay empty). `both`: the text files and the JSON lines."""
 
 
+Duration = Annotated[float, msgspec.Meta(ge=0)] | str
+"""Seconds, or a string such as `"12h"` or `"7d"` (see `bgjobs.durations`)."""
+
+
+class ScheduleSettings(_Table, frozen=True):
+    """`[schedules.NAME]`: submit an allow-listed job at every tick of a cron expression."""
+
+    cron: str
+    """Five fields (minute hour day month weekday) or `@yearly`, `@monthly`, `@weekly`,
+    `@daily`, `@hourly`; evaluated by cronsim (Debian cron's rules, DST included)."""
+    class_name: str = msgspec.field(name="class")
+    method: str
+    params: list[Any] = []
+    timezone: str = "UTC"
+    """An IANA name; the cron fields are read on that zone's wall clock."""
+    missed: Literal["skip", "run_once"] = "skip"
+    """After downtime: `skip` the ticks that passed, or `run_once` for all of them."""
+    priority: Priority | None = None
+
+
+class RetentionSettings(_Table, frozen=True):
+    """`[retention]`: how long finished jobs are kept (by when they finished)."""
+
+    succeeded: Duration = "7d"
+    failed: Duration = "30d"
+    cancelled: Duration = "7d"
+    max_finished_jobs: PositiveInt | None = None
+    """Also keep at most this many finished jobs (the oldest go first)."""
+    interval: Duration = "1m"
+    """How often the daemon prunes (each pass in batches of 500 jobs per commit)."""
+
+
 class Settings(_Table, frozen=True):
     allowed_jobs: dict[str, list[str]] = {}
     retry_attempts: NonNegativeInt = 0
@@ -175,3 +207,5 @@ class Settings(_Table, frozen=True):
     logging: LoggingSettings = LoggingSettings()
     jobs: dict[str, JobSettings] = {}
     exceptions: dict[str, ExceptionRule] = {}
+    schedules: dict[str, ScheduleSettings] = {}
+    retention: RetentionSettings = RetentionSettings()

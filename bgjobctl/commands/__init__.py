@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from bgjobctl.commands import cancel, dashboard, logs, ping, retry, show, stats, submit, watch
+from bgjobctl.commands import (
+    cancel,
+    dashboard,
+    logs,
+    ping,
+    prune,
+    retry,
+    schedules,
+    show,
+    stats,
+    submit,
+    watch,
+)
 from bgjobctl.commands import list as list_jobs
 
 COMMANDS: dict[str, ModuleType] = {
@@ -18,4 +30,6 @@ COMMANDS: dict[str, ModuleType] = {
     "ping": ping,
     "dashboard": dashboard,
     "watch": watch,
+    "schedules": schedules,
+    "prune": prune,
 }

@@ -12,6 +12,7 @@ from bgjobd.dashboard.metrics import Metrics
 from bgjobd.dashboard.recent import RecentFinishes
 from bgjobd.dashboard.security import GUARD, Guard
 from bgjobd.engine import Engine
+from bgjobd.ops import Ops
 from bgjobs.config import Config
 
 
@@ -22,6 +23,8 @@ class Dashboard:
     live: LiveHub
     metrics: Metrics
     recent: RecentFinishes
+    ops: Ops | None = None
+    """Schedules and retention, for the schedules section."""
 
     @property
     def config(self) -> Config:

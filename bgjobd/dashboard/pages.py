@@ -38,6 +38,7 @@ async def jobs(request: web.Request) -> web.StreamResponse:
             "logs": await daemon_logs(dashboard.config.logs_dir, LOG_LINES),
             "classes": sorted(dashboard.config.settings.allowed_jobs),
             "notice": notice(request.query),
+            "schedules": dashboard.ops.schedules.states() if dashboard.ops else [],
         },
     )
 

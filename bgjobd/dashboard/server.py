@@ -88,6 +88,7 @@ async def start_dashboard(daemon: Daemon) -> DashboardService:
         live=LiveHub(engine.events),
         metrics=Metrics(engine, daemon.started_at),
         recent=RecentFinishes(),
+        ops=daemon.ops,
     )
     guard = Guard(token=token, listen_host=host, port=port, public_metrics=settings.public_metrics)
     runner = web.AppRunner(

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
-from bgjobd.handlers import cancel, get, ping, retry, stats, submit, subscribe
+from bgjobd.handlers import cancel, get, ops, ping, retry, stats, submit, subscribe
 from bgjobd.handlers import list as list_jobs
 from bgjobd.handlers.context import Context
 from bgjobs.errors import RequestFailed
@@ -18,7 +18,9 @@ from bgjobs.protocol import (
     GetStats,
     Hello,
     ListJobs,
+    ListSchedules,
     Ping,
+    Prune,
     Reply,
     Request,
     RetryFailed,
@@ -30,7 +32,7 @@ from bgjobs.protocol import (
 SHUTTING_DOWN = "the daemon is stopping and accepts no requests; nothing was done"
 
 
-def dispatch(  # noqa: C901, PLR0911  # one arm per request kind
+def dispatch(  # noqa: C901, PLR0911, PLR0912  # one arm per request kind
     ctx: Context, request: Request
 ) -> Reply | asyncio.Future[Reply] | Coroutine[Any, Any, Reply] | None:
     """The reply; or, for requests that wait (a kill), a future or a coroutine that makes
@@ -62,5 +64,9 @@ def dispatch(  # noqa: C901, PLR0911  # one arm per request kind
             return stats.handle(ctx, request)
         case Subscribe():
             return subscribe.handle(ctx, request)
+        case ListSchedules():
+            return ops.schedules(ctx, request)
+        case Prune():
+            return ops.prune(ctx, request)
         case Hello():
             raise RequestFailed(ErrorCode.BAD_REQUEST, "the handshake happens once, first")

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bgjobd.engine import Engine
+from bgjobd.ops import Ops
 from bgjobs.protocol import Reply
 
 
@@ -16,6 +17,8 @@ class Context:
     send: Callable[[Reply], None]
     """Send an extra message on this connection (subscriptions stream through it)."""
     subscriptions: list[int] = field(default_factory=list)
+    ops: Ops | None = None
+    """Schedules and retention (None in a daemon without them)."""
 
     def detach(self) -> None:
         """The connection is gone: drop the way back to it, so that whoever still holds

@@ -46,6 +46,22 @@ class NewJob:
     """The submitter's W3C trace context (`JobSpec.trace`), handed to every attempt."""
 
 
+@dataclass(frozen=True)
+class PruneRules:
+    """What retention lets go: final jobs finished before these times (epoch seconds; None
+    keeps that state), beyond the newest `max_finished` final jobs, except `keep_keys`."""
+
+    finished_before: dict[JobState, float]
+    max_finished: int | None = None
+    keep_keys: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class PrunedJob:
+    job_id: int
+    state: JobState
+
+
 class KeyTaken(Exception):
     """A job with this idempotency key is already stored (by this process or another)."""
 
@@ -228,3 +244,30 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def release_link(self, job_id: int, params: list[Any], now: float) -> JobInfo | None:
         """A waiting chain link -> queued with these params; None if it is not waiting."""
+
+    # schedules and retention ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def latest_key(self, prefix: str) -> str | None:
+        """The greatest idempotency key that starts with `prefix` (a schedule's latest tick:
+        its keys sort by time)."""
+
+    @abc.abstractmethod
+    def prune(self, rules: PruneRules, limit: int, *, dry_run: bool = False) -> list[PrunedJob]:
+        """Delete at most `limit` jobs that the rules let go, with their attempts; returns
+        them (ids and states), so that their output files can go too. Only final jobs, and
+        no chain link while any link of its chain is not final, and never a job whose key
+        is in `rules.keep_keys`. `dry_run` deletes nothing."""
+
+    @abc.abstractmethod
+    def attempt_rows(self, job_ids: Sequence[int]) -> int:
+        """How many earlier-attempt rows these jobs have (what pruning them removes)."""
+
+    def log_size(self) -> int:
+        """Bytes of the write-ahead log (0 for a backend without one)."""
+        return 0
+
+    def truncate_log(self) -> bool:
+        """Give back the space of a write-ahead log (a backend without one: nothing to do).
+        Blocking: run it on a thread."""
+        return True

@@ -24,8 +24,18 @@ from typing import Any, Final
 
 import msgspec
 
-from bgjobd.store.base import FinishedAttempt, JobQuery, KeyTaken, NewJob, Store, WaitingEntry
+from bgjobd.store.base import (
+    FinishedAttempt,
+    JobQuery,
+    KeyTaken,
+    NewJob,
+    PrunedJob,
+    PruneRules,
+    Store,
+    WaitingEntry,
+)
 from bgjobs.model import (
+    FINAL_STATES,
     LIVE_STATES,
     AttemptInfo,
     ErrorInfo,
@@ -42,11 +52,13 @@ _COLUMNS: Final = (
 )
 _PRIORITIES: Final = (Priority.HIGH, Priority.MEDIUM, Priority.LOW)
 _LIVE: Final = ", ".join(f"'{state.value}'" for state in sorted(LIVE_STATES))
+_FINAL: Final = ", ".join(f"'{state.value}'" for state in sorted(FINAL_STATES))
 SCHEMA: Final = Path(__file__).with_name("schema.sql")
 SCHEMA_VERSION: Final = 4
 _ADDED_COLUMNS: Final = (("outcome", "TEXT"), ("idempotency_key", "TEXT"), ("trace", "BLOB"))
 """Columns added since schema 1, in order, with their types (see `_upgrade`)."""
 _BUSY_TIMEOUT_MS: Final = 10_000
+_TRUNCATE_WAIT_MS: Final = 1_000
 _CHECKPOINT_SECONDS: Final = 0.5
 _CHECKPOINT_BACKOFF_MAX: Final = 5.0
 _encode = msgspec.msgpack.Encoder().encode
@@ -737,6 +749,116 @@ class SQLiteStore(Store):
             (_encode(params), now, job_id),
         ).fetchone()
         return None if row is None else _row_to_job(row)
+
+    # schedules and retention ---------------------------------------------------------------
+
+    def latest_key(self, prefix: str) -> str | None:
+        # A range on the key (the prefix up to the next character) reads the key's index
+        # backwards from its end: one B-tree descent, whatever the number of jobs.
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        row = self._db.execute(
+            "SELECT idempotency_key FROM jobs WHERE idempotency_key >= ? "
+            "AND idempotency_key < ? ORDER BY idempotency_key DESC LIMIT 1",
+            (prefix, end),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def prune(self, rules: PruneRules, limit: int, *, dry_run: bool = False) -> list[PrunedJob]:
+        condition, args = self._prunable(rules)
+        if not condition:
+            return []
+        # Oldest first along the finished index. A chain goes whole or not at all: a link
+        # only when every link of its chain may go (none waiting or running, all old
+        # enough), and then with all of them, so a retry never meets half a chain.
+        rows = self._db.execute(
+            # Along the finished index, which stops at the limit (the state index would read
+            # every finished job and sort them, at each batch).
+            "SELECT id, state, chain_id FROM jobs INDEXED BY jobs_finished "
+            "WHERE finished_at IS NOT NULL "
+            f"AND {condition.format(t='jobs')} "
+            "AND (chain_id IS NULL OR NOT EXISTS (SELECT 1 FROM jobs AS link "
+            f"WHERE link.chain_id = jobs.chain_id AND NOT ifnull({condition.format(t='link')}, 0)))"
+            " ORDER BY finished_at LIMIT ?",
+            (*args, *args, limit),
+        ).fetchall()
+        found = {int(job_id): JobState(state) for job_id, state, _ in rows}
+        chains = sorted({int(chain) for _, _, chain in rows if chain is not None})
+        for chunk in _chunks(chains, 500):
+            links = self._db.execute(
+                f"SELECT id, state FROM jobs WHERE chain_id IN ({_placeholders(len(chunk))})",
+                list(chunk),
+            )
+            found.update((int(job_id), JobState(state)) for job_id, state in links)
+        pruned = [PrunedJob(job_id, state) for job_id, state in found.items()]
+        if pruned and not dry_run:
+            for ids in _chunks(list(found), 500):
+                # Attempts go with their job (ON DELETE CASCADE); state counts by trigger.
+                self._write(f"DELETE FROM jobs WHERE id IN ({_placeholders(len(ids))})", ids)
+        return pruned
+
+    def _prunable(self, rules: PruneRules) -> tuple[str, list[Any]]:
+        """The condition (on table alias `{t}`) that a job may go, and its arguments."""
+        ages = list(rules.finished_before.items())
+        terms = [f"({{t}}.state = '{state.value}' AND {{t}}.finished_at < ?)" for state, _ in ages]
+        args: list[Any] = [before for _, before in ages]
+        count_cutoff = self._count_cutoff(rules.max_finished)
+        if count_cutoff is not None:
+            terms.append("{t}.finished_at <= ?")
+            args.append(count_cutoff)
+        if not terms:
+            return "", []
+        keep = sorted(rules.keep_keys)
+        condition = (
+            f"({{t}}.state IN ({_FINAL}) AND ({' OR '.join(terms)}) AND "
+            f"({{t}}.idempotency_key IS NULL OR {{t}}.idempotency_key NOT IN "
+            f"({_placeholders(len(keep))})))"
+        )
+        return condition, [*args, *keep]
+
+    def _count_cutoff(self, max_finished: int | None) -> float | None:
+        """The finish time at or before which jobs are beyond the newest `max_finished`."""
+        if max_finished is None:
+            return None
+        row = self._db.execute(
+            "SELECT finished_at FROM jobs INDEXED BY jobs_finished "
+            f"WHERE finished_at IS NOT NULL AND state IN ({_FINAL}) "
+            "ORDER BY finished_at DESC LIMIT 1 OFFSET ?",
+            (max_finished,),
+        ).fetchone()
+        return None if row is None else float(row[0])
+
+    def attempt_rows(self, job_ids: Sequence[int]) -> int:
+        """How many earlier-attempt rows these jobs have (what pruning them removes)."""
+        total = 0
+        for chunk in _chunks(job_ids, 500):
+            row = self._db.execute(
+                f"SELECT count(*) FROM attempts WHERE job_id IN ({_placeholders(len(chunk))})",
+                list(chunk),
+            ).fetchone()
+            total += int(row[0])
+        return total
+
+    def truncate_log(self) -> bool:
+        """Checkpoint the whole WAL and truncate it to nothing, from a connection of its own
+        (run it off the event loop). Under a steady stream of commits the background
+        PASSIVE checkpoints never find the WAL fully copied with no commit after, so SQLite
+        never restarts it from its beginning and the file grows for as long as the load
+        lasts; this makes it start over. Writers wait while it runs (the copy of what the
+        passive checkpoints left). False if it could not get its turn within a second."""
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute(f"PRAGMA busy_timeout = {_TRUNCATE_WAIT_MS}")
+            busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            return not busy
+        finally:
+            db.close()
+
+    def log_size(self) -> int:
+        """Bytes of the WAL file (0 when there is none)."""
+        try:
+            return self.path.with_name(self.path.name + "-wal").stat().st_size
+        except FileNotFoundError:
+            return 0
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:

@@ -1,0 +1,44 @@
+"""`ListSchedules` and `Prune`: what the schedules will do, and retention now."""
+
+from __future__ import annotations
+
+from bgjobd.handlers.context import Context
+from bgjobd.ops import Ops
+from bgjobs.errors import RequestFailed
+from bgjobs.protocol import ErrorCode, ListSchedules, Prune, Pruned, ScheduleInfo, ScheduleList
+
+
+def _ops(ctx: Context) -> Ops:
+    if ctx.ops is None:
+        raise RequestFailed(ErrorCode.INTERNAL, "schedules and retention are not running")
+    return ctx.ops
+
+
+def schedules(ctx: Context, request: ListSchedules) -> ScheduleList:
+    return ScheduleList(
+        rid=request.rid,
+        schedules=[
+            ScheduleInfo(
+                name=state.schedule.name,
+                cron=state.schedule.settings.cron,
+                timezone=state.schedule.settings.timezone,
+                class_name=state.schedule.settings.class_name,
+                method=state.schedule.settings.method,
+                missed=state.schedule.settings.missed,
+                next_run=state.next_run,
+                last_run=state.last_run,
+            )
+            for state in _ops(ctx).schedules.states()
+        ],
+    )
+
+
+async def prune(ctx: Context, request: Prune) -> Pruned:
+    report = await _ops(ctx).retention.prune(dry_run=request.dry_run)
+    return Pruned(
+        rid=request.rid,
+        dry_run=report.dry_run,
+        jobs=dict(report.by_state),
+        attempts=report.attempts,
+        files=report.files,
+    )

@@ -1,0 +1,344 @@
+"""Cron schedules: each tick one job, exactly once, by the store's unique key.
+
+The schedule module runs in-process on a real SQLite store with a fake clock where minutes
+must pass; one real daemon runs a `* * * * *` schedule on a fast test clock."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bgjobd import submission
+from bgjobd.clock import TEST_CLOCK_ENV, Clock
+from bgjobd.schedules import Schedules, key_prefix, tick_key
+from bgjobd.store.base import KeyTaken
+from bgjobd.store.sqlite import SQLiteStore
+from bgjobs.config import Config, parse_settings
+from bgjobs.errors import ConfigError
+from bgjobs.model import JobSpec
+from tests.support.waiting import wait_for
+from tests.support.workspace import Workspace
+
+START = datetime(2026, 1, 5, 9, 0, 30, tzinfo=UTC)
+
+
+class FakeClock(Clock):
+    """A clock the test moves by hand."""
+
+    def __init__(self, at: datetime) -> None:
+        super().__init__()
+        object.__setattr__(self, "moment", at.timestamp())
+
+    def now(self) -> float:
+        return float(self.__dict__["moment"])
+
+    def set(self, at: datetime) -> None:
+        object.__setattr__(self, "moment", at.timestamp())
+
+
+def config_of(schedule: str) -> Config:
+    return Config(
+        parse_settings('allowed_jobs = {Echo = ["handle"]}\n' + schedule, source="test"), None
+    )
+
+
+EVERY_MINUTE = config_of(
+    '[schedules.tick]\ncron = "* * * * *"\nclass = "Echo"\nmethod = "handle"\nparams = [1]\n'
+)
+
+
+def submitter(store: SQLiteStore, config: Config) -> Callable[..., None]:
+    """What the daemon's engine does with a submit, on this store: insert, and a key that
+    is taken means the job is there already."""
+
+    def submit(spec: JobSpec, done: Callable[[BaseException | None], None]) -> None:
+        rows = submission.build(config, spec, time.time(), "test")
+        with contextlib.suppress(KeyTaken):
+            store.add(rows)
+        store.commit()
+        done(None)
+
+    return submit
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "bgjobs.db"
+
+
+@pytest.fixture
+def store(db: Path) -> Iterator[SQLiteStore]:
+    opened = SQLiteStore(db)
+    yield opened
+    opened.close()
+
+
+def schedules(store: SQLiteStore, config: Config, clock: FakeClock) -> Schedules:
+    return Schedules(
+        config,
+        submit=submitter(store, config),
+        latest_key=store.latest_key,
+        clock=clock,
+        say=lambda message: None,
+    )
+
+
+def ticks_in(store: SQLiteStore, name: str) -> list[str]:
+    prefix = key_prefix(name)
+    rows = store._db.execute(  # the test reads every key of the schedule
+        "SELECT idempotency_key FROM jobs WHERE idempotency_key LIKE ? ORDER BY id",
+        (prefix + "%",),
+    ).fetchall()
+    return [str(key)[len(prefix) :] for (key,) in rows]
+
+
+def minutes(first: datetime, count: int) -> list[str]:
+    return [
+        tick_key("x", first + timedelta(minutes=n))[len(key_prefix("x")) :] for n in range(count)
+    ]
+
+
+def walk(runner: Schedules, clock: FakeClock, start: datetime, end: datetime) -> None:
+    """Move the clock in 7-second steps, running what is due at each."""
+    moment = start
+    while moment <= end:
+        clock.set(moment)
+        runner.run_due()
+        moment += timedelta(seconds=7)
+
+
+def test_every_minute_is_one_job_per_minute_across_a_restart(db: Path) -> None:
+    clock = FakeClock(START)
+    first = SQLiteStore(db)
+    walk(schedules(first, EVERY_MINUTE, clock), clock, START, START + timedelta(minutes=3))
+    first.close()
+    # A restart: a new store connection and a new scheduler, nothing kept in memory.
+    again = SQLiteStore(db)
+    resumed = START + timedelta(minutes=3, seconds=10)
+    walk(schedules(again, EVERY_MINUTE, clock), clock, resumed, START + timedelta(minutes=6))
+    assert ticks_in(again, "tick") == minutes(datetime(2026, 1, 5, 9, 1, tzinfo=UTC), 6)
+    again.close()
+
+
+def test_two_submitters_of_the_same_ticks_make_one_job_each(db: Path) -> None:
+    """Two schedulers on one store (as two daemons would be) racing over the same minutes:
+    the store's unique key keeps one job per tick."""
+    clock = FakeClock(START)
+    one, two = SQLiteStore(db), SQLiteStore(db)
+    runners = [schedules(one, EVERY_MINUTE, clock), schedules(two, EVERY_MINUTE, clock)]
+    moment = START
+    while moment <= START + timedelta(minutes=4):
+        clock.set(moment)
+        for runner in runners:
+            runner.run_due()
+        moment += timedelta(seconds=20)
+    assert ticks_in(one, "tick") == minutes(datetime(2026, 1, 5, 9, 1, tzinfo=UTC), 4)
+    one.close()
+    two.close()
+
+
+@pytest.mark.parametrize(("missed", "expected"), [("skip", 0), ("run_once", 1)])
+def test_after_a_downtime_of_several_ticks(store: SQLiteStore, missed: str, expected: int) -> None:
+    config = config_of(
+        '[schedules.tick]\ncron = "*/5 * * * *"\nclass = "Echo"\nmethod = "handle"\n'
+        f'missed = "{missed}"\n'
+    )
+    clock = FakeClock(START)
+    walk(schedules(store, config, clock), clock, START, START + timedelta(minutes=5))
+    assert len(ticks_in(store, "tick")) == 1  # 09:05
+    # Down from 09:06 to 09:33: the ticks of 09:10 ... 09:30 are missed.
+    back = datetime(2026, 1, 5, 9, 33, tzinfo=UTC)
+    clock.set(back)
+    restarted = schedules(store, config, clock)
+    restarted.run_due()
+    restarted.run_due()
+    after = ticks_in(store, "tick")
+    assert len(after) == 1 + expected
+    if expected:
+        assert after[-1] == "2026-01-05T09:30:00Z"  # one job, for the latest missed tick
+    # And it goes on with the next tick as usual.
+    walk(restarted, clock, back, datetime(2026, 1, 5, 9, 35, 10, tzinfo=UTC))
+    assert ticks_in(store, "tick")[-1] == "2026-01-05T09:35:00Z"
+    assert len(ticks_in(store, "tick")) == 2 + expected
+
+
+def test_a_schedule_changed_by_a_reload_begins_at_its_next_tick(store: SQLiteStore) -> None:
+    """Under its old form nothing was missed: a run_once schedule changed at 09:33 does not
+    make up for 09:10 ... 09:30, and runs at its new next tick."""
+
+    def every(minutes: int) -> Config:
+        return config_of(
+            f'[schedules.tick]\ncron = "*/{minutes} * * * *"\nclass = "Echo"\n'
+            'method = "handle"\nmissed = "run_once"\n'
+        )
+
+    clock = FakeClock(START)
+    runner = schedules(store, every(5), clock)
+    walk(runner, clock, START, START + timedelta(minutes=5))
+    clock.set(datetime(2026, 1, 5, 9, 33, tzinfo=UTC))
+    runner.reconfigure(every(10))
+    runner.run_due()
+    assert ticks_in(store, "tick") == ["2026-01-05T09:05:00Z"]
+    walk(
+        runner,
+        clock,
+        datetime(2026, 1, 5, 9, 33, tzinfo=UTC),
+        datetime(2026, 1, 5, 9, 41, tzinfo=UTC),
+    )
+    assert ticks_in(store, "tick") == ["2026-01-05T09:05:00Z", "2026-01-05T09:40:00Z"]
+
+
+BERLIN_ZONE = ZoneInfo("Europe/Berlin")
+BERLIN = config_of(
+    '[schedules.night]\ncron = "30 2 * * *"\ntimezone = "Europe/Berlin"\n'
+    'class = "Echo"\nmethod = "handle"\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("start", "days"),
+    [
+        (datetime(2026, 3, 27, 12, tzinfo=UTC), 4),  # 29 March: 02:00 -> 03:00
+        (datetime(2026, 10, 23, 12, tzinfo=UTC), 4),  # 25 October: 03:00 -> 02:00
+    ],
+)
+def test_daylight_saving_neither_skips_nor_doubles(
+    store: SQLiteStore, start: datetime, days: int
+) -> None:
+    clock = FakeClock(start)
+    runner = schedules(store, BERLIN, clock)
+    moment = start
+    while moment <= start + timedelta(days=days):
+        clock.set(moment)
+        runner.run_due()
+        moment += timedelta(minutes=5)
+    ticks = ticks_in(store, "night")
+    local_days = [
+        datetime.strptime(t, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).astimezone(BERLIN_ZONE)
+        for t in ticks
+    ]
+    assert [d.date() for d in local_days] == [
+        (start + timedelta(days=n)).date() for n in range(1, days + 1)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('cron = "61 * * * *"\nclass = "Echo"\nmethod = "handle"', "schedules.bad.cron"),
+        ('cron = "* * * *"\nclass = "Echo"\nmethod = "handle"', "schedules.bad.cron"),
+        ('cron = "@reboot"\nclass = "Echo"\nmethod = "handle"', "schedules.bad.cron"),
+        (
+            'cron = "@daily"\ntimezone = "Mars/Olympus"\nclass = "Echo"\nmethod = "handle"',
+            "schedules.bad.timezone",
+        ),
+        ('cron = "@daily"\nclass = "Sleep"\nmethod = "handle"', "schedules.bad: Sleep::handle"),
+        ('cron = "@daily"\nclass = "Echo"\nmethod = "other"', "schedules.bad: Echo::other"),
+        ('cron = "@daily"\nclass = "Echo"\nmethod = "handle"\nmissed = "all"', "missed"),
+        ('cron = "@daily"\nmethod = "handle"', "schedules.bad"),
+        ('cron = "@daily"\nclass = "Echo"\nmethod = "handle"\nparams = 3', "params"),
+    ],
+)
+def test_configuration_errors_name_the_key(table: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("::", "::")):
+        config_of("[schedules.bad]\n" + table)
+
+
+def test_named_expressions_are_accepted() -> None:
+    config = config_of('[schedules.h]\ncron = "@hourly"\nclass = "Echo"\nmethod = "handle"\n')
+    runner = Schedules(
+        config,
+        submit=lambda spec, done: None,
+        latest_key=lambda prefix: None,
+        clock=FakeClock(START),
+        say=lambda message: None,
+    )
+    assert runner.states()[0].next_run == datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+
+
+# The real daemon --------------------------------------------------------------------------
+
+
+def test_a_real_daemon_runs_every_minute_on_a_fast_clock(workspace: Workspace) -> None:
+    """The daemon's clock runs 20 times faster (a minute every 3 s): its timer wakes at
+    each tick, each tick is one job, also across a restart (a restart of a second or two
+    is well within the minute a tick may be late), and `schedules` tells next and last."""
+    workspace.write_config(
+        {
+            "schedules": {
+                "tick": {"cron": "* * * * *", "class": "Echo", "method": "handle", "params": [7]}
+            }
+        }
+    )
+    virtual = datetime(2026, 1, 5, 9, 0, 50, tzinfo=UTC).timestamp()
+    workspace.env[TEST_CLOCK_ENV] = f"{virtual},{time.time()},20"
+    daemon = workspace.start_daemon()
+
+    def keys() -> list[str]:
+        return sorted(
+            job.key or ""
+            for job in workspace.client().list_jobs(limit=100).jobs
+            if (job.key or "").startswith("schedule:tick:")
+        )
+
+    wait_for(lambda: len(keys()) >= 2, timeout=30, what="two ticks")
+    assert daemon.stop() == 0
+    workspace.start_daemon()
+    before = len(keys())
+    wait_for(lambda: len(keys()) >= before + 2, timeout=30, what="two more ticks")
+    ticks = keys()
+    # Consecutive minutes, none twice, from the first tick after the daemon started.
+    first = datetime.strptime(ticks[0].split(":", 2)[2], "%Y-%m-%dT%H:%M:%SZ")
+    expected = [
+        tick_key("tick", first.replace(tzinfo=UTC) + timedelta(minutes=n))
+        for n in range(len(ticks))
+    ]
+    assert ticks == expected
+    listed = workspace.client().schedules()
+    assert [s.name for s in listed] == ["tick"]
+    assert listed[0].last_run is not None and listed[0].next_run is not None
+    assert listed[0].next_run > listed[0].last_run
+    shown = workspace.bgjobctl("schedules")
+    assert shown.returncode == 0 and "tick" in shown.stdout
+
+
+def test_reload_and_the_dashboard_show_changed_schedules(workspace: Workspace) -> None:
+    """SIGHUP takes a new schedule (and refuses a bad one, keeping the running ones); the
+    jobs page lists them."""
+    from tests.dashboard.support import start_dashboard
+
+    first = {"cron": "@daily", "class": "Echo", "method": "handle"}
+    dashboard = start_dashboard(workspace, {"schedules": {"nightly": first}})
+    client = workspace.client()
+    assert [s.name for s in client.schedules()] == ["nightly"]
+    hourly = {"cron": "0 * * * *", "class": "Echo", "method": "handle", "timezone": "Asia/Tokyo"}
+    workspace.write_config(
+        {
+            "dashboard": workspace.settings["dashboard"],
+            "schedules": {"nightly": first, "hourly": hourly},
+        }
+    )
+    dashboard.daemon.signal(signal.SIGHUP)
+    wait_for(lambda: len(client.schedules()) == 2, what="the reloaded schedules")
+    listed = {s.name: s for s in client.schedules()}
+    assert listed["hourly"].timezone == "Asia/Tokyo" and listed["hourly"].next_run is not None
+    assert listed["hourly"].next_run.minute == 0
+    workspace.write_config(
+        {
+            "dashboard": workspace.settings["dashboard"],
+            "schedules": {"bad": {"cron": "@daily", "class": "Nope", "method": "handle"}},
+        }
+    )
+    dashboard.daemon.signal(signal.SIGHUP)
+    wait_for(lambda: "schedules.bad" in workspace.error_log(), what="the refused reload")
+    assert sorted(s.name for s in client.schedules()) == ["hourly", "nightly"]
+    page = dashboard.http().get("/dashboard/jobs")
+    assert page.status == 200
+    assert "Schedules" in page.text and "hourly" in page.text and "Asia/Tokyo" in page.text
