@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bgjobctl.aclient import AsyncJobHandle, run_background_job_async
-    from bgjobctl.library import JobClient, JobHandle, run_background_job
+    from bgjobctl.library import JobClient, JobHandle, run_background_job, run_batch
     from bgjobs.errors import DaemonUnreachable, JobCancelled, JobFailed, RefusedError
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "RefusedError",
     "run_background_job",
     "run_background_job_async",
+    "run_batch",
 ]
 
 _HOMES = {
@@ -35,6 +36,7 @@ _HOMES = {
     "JobHandle": "bgjobctl.library",
     "run_background_job_async": "bgjobctl.aclient",
     "AsyncJobHandle": "bgjobctl.aclient",
+    "run_batch": "bgjobctl.library",
 }
 
 

@@ -115,6 +115,8 @@ class ChainLink(msgspec.Struct, frozen=True, array_like=True):
 
 MAX_KEY_LENGTH: Final = 200
 """Longest idempotency key a submit may carry."""
+MAX_BATCH_JOBS: Final = 1000
+"""Most jobs a batch may have: bounds its callback's first parameter and `show`."""
 
 
 class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -133,6 +135,12 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     key: str | None = None
     """Idempotency key, made by the client (a uuid4): a submit resent with the same key
     (after a timeout, a broken connection, a fallback) is the same job, not a second one."""
+    batch: list[ChainLink] = []
+    """A batch: these jobs run (in parallel), and this spec's own job is their callback,
+    run once when all have ended, with the list of their results as its first parameter."""
+    run_callback_on_failure: bool = False
+    """For a batch: run the callback even when a member failed or was cancelled (its
+    result is then None); by default the callback is cancelled instead."""
 
 
 class JobInfo(msgspec.Struct, kw_only=True):
@@ -172,6 +180,14 @@ class JobInfo(msgspec.Struct, kw_only=True):
     truncated: bool = False
     """True in a listing's summary whose params, result or error was cut to a preview (see
     `bgjobs.summary`); the whole record comes from `Get` (`bgjobctl show`)."""
+    batch_id: int | None = None
+    """The id of its batch (the batch's callback job's own id); None outside a batch."""
+    run_callback_on_failure: bool = False
+    """On a batch's callback: whether it runs even when a member did not succeed."""
+
+    @property
+    def is_batch_callback(self) -> bool:
+        return self.batch_id is not None and self.batch_id == self.id
 
     @property
     def label(self) -> str:

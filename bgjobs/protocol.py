@@ -89,6 +89,8 @@ class Get(_Message):
     job_id: JobId
     with_chain: bool = False
     """Also return every link of the job's chain."""
+    with_batch: bool = False
+    """Also return every member of the job's batch (summaries, in submit order)."""
 
 
 class ListJobs(_Message):
@@ -154,6 +156,8 @@ class Submitted(_Message):
 class JobReply(_Message):
     job: JobInfo
     chain: list[JobInfo] = []
+    batch: list[JobInfo] = []
+    """With `Get.with_batch`: the members of the job's batch (not its callback)."""
 
 
 class JobList(_Message):

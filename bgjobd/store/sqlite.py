@@ -38,14 +38,17 @@ from bgjobs.model import (
 _COLUMNS: Final = (
     "id, class_name, method, params, priority, state, run_at, attempts, max_attempts, "
     "timeout, created_at, started_at, finished_at, result, error, reason, worker_pid, owner, "
-    "chain_id, chain_position, chain_length, unique_key, round, outcome, idempotency_key"
+    "chain_id, chain_position, chain_length, unique_key, round, outcome, idempotency_key, "
+    "batch_id, batch_on_failure"
 )
 _PRIORITIES: Final = (Priority.HIGH, Priority.MEDIUM, Priority.LOW)
 _LIVE: Final = ", ".join(f"'{state.value}'" for state in sorted(LIVE_STATES))
 SCHEMA: Final = Path(__file__).with_name("schema.sql")
-SCHEMA_VERSION: Final = 3
-_ADDED_COLUMNS: Final = ("outcome", "idempotency_key")
+SCHEMA_VERSION: Final = 4
+_ADDED_COLUMNS: Final = ("outcome", "idempotency_key", "batch_id", "batch_on_failure")
 """Columns added since schema 1, in order (see `_upgrade`)."""
+_COLUMN_TYPES: Final = {"batch_id": "INTEGER", "batch_on_failure": "INTEGER"}
+"""Added columns that are not TEXT."""
 _BUSY_TIMEOUT_MS: Final = 10_000
 _CHECKPOINT_SECONDS: Final = 0.5
 _CHECKPOINT_BACKOFF_MAX: Final = 5.0
@@ -86,6 +89,8 @@ def _row_to_job(row: tuple[Any, ...], history: list[AttemptInfo] | None = None) 
         unique_key=row[21],
         key=row[24],
         history=history or [],
+        batch_id=row[25],
+        run_callback_on_failure=bool(row[26]),
     )
 
 
@@ -236,7 +241,8 @@ class SQLiteStore(Store):
             self._db.execute("BEGIN IMMEDIATE")  # another process may be upgrading it too
             try:
                 for column in self._missing_columns():
-                    self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} TEXT")
+                    kind = _COLUMN_TYPES.get(column, "TEXT")
+                    self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
                 self._db.execute(
                     f"UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'"
                 )
@@ -247,6 +253,10 @@ class SQLiteStore(Store):
         self._db.execute(
             "CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_key ON jobs (idempotency_key) "
             "WHERE idempotency_key IS NOT NULL"
+        )
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS jobs_batch ON jobs (batch_id, state) "
+            "WHERE batch_id IS NOT NULL"
         )
 
     def _missing_columns(self) -> list[str]:
@@ -341,7 +351,7 @@ class SQLiteStore(Store):
         ids: list[int] = []
         for link in links:
             try:
-                ids.append(self._insert(link, ids[0] if ids else None))
+                ids.append(self._insert(link, ids[0] if ids else None, links[0].batch_callback))
             except sqlite3.IntegrityError:
                 # The first link's key is stored already (the unique index said so; this
                 # statement alone was undone, the transaction goes on).
@@ -349,16 +359,23 @@ class SQLiteStore(Store):
                 if link.key is None or found is None:
                     raise
                 raise KeyTaken(link.key, found) from None
-        if len(links) > 1:
+        if links and links[0].batch_callback:
+            # The callback's id names the batch; its members were stored with it.
+            self._write("UPDATE jobs SET batch_id = ? WHERE id = ?", (ids[0], ids[0]), submit=True)
+        elif len(links) > 1:
             self._write("UPDATE jobs SET chain_id = ? WHERE id = ?", (ids[0], ids[0]), submit=True)
         return ids
 
-    def _insert(self, link: NewJob, chain_id: int | None) -> int:
+    def _insert(self, link: NewJob, first_id: int | None, batch: bool) -> int:
+        """`first_id`: the first row's id, once it is stored: the chain's id, or in a batch
+        (the first row is the callback) the batch's."""
+        chain_id = None if batch else first_id
         cursor = self._write(
             "INSERT INTO jobs (class_name, method, params, priority, state, run_at, "
             "max_attempts, timeout, created_at, owner, chain_id, chain_position, "
             "chain_length, unique_key, oneshot, attempts, started_at, worker_pid, "
-            "idempotency_key) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "idempotency_key, batch_id, batch_on_failure) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 link.class_name,
                 link.method,
@@ -379,6 +396,8 @@ class SQLiteStore(Store):
                 link.started_at,
                 link.worker_pid,
                 link.key,
+                first_id if batch else None,
+                int(link.run_callback_on_failure) if link.batch_callback else None,
             ),
             submit=True,
         )
@@ -479,6 +498,21 @@ class SQLiteStore(Store):
     def counts(self) -> dict[JobState, int]:
         found = dict(self._db.execute("SELECT state, count FROM state_counts"))
         return {state: int(found.get(state.value, 0)) for state in JobState}
+
+    def batch_members(self, batch_id: int) -> list[JobInfo]:
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE batch_id = ? AND id <> ? ORDER BY id",
+            (batch_id, batch_id),
+        )
+        return [_row_to_job(row) for row in rows]
+
+    def batch_unfinished(self, batch_id: int) -> int:
+        # The states are literals, as in `find_live_unique`; the index is (batch_id, state).
+        row = self._db.execute(
+            f"SELECT count(*) FROM jobs WHERE batch_id = ? AND id <> ? AND state IN ({_LIVE})",
+            (batch_id, batch_id),
+        ).fetchone()
+        return int(row[0])
 
     def chain(self, chain_id: int) -> list[JobInfo]:
         rows = self._db.execute(
