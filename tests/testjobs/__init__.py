@@ -39,3 +39,4 @@ from testjobs.crashloop import Tally as Tally
 from testjobs.sizes import BigResult, Flood, Stubborn  # noqa: F401
 from testjobs.store import SlowBigResult  # noqa: F401
 from testjobs.text import Controls, RetryIn, Surrogates  # noqa: F401
+from testjobs.batches import BatchCallback, Square  # noqa: F401

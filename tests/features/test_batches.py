@@ -1,0 +1,171 @@
+"""Batches: a group of jobs and a callback that runs once, with their results, when every
+one of them has ended; also across a daemon killed mid-batch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bgjobctl.client import Client
+from bgjobctl.library import close_clients, run_batch
+from bgjobs.model import ChainLink, JobInfo, JobSpec, JobState
+from tests.support.waiting import wait_for
+from tests.support.workspace import Workspace
+
+ALLOWED = {"allowed_jobs": {"Square": ["handle"], "BatchCallback": ["handle"]}}
+SQUARES = [n * n for n in range(100)]
+
+
+def calls(token: Path) -> list[list[Any]]:
+    """The results each call of the callback was given, one per call."""
+    if not token.exists():
+        return []
+    return [json.loads(line) for line in token.read_text().splitlines()]
+
+
+def members(client: Client, batch_id: int) -> list[JobInfo]:
+    return client.get_with_chain(batch_id).batch
+
+
+def batch_spec(token: Path, jobs: list[ChainLink], *, on_failure: bool = False) -> JobSpec:
+    return JobSpec(
+        class_name="BatchCallback",
+        method="handle",
+        params=[str(token)],
+        batch=jobs,
+        run_callback_on_failure=on_failure,
+    )
+
+
+def test_a_batch_of_100_runs_its_callback_once_with_their_results(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workspace.write_config({**ALLOWED, "daemon": {"workers": 4}})
+    workspace.start_daemon()
+    monkeypatch.setenv("BGJOBS_CONFIG", str(workspace.config_path))
+    token = workspace.root / "token"
+    try:
+        handle = run_batch(
+            [("Square", "handle", [n]) for n in range(100)],
+            ("BatchCallback", "handle", [str(token)]),
+        )
+        assert handle.wait(60) == sum(SQUARES)
+        assert handle.id is not None
+        batch_id = handle.id
+    finally:
+        close_clients()
+    assert calls(token) == [SQUARES]
+    client = workspace.client()
+    callback = client.get(batch_id)
+    assert callback.is_batch_callback and callback.attempts == 1
+    assert callback.params == [SQUARES, str(token)]
+    found = members(client, batch_id)
+    assert [job.state for job in found] == [JobState.SUCCEEDED] * 100
+    assert [job.params for job in found] == [[n] for n in range(100)]
+    assert all(job.batch_id == batch_id for job in found)
+
+
+def test_a_daemon_killed_mid_batch_still_runs_the_callback_once(workspace: Workspace) -> None:
+    """Half the members done, two running (waiting for a gate), the rest queued: SIGKILL,
+    open the gate, restart: the interrupted ones run again, and the callback runs once
+    with all 100 results."""
+    workspace.write_config({**ALLOWED, "retry_attempts": 3, "retry_delay_seconds": 0})
+    daemon = workspace.start_daemon()
+    client = workspace.client()
+    token = workspace.root / "token"
+    gate = workspace.root / "gate"
+    jobs = [ChainLink("Square", "handle", [n] if n < 50 else [n, str(gate)]) for n in range(100)]
+    batch_id = client.submit([batch_spec(token, jobs)]).ids[0]
+
+    def halfway() -> bool:
+        states = [job.state for job in members(client, batch_id)]
+        return (
+            states.count(JobState.SUCCEEDED) == 50 and states.count(JobState.RUNNING) == 2
+        )
+
+    wait_for(halfway, timeout=60, what="50 members done and 2 running")
+    client.close()
+    daemon.kill()
+    assert calls(token) == []
+    gate.touch()
+    workspace.start_daemon()
+    client = workspace.client()
+    assert client.wait(batch_id, 60).result == sum(SQUARES)
+    assert calls(token) == [SQUARES]
+    found = members(client, batch_id)
+    assert [job.state for job in found] == [JobState.SUCCEEDED] * 100
+    assert sum(job.attempts > 1 for job in found) == 2  # the two interrupted ones ran again
+
+
+def test_a_failed_member_cancels_the_callback_and_a_retry_brings_it_back(
+    workspace: Workspace,
+) -> None:
+    workspace.write_config(ALLOWED)
+    workspace.start_daemon()
+    client = workspace.client()
+    token = workspace.root / "token"
+    counter = workspace.root / "flaky"
+    jobs = [ChainLink("Square", "handle", [2]), ChainLink("Flaky", "handle", [str(counter), 1])]
+    batch_id = client.submit([batch_spec(token, jobs)]).ids[0]
+    callback = client.wait(batch_id, 30)
+    assert callback.state is JobState.CANCELLED and callback.attempts == 0
+    assert callback.reason is not None and "Flaky::handle" in callback.reason
+    assert "ended failed" in callback.reason
+    assert calls(token) == []
+    flaky = members(client, batch_id)[1]
+    assert flaky.state is JobState.FAILED
+    client.retry(flaky.id)  # it succeeds on its second call: the batch is whole again
+    assert client.wait(batch_id, 30).result == 4 + 2
+    assert calls(token) == [[4, 2]]
+
+
+def test_run_callback_on_failure_passes_none_for_the_failed(workspace: Workspace) -> None:
+    workspace.write_config(ALLOWED)
+    workspace.start_daemon()
+    client = workspace.client()
+    token = workspace.root / "token"
+    jobs = [
+        ChainLink("Square", "handle", [1]),
+        ChainLink("Fail", "handle"),
+        ChainLink("Square", "handle", [3]),
+    ]
+    batch_id = client.submit([batch_spec(token, jobs, on_failure=True)]).ids[0]
+    assert client.wait(batch_id, 30).result == 10
+    assert calls(token) == [[1, None, 9]]
+
+
+def test_cancelling_the_callback_cancels_the_members_not_started(workspace: Workspace) -> None:
+    workspace.write_config({**ALLOWED, "daemon": {"workers": 1}})
+    workspace.start_daemon()
+    client = workspace.client()
+    token = workspace.root / "token"
+    gate = workspace.root / "gate"
+    jobs = [ChainLink("Square", "handle", [n, str(gate)]) for n in range(5)]
+    batch_id = client.submit([batch_spec(token, jobs, on_failure=True)]).ids[0]
+    wait_for(
+        lambda: members(client, batch_id)[0].state is JobState.RUNNING,
+        what="the first member to start",
+    )
+    assert client.cancel(batch_id).state is JobState.CANCELLED
+    states = [job.state for job in members(client, batch_id)]
+    assert states == [JobState.RUNNING] + [JobState.CANCELLED] * 4
+    gate.touch()
+    assert client.wait(members(client, batch_id)[0].id, 30).state is JobState.SUCCEEDED
+    assert client.get(batch_id).state is JobState.CANCELLED
+    assert calls(token) == []
+
+
+def test_a_batch_is_refused_whole_for_one_job_not_allowed(workspace: Workspace) -> None:
+    workspace.write_config(ALLOWED)
+    workspace.start_daemon()
+    token = workspace.root / "token"
+    jobs = [ChainLink("Square", "handle", [1]), ChainLink("Nope", "handle")]
+    result = workspace.bgjobctl("list", "--json")
+    assert result.returncode == 0
+    client = workspace.client()
+    with pytest.raises(Exception, match="Nope"):
+        client.submit([batch_spec(token, jobs)])
+    assert client.list_jobs().total == 0
