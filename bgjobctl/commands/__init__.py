@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from bgjobctl.commands import cancel, dashboard, logs, ping, retry, show, stats, submit
+from bgjobctl.commands import (
+    cancel,
+    dashboard,
+    logs,
+    ping,
+    retry,
+    show,
+    stats,
+    submit,
+    submit_batch,
+)
 from bgjobctl.commands import list as list_jobs
 
 COMMANDS: dict[str, ModuleType] = {
     "submit": submit,
+    "submit-batch": submit_batch,
     "list": list_jobs,
     "show": show,
     "cancel": cancel,

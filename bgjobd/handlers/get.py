@@ -1,8 +1,8 @@
 """Get: a job's whole record (params, result, every attempt), and its chain's links and its
-batch's members as summaries. The reply may be larger than a request (up to `MAX_REPLY_FRAME_BYTES`); a record
-with so many attempts that it would not fit has its earlier attempts' errors cut first,
-and a reply that still does not fit is a `TOO_LARGE` error rather than a frame the client
-would refuse."""
+batch's members as summaries. The reply may be larger than a request (up to
+`MAX_REPLY_FRAME_BYTES`); a record with so many attempts that it would not fit has its
+earlier attempts' errors cut first, and a reply that still does not fit is a `TOO_LARGE`
+error rather than a frame the client would refuse."""
 
 from __future__ import annotations
 

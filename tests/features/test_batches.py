@@ -82,9 +82,7 @@ def test_a_daemon_killed_mid_batch_still_runs_the_callback_once(workspace: Works
 
     def halfway() -> bool:
         states = [job.state for job in members(client, batch_id)]
-        return (
-            states.count(JobState.SUCCEEDED) == 50 and states.count(JobState.RUNNING) == 2
-        )
+        return states.count(JobState.SUCCEEDED) == 50 and states.count(JobState.RUNNING) == 2
 
     wait_for(halfway, timeout=60, what="50 members done and 2 running")
     client.close()

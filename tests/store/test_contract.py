@@ -502,5 +502,7 @@ def test_a_schema_3_database_gains_batches(tmp_path: Path) -> None:
         store.close()
     check = sqlite3.connect(path)
     assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
-    assert check.execute("SELECT typeof(batch_id) FROM jobs WHERE id = 2").fetchone() == ("integer",)
+    assert check.execute("SELECT typeof(batch_id) FROM jobs WHERE id = 2").fetchone() == (
+        "integer",
+    )
     check.close()

@@ -33,10 +33,10 @@ __all__ = [
     "SpawnGrandchild",
     "Unencodable",
 ]
+from testjobs.batches import BatchCallback, Square  # noqa: F401
 from testjobs.client import Token  # noqa: F401
 from testjobs.containment import Allocate, Descriptors, Escape, ManyFiles, OpenFiles  # noqa: F401
 from testjobs.crashloop import Tally as Tally
 from testjobs.sizes import BigResult, Flood, Stubborn  # noqa: F401
 from testjobs.store import SlowBigResult  # noqa: F401
 from testjobs.text import Controls, RetryIn, Surrogates  # noqa: F401
-from testjobs.batches import BatchCallback, Square  # noqa: F401
