@@ -297,6 +297,21 @@
     if (node && node.textContent !== text) node.textContent = text;
   }
 
+  function linkItem(link, job) {
+    return h(
+      "li",
+      { class: link.id === job.id ? "current" : null },
+      h("a", { href: jobUrl(link) }, `#${link.id}`),
+      " ",
+      h("span", { class: "cls" }, link.class_name),
+      h("span", { class: "meth" }, `::${link.method}`),
+      " ",
+      badge(link.state),
+      " ",
+      h("code", {}, link.params_text),
+    );
+  }
+
   function showDetail(detail) {
     const job = detail.job;
     document.getElementById("job-state").replaceChildren(badge(job.state));
@@ -324,6 +339,12 @@
     setHidden("output-none", Boolean(output.text));
     setHidden("output-skipped", !output.skipped_bytes);
     setText("output-skipped", `Showing the end: ${output.skipped_bytes} earlier bytes are not shown.`);
+    if (detail.batch) {
+      setText("batch-counts", detail.batch.counts_text);
+      redraw(document.getElementById("batch"), signature(detail.batch.members), (list) =>
+        list.replaceChildren(...detail.batch.members.map((member) => linkItem(member, job))),
+      );
+    }
     redraw(document.getElementById("chain"), signature(detail.chain), (chain) =>
       chain.replaceChildren(
         ...detail.chain.map((link) =>
