@@ -119,9 +119,6 @@ def run(ctx: CommandContext) -> int:
     if not ctx.json:
         import msgspec
 
-        ctx.print(
-            safe(
-                f"batch {batch_id} done: callback succeeded: {msgspec.json.encode(result).decode()}"
-            )
-        )
+        shown = msgspec.json.encode(result).decode()
+        ctx.print(safe(f"batch {batch_id} done: its callback succeeded: {shown}"))
     return ExitCode.OK

@@ -167,3 +167,59 @@ def test_a_batch_is_refused_whole_for_one_job_not_allowed(workspace: Workspace) 
     with pytest.raises(Exception, match="Nope"):
         client.submit([batch_spec(token, jobs)])
     assert client.list_jobs().total == 0
+
+
+def test_submit_batch_and_show_on_the_command_line(workspace: Workspace) -> None:
+    workspace.write_config(ALLOWED)
+    workspace.start_daemon()
+    token = workspace.root / "token"
+    submitted = workspace.bgjobctl(
+        "submit-batch",
+        f"BatchCallback:handle:{token}",
+        "--job",
+        "Square:handle:2",
+        "--jobs-json",
+        '[["Square", "handle", [3]], ["Fail", "handle"]]',
+        "--run-callback-on-failure",
+        "--wait",
+        "--timeout",
+        "30",
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    assert (
+        submitted.stdout.startswith("batch ") and "its callback succeeded: 13" in submitted.stdout
+    )
+    assert calls(token) == [[4, 9, None]]
+    batch_id = submitted.stdout.split()[1]
+
+    shown = workspace.bgjobctl("show", batch_id)
+    assert shown.returncode == 0, shown.stderr
+    assert f"batch {batch_id}: this job is its callback, run once every job ended" in shown.stdout
+    assert f"batch {batch_id}: 3 jobs: 2 succeeded, 1 failed" in shown.stdout
+    rows = [line.split() for line in shown.stdout.splitlines()]
+    assert ["1", str(int(batch_id) + 1), "succeeded", "Square::handle", '["2"]', "4"] in rows
+    assert ["3", str(int(batch_id) + 3), "failed", "Fail::handle", "[]"] in rows
+
+    member = workspace.bgjobctl("show", "--json", str(int(batch_id) + 2))
+    assert member.returncode == 0, member.stderr
+    record = json.loads(member.stdout)
+    assert record["batch_id"] == int(batch_id)
+    assert [job["id"] for job in record["batch"]] == [int(batch_id) + n for n in (1, 2, 3)]
+
+
+def test_submit_batch_refuses_bad_input(workspace: Workspace) -> None:
+    workspace.write_config(ALLOWED)
+    workspace.start_daemon()
+    for args, message in (
+        (["BatchCallback:handle"], "a batch needs jobs"),
+        (["BatchCallback:handle", "--jobs-json", "{}"], "expected an array"),
+        (["BatchCallback:handle", "--jobs-json", "[["], "not valid JSON"),
+        (["BatchCallback", "--job", "Square:handle"], "expected CLASS:METHOD"),
+    ):
+        result = workspace.bgjobctl("submit-batch", *args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+    too_many = json.dumps([["Square", "handle", [1]]] * 1001)
+    result = workspace.bgjobctl("submit-batch", "BatchCallback:handle", "--jobs-json", too_many)
+    assert result.returncode == 2 and "1 to 1000 jobs" in result.stderr
+    assert workspace.client().list_jobs().total == 0

@@ -12,13 +12,13 @@ from typing import Any
 class Square:
     """`n * n`, once the gate file exists (at once without a gate)."""
 
-    def handle(self, n: int, gate: str = "") -> int:
+    def handle(self, n: int | str, gate: str = "") -> int:
         deadline = time.monotonic() + 60
         while gate and not Path(gate).exists():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no gate {gate}")
             time.sleep(0.02)
-        return n * n
+        return int(n) * int(n)
 
 
 class BatchCallback:
