@@ -223,3 +223,18 @@ def test_submit_batch_refuses_bad_input(workspace: Workspace) -> None:
     result = workspace.bgjobctl("submit-batch", "BatchCallback:handle", "--jobs-json", too_many)
     assert result.returncode == 2 and "1 to 1000 jobs" in result.stderr
     assert workspace.client().list_jobs().total == 0
+
+
+def test_results_too_large_for_one_message_fail_the_callback(workspace: Workspace) -> None:
+    """Five results of 1 MB are more than one message to a worker carries (4 MiB): the
+    callback fails with ParamsTooLarge, without running, and its record keeps them."""
+    workspace.write_config({"allowed_jobs": {"BigResult": ["handle"], "BatchCallback": ["handle"]}})
+    workspace.start_daemon()
+    client = workspace.client()
+    token = workspace.root / "token"
+    jobs = [ChainLink("BigResult", "handle", [1_000_000]) for _ in range(5)]
+    callback = client.wait(client.submit([batch_spec(token, jobs)]).ids[0], 60)
+    assert callback.state is JobState.FAILED
+    assert callback.error is not None and callback.error.type == "ParamsTooLarge"
+    assert [len(result) for result in callback.params[0]] == [1_000_000] * 5
+    assert calls(token) == []
