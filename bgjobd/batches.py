@@ -118,6 +118,17 @@ def _callback_ended(store: Store, callback: JobInfo, now: float) -> Followup:
     return Followup(cancelled=cancelled, reason=CALLBACK_CANCELLED)
 
 
+def retry_refusal(job: JobInfo) -> str | None:
+    """Why a callback that a failed job of its batch cancelled is not retried itself (it
+    never got the results): that job is the one to retry."""
+    if not job.is_batch_callback or not (job.reason or "").startswith(_REASON_PREFIX):
+        return None
+    return (
+        f"job {job.id} is the callback of batch {job.id}, cancelled because {job.reason}: "
+        "retry that job, and the callback runs once the batch has ended"
+    )
+
+
 def revive(store: Store, job: JobInfo) -> list[int]:
     """Member `job` is being retried: a callback that its failure cancelled waits again."""
     if job.batch_id is None or job.is_batch_callback:

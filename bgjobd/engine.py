@@ -464,6 +464,9 @@ class Engine:
                 ErrorCode.INVALID_STATE,
                 f"job {job_id} is {job.state.value}; only failed or cancelled jobs are retried",
             )
+        refusal = batches.retry_refusal(job)
+        if refusal:
+            raise InvalidState(ErrorCode.INVALID_STATE, refusal)
         requeued = self.store.requeue(job_id, time.time())
         if requeued is None:
             raise InvalidState(ErrorCode.INVALID_STATE, f"job {job_id} changed meanwhile")

@@ -11,6 +11,7 @@ import pytest
 
 from bgjobctl.client import Client
 from bgjobctl.library import close_clients, run_batch
+from bgjobs.errors import InvalidState
 from bgjobs.model import ChainLink, JobInfo, JobSpec, JobState
 from tests.support.waiting import wait_for
 from tests.support.workspace import Workspace
@@ -115,6 +116,8 @@ def test_a_failed_member_cancels_the_callback_and_a_retry_brings_it_back(
     assert calls(token) == []
     flaky = members(client, batch_id)[1]
     assert flaky.state is JobState.FAILED
+    with pytest.raises(InvalidState, match=f"retry that job|job {flaky.id}"):
+        client.retry(batch_id)  # the callback itself never got the results
     client.retry(flaky.id)  # it succeeds on its second call: the batch is whole again
     assert client.wait(batch_id, 30).result == 4 + 2
     assert calls(token) == [[4, 2]]
@@ -238,3 +241,24 @@ def test_results_too_large_for_one_message_fail_the_callback(workspace: Workspac
     assert callback.error is not None and callback.error.type == "ParamsTooLarge"
     assert [len(result) for result in callback.params[0]] == [1_000_000] * 5
     assert calls(token) == []
+
+
+def test_a_batch_resent_with_its_key_is_the_same_batch(workspace: Workspace) -> None:
+    workspace.write_config(ALLOWED)
+    workspace.start_daemon()
+    client = workspace.client()
+    token = workspace.root / "token"
+    jobs = [ChainLink("Square", "handle", [n]) for n in range(3)]
+    spec = JobSpec(
+        class_name="BatchCallback",
+        method="handle",
+        params=[str(token)],
+        batch=jobs,
+        key="one-batch",
+    )
+    first = client.submit([spec])
+    again = client.submit([spec])
+    assert again.ids == first.ids and again.existing == [True]
+    assert client.wait(first.ids[0], 30).result == 5
+    assert client.list_jobs().total == 4
+    assert calls(token) == [[0, 1, 4]]
