@@ -96,7 +96,7 @@ def ended(store: Store, job: JobInfo, now: float) -> Followup:
         return Followup()
     if job.is_batch_callback:
         return _callback_ended(store, job, now)
-    if store.batch_unfinished(job.batch_id):
+    if store.batch_pending(job.batch_id):
         return Followup()
     callback = store.get(job.batch_id)
     if callback is None or callback.state is not JobState.WAITING:

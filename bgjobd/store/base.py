@@ -149,8 +149,8 @@ class Store(abc.ABC):
         """Every member of a batch (not its callback), in submit order."""
 
     @abc.abstractmethod
-    def batch_unfinished(self, batch_id: int) -> int:
-        """How many members of a batch are not final yet."""
+    def batch_pending(self, batch_id: int) -> bool:
+        """Whether a member of the batch is not final yet."""
 
     @abc.abstractmethod
     def chain(self, chain_id: int) -> list[JobInfo]:

@@ -442,12 +442,12 @@ def test_a_batch_is_stored_whole_and_counted(store: Store) -> None:
     members = store.batch_members(ids[0])
     assert [job.id for job in members] == ids[1:]
     assert all(job.batch_id == ids[0] and not job.is_batch_callback for job in members)
-    assert store.batch_unfinished(ids[0]) == 2
+    assert store.batch_pending(ids[0])
     store.claim(ids[1], "me", 5, time.time())
     store.finish_attempt(ids[1], attempt(1, Outcome.SUCCEEDED), JobState.SUCCEEDED, result=7)
-    assert store.batch_unfinished(ids[0]) == 1
+    assert store.batch_pending(ids[0])
     assert store.cancel_waiting(ids[2], "no", time.time()) is not None
-    assert store.batch_unfinished(ids[0]) == 0
+    assert not store.batch_pending(ids[0])
     assert [job.result for job in store.batch_members(ids[0])] == [7, None]
     released = store.release_link(ids[0], [[7, None]], time.time())
     assert released is not None and released.params == [[7, None]]
@@ -497,7 +497,7 @@ def test_a_schema_3_database_gains_batches(tmp_path: Path) -> None:
         )
         store.commit()
         assert store.get(ids[1]).batch_id == ids[0]  # type: ignore[union-attr]
-        assert store.batch_unfinished(ids[0]) == 1
+        assert store.batch_pending(ids[0])
     finally:
         store.close()
     check = sqlite3.connect(path)
