@@ -27,6 +27,8 @@ from bgjobs.model import MAX_BATCH_JOBS, ChainLink, JobInfo, JobSpec, JobState
 from bgjobs.protocol import ErrorCode
 
 _REASON_PREFIX: Final = "batch member "
+_UNRELEASED: Final = "before its batch ended: "
+"""Leads the reason of a callback cancelled while it waited for its batch."""
 CALLBACK_CANCELLED: Final = "its batch's callback was cancelled"
 
 
@@ -118,15 +120,31 @@ def _callback_ended(store: Store, callback: JobInfo, now: float) -> Followup:
     return Followup(cancelled=cancelled, reason=CALLBACK_CANCELLED)
 
 
+def cancel_reason(job: JobInfo, reason: str) -> str:
+    """The reason to record for cancelling `job` while it waits: a callback's says that it
+    never got its batch's results (see `retry_refusal`)."""
+    if job.is_batch_callback and job.state is JobState.WAITING:
+        return _UNRELEASED + reason
+    return reason
+
+
 def retry_refusal(job: JobInfo) -> str | None:
-    """Why a callback that a failed job of its batch cancelled is not retried itself (it
-    never got the results): that job is the one to retry."""
-    if not job.is_batch_callback or not (job.reason or "").startswith(_REASON_PREFIX):
+    """Why a callback cancelled before it got its batch's results is not retried: it would
+    run without them. After a failed job, that job is the one to retry."""
+    reason = job.reason or ""
+    if not job.is_batch_callback:
         return None
-    return (
-        f"job {job.id} is the callback of batch {job.id}, cancelled because {job.reason}: "
-        "retry that job, and the callback runs once the batch has ended"
-    )
+    if reason.startswith(_REASON_PREFIX):
+        return (
+            f"job {job.id} is the callback of batch {job.id}, cancelled because {reason}: "
+            "retry that job, and the callback runs once the batch has ended"
+        )
+    if reason.startswith(_UNRELEASED):
+        return (
+            f"job {job.id} is the callback of batch {job.id}, cancelled {reason}; it never "
+            "got the results: submit the batch again"
+        )
+    return None
 
 
 def revive(store: Store, job: JobInfo) -> list[int]:

@@ -426,7 +426,8 @@ class Engine:
             raise InvalidState(ErrorCode.INVALID_STATE, f"job {job_id} already {job.state.value}")
         if job.state is JobState.RUNNING:
             return await self._cancel_running(job, reason)
-        cancelled = self.store.cancel_waiting(job_id, reason, time.time())
+        recorded = batches.cancel_reason(job, reason)
+        cancelled = self.store.cancel_waiting(job_id, recorded, time.time())
         if cancelled is None:  # it started meanwhile
             return await self.cancel(job_id, reason)
         self.log.warning(job.label, f"job {job_id} cancelled while {job.state.value} ({reason})")

@@ -156,6 +156,8 @@ def test_cancelling_the_callback_cancels_the_members_not_started(workspace: Work
     gate.touch()
     assert client.wait(members(client, batch_id)[0].id, 30).state is JobState.SUCCEEDED
     assert client.get(batch_id).state is JobState.CANCELLED
+    with pytest.raises(InvalidState, match="never got the results"):
+        client.retry(batch_id)
     assert calls(token) == []
 
 
