@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bgjobctl.aclient import AsyncJobHandle, run_background_job_async
+    from bgjobctl.aclient import AsyncJobHandle, run_background_job_async, run_batch_async
     from bgjobctl.library import JobClient, JobHandle, run_background_job, run_batch
     from bgjobs.errors import DaemonUnreachable, JobCancelled, JobFailed, RefusedError
 
@@ -24,6 +24,7 @@ __all__ = [
     "run_background_job",
     "run_background_job_async",
     "run_batch",
+    "run_batch_async",
 ]
 
 _HOMES = {
@@ -37,6 +38,7 @@ _HOMES = {
     "run_background_job_async": "bgjobctl.aclient",
     "AsyncJobHandle": "bgjobctl.aclient",
     "run_batch": "bgjobctl.library",
+    "run_batch_async": "bgjobctl.aclient",
 }
 
 

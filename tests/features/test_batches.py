@@ -264,3 +264,30 @@ def test_a_batch_resent_with_its_key_is_the_same_batch(workspace: Workspace) -> 
     assert client.wait(first.ids[0], 30).result == 5
     assert client.list_jobs().total == 4
     assert calls(token) == [[0, 1, 4]]
+
+
+def test_the_asyncio_twin_runs_a_batch(workspace: Workspace) -> None:
+    workspace.write_config(ALLOWED)
+    workspace.start_daemon()
+    token = workspace.root / "token"
+    code = f"""
+import asyncio
+from bgjobctl import run_batch_async
+from bgjobctl.aclient import close_clients
+
+async def main():
+    handle = await run_batch_async(
+        [("Square", "handle", [n]) for n in range(10)],
+        ("BatchCallback", "handle", [{str(token)!r}]),
+    )
+    print(handle.id, await handle.wait(30))
+    await close_clients()
+
+asyncio.run(main())
+"""
+    done = workspace.run("-c", code)
+    assert done.returncode == 0, done.stderr
+    batch_id, result = done.stdout.split()
+    assert int(result) == sum(n * n for n in range(10))
+    assert calls(token) == [[n * n for n in range(10)]]
+    assert workspace.client().get(int(batch_id)).is_batch_callback
