@@ -189,6 +189,9 @@ class Engine:
             batch.started.append((worker, submission.started_job(rows[0], ids)))
         elif rows[0].batch_callback:
             batch.batches.append((rows, ids))
+            # A batch is answered with its callback's id alone, first and last (as a resend
+            # of it is, found by its key): the job whose result is the batch's.
+            ids = ids[:1]
         else:
             batch.added.append((rows[0], ids))
         batch.results.append((ids, False))

@@ -148,7 +148,8 @@ class Submitted(_Message):
     ids: list[int]
     """Per submitted job, its id (the first link's, for a chain)."""
     last_ids: list[int] = []
-    """Per submitted job, the id of its chain's last link (its own id without a chain)."""
+    """Per submitted job, the id of its chain's last link (its own id without a chain; a
+    batch's callback's for a batch, which is also its id)."""
     existing: list[bool] = []
     """Per id: True when a `unique` job matched one already waiting or running."""
 

@@ -260,7 +260,9 @@ def test_a_batch_resent_with_its_key_is_the_same_batch(workspace: Workspace) -> 
     )
     first = client.submit([spec])
     again = client.submit([spec])
-    assert again.ids == first.ids and again.existing == [True]
+    assert first.last_ids == first.ids  # the callback: the job whose result is the batch's
+    assert again.ids == first.ids and again.last_ids == first.ids
+    assert again.existing == [True]
     assert client.wait(first.ids[0], 30).result == 5
     assert client.list_jobs().total == 4
     assert calls(token) == [[0, 1, 4]]
