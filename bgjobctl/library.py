@@ -40,6 +40,7 @@ from bgjobs.params import check_encodable
 from bgjobs.protocol import MAX_FRAME_BYTES, ErrorCode
 from bgjobs.sizes import format_size
 from bgjobs.times import delay_problem, run_at_problem
+from bgjobs.tracing import current_trace
 
 Fallback = Literal["spawn", "error"]
 LinkSpec = tuple[str, str] | tuple[str, str, Sequence[Any]]
@@ -100,7 +101,8 @@ def make_spec(
     key: str | None = None,
 ) -> JobSpec:
     """The spec of one submit, with a fresh idempotency key unless one is given (e.g. one
-    derived from the caller's own request id, so that its retries are the same job)."""
+    derived from the caller's own request id, so that its retries are the same job), and
+    the trace context of the caller's current OpenTelemetry span, if any."""
     if at is not None and at.tzinfo is None:
         raise UsageError("at= must be a timezone-aware datetime")
     problem = run_at_problem(at) if at is not None else delay_problem(delay)
@@ -124,6 +126,7 @@ def make_spec(
         run_at=at,
         then=links,
         key=new_key() if key is None else _checked_key(key),
+        trace=current_trace(),
     )
     _check_sendable(spec)
     return spec

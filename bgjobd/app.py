@@ -57,7 +57,7 @@ class Daemon:
         filemodes.restrict_umask(self.modes)
         tightened: list[str] = []
         filemodes.prepare_storage(config, self.modes, tightened.append)
-        self.log = JobLog(config.logs_dir)
+        self.log = JobLog(config.logs_dir, config.settings.logging.format)
         for message in tightened:
             self.say(message)
         self._stopping = asyncio.Event()
@@ -262,6 +262,7 @@ class Daemon:
                 ):
                     self.log.warning(NO_JOB, f"{table}.{key} changed; it applies after a restart")
         self.config = new
+        self.log.set_format(new.settings.logging.format)
         assert self.engine is not None
         self.engine.attempts.config = new
         self.engine.attempts.pool.reconfigure(new)

@@ -76,6 +76,7 @@ def build(config: Config, spec: JobSpec, now: float, owner: str) -> list[NewJob]
             created_at=now,
             owner=owner,
             key=spec.key if first else None,
+            trace=spec.trace,  # every job's attempts, and the callback's, are its spans
             batch_callback=first,
             run_callback_on_failure=first and spec.run_callback_on_failure,
         )

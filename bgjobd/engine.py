@@ -15,8 +15,10 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
+from msgspec.structs import replace as replace_struct
+
 from bgjobd import batches, chains, donefiles, locks, outcomes, submission
-from bgjobd.attempts import AttemptResult, Attempts
+from bgjobd.attempts import AttemptResult, Attempts, RunningAttempt
 from bgjobd.concurrency import ConcurrencyLimits
 from bgjobd.events import EventHub
 from bgjobd.joblog import NO_JOB, JobLog, describe_params
@@ -82,6 +84,7 @@ class Engine:
         self._recent_finishes: deque[float] = deque()
         self.attempt_listeners: list[Callable[[JobInfo, AttemptResult], None]] = []
         """Called after every attempt with the job (as it ran) and how it ended: metrics."""
+        attempts.progress_listeners.append(self._progressed)
 
     # start and stop ----------------------------------------------------------------------
 
@@ -421,7 +424,19 @@ class Engine:
         job = self.store.get(job_id)
         if job is None:
             raise NotFound(ErrorCode.NOT_FOUND, f"no job {job_id}")
-        return job
+        return self.with_progress(job)
+
+    def with_progress(self, job: JobInfo) -> JobInfo:
+        """The job with its running attempt's latest progress, which only the daemon's
+        memory holds (an attempt does not outlive its daemon)."""
+        if job.state is not JobState.RUNNING:
+            return job
+        running = self.attempts.running.get(job.id)
+        if running is None or running.progress is None:
+            return job
+        return replace_struct(
+            job, progress=running.progress, progress_message=running.progress_message
+        )
 
     async def cancel(self, job_id: int, reason: str = "cancelled by request") -> JobInfo:
         job = self.get(job_id)
@@ -504,6 +519,12 @@ class Engine:
         return ids
 
     # events and stats ----------------------------------------------------------------------
+
+    def _progressed(self, running: RunningAttempt) -> None:
+        """A progress update is an event of its own. Nothing is stored, but it goes out
+        after the commit in progress, so it never comes before the event of the job's
+        start (committed lazily) or after the event of its end."""
+        self._publish_later(self.with_progress(running.job))
 
     def _publish_later(self, job: JobInfo, outcome: Outcome | None = None) -> None:
         if self.events.has_listeners:

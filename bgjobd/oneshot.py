@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     for directory in (config.logs_dir, config.job_output_dir, config.locks_dir):
         directory.mkdir(parents=True, exist_ok=True)
-    joblog = JobLog(config.logs_dir)
+    joblog = JobLog(config.logs_dir, config.settings.logging.format)
     for link in [ChainLink(spec.class_name, spec.method, spec.params), *spec.then]:
         try:
             submission.check_allowed(config, link.class_name, link.method)

@@ -334,7 +334,9 @@ class StoreHealth:
         if self.reserve_bytes <= 0:
             return True
         try:
-            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
+            fd = os.open(
+                self.reserve_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640
+            )
         except OSError:
             return False
         try:

@@ -14,6 +14,7 @@ from bgjobctl.commands import (
     stats,
     submit,
     submit_batch,
+    watch,
 )
 from bgjobctl.commands import list as list_jobs
 
@@ -28,4 +29,5 @@ COMMANDS: dict[str, ModuleType] = {
     "stats": stats,
     "ping": ping,
     "dashboard": dashboard,
+    "watch": watch,
 }

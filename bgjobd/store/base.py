@@ -42,6 +42,8 @@ class NewJob:
     """Run by `run_job.py` in the foreground: the daemon never schedules it."""
     started_at: float | None = None
     worker_pid: int | None = None
+    trace: dict[str, str] | None = None
+    """The submitter's W3C trace context (`JobSpec.trace`), handed to every attempt."""
     batch_callback: bool = False
     """The first row of a batch: the callback (WAITING), the rows after it its members.
     Its id becomes the batch's id, stored on it and on every member."""

@@ -38,17 +38,21 @@ from bgjobs.model import (
 _COLUMNS: Final = (
     "id, class_name, method, params, priority, state, run_at, attempts, max_attempts, "
     "timeout, created_at, started_at, finished_at, result, error, reason, worker_pid, owner, "
-    "chain_id, chain_position, chain_length, unique_key, round, outcome, idempotency_key, "
+    "chain_id, chain_position, chain_length, unique_key, round, outcome, idempotency_key, trace, "
     "batch_id, batch_on_failure"
 )
 _PRIORITIES: Final = (Priority.HIGH, Priority.MEDIUM, Priority.LOW)
 _LIVE: Final = ", ".join(f"'{state.value}'" for state in sorted(LIVE_STATES))
 SCHEMA: Final = Path(__file__).with_name("schema.sql")
-SCHEMA_VERSION: Final = 4
-_ADDED_COLUMNS: Final = ("outcome", "idempotency_key", "batch_id", "batch_on_failure")
-"""Columns added since schema 1, in order (see `_upgrade`)."""
-_COLUMN_TYPES: Final = {"batch_id": "INTEGER", "batch_on_failure": "INTEGER"}
-"""Added columns that are not TEXT."""
+SCHEMA_VERSION: Final = 5
+_ADDED_COLUMNS: Final = (
+    ("outcome", "TEXT"),
+    ("idempotency_key", "TEXT"),
+    ("trace", "BLOB"),
+    ("batch_id", "INTEGER"),
+    ("batch_on_failure", "INTEGER"),
+)
+"""Columns added since schema 1, in order, with their types (see `_upgrade`)."""
 _BUSY_TIMEOUT_MS: Final = 10_000
 _CHECKPOINT_SECONDS: Final = 0.5
 _CHECKPOINT_BACKOFF_MAX: Final = 5.0
@@ -56,6 +60,7 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode_any = msgspec.msgpack.Decoder().decode
 _decode_params = msgspec.msgpack.Decoder(list[Any]).decode
 _decode_error = msgspec.msgpack.Decoder(ErrorInfo).decode
+_decode_trace = msgspec.msgpack.Decoder(dict[str, str]).decode
 
 
 def _time(value: float | None) -> datetime | None:
@@ -88,9 +93,10 @@ def _row_to_job(row: tuple[Any, ...], history: list[AttemptInfo] | None = None) 
         chain_length=row[20],
         unique_key=row[21],
         key=row[24],
+        trace=None if row[25] is None else _decode_trace(row[25]),
         history=history or [],
-        batch_id=row[25],
-        run_callback_on_failure=bool(row[26]),
+        batch_id=row[26],
+        run_callback_on_failure=bool(row[27]),
     )
 
 
@@ -235,13 +241,12 @@ class SQLiteStore(Store):
 
     def _upgrade(self) -> None:
         """An older database gains the columns it lacks (schema 1: jobs.outcome; 2:
-        jobs.idempotency_key): ALTERs, which copy nothing. Then the key's unique index,
-        which needs its column."""
+        jobs.idempotency_key; 3: jobs.trace; 4: the batch columns): ALTERs, which copy
+        nothing. Then the indexes on added columns (jobs_by_key, jobs_batch)."""
         if self._missing_columns():
             self._db.execute("BEGIN IMMEDIATE")  # another process may be upgrading it too
             try:
-                for column in self._missing_columns():
-                    kind = _COLUMN_TYPES.get(column, "TEXT")
+                for column, kind in self._missing_columns():
                     self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
                 self._db.execute(
                     f"UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'"
@@ -259,9 +264,9 @@ class SQLiteStore(Store):
             "WHERE batch_id IS NOT NULL"
         )
 
-    def _missing_columns(self) -> list[str]:
+    def _missing_columns(self) -> list[tuple[str, str]]:
         present = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
-        return [column for column in _ADDED_COLUMNS if column not in present]
+        return [added for added in _ADDED_COLUMNS if added[0] not in present]
 
     # transactions ------------------------------------------------------------------------
 
@@ -374,8 +379,8 @@ class SQLiteStore(Store):
             "INSERT INTO jobs (class_name, method, params, priority, state, run_at, "
             "max_attempts, timeout, created_at, owner, chain_id, chain_position, "
             "chain_length, unique_key, oneshot, attempts, started_at, worker_pid, "
-            "idempotency_key, batch_id, batch_on_failure) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "idempotency_key, trace, batch_id, batch_on_failure) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 link.class_name,
                 link.method,
@@ -396,6 +401,7 @@ class SQLiteStore(Store):
                 link.started_at,
                 link.worker_pid,
                 link.key,
+                None if link.trace is None else _encode(link.trace),
                 first_id if batch else None,
                 int(link.run_callback_on_failure) if link.batch_callback else None,
             ),

@@ -315,18 +315,22 @@ def test_a_schema_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     finally:
         store.close()
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("5",)
     check.close()
 
 
 def older_schema(version: int) -> str:
-    """schema.sql as it was: version 3 lacks the batch columns, 2 also
+    """schema.sql as it was: version 4 lacks the batch columns, 3 also jobs.trace, 2 also
     jobs.idempotency_key, 1 also jobs.outcome."""
-    text = SCHEMA.read_text().replace("'schema_version', '4'", f"'schema_version', '{version}'")
+    text = SCHEMA.read_text().replace("'schema_version', '5'", f"'schema_version', '{version}'")
     # The last column goes with the comma before it.
     for column in ("batch_on_failure INTEGER", "batch_id INTEGER"):
         text, dropped = re.subn(rf",(\s+--[^\n]*)\n\s+{column}[^\n]*\n", r"\1\n", text)
         assert dropped == 1
+    if version == 4:
+        return text
+    text, dropped = re.subn(r",(\s+--[^\n]*)\n\s+trace BLOB[^\n]*\n", r"\1\n", text)
+    assert dropped == 1
     if version == 3:
         return text
     text, dropped = re.subn(r",(\s+--[^\n]*)\n\s+idempotency_key TEXT[^\n]*\n", r"\1\n", text)
@@ -362,7 +366,7 @@ def test_a_schema_2_database_gains_idempotency_keys(tmp_path: Path) -> None:
     finally:
         store.close()
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("5",)
     check.close()
 
 
@@ -477,10 +481,62 @@ def test_a_batch_keeps_whether_its_callback_runs_after_a_failure(store: Store) -
     assert store.batch_members(plain[0]) == []
 
 
-def test_a_schema_3_database_gains_batches(tmp_path: Path) -> None:
+def test_a_schema_3_database_gains_trace_contexts(tmp_path: Path) -> None:
+    """A database of schema 3 opens with its jobs as they were (no trace), and from then on
+    keeps each job's trace context."""
     path = tmp_path / "bgjobs.db"
     old = sqlite3.connect(path)
     old.executescript(older_schema(3))
+    old.execute(
+        "INSERT INTO jobs (id, class_name, method, params, priority, state, run_at, "
+        "max_attempts, timeout, created_at) VALUES (1, 'Echo', 'handle', X'90', 1, 'queued', "
+        "1.0, 3, 30, 1.0)"
+    )
+    old.commit()
+    old.close()
+    store = SQLiteStore(path)
+    try:
+        job = store.get(1)
+        assert job is not None and job.trace is None
+        traced = store.add([new_job(trace=TRACE)])[0]
+        store.commit()
+        assert store.get(traced).trace == TRACE  # type: ignore[union-attr]
+    finally:
+        store.close()
+    check = sqlite3.connect(path)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("5",)
+    check.close()
+
+
+TRACE = {
+    "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    "tracestate": "congo=t61rcWkgMzE",
+}
+
+
+def test_the_trace_context_stays_with_the_job_and_its_chain(store: Store) -> None:
+    """Every link keeps the submitter's trace context, through claims, retries and a
+    user's retry."""
+    first, second = store.add(
+        [new_job(trace=TRACE), new_job("Other", state=JobState.WAITING, trace=TRACE)]
+    )
+    claimed = store.claim(first, "me", 1, time.time())
+    assert claimed is not None and claimed.trace == TRACE
+    store.finish_attempt(first, attempt(1, Outcome.FAILED), JobState.FAILED)
+    requeued = store.requeue(first, time.time())
+    assert requeued is not None and requeued.trace == TRACE
+    released = store.release_link(second, [1], time.time())
+    assert released is not None and released.trace == TRACE
+    untraced = store.add([new_job()])[0]
+    store.commit()
+    assert store.get(untraced).trace is None  # type: ignore[union-attr]
+    assert [job.trace for job in store.chain(first)] == [TRACE, TRACE]
+
+
+def test_a_schema_4_database_gains_batches(tmp_path: Path) -> None:
+    path = tmp_path / "bgjobs.db"
+    old = sqlite3.connect(path)
+    old.executescript(older_schema(4))
     old.execute(
         "INSERT INTO jobs (id, class_name, method, params, priority, state, run_at, "
         "max_attempts, timeout, created_at) VALUES (1, 'Echo', 'handle', X'90', 1, 'queued', "
@@ -501,8 +557,7 @@ def test_a_schema_3_database_gains_batches(tmp_path: Path) -> None:
     finally:
         store.close()
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
-    assert check.execute("SELECT typeof(batch_id) FROM jobs WHERE id = 2").fetchone() == (
-        "integer",
-    )
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("5",)
+    kind = check.execute("SELECT typeof(batch_id) FROM jobs WHERE id = 2").fetchone()
+    assert kind == ("integer",)
     check.close()
