@@ -107,6 +107,11 @@ def job_summary(job: JobInfo, now: float | None = None) -> dict[str, Any]:
         "chain_text": (
             f"{job.chain_position} of {job.chain_length}" if job.chain_id is not None else ""
         ),
+        "batch_text": (
+            ""
+            if job.batch_id is None
+            else f"#{job.batch_id}" + (" callback" if job.is_batch_callback else "")
+        ),
         "can_cancel": not job.state.is_final,
         "can_retry": job.state in _RETRYABLE,
         "progress": job.progress,

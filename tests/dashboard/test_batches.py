@@ -50,6 +50,10 @@ def test_the_api_gives_a_job_its_batch(workspace: Workspace) -> None:
     assert ["Batch", f"a job of batch #{batch_id}"] in member["fields"]
     alone = api(dashboard, f"/api/jobs/{dashboard.submit('Echo', 'x')}")
     assert alone["batch"] is None
+    chips = {job["id"]: job["batch_text"] for job in api(dashboard, "/api/jobs")["jobs"]}
+    assert chips[batch_id] == f"#{batch_id} callback"
+    assert chips[batch_id + 1] == f"#{batch_id}"
+    assert chips[alone["job"]["id"]] == ""
 
 
 def test_the_job_page_shows_the_batch_and_follows_it_live(
@@ -74,3 +78,7 @@ def test_the_job_page_shows_the_batch_and_follows_it_live(
         "succeeded" in item.text for item in browser.find_elements(By.CSS_SELECTOR, "#batch li")
     )
     assert browser.execute_script("return window.__sameDocument") is True
+    browser.get(f"{dashboard.url}/dashboard/jobs")
+    wait_live(browser)
+    chips = [chip.text for chip in browser.find_elements(By.CSS_SELECTOR, "td.c-job .chip")]
+    assert chips.count(f"batch #{batch_id}") == 4 and f"batch #{batch_id} callback" in chips
