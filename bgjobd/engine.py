@@ -455,6 +455,7 @@ class Engine:
         if followup.released is not None:
             self.scheduler.add_ready(WaitingEntry.of(followup.released))
             self._publish_later(followup.released)
+            self._pump()
         for other_id in followup.cancelled:
             self._publish_id_later(other_id)
         self._publish_later(cancelled)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from bgjobctl.client import Client
@@ -293,3 +294,20 @@ asyncio.run(main())
     assert int(result) == sum(n * n for n in range(10))
     assert calls(token) == [[n * n for n in range(10)]]
     assert workspace.client().get(int(batch_id)).is_batch_callback
+
+
+def test_cancelling_the_last_waiting_job_releases_the_callback(workspace: Workspace) -> None:
+    """Jobs cancelled before they ran count as failed: cancelling the last one ends the
+    batch, so the callback runs (asked to on failure) with None for each."""
+    workspace.write_config(ALLOWED)
+    workspace.start_daemon()
+    client = workspace.client()
+    token = workspace.root / "token"
+    jobs = [ChainLink("Square", "handle", [n]) for n in range(3)]
+    spec = msgspec.structs.replace(batch_spec(token, jobs, on_failure=True), delay=300)
+    batch_id = client.submit([spec]).ids[0]
+    for member in members(client, batch_id):
+        assert member.state is JobState.SCHEDULED
+        client.cancel(member.id)
+    assert client.wait(batch_id, 30).result == 0
+    assert calls(token) == [[None, None, None]]
