@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from bgjobd import filemodes, locks, sdnotify
+from bgjobd import filemodes, locks, sdnotify, spoolimport
 from bgjobd.attempts import Attempts
 from bgjobd.engine import Engine
 from bgjobd.events import EventHub
@@ -133,6 +133,9 @@ class Daemon:
             attempts.start_watching_locks()
             health.start()
             await self._listen(engine)
+            # Jobs spooled by clients while no daemon answered: imported from a task, in
+            # batches, so the daemon answers at once however many there are.
+            self._services.append(spoolimport.start(engine, lambda m: self.say(m, error=True)))
             await self._start_services()
             self._install_signals()
             sdnotify.notify("READY=1")

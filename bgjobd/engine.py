@@ -418,6 +418,20 @@ class Engine:
         if waiter is not None:
             self.journal.after_commit(waiter.set)
 
+    def adopted(
+        self, entries: Sequence[tuple[WaitingEntry, JobState]], job_ids: Sequence[int]
+    ) -> None:
+        """Jobs taken over from a fallback drainer (bgjobd.spoolimport), committed: the
+        queued and scheduled ones join the scheduler, and whoever watches them hears."""
+        for entry, state in entries:
+            if state is JobState.SCHEDULED:
+                self.scheduler.add_scheduled(entry)
+            else:
+                self.scheduler.add_ready(entry)
+        for job_id in job_ids:
+            self._publish_id_later(job_id)
+        self._pump()
+
     # requests ------------------------------------------------------------------------------
 
     def get(self, job_id: int) -> JobInfo:

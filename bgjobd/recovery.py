@@ -29,7 +29,7 @@ def recover(engine: Engine, began: set[int]) -> int:
         started = job.started_at.timestamp() if job.started_at else time.time()
         outcome = finished.get(job.id)
         if outcome is not None and outcome.done.attempt == job.attempts:
-            engine.record_attempt(job, _reported(outcome, job.worker_pid, started))
+            engine.record_attempt(job, reported(outcome, job.worker_pid, started))
             continue
         began_here = job.id in began
         result = AttemptResult(
@@ -83,7 +83,7 @@ def _record_unclaimed_runs(
         if claimed is None:
             continue
         if outcome is not None:
-            engine.record_attempt(claimed, _reported(outcome, None, outcome.started_at))
+            engine.record_attempt(claimed, reported(outcome, None, outcome.started_at))
         else:
             now = time.time()
             engine.record_attempt(
@@ -94,7 +94,7 @@ def _record_unclaimed_runs(
     return count
 
 
-def _reported(outcome: donefiles.Finished, worker_pid: int | None, started: float) -> AttemptResult:
+def reported(outcome: donefiles.Finished, worker_pid: int | None, started: float) -> AttemptResult:
     """The attempt's result as its worker reported it (see `Attempts`), from `started`
     (when it was claimed). A file's time is coarse (a clock tick): never before the
     attempt's start plus its run."""
@@ -120,6 +120,8 @@ def end_abandoned_oneshots(engine: Engine) -> None:
     store = engine.store
     host = socket.gethostname()
     for job in store.unfinished_oneshots():
+        if job.owner.startswith("bgjobd.drain@"):
+            continue  # a fallback drainer's: its spool file brings it back (bgjobd.handover)
         runner_host, _, pid = job.owner.rpartition("@")[2].partition(":")
         if runner_host != host or not pid.isdigit() or locks.pid_alive(int(pid)):
             continue

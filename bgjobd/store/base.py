@@ -190,6 +190,22 @@ class Store(abc.ABC):
         None if the job is in neither state."""
 
     @abc.abstractmethod
+    def claim_oneshot(
+        self, job_id: int, owner: str, worker_pid: int | None, now: float
+    ) -> JobInfo | None:
+        """`claim`, for a one-shot runner: None also once the daemon has taken the job
+        over (`adopt`), so that a job is never run by both."""
+
+    @abc.abstractmethod
+    def adopt(
+        self, job_ids: Sequence[int], owner: str
+    ) -> list[tuple[WaitingEntry, JobState]] | None:
+        """One-shot jobs (a fallback drainer's, these links of one chain) become `owner`'s
+        regular jobs, in one write: the waiting ones (queued, scheduled, waiting) change
+        owner. Returns the queued and scheduled ones for the scheduler; None, changing
+        nothing, while one of them is running."""
+
+    @abc.abstractmethod
     def finish_attempt(
         self,
         job_id: int,

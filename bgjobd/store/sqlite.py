@@ -239,6 +239,21 @@ class SQLiteStore(Store):
             self._checkpointer = _Checkpointer(path, on_error)
             self._checkpointer.start()
 
+    @classmethod
+    def reader(cls, path: Path) -> SQLiteStore:
+        """The store opened read-only, for a client looking up its own job (no schema
+        written, no lock taken: a paused daemon's write lock does not stop it).
+        sqlite3.OperationalError if there is no store yet."""
+        store = cls.__new__(cls)
+        store.path = path
+        store._db = sqlite3.connect(
+            f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+        store._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        store.on_begin = None
+        store._checkpointer = None
+        return store
+
     def _upgrade(self) -> None:
         """An older database gains the columns it lacks (schema 1: jobs.outcome; 2:
         jobs.idempotency_key; 3: jobs.trace; 4: the batch columns): ALTERs, which copy
@@ -597,6 +612,41 @@ class SQLiteStore(Store):
             (now, worker_pid, owner, job_id, now),
         ).fetchone()
         return None if row is None else _row_to_job(row, [_running_attempt(row)])
+
+    def claim_oneshot(
+        self, job_id: int, owner: str, worker_pid: int | None, now: float
+    ) -> JobInfo | None:
+        row = self._write(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?, "
+            "worker_pid = ?, owner = ? WHERE id = ? AND oneshot = 1 "
+            f"AND (state = 'queued' OR (state = 'scheduled' AND run_at <= ?)) RETURNING {_COLUMNS}",
+            (now, worker_pid, owner, job_id, now),
+        ).fetchone()
+        return None if row is None else _row_to_job(row, [_running_attempt(row)])
+
+    def adopt(
+        self, job_ids: Sequence[int], owner: str
+    ) -> list[tuple[WaitingEntry, JobState]] | None:
+        marks = _placeholders(len(job_ids))
+        # The check and the change in one write transaction: a runner's claim cannot
+        # come between them.
+        (running,) = self._write(
+            f"SELECT count(*) FROM jobs WHERE id IN ({marks}) AND state = 'running'", job_ids
+        ).fetchone()
+        if running:
+            return None
+        rows = self._write(
+            "UPDATE jobs SET oneshot = 0, owner = CASE WHEN state IN "
+            "('queued', 'scheduled', 'waiting') THEN ? ELSE owner END "
+            f"WHERE id IN ({marks}) AND oneshot = 1 "
+            "RETURNING run_at, id, priority, class_name, state",
+            (owner, *job_ids),
+        ).fetchall()
+        return [
+            (WaitingEntry(run_at, job_id, priority, class_name), JobState(state))
+            for run_at, job_id, priority, class_name, state in rows
+            if state in ("queued", "scheduled")
+        ]
 
     def finish_attempt(
         self,

@@ -37,6 +37,7 @@ from testjobs.batches import BatchCallback, Square  # noqa: F401
 from testjobs.client import Token  # noqa: F401
 from testjobs.containment import Allocate, Descriptors, Escape, ManyFiles, OpenFiles  # noqa: F401
 from testjobs.crashloop import Tally as Tally
+from testjobs.fallback import Then  # noqa: F401
 from testjobs.progress import Reporting, Talker  # noqa: F401
 from testjobs.sizes import BigResult, Flood, Stubborn  # noqa: F401
 from testjobs.store import SlowBigResult  # noqa: F401
