@@ -352,6 +352,7 @@ def run_batch(
     delay: float = 0,
     priority: Priority | str | None = None,
     at: datetime | None = None,
+    fallback: Fallback = "spawn",
     config: str | None = None,
     socket: str | None = None,
     key: str | None = None,
@@ -362,8 +363,9 @@ def run_batch(
     the callback is then cancelled unless `run_callback_on_failure`. Returns at once: a
     handle on the callback (`id`, the batch's id; `wait()` gives the callback's result).
 
-    A batch needs the daemon: when none answers it raises DaemonUnreachable (there is no
-    detached fallback)."""
+    With no daemon answering, the batch falls back as `run_background_job` does: spooled
+    whole and run by the host's drainer (or the daemon once back); `fallback="error"`
+    raises DaemonUnreachable instead."""
     spec = make_batch_spec(
         jobs,
         callback,
@@ -373,6 +375,4 @@ def run_batch(
         at=at,
         key=key,
     )
-    client = _client_for(config, socket).client
-    submitted = client.submit([spec])
-    return JobHandle(id=submitted.ids[0], last_id=submitted.ids[0], client=client)
+    return _client_for(config, socket).submit(spec, fallback=fallback)

@@ -12,8 +12,10 @@ import pytest
 
 from bgjobctl.client import Client
 from bgjobctl.library import close_clients, run_batch
-from bgjobs.errors import InvalidState
+from bgjobd.drain import IDLE_ENV
+from bgjobs.errors import DaemonUnreachable, InvalidState
 from bgjobs.model import ChainLink, JobInfo, JobSpec, JobState
+from tests.support import procs
 from tests.support.waiting import wait_for
 from tests.support.workspace import Workspace
 
@@ -311,3 +313,36 @@ def test_cancelling_the_last_waiting_job_releases_the_callback(workspace: Worksp
         client.cancel(member.id)
     assert client.wait(batch_id, 30).result == 0
     assert calls(token) == [[None, None, None]]
+
+
+def test_with_no_daemon_a_batch_is_spooled_whole_and_run_once(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The library's fallback: the batch goes to the spool as one submit, the host's
+    drainer runs its jobs, then the callback once."""
+    workspace.write_config(ALLOWED)
+    monkeypatch.setenv("BGJOBS_CONFIG", str(workspace.config_path))
+    monkeypatch.setenv(procs.MARKER_ENV, workspace.marker)
+    monkeypatch.setenv(IDLE_ENV, "0.5")
+    token = workspace.root / "token"
+    try:
+        handle = run_batch(
+            [("Square", "handle", [n]) for n in range(5)],
+            ("BatchCallback", "handle", [str(token)]),
+        )
+        assert handle.wait(30) == 0 + 1 + 4 + 9 + 16
+        assert handle.id is not None and handle.job().is_batch_callback
+        with pytest.raises(DaemonUnreachable):
+            run_batch([("Square", "handle", [1])], ("BatchCallback", "handle"), fallback="error")
+    finally:
+        close_clients()
+    assert calls(token) == [[0, 1, 4, 9, 16]]
+    wait_for(
+        lambda: (
+            not any(
+                "bgjobd.drain" in procs.describe(pid)
+                for pid in procs.marked_processes(workspace.marker)
+            )
+        ),
+        what="the drainer to exit once idle",
+    )
