@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bgjobctl.aclient import AsyncJobHandle, run_background_job_async
-    from bgjobctl.library import JobClient, JobHandle, run_background_job
+    from bgjobctl.aclient import AsyncJobHandle, run_background_job_async, run_batch_async
+    from bgjobctl.library import JobClient, JobHandle, run_background_job, run_batch
     from bgjobs.errors import DaemonUnreachable, JobCancelled, JobFailed, RefusedError
 
 __all__ = [
@@ -23,6 +23,8 @@ __all__ = [
     "RefusedError",
     "run_background_job",
     "run_background_job_async",
+    "run_batch",
+    "run_batch_async",
 ]
 
 _HOMES = {
@@ -35,6 +37,8 @@ _HOMES = {
     "JobHandle": "bgjobctl.library",
     "run_background_job_async": "bgjobctl.aclient",
     "AsyncJobHandle": "bgjobctl.aclient",
+    "run_batch": "bgjobctl.library",
+    "run_batch_async": "bgjobctl.aclient",
 }
 
 

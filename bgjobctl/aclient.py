@@ -370,3 +370,33 @@ async def run_background_job_async(
         return AsyncJobHandle(id=None, client=client, spooled=spool_or_raise(spooler, spec))
     last = submitted.last_ids[0] if submitted.last_ids else submitted.ids[0]
     return AsyncJobHandle(id=submitted.ids[0], last_id=last, client=client)
+
+
+async def run_batch_async(
+    jobs: Sequence[LinkSpec],
+    callback: LinkSpec,
+    *,
+    run_callback_on_failure: bool = False,
+    delay: float = 0,
+    priority: Priority | str | None = None,
+    at: datetime | None = None,
+    config: str | None = None,
+    socket: str | None = None,
+    key: str | None = None,
+) -> AsyncJobHandle:
+    """`bgjobctl.library.run_batch`, for code running in an asyncio event loop: a handle
+    on the batch's callback. Raises DaemonUnreachable when no daemon answers."""
+    from bgjobctl.library import make_batch_spec
+
+    spec = make_batch_spec(
+        jobs,
+        callback,
+        run_callback_on_failure=run_callback_on_failure,
+        delay=delay,
+        priority=priority,
+        at=at,
+        key=key,
+    )
+    client, _ = _client_for(config, socket)
+    submitted = await client.submit([spec])
+    return AsyncJobHandle(id=submitted.ids[0], last_id=submitted.ids[0], client=client)

@@ -266,7 +266,7 @@ class Client:
         return self._call(Get(job_id=job_id), JobReply).job
 
     def get_with_chain(self, job_id: int) -> JobReply:
-        return self._call(Get(job_id=job_id, with_chain=True), JobReply)
+        return self._call(Get(job_id=job_id, with_chain=True, with_batch=True), JobReply)
 
     def list_jobs(
         self,

@@ -27,7 +27,15 @@ from bgjobctl.client import DEFAULT_TIMEOUT, Client
 from bgjobctl.fallback import POLL_SECONDS, SpooledJob, Spooler, remaining, through_daemon
 from bgjobs.config import CONFIG_ENV, SOCKET_ENV
 from bgjobs.errors import DaemonUnreachable, JobCancelled, JobFailed, TooLarge, UsageError
-from bgjobs.model import MAX_KEY_LENGTH, ChainLink, JobInfo, JobSpec, JobState, Priority
+from bgjobs.model import (
+    MAX_BATCH_JOBS,
+    MAX_KEY_LENGTH,
+    ChainLink,
+    JobInfo,
+    JobSpec,
+    JobState,
+    Priority,
+)
 from bgjobs.params import check_encodable
 from bgjobs.protocol import MAX_FRAME_BYTES, ErrorCode
 from bgjobs.sizes import format_size
@@ -305,5 +313,66 @@ def run_background_job(
     with the same key returns the job of the first instead of a second job."""
     spec = make_spec(
         class_name, method, params, delay, priority=priority, at=at, then=then, key=key
+    )
+    return _client_for(config, socket).submit(spec, fallback=fallback)
+
+
+def make_batch_spec(
+    jobs: Sequence[LinkSpec],
+    callback: LinkSpec,
+    *,
+    run_callback_on_failure: bool = False,
+    delay: float = 0,
+    priority: Priority | str | None = None,
+    at: datetime | None = None,
+    key: str | None = None,
+) -> JobSpec:
+    """The spec of a batch: `callback` with the batch's jobs as its `batch`."""
+    if isinstance(jobs, str | bytes) or not 0 < len(jobs) <= MAX_BATCH_JOBS:
+        raise UsageError(f"a batch has 1 to {MAX_BATCH_JOBS} jobs")
+    members = [_link(job) for job in jobs]
+    for member in members:
+        check_encodable(member.params)
+    first = _link(callback)
+    spec = make_spec(
+        first.class_name, first.method, first.params, delay, priority=priority, at=at, key=key
+    )
+    spec = msgspec.structs.replace(
+        spec, batch=members, run_callback_on_failure=bool(run_callback_on_failure)
+    )
+    _check_sendable(spec)
+    return spec
+
+
+def run_batch(
+    jobs: Sequence[LinkSpec],
+    callback: LinkSpec,
+    *,
+    run_callback_on_failure: bool = False,
+    delay: float = 0,
+    priority: Priority | str | None = None,
+    at: datetime | None = None,
+    fallback: Fallback = "spawn",
+    config: str | None = None,
+    socket: str | None = None,
+    key: str | None = None,
+) -> JobHandle:
+    """Run every job of `jobs` ((class, method) or (class, method, params)) in the
+    background, then `callback` once all have ended, with the list of their results (in
+    this order) as its first parameter. A job that failed or was cancelled gives None, and
+    the callback is then cancelled unless `run_callback_on_failure`. Returns at once: a
+    handle on the callback (`id`, the batch's id; `wait()` gives the callback's result).
+
+    With no daemon answering, the batch falls back as `run_background_job` does: spooled
+    whole and run by the host's drainer (or the daemon once back); `fallback="error"`
+    raises DaemonUnreachable instead."""
+    spec = make_batch_spec(
+        jobs,
+        callback,
+        run_callback_on_failure=run_callback_on_failure,
+        delay=delay,
+        priority=priority,
+        at=at,
+        key=key,
     )
     return _client_for(config, socket).submit(spec, fallback=fallback)

@@ -129,6 +129,8 @@ def job_details(job: JobInfo) -> list[tuple[str, str]]:
         details.append(
             ("chain", f"link {job.chain_position} of {job.chain_length} (chain {job.chain_id})")
         )
+    if job.batch_id is not None:
+        details.append(("batch", _batch_role(job)))
     if job.state.value == "succeeded":
         details.append(("result", short(job.result, 2000)))
     if job.error is not None:
@@ -136,7 +138,43 @@ def job_details(job: JobInfo) -> list[tuple[str, str]]:
     return details
 
 
-def print_job(job: JobInfo, chain: Sequence[JobInfo] = ()) -> None:
+def _batch_role(job: JobInfo) -> str:
+    if not job.is_batch_callback:
+        return f"a job of batch {job.batch_id} (`bgjobctl show {job.batch_id}`)"
+    after = "every job succeeded" if not job.run_callback_on_failure else "every job ended"
+    return f"batch {job.id}: this job is its callback, run once {after}"
+
+
+def batch_counts(members: Sequence[JobInfo]) -> str:
+    """ "100 jobs: 98 succeeded, 2 running" (states in their order of life)."""
+    found: dict[str, int] = {}
+    for member in members:
+        found[member.state.value] = found.get(member.state.value, 0) + 1
+    order = ("waiting", "scheduled", "queued", "running", "succeeded", "failed", "cancelled")
+    parts = [f"{found[state]} {state}" for state in order if state in found]
+    return f"{len(members)} job{'s' if len(members) != 1 else ''}: " + ", ".join(parts)
+
+
+def print_batch(batch_id: int, members: Sequence[JobInfo]) -> None:
+    print(f"batch {batch_id}: {batch_counts(members)}")
+    print_table(
+        ("#", "ID", "STATE", "JOB", "PARAMS", "RESULT"),
+        [
+            (
+                str(number),
+                str(member.id),
+                member.state.value,
+                member.label,
+                short(member.params),
+                short(member.result) if member.state.value == "succeeded" else "",
+            )
+            for number, member in enumerate(members, start=1)
+        ],
+        title=f"jobs of batch {batch_id}",
+    )
+
+
+def print_job(job: JobInfo, chain: Sequence[JobInfo] = (), batch: Sequence[JobInfo] = ()) -> None:
     width = max(len(key) for key, _ in job_details(job))
     for key, value in job_details(job):
         print(f"{key:>{width}}  {safe(value)}")
@@ -171,5 +209,7 @@ def print_job(job: JobInfo, chain: Sequence[JobInfo] = ()) -> None:
             ],
             title=f"chain {chain[0].id}",
         )
+    if batch and job.batch_id is not None:
+        print_batch(job.batch_id, batch)
     if job.error is not None and job.error.traceback:
         print("\n" + safe(job.error.traceback.rstrip(), keep_lines=True))

@@ -17,7 +17,7 @@ from typing import Final
 
 from msgspec.structs import replace as replace_struct
 
-from bgjobd import chains, donefiles, locks, outcomes, submission
+from bgjobd import batches, chains, donefiles, locks, outcomes, submission
 from bgjobd.attempts import AttemptResult, Attempts, RunningAttempt
 from bgjobd.concurrency import ConcurrencyLimits
 from bgjobd.events import EventHub
@@ -45,6 +45,8 @@ class _Batch:
     """Jobs for the scheduler: (first row, ids of the links)."""
     started: list[tuple[WorkerProcess, JobInfo]] = field(default_factory=list)
     """Jobs stored as running (the fast path), with their worker."""
+    batches: list[tuple[list[NewJob], list[int]]] = field(default_factory=list)
+    """Batches stored: their rows (the callback first) and ids."""
 
 
 class Engine:
@@ -155,6 +157,8 @@ class Engine:
                 self._begin(WaitingEntry.of(job), worker, job)
             for row, ids in batch.added:
                 self._accepted(row, ids)
+            for rows, ids in batch.batches:
+                self._accepted_batch(rows, ids)
             self._pump()
 
         self.journal.when_committed(on_commit)
@@ -186,6 +190,11 @@ class Engine:
             raise
         if worker is not None:
             batch.started.append((worker, submission.started_job(rows[0], ids)))
+        elif rows[0].batch_callback:
+            batch.batches.append((rows, ids))
+            # A batch is answered with its callback's id alone, first and last (as a resend
+            # of it is, found by its key): the job whose result is the batch's.
+            ids = ids[:1]
         else:
             batch.added.append((rows[0], ids))
         batch.results.append((ids, False))
@@ -219,6 +228,20 @@ class Engine:
                 job = self.store.get(link_id)
                 if job is not None:
                     self.events.publish(job)
+
+    def _accepted_batch(self, rows: list[NewJob], ids: list[int]) -> None:
+        """A batch stored: its members are scheduled, its callback waits for them."""
+        callback = rows[0]
+        self.log.info(
+            f"{callback.class_name}::{callback.method}",
+            f"job {ids[0]} waits for its batch of {len(ids) - 1} jobs ({ids[1]}-{ids[-1]})",
+        )
+        for row, job_id in zip(rows[1:], ids[1:], strict=True):
+            self._accepted(row, [job_id])
+        if self.events.has_listeners:
+            job = self.store.get(ids[0])
+            if job is not None:
+                self.events.publish(job)
 
     # dispatching ---------------------------------------------------------------------------
 
@@ -384,10 +407,10 @@ class Engine:
             self.scheduler.add_scheduled(WaitingEntry.of(done, recorded.retry_at))
         elif done.state is JobState.QUEUED:
             self.scheduler.add_ready(WaitingEntry.of(done, time.time()))
-        released = recorded.released
-        if released is not None:
-            self.scheduler.add_ready(WaitingEntry.of(released))
-            self._publish_later(released)
+        for released in (recorded.released, recorded.released_callback):
+            if released is not None:
+                self.scheduler.add_ready(WaitingEntry.of(released))
+                self._publish_later(released)
         for link_id in recorded.cancelled_links:
             self._publish_id_later(link_id)
         self._publish_later(done, result.outcome)
@@ -435,12 +458,20 @@ class Engine:
             raise InvalidState(ErrorCode.INVALID_STATE, f"job {job_id} already {job.state.value}")
         if job.state is JobState.RUNNING:
             return await self._cancel_running(job, reason)
-        cancelled = self.store.cancel_waiting(job_id, reason, time.time())
+        recorded = batches.cancel_reason(job, reason)
+        cancelled = self.store.cancel_waiting(job_id, recorded, time.time())
         if cancelled is None:  # it started meanwhile
             return await self.cancel(job_id, reason)
         self.log.warning(job.label, f"job {job_id} cancelled while {job.state.value} ({reason})")
         for link_id in outcomes.end_chain(self.store, self.log, cancelled):
             self._publish_id_later(link_id)
+        followup = outcomes.end_batch_member(self.store, self.log, cancelled)
+        if followup.released is not None:
+            self.scheduler.add_ready(WaitingEntry.of(followup.released))
+            self._publish_later(followup.released)
+            self._pump()
+        for other_id in followup.cancelled:
+            self._publish_id_later(other_id)
         self._publish_later(cancelled)
         await self.journal.committed()
         return self.get(job_id)
@@ -467,10 +498,14 @@ class Engine:
                 ErrorCode.INVALID_STATE,
                 f"job {job_id} is {job.state.value}; only failed or cancelled jobs are retried",
             )
+        refusal = batches.retry_refusal(job)
+        if refusal:
+            raise InvalidState(ErrorCode.INVALID_STATE, refusal)
         requeued = self.store.requeue(job_id, time.time())
         if requeued is None:
             raise InvalidState(ErrorCode.INVALID_STATE, f"job {job_id} changed meanwhile")
         chains.revive_rest(self.store, job)
+        batches.revive(self.store, job)
         self.log.info(job.label, f"job {job_id} retried with fresh attempts")
         self.scheduler.add_ready(WaitingEntry.of(requeued))
         await self.journal.committed()

@@ -1,5 +1,5 @@
 """Running jobs in this process, for the testing mode: the daemon's allow-list, retry
-decisions (exception rules, `Retry`/`Fail`) and chains, without a daemon, a worker or a
+decisions (exception rules, `Retry`/`Fail`), chains and batches, without a daemon, a worker or a
 store. Delays and retry pauses are not waited for and there is no deadline: a test wants
 the outcome now."""
 
@@ -52,6 +52,8 @@ class InlineJobs:
 
     def add(self, spec: JobSpec) -> tuple[int, int]:
         """Record a submit (refused like the daemon refuses it); the first and last ids."""
+        if spec.batch:
+            return self._add_batch(spec)
         links = [ChainLink(spec.class_name, spec.method, spec.params), *spec.then]
         for link in links:
             submission.check_allowed(self.config, link.class_name, link.method)
@@ -79,6 +81,33 @@ class InlineJobs:
             )
         return ids[0], ids[-1]
 
+    def _add_batch(self, spec: JobSpec) -> tuple[int, int]:
+        """A batch as the daemon stores it: the callback (waiting; its id the batch's) and
+        its jobs; both ids returned are the callback's."""
+        from bgjobd import batches
+
+        rows = batches.build(self.config, spec, _now().timestamp(), "testing")
+        batch_id = next(self._ids)
+        for position, row in enumerate(rows):
+            job_id = batch_id if position == 0 else next(self._ids)
+            self.jobs[job_id] = JobInfo(
+                id=job_id,
+                class_name=row.class_name,
+                method=row.method,
+                params=row.params,
+                priority=row.priority,
+                state=JobState.WAITING if position == 0 else JobState.QUEUED,
+                run_at=spec.run_at or _now(),
+                attempts=0,
+                max_attempts=row.max_attempts,
+                timeout=row.timeout,
+                created_at=_now(),
+                owner="testing",
+                batch_id=batch_id,
+                run_callback_on_failure=row.run_callback_on_failure,
+            )
+        return batch_id, batch_id
+
     def pending(self) -> list[JobInfo]:
         return [job for job in self.jobs.values() if job.state is JobState.QUEUED]
 
@@ -99,9 +128,15 @@ class InlineJobs:
 
     async def run_async(self, job_id: int) -> JobInfo:
         job = self.jobs[job_id]
+        if job.is_batch_callback and job.state is JobState.WAITING:
+            # Its jobs run first; the last to end runs the callback.
+            for member in self._members(job.id):
+                if member.state is JobState.QUEUED:
+                    await self.run_async(member.id)
+            return self.jobs[job_id]
         while True:
             job = await self._attempts(job)
-            following = self._next_link(job)
+            following = self._next_link(job) or self._released_callback(job)
             if following is None:
                 return job
             job = following
@@ -199,6 +234,32 @@ class InlineJobs:
         following.params = [done.result, *following.params]
         following.state = JobState.QUEUED
         return following
+
+    def _members(self, batch_id: int) -> list[JobInfo]:
+        return [
+            job for job in self.jobs.values() if job.batch_id == batch_id and job.id != batch_id
+        ]
+
+    def _released_callback(self, done: JobInfo) -> JobInfo | None:
+        """The batch's callback once `done` was the last of its jobs to end: queued with
+        their results first, or cancelled after a failure (see `bgjobd.batches`)."""
+        if done.batch_id is None or done.is_batch_callback or not done.state.is_final:
+            return None
+        callback = self.jobs[done.batch_id]
+        members = self._members(done.batch_id)
+        if callback.state is not JobState.WAITING or not all(m.state.is_final for m in members):
+            return None
+        failed = [member for member in members if member.state is not JobState.SUCCEEDED]
+        if failed and not callback.run_callback_on_failure:
+            from bgjobd.batches import member_reason
+
+            callback.state = JobState.CANCELLED
+            callback.reason = member_reason(failed[0])
+            return None
+        results = [m.result if m.state is JobState.SUCCEEDED else None for m in members]
+        callback.params = [results, *callback.params]
+        callback.state = JobState.QUEUED
+        return callback
 
     def _jobs_package(self) -> ModuleType:
         if self._package is None:

@@ -1,5 +1,6 @@
 """Recording how an attempt ended and deciding what follows: success (and the next link of a
-chain), a retry at a later time, or the end of the job (and the links after it). The daemon
+chain), a retry at a later time, or the end of the job (and the links after it); and, for a
+member of a batch that was the last to end, its batch's callback (`bgjobd.batches`). The daemon
 and `run_job.py` both record every attempt through here, so they behave the same.
 """
 
@@ -9,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Final
 
-from bgjobd import chains
+from bgjobd import batches, chains
 from bgjobd.attempts import AttemptResult, log_outcome
 from bgjobd.joblog import JobLog
 from bgjobd.retries import Decision, decide
@@ -33,6 +34,9 @@ class Recorded:
     released: JobInfo | None = None
     """The next link of its chain, now queued."""
     cancelled_links: list[int] = field(default_factory=list)
+    """Jobs its end cancelled: later links of its chain, its batch's callback or members."""
+    released_callback: JobInfo | None = None
+    """Its batch's callback, now queued: the job was the last member to end."""
 
 
 def record(
@@ -51,7 +55,7 @@ def record(
         done = store.finish_attempt(
             job.id, attempt, JobState.CANCELLED, reason=result.cancel_reason
         )
-        return Recorded(done, cancelled_links=end_chain(store, joblog, done))
+        return _ended(store, joblog, done, end_chain(store, joblog, done))
     if result.outcome is Outcome.INTERRUPTED and result.error is None:
         # A shutdown stopped it through no fault of the job: queued again, attempt given back.
         log_outcome(joblog, job, number, result, None)
@@ -70,7 +74,7 @@ def _after_success(store: Store, joblog: JobLog, done: JobInfo, result: AttemptR
             f"job {released.id} queued as link {released.chain_position}/"
             f"{released.chain_length} of chain {released.chain_id}",
         )
-    return Recorded(done, released=released)
+    return _ended(store, joblog, done, [], released)
 
 
 def _after_failure(
@@ -110,7 +114,38 @@ def _after_failure(
     joblog.error(
         job.label, f"job {job.id} failed after {number} attempt{plural}: {error.summary()}"
     )
-    return Recorded(done, cancelled_links=end_chain(store, joblog, done))
+    return _ended(store, joblog, done, end_chain(store, joblog, done))
+
+
+def _ended(
+    store: Store,
+    joblog: JobLog,
+    done: JobInfo,
+    cancelled: list[int],
+    released: JobInfo | None = None,
+) -> Recorded:
+    followup = end_batch_member(store, joblog, done)
+    return Recorded(
+        done,
+        released=released,
+        cancelled_links=cancelled + followup.cancelled,
+        released_callback=followup.released,
+    )
+
+
+def end_batch_member(store: Store, joblog: JobLog, job: JobInfo) -> batches.Followup:
+    """`job` reached a final state: what follows for its batch, if it is in one, said in
+    the log. Callers queue the released callback."""
+    followup = batches.ended(store, job, time.time())
+    callback = followup.released
+    if callback is not None:
+        joblog.info(
+            callback.label,
+            f"job {callback.id} queued: every job of its batch has ended (the last: job {job.id})",
+        )
+    for job_id in followup.cancelled:
+        joblog.warning(job.label, f"job {job_id} cancelled: {followup.reason}")
+    return followup
 
 
 def end_chain(store: Store, joblog: JobLog, link: JobInfo) -> list[int]:

@@ -64,9 +64,14 @@ def due_time(spec: JobSpec, now: float) -> float:
 
 
 def build(config: Config, spec: JobSpec, now: float, owner: str) -> list[NewJob]:
-    """The rows of one submit: the job, then each later link of its chain (waiting).
+    """The rows of one submit: the job, then each later link of its chain (waiting); or
+    for a batch, its callback (waiting), then its members (see `bgjobd.batches`).
     Raises RefusedError if any link is not allow-listed, TooLarge for params over
     `max_params_bytes`, BadParams for a bad time."""
+    if spec.batch:
+        from bgjobd import batches
+
+        return batches.build(config, spec, now, owner)
     links = [ChainLink(spec.class_name, spec.method, spec.params), *spec.then]
     for link in links:
         check_allowed(config, link.class_name, link.method)

@@ -115,6 +115,8 @@ class ChainLink(msgspec.Struct, frozen=True, array_like=True):
 
 MAX_KEY_LENGTH: Final = 200
 """Longest idempotency key a submit may carry."""
+MAX_BATCH_JOBS: Final = 1000
+"""Most jobs a batch may have: bounds its callback's first parameter and `show`."""
 MAX_TRACE_VALUE: Final = 512
 """Longest `traceparent` or `tracestate` a job carries: what W3C Trace Context asks every
 vendor to pass on (a longer `tracestate` may be dropped)."""
@@ -149,6 +151,12 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     trace: TraceContext | None = None
     """The submitter's trace context, filled in by `run_background_job` when a span is
     current: every attempt of the job (and of its chain's links) is a span in that trace."""
+    batch: list[ChainLink] = []
+    """A batch: these jobs run (in parallel), and this spec's own job is their callback,
+    run once when all have ended, with the list of their results as its first parameter."""
+    run_callback_on_failure: bool = False
+    """For a batch: run the callback even when a member failed or was cancelled (its
+    result is then None); by default the callback is cancelled instead."""
 
 
 class JobInfo(msgspec.Struct, kw_only=True):
@@ -194,6 +202,14 @@ class JobInfo(msgspec.Struct, kw_only=True):
     """While it runs: the fraction done (0..1) its latest attempt reported with
     `bgjobs.progress`; None when it reported none. Kept by the daemon in memory only."""
     progress_message: str | None = None
+    batch_id: int | None = None
+    """The id of its batch (the batch's callback job's own id); None outside a batch."""
+    run_callback_on_failure: bool = False
+    """On a batch's callback: whether it runs even when a member did not succeed."""
+
+    @property
+    def is_batch_callback(self) -> bool:
+        return self.batch_id is not None and self.batch_id == self.id
 
     @property
     def label(self) -> str:

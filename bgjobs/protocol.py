@@ -90,6 +90,8 @@ class Get(_Message):
     job_id: JobId
     with_chain: bool = False
     """Also return every link of the job's chain."""
+    with_batch: bool = False
+    """Also return every member of the job's batch (summaries, in submit order)."""
 
 
 class ListJobs(_Message):
@@ -168,7 +170,8 @@ class Submitted(_Message):
     ids: list[int]
     """Per submitted job, its id (the first link's, for a chain)."""
     last_ids: list[int] = []
-    """Per submitted job, the id of its chain's last link (its own id without a chain)."""
+    """Per submitted job, the id of its chain's last link (its own id without a chain; a
+    batch's callback's for a batch, which is also its id)."""
     existing: list[bool] = []
     """Per id: True when a `unique` job matched one already waiting or running."""
 
@@ -176,6 +179,8 @@ class Submitted(_Message):
 class JobReply(_Message):
     job: JobInfo
     chain: list[JobInfo] = []
+    batch: list[JobInfo] = []
+    """With `Get.with_batch`: the members of the job's batch (not its callback)."""
 
 
 class JobList(_Message):

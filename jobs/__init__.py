@@ -3,6 +3,7 @@
 
 from jobs.lesson_created_service import LessonCreatedService
 from jobs.lesson_ended_service import LessonEndedService
+from jobs.lesson_report_service import LessonReportService
 from jobs.lesson_started_service import LessonStartedService
 from jobs.notification_service import NotificationService
 from jobs.user_dashboard_service import UserDashboardService
@@ -12,6 +13,7 @@ from jobs.user_logout_service import UserLogoutService
 __all__ = [
     "LessonCreatedService",
     "LessonEndedService",
+    "LessonReportService",
     "LessonStartedService",
     "NotificationService",
     "UserDashboardService",

@@ -15,12 +15,14 @@ from bgjobctl.commands import (
     show,
     stats,
     submit,
+    submit_batch,
     watch,
 )
 from bgjobctl.commands import list as list_jobs
 
 COMMANDS: dict[str, ModuleType] = {
     "submit": submit,
+    "submit-batch": submit_batch,
     "list": list_jobs,
     "show": show,
     "cancel": cancel,

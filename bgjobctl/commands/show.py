@@ -6,7 +6,7 @@ from bgjobctl.arguments import job_id
 from bgjobctl.context import CommandContext
 from bgjobs.errors import ExitCode
 
-HELP = "show every field of a job, its attempts and its chain"
+HELP = "show every field of a job, its attempts, its chain and its batch"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,11 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(ctx: CommandContext) -> int:
     reply = ctx.client.get_with_chain(ctx.args.job_id)
     if ctx.json:
-        ctx.print_json({**_fields(reply.job), "chain": reply.chain})
+        ctx.print_json({**_fields(reply.job), "chain": reply.chain, "batch": reply.batch})
     else:
         from bgjobctl.render import print_job
 
-        print_job(reply.job, reply.chain)
+        print_job(reply.job, reply.chain, reply.batch)
     return ExitCode.OK
 
 

@@ -107,6 +107,11 @@ def job_summary(job: JobInfo, now: float | None = None) -> dict[str, Any]:
         "chain_text": (
             f"{job.chain_position} of {job.chain_length}" if job.chain_id is not None else ""
         ),
+        "batch_text": (
+            ""
+            if job.batch_id is None
+            else f"#{job.batch_id}" + (" callback" if job.is_batch_callback else "")
+        ),
         "can_cancel": not job.state.is_final,
         "can_retry": job.state in _RETRYABLE,
         "progress": job.progress,
@@ -149,6 +154,10 @@ def detail_fields(job: JobInfo, now: float) -> list[tuple[str, str]]:
     ]
     if job.chain_id is not None:
         fields.append(("Chain", f"link {job.chain_position} of {job.chain_length}"))
+    if job.is_batch_callback:
+        fields.append(("Batch", f"#{job.id}: this job is its callback"))
+    elif job.batch_id is not None:
+        fields.append(("Batch", f"a job of batch #{job.batch_id}"))
     if job.unique_key:
         fields.append(("Unique key", job.unique_key))
     if job.reason:
@@ -166,9 +175,15 @@ def _record(job: JobInfo) -> Any:
 
 
 def job_detail(
-    job: JobInfo, chain: list[JobInfo], output: dict[str, Any], now: float | None = None
+    job: JobInfo,
+    chain: list[JobInfo],
+    output: dict[str, Any],
+    now: float | None = None,
+    batch: list[JobInfo] | None = None,
 ) -> dict[str, Any]:
-    """Everything the detail page shows."""
+    """Everything the detail page shows; `batch`: the members of the job's batch."""
+    from bgjobd.dashboard.batch import batch_view
+
     now = time.time() if now is None else now
     error = job.error
     return {
@@ -187,4 +202,5 @@ def job_detail(
         "attempts": [attempt_row(attempt) for attempt in job.history],
         "chain": [job_summary(link, now) for link in chain],
         "output": output,
+        "batch": batch_view(job, batch or [], now),
     }

@@ -129,5 +129,6 @@ async def detail(engine: Engine, job_id: int, now: float | None = None) -> dict[
         return None
     job = engine.with_progress(job)
     chain = engine.store.chain(job.chain_id) if job.chain_id is not None else []
+    batch = engine.store.batch_members(job.batch_id) if job.batch_id is not None else []
     output = await tail_output(engine.config.job_output_dir / f"{job.id}.log")
-    return job_detail(job, chain, output, now)
+    return job_detail(job, chain, output, now, batch)

@@ -1,8 +1,8 @@
-"""Get: a job's whole record (params, result, every attempt), and its chain's links as
-summaries. The reply may be larger than a request (up to `MAX_REPLY_FRAME_BYTES`); a record
-with so many attempts that it would not fit has its earlier attempts' errors cut first,
-and a reply that still does not fit is a `TOO_LARGE` error rather than a frame the client
-would refuse."""
+"""Get: a job's whole record (params, result, every attempt), and its chain's links and its
+batch's members as summaries. The reply may be larger than a request (up to
+`MAX_REPLY_FRAME_BYTES`); a record with so many attempts that it would not fit has its
+earlier attempts' errors cut first, and a reply that still does not fit is a `TOO_LARGE`
+error rather than a frame the client would refuse."""
 
 from __future__ import annotations
 
@@ -31,11 +31,14 @@ def handle(ctx: Context, request: Get) -> JobReply:
     chain = []
     if request.with_chain and job.chain_id is not None:
         chain = [summarize(link) for link in ctx.engine.store.chain(job.chain_id)]
-    reply = JobReply(rid=request.rid, job=job, chain=chain)
+    batch = []
+    if request.with_batch and job.batch_id is not None:
+        batch = [summarize(member) for member in ctx.engine.store.batch_members(job.batch_id)]
+    reply = JobReply(rid=request.rid, job=job, chain=chain, batch=batch)
     size = len(_encoder.encode(reply))
     if size <= MAX_REPLY_FRAME_BYTES:
         return reply
-    reply = JobReply(rid=request.rid, job=_trimmed(job), chain=chain)
+    reply = JobReply(rid=request.rid, job=_trimmed(job), chain=chain, batch=batch)
     size = len(_encoder.encode(reply))
     if size <= MAX_REPLY_FRAME_BYTES:
         return reply

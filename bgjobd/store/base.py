@@ -44,6 +44,11 @@ class NewJob:
     worker_pid: int | None = None
     trace: dict[str, str] | None = None
     """The submitter's W3C trace context (`JobSpec.trace`), handed to every attempt."""
+    batch_callback: bool = False
+    """The first row of a batch: the callback (WAITING), the rows after it its members.
+    Its id becomes the batch's id, stored on it and on every member."""
+    run_callback_on_failure: bool = False
+    """On a batch's callback: run it even when a member did not succeed."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def add(self, links: Sequence[NewJob]) -> list[int]:
-        """Insert a job, or a chain (links in order, sharing the first id as chain id).
+        """Insert a job, or a chain (links in order, sharing the first id as chain id), or a
+        batch (its callback first: its id is the batch id of every row).
         A RUNNING job starts its first attempt at once, as if claimed. Raises KeyTaken,
         inserting nothing, when the first link's idempotency key is already stored."""
 
@@ -155,6 +161,14 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def counts(self) -> dict[JobState, int]: ...
+
+    @abc.abstractmethod
+    def batch_members(self, batch_id: int) -> list[JobInfo]:
+        """Every member of a batch (not its callback), in submit order."""
+
+    @abc.abstractmethod
+    def batch_pending(self, batch_id: int) -> bool:
+        """Whether a member of the batch is not final yet."""
 
     @abc.abstractmethod
     def chain(self, chain_id: int) -> list[JobInfo]:

@@ -1,6 +1,6 @@
--- bgjobs SQLite schema, version 4 (1 lacked jobs.outcome, 2 jobs.idempotency_key, 3 jobs.trace;
--- SQLiteStore adds them, and the key's unique index, jobs_by_key). Times are Unix epoch seconds
--- (REAL, UTC).
+-- bgjobs SQLite schema, version 5 (1 lacked jobs.outcome, 2 jobs.idempotency_key, 3 jobs.trace,
+-- 4 the batch columns; SQLiteStore adds them, and the indexes on them, jobs_by_key and
+-- jobs_batch). Times are Unix epoch seconds (REAL, UTC).
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- increasing and never reused
     class_name TEXT NOT NULL,
@@ -28,7 +28,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     oneshot INTEGER NOT NULL DEFAULT 0,    -- run by run_job.py, never by the daemon
     outcome TEXT,                          -- how the final attempt ended (see `attempts`)
     idempotency_key TEXT,                  -- the submit's key: one job per key, kept with the job
-    trace BLOB                             -- msgpack {traceparent, tracestate} of the submitter
+    trace BLOB,                            -- msgpack {traceparent, tracestate} of the submitter
+    batch_id INTEGER,                      -- the batch's callback job's id, on it and its members
+    batch_on_failure INTEGER               -- on a batch's callback: 1 to run it after a failure
 );
 
 -- The scheduler reads the daemon's scheduled and queued jobs in (run_at, id) order. Partial
@@ -84,4 +86,4 @@ CREATE TRIGGER IF NOT EXISTS count_delete AFTER DELETE ON jobs BEGIN
 END;
 
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '4');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '5');

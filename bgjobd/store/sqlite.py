@@ -48,14 +48,21 @@ from bgjobs.model import (
 _COLUMNS: Final = (
     "id, class_name, method, params, priority, state, run_at, attempts, max_attempts, "
     "timeout, created_at, started_at, finished_at, result, error, reason, worker_pid, owner, "
-    "chain_id, chain_position, chain_length, unique_key, round, outcome, idempotency_key, trace"
+    "chain_id, chain_position, chain_length, unique_key, round, outcome, idempotency_key, trace, "
+    "batch_id, batch_on_failure"
 )
 _PRIORITIES: Final = (Priority.HIGH, Priority.MEDIUM, Priority.LOW)
 _LIVE: Final = ", ".join(f"'{state.value}'" for state in sorted(LIVE_STATES))
 _FINAL: Final = ", ".join(f"'{state.value}'" for state in sorted(FINAL_STATES))
 SCHEMA: Final = Path(__file__).with_name("schema.sql")
-SCHEMA_VERSION: Final = 4
-_ADDED_COLUMNS: Final = (("outcome", "TEXT"), ("idempotency_key", "TEXT"), ("trace", "BLOB"))
+SCHEMA_VERSION: Final = 5
+_ADDED_COLUMNS: Final = (
+    ("outcome", "TEXT"),
+    ("idempotency_key", "TEXT"),
+    ("trace", "BLOB"),
+    ("batch_id", "INTEGER"),
+    ("batch_on_failure", "INTEGER"),
+)
 """Columns added since schema 1, in order, with their types (see `_upgrade`)."""
 _BUSY_TIMEOUT_MS: Final = 10_000
 _TRUNCATE_WAIT_MS: Final = 1_000
@@ -100,6 +107,8 @@ def _row_to_job(row: tuple[Any, ...], history: list[AttemptInfo] | None = None) 
         key=row[24],
         trace=None if row[25] is None else _decode_trace(row[25]),
         history=history or [],
+        batch_id=row[26],
+        run_callback_on_failure=bool(row[27]),
     )
 
 
@@ -259,8 +268,8 @@ class SQLiteStore(Store):
 
     def _upgrade(self) -> None:
         """An older database gains the columns it lacks (schema 1: jobs.outcome; 2:
-        jobs.idempotency_key; 3: jobs.trace): ALTERs, which copy nothing. Then the key's
-        unique index, which needs its column."""
+        jobs.idempotency_key; 3: jobs.trace; 4: the batch columns): ALTERs, which copy
+        nothing. Then the indexes on added columns (jobs_by_key, jobs_batch)."""
         if self._missing_columns():
             self._db.execute("BEGIN IMMEDIATE")  # another process may be upgrading it too
             try:
@@ -276,6 +285,10 @@ class SQLiteStore(Store):
         self._db.execute(
             "CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_key ON jobs (idempotency_key) "
             "WHERE idempotency_key IS NOT NULL"
+        )
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS jobs_batch ON jobs (batch_id, state) "
+            "WHERE batch_id IS NOT NULL"
         )
 
     def _missing_columns(self) -> list[tuple[str, str]]:
@@ -370,7 +383,7 @@ class SQLiteStore(Store):
         ids: list[int] = []
         for link in links:
             try:
-                ids.append(self._insert(link, ids[0] if ids else None))
+                ids.append(self._insert(link, ids[0] if ids else None, links[0].batch_callback))
             except sqlite3.IntegrityError:
                 # The first link's key is stored already (the unique index said so; this
                 # statement alone was undone, the transaction goes on).
@@ -378,16 +391,23 @@ class SQLiteStore(Store):
                 if link.key is None or found is None:
                     raise
                 raise KeyTaken(link.key, found) from None
-        if len(links) > 1:
+        if links and links[0].batch_callback:
+            # The callback's id names the batch; its members were stored with it.
+            self._write("UPDATE jobs SET batch_id = ? WHERE id = ?", (ids[0], ids[0]), submit=True)
+        elif len(links) > 1:
             self._write("UPDATE jobs SET chain_id = ? WHERE id = ?", (ids[0], ids[0]), submit=True)
         return ids
 
-    def _insert(self, link: NewJob, chain_id: int | None) -> int:
+    def _insert(self, link: NewJob, first_id: int | None, batch: bool) -> int:
+        """`first_id`: the first row's id, once it is stored: the chain's id, or in a batch
+        (the first row is the callback) the batch's."""
+        chain_id = None if batch else first_id
         cursor = self._write(
             "INSERT INTO jobs (class_name, method, params, priority, state, run_at, "
             "max_attempts, timeout, created_at, owner, chain_id, chain_position, "
             "chain_length, unique_key, oneshot, attempts, started_at, worker_pid, "
-            "idempotency_key, trace) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "idempotency_key, trace, batch_id, batch_on_failure) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 link.class_name,
                 link.method,
@@ -409,6 +429,8 @@ class SQLiteStore(Store):
                 link.worker_pid,
                 link.key,
                 None if link.trace is None else _encode(link.trace),
+                first_id if batch else None,
+                int(link.run_callback_on_failure) if link.batch_callback else None,
             ),
             submit=True,
         )
@@ -509,6 +531,22 @@ class SQLiteStore(Store):
     def counts(self) -> dict[JobState, int]:
         found = dict(self._db.execute("SELECT state, count FROM state_counts"))
         return {state: int(found.get(state.value, 0)) for state in JobState}
+
+    def batch_members(self, batch_id: int) -> list[JobInfo]:
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE batch_id = ? AND id <> ? ORDER BY id",
+            (batch_id, batch_id),
+        )
+        return [_row_to_job(row) for row in rows]
+
+    def batch_pending(self, batch_id: int) -> bool:
+        # One index entry is enough (not a count: that would cost a scan of the members
+        # left at each end). The states are literals, as in `find_live_unique`.
+        row = self._db.execute(
+            f"SELECT 1 FROM jobs WHERE batch_id = ? AND state IN ({_LIVE}) AND id <> ? LIMIT 1",
+            (batch_id, batch_id),
+        ).fetchone()
+        return row is not None
 
     def chain(self, chain_id: int) -> list[JobInfo]:
         rows = self._db.execute(
@@ -769,26 +807,34 @@ class SQLiteStore(Store):
             return []
         # Oldest first along the finished index. A chain goes whole or not at all: a link
         # only when every link of its chain may go (none waiting or running, all old
-        # enough), and then with all of them, so a retry never meets half a chain.
+        # enough), and then with all of them, so a retry never meets half a chain. A batch
+        # (its callback and members) the same way.
         rows = self._db.execute(
             # Along the finished index, which stops at the limit (the state index would read
             # every finished job and sort them, at each batch).
-            "SELECT id, state, chain_id FROM jobs INDEXED BY jobs_finished "
+            "SELECT id, state, chain_id, batch_id FROM jobs INDEXED BY jobs_finished "
             "WHERE finished_at IS NOT NULL "
             f"AND {condition.format(t='jobs')} "
             "AND (chain_id IS NULL OR NOT EXISTS (SELECT 1 FROM jobs AS link "
             f"WHERE link.chain_id = jobs.chain_id AND NOT ifnull({condition.format(t='link')}, 0)))"
+            # A batch likewise: its callback reads its members' results from their rows.
+            " AND (batch_id IS NULL OR NOT EXISTS (SELECT 1 FROM jobs AS member "
+            "WHERE member.batch_id = jobs.batch_id "
+            f"AND NOT ifnull({condition.format(t='member')}, 0)))"
             " ORDER BY finished_at LIMIT ?",
-            (*args, *args, limit),
+            (*args, *args, *args, limit),
         ).fetchall()
-        found = {int(job_id): JobState(state) for job_id, state, _ in rows}
-        chains = sorted({int(chain) for _, _, chain in rows if chain is not None})
-        for chunk in _chunks(chains, 500):
-            links = self._db.execute(
-                f"SELECT id, state FROM jobs WHERE chain_id IN ({_placeholders(len(chunk))})",
-                list(chunk),
-            )
-            found.update((int(job_id), JobState(state)) for job_id, state in links)
+        found = {int(job_id): JobState(state) for job_id, state, _, _ in rows}
+        for column, groups in (
+            ("chain_id", sorted({int(chain) for _, _, chain, _ in rows if chain is not None})),
+            ("batch_id", sorted({int(batch) for _, _, _, batch in rows if batch is not None})),
+        ):
+            for chunk in _chunks(groups, 500):
+                together = self._db.execute(
+                    f"SELECT id, state FROM jobs WHERE {column} IN ({_placeholders(len(chunk))})",
+                    list(chunk),
+                )
+                found.update((int(job_id), JobState(state)) for job_id, state in together)
         pruned = [PrunedJob(job_id, state) for job_id, state in found.items()]
         if pruned and not dry_run:
             for ids in _chunks(list(found), 500):

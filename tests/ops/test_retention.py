@@ -164,3 +164,27 @@ def test_a_chain_goes_whole_or_not_at_all(tmp_path: Path) -> None:
         assert store.chain(ids[0]) == []
     finally:
         store.close()
+
+
+def test_a_batch_goes_whole_or_not_at_all(tmp_path: Path) -> None:
+    """Finished members stay while their batch's callback waits for their results."""
+    store = SQLiteStore(tmp_path / "bgjobs.db")
+    try:
+        callback = replace(_queued(0), state=JobState.WAITING, batch_callback=True)
+        ids = store.add([callback, _queued(1), _queued(2)])
+        for member in ids[1:]:
+            store._write(
+                "UPDATE jobs SET state = 'succeeded', finished_at = 10.0 WHERE id = ?", (member,)
+            )
+        store.commit()
+        old = PruneRules(finished_before={JobState.SUCCEEDED: 35.0})
+        assert store.prune(old, 100) == []  # the callback still waits
+        store._write(
+            "UPDATE jobs SET state = 'succeeded', finished_at = 20.0 WHERE id = ?", (ids[0],)
+        )
+        store.commit()
+        assert sorted(job.job_id for job in store.prune(old, 1)) == ids
+        store.commit()
+        assert store.get(ids[1]) is None
+    finally:
+        store.close()

@@ -315,15 +315,20 @@ def test_a_schema_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     finally:
         store.close()
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("5",)
     check.close()
 
 
 def older_schema(version: int) -> str:
-    """schema.sql as it was: version 3 lacks jobs.trace, 2 also jobs.idempotency_key, 1 also
-    jobs.outcome."""
-    text = SCHEMA.read_text().replace("'schema_version', '4'", f"'schema_version', '{version}'")
+    """schema.sql as it was: version 4 lacks the batch columns, 3 also jobs.trace, 2 also
+    jobs.idempotency_key, 1 also jobs.outcome."""
+    text = SCHEMA.read_text().replace("'schema_version', '5'", f"'schema_version', '{version}'")
     # The last column goes with the comma before it.
+    for column in ("batch_on_failure INTEGER", "batch_id INTEGER"):
+        text, dropped = re.subn(rf",(\s+--[^\n]*)\n\s+{column}[^\n]*\n", r"\1\n", text)
+        assert dropped == 1
+    if version == 4:
+        return text
     text, dropped = re.subn(r",(\s+--[^\n]*)\n\s+trace BLOB[^\n]*\n", r"\1\n", text)
     assert dropped == 1
     if version == 3:
@@ -361,7 +366,7 @@ def test_a_schema_2_database_gains_idempotency_keys(tmp_path: Path) -> None:
     finally:
         store.close()
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("5",)
     check.close()
 
 
@@ -426,6 +431,56 @@ def test_a_key_stored_by_another_process_is_taken(tmp_path: Path) -> None:
         second.close()
 
 
+def test_a_batch_is_stored_whole_and_counted(store: Store) -> None:
+    """A batch: its callback first (waiting, its id the batch's), then its members."""
+    ids = store.add(
+        [
+            new_job("Callback", state=JobState.WAITING, batch_callback=True),
+            new_job("A"),
+            new_job("B", state=JobState.SCHEDULED, run_at=time.time() + 60),
+        ]
+    )
+    callback = store.get(ids[0])
+    assert callback is not None and callback.is_batch_callback
+    assert not callback.run_callback_on_failure
+    members = store.batch_members(ids[0])
+    assert [job.id for job in members] == ids[1:]
+    assert all(job.batch_id == ids[0] and not job.is_batch_callback for job in members)
+    assert store.batch_pending(ids[0])
+    store.claim(ids[1], "me", 5, time.time())
+    store.finish_attempt(ids[1], attempt(1, Outcome.SUCCEEDED), JobState.SUCCEEDED, result=7)
+    assert store.batch_pending(ids[0])
+    assert store.cancel_waiting(ids[2], "no", time.time()) is not None
+    assert not store.batch_pending(ids[0])
+    assert [job.result for job in store.batch_members(ids[0])] == [7, None]
+    released = store.release_link(ids[0], [[7, None]], time.time())
+    assert released is not None and released.params == [[7, None]]
+    assert store.release_link(ids[0], [[7, None]], time.time()) is None  # once only
+    store.commit()
+    assert store.get(ids[2]).batch_id == ids[0]  # type: ignore[union-attr]
+
+
+def test_a_batch_keeps_whether_its_callback_runs_after_a_failure(store: Store) -> None:
+    ids = store.add(
+        [
+            new_job(
+                "Callback",
+                state=JobState.WAITING,
+                batch_callback=True,
+                run_callback_on_failure=True,
+                key="batch-key",
+            ),
+            new_job("A"),
+        ]
+    )
+    assert store.get(ids[0]).run_callback_on_failure  # type: ignore[union-attr]
+    assert store.get(ids[1]).run_callback_on_failure is False  # type: ignore[union-attr]
+    assert store.find_by_key("batch-key") == [ids[0]]
+    plain = store.add([new_job()])
+    assert store.get(plain[0]).batch_id is None  # type: ignore[union-attr]
+    assert store.batch_members(plain[0]) == []
+
+
 def test_a_schema_3_database_gains_trace_contexts(tmp_path: Path) -> None:
     """A database of schema 3 opens with its jobs as they were (no trace), and from then on
     keeps each job's trace context."""
@@ -449,7 +504,7 @@ def test_a_schema_3_database_gains_trace_contexts(tmp_path: Path) -> None:
     finally:
         store.close()
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("5",)
     check.close()
 
 
@@ -476,3 +531,33 @@ def test_the_trace_context_stays_with_the_job_and_its_chain(store: Store) -> Non
     store.commit()
     assert store.get(untraced).trace is None  # type: ignore[union-attr]
     assert [job.trace for job in store.chain(first)] == [TRACE, TRACE]
+
+
+def test_a_schema_4_database_gains_batches(tmp_path: Path) -> None:
+    path = tmp_path / "bgjobs.db"
+    old = sqlite3.connect(path)
+    old.executescript(older_schema(4))
+    old.execute(
+        "INSERT INTO jobs (id, class_name, method, params, priority, state, run_at, "
+        "max_attempts, timeout, created_at) VALUES (1, 'Echo', 'handle', X'90', 1, 'queued', "
+        "1.0, 3, 30, 1.0)"
+    )
+    old.commit()
+    old.close()
+    store = SQLiteStore(path)
+    try:
+        job = store.get(1)
+        assert job is not None and job.batch_id is None
+        ids = store.add(
+            [new_job("Callback", state=JobState.WAITING, batch_callback=True), new_job("A")]
+        )
+        store.commit()
+        assert store.get(ids[1]).batch_id == ids[0]  # type: ignore[union-attr]
+        assert store.batch_pending(ids[0])
+    finally:
+        store.close()
+    check = sqlite3.connect(path)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("5",)
+    kind = check.execute("SELECT typeof(batch_id) FROM jobs WHERE id = 2").fetchone()
+    assert kind == ("integer",)
+    check.close()

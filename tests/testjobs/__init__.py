@@ -33,6 +33,7 @@ __all__ = [
     "SpawnGrandchild",
     "Unencodable",
 ]
+from testjobs.batches import BatchCallback, Square  # noqa: F401
 from testjobs.client import Token  # noqa: F401
 from testjobs.containment import Allocate, Descriptors, Escape, ManyFiles, OpenFiles  # noqa: F401
 from testjobs.crashloop import Tally as Tally

@@ -119,6 +119,7 @@
         { class: "c-job" },
         h("a", { class: "job-label", href: jobUrl(j) }, h("span", { class: "cls" }, j.class_name), h("span", { class: "meth" }, `::${j.method}`)),
         j.chain_text ? [" ", h("span", { class: "chip", title: "link of a chain" }, `chain ${j.chain_text}`)] : null,
+        j.batch_text ? [" ", h("span", { class: "chip", title: "in a batch" }, `batch ${j.batch_text}`)] : null,
       ),
     params: (j) => h("td", { class: "c-params" }, h("code", { title: j.params_text }, j.params_text)),
     progress: (j) =>
@@ -305,6 +306,21 @@
     if (node && node.textContent !== text) node.textContent = text;
   }
 
+  function linkItem(link, job) {
+    return h(
+      "li",
+      { class: link.id === job.id ? "current" : null },
+      h("a", { href: jobUrl(link) }, `#${link.id}`),
+      " ",
+      h("span", { class: "cls" }, link.class_name),
+      h("span", { class: "meth" }, `::${link.method}`),
+      " ",
+      badge(link.state),
+      " ",
+      h("code", {}, link.params_text),
+    );
+  }
+
   function showDetail(detail) {
     const job = detail.job;
     document.getElementById("job-state").replaceChildren(badge(job.state));
@@ -333,6 +349,12 @@
     setHidden("output-none", Boolean(output.text));
     setHidden("output-skipped", !output.skipped_bytes);
     setText("output-skipped", `Showing the end: ${output.skipped_bytes} earlier bytes are not shown.`);
+    if (detail.batch) {
+      setText("batch-counts", detail.batch.counts_text);
+      redraw(document.getElementById("batch"), signature(detail.batch.members), (list) =>
+        list.replaceChildren(...detail.batch.members.map((member) => linkItem(member, job))),
+      );
+    }
     redraw(document.getElementById("chain"), signature(detail.chain), (chain) =>
       chain.replaceChildren(
         ...detail.chain.map((link) =>
