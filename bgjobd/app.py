@@ -98,7 +98,10 @@ class Daemon:
         )
         journal = Journal(store, lambda message: self.say(message, error=True))
         pool = WorkerPool(
-            config, size=config.workers, on_error=lambda message: self.say(message, error=True)
+            config,
+            size=config.workers,
+            on_error=lambda message: self.say(message, error=True),
+            after_commit=journal.after_commit,
         )
         owner = owner_name()
         attempts = Attempts(config, pool, self.log, owner)

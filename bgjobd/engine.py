@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
-from bgjobd import chains, donefiles, locks, outcomes, submission
+from bgjobd import chains, locks, outcomes, submission
 from bgjobd.attempts import AttemptResult, Attempts
 from bgjobd.concurrency import ConcurrencyLimits
 from bgjobd.events import EventHub
@@ -30,8 +30,6 @@ from bgjobs.model import ErrorInfo, JobInfo, JobSpec, JobState, Outcome
 from bgjobs.protocol import ErrorCode
 
 _THROUGHPUT_WINDOW: Final = 60.0
-_REPORTED: Final = frozenset({Outcome.SUCCEEDED, Outcome.FAILED})
-"""Outcomes a worker reported, and so wrote down beside the lock file first."""
 
 
 @dataclass
@@ -322,8 +320,6 @@ class Engine:
         the worker pipe's callback, so nothing may escape."""
         try:
             self.record_attempt(job, result)
-            if result.outcome in _REPORTED:
-                self._forget_outcome_file(job)
         except Exception as exc:  # noqa: BLE001  # one job's trouble must not stop the daemon
             try:
                 self._internal_error(entry, job, exc)
@@ -334,12 +330,6 @@ class Engine:
             if not self._in_flight:
                 self._all_ended.set()
             self._free_slot(entry, worker)
-
-    def _forget_outcome_file(self, job: JobInfo) -> None:
-        """The worker wrote the attempt's outcome down (see donefiles); once its record is
-        committed, the file has served."""
-        lock = f"{self.config.locks_dir}/{locks.lock_name(job.class_name, job.method, job.id)}"
-        self.journal.after_commit(lambda: donefiles.forget(lock))
 
     def _internal_error(self, entry: WaitingEntry, job: JobInfo | None, exc: Exception) -> None:
         self.log.error(NO_JOB, f"job {entry.job_id}: internal error: {exc!r}")

@@ -48,10 +48,7 @@ def recover(engine: Engine, began: set[int]) -> int:
     unclaimed = _record_unclaimed_runs(engine, began - running, finished, running)
     end_abandoned_oneshots(engine)
     engine.store.commit()
-    for job_id, outcome in finished.items():
-        stored = engine.store.get(job_id)
-        if stored is None or stored.owner == engine.owner:  # a run_job.py's file stays
-            donefiles.remove(outcome.path)
+    donefiles.remove_left_behind(engine.config.locks_dir)
     engine.wake()
     return len(orphans) + unclaimed
 

@@ -15,6 +15,7 @@ from typing import Final
 import msgspec
 
 from bgjobd.cgroups import Cgroup, CgroupTree
+from bgjobd.donefiles import FILE_BYTES
 from bgjobd.worker.messages import AttemptDone, FromWorker, Ready, RunAttempt, Setup, Started
 from bgjobs.protocol import FrameEncoder, FrameError, FrameReader
 
@@ -60,8 +61,11 @@ class _ResultPipe(asyncio.Protocol):
         self._on_broken = on_broken
         self._ended = False
         self.listener: Callable[[FromWorker | None], None] | None = None
+        self.received = 0
+        """Bytes read so far: what the worker's outcome files have grown by, roughly."""
 
     def data_received(self, data: bytes) -> None:
+        self.received += len(data)
         try:
             bodies = self._reader.feed(data)
             messages = [self._decoder.decode(body) for body in bodies]
@@ -142,6 +146,15 @@ class WorkerProcess:
         self.on_idle_death: Callable[[WorkerProcess], None] | None = None
         self._memory_limit: int | None = None
         self._oom_kills = 0
+        self._tidied_at = 0
+
+    def untidied(self) -> bool:
+        """The worker may have started another outcome file since `tidied` was last called
+        (see `bgjobd.donefiles`)."""
+        return self._results.received - self._tidied_at >= FILE_BYTES
+
+    def tidied(self) -> None:
+        self._tidied_at = self._results.received
 
     @property
     def alive(self) -> bool:
