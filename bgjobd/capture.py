@@ -89,7 +89,8 @@ class _Drain:
         self._cut = 0
         self.taken = 0
         self.stopping = False
-        self.done = threading.Event()
+        self.finished = False
+        """Written and detached from the pipe (set under the reader's lock)."""
 
     @property
     def settled(self) -> bool:
@@ -145,10 +146,10 @@ class _Reader(threading.Thread):
     the worker lives: into the current attempt's drain, or nowhere between attempts.
 
     The pipe and the thread outlive attempts so that an attempt costs the thread nothing
-    when the job prints nothing: `capture` only names the drain, and `stop` finds the pipe
-    empty and the drain settled and detaches it on the caller's thread. Only an attempt
-    that left a tail (or bytes in the pipe) wakes the thread to finish it. Everything that
-    touches the pipe or the current drain holds `lock`."""
+    when the job prints little: `capture` only names the drain, and `stop` reads what is
+    left in the pipe itself and detaches the drain on the caller's thread. Only an attempt
+    whose output went past the head (a tail to write) wakes the thread to finish it.
+    Everything that touches the pipe or the current drain holds `lock`."""
 
     def __init__(self, read_fd: int) -> None:
         super().__init__(name="output", daemon=True)
@@ -159,6 +160,8 @@ class _Reader(threading.Thread):
         self._poller.register(self._wake_read, select.POLLIN)
         self.lock = threading.Lock()
         self._current: _Drain | None = None
+        self._finished = threading.Event()
+        """Set by the thread when it has finished the drain `stop` handed it."""
 
     def start_draining(self, drain: _Drain) -> None:
         with self.lock:
@@ -169,15 +172,22 @@ class _Reader(threading.Thread):
     def stop(self, drain: _Drain) -> None:
         """Finish `drain` (with what is in the pipe now) and return once it is written."""
         with self.lock:
-            if drain.done.is_set():
+            if drain.finished:
                 return
-            if drain is self._current and drain.settled and not _pending(self._read_fd):
+            pending = _pending(self._read_fd)
+            if pending and not drain.stopping:
+                # The last few lines, read here rather than by waking the thread for them.
+                with contextlib.suppress(OSError):
+                    self._read(drain, pending)
+            if drain.settled:
                 self._current = None  # the common case: the thread need not wake at all
-                drain.done.set()
+                drain.finished = True
                 return
             drain.stopping = True
+            self._finished.clear()
         os.write(self._wake_write, b".")
-        drain.done.wait()
+        while not drain.finished:
+            self._finished.wait()
 
     def run(self) -> None:
         while True:
@@ -199,7 +209,8 @@ class _Reader(threading.Thread):
                         drain.stopping = True
                 if drain is not None and drain.stopping:
                     self._current = None
-                    drain.done.set()
+                    drain.finished = True
+                    self._finished.set()
 
     def _read(self, drain: _Drain | None, limit: int) -> None:
         """Up to `limit` bytes from the pipe into `drain` (None: dropped). Bounded, so that
@@ -227,6 +238,7 @@ class Output:
     def __init__(self) -> None:
         self._devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         self._scratch: str | None = None
+        self._directory = ""
         self._fd = -1
         self._target: str | None = None
         self._drain: _Drain | None = None
@@ -238,10 +250,11 @@ class Output:
         head and the tail) of what arrives."""
         self._flush()
         self._target = target
-        scratch = str(scratch_path(Path(os.path.dirname(target)), os.getpid()))
-        if scratch != self._scratch:  # first attempt, or the storage moved (a reload)
+        directory = target.rpartition("/")[0]
+        if directory != self._directory:  # first attempt, or the storage moved (a reload)
             self.close()
-            self._open(scratch)
+            self._open(str(scratch_path(Path(directory), os.getpid())))
+            self._directory = directory
         if self._reader is None:
             read_fd, self._write_fd = os.pipe()
             os.set_blocking(read_fd, False)
