@@ -237,9 +237,12 @@ class WorkerProcess:
 
     def _send(self, message: Setup | RunAttempt) -> None:
         """Write to the worker; nothing once it has exited (its end is reported anyway)."""
+        self._write(self._encoder.encode(message))
+
+    def _write(self, frame: bytes) -> None:
         assert self._commands is not None
         if not self._commands.is_closing():
-            self._commands.write(self._encoder.encode(message))
+            self._commands.write(frame)
 
     async def _receive(self) -> FromWorker:
         message = await self._results.get()
@@ -253,6 +256,8 @@ class WorkerProcess:
         request: RunAttempt,
         on_started: Callable[[], None],
         on_end: Callable[[AttemptDone | WorkerDied], None],
+        *,
+        frame: bytes | None = None,
     ) -> None:
         """Send an attempt to the worker, which starts it at once. `on_started` is called
         once the worker holds the lock file and calls the job; `on_end` once with how it
@@ -260,7 +265,9 @@ class WorkerProcess:
         crashed) first. Both are called from the event loop's callbacks."""
         self.busy_with = request.job_id
         self.attempts_run += 1
-        request = self._limit_memory(request)
+        limited = self._limit_memory(request)
+        if limited is not request or frame is None:
+            frame = self.encode(limited)
 
         def listen(message: FromWorker | None) -> None:
             if message is None:
@@ -275,8 +282,12 @@ class WorkerProcess:
                 self._lift_memory_limit()
                 on_end(message)
 
-        self._send(request)
+        self._write(frame)
         self._results.listen(listen)
+
+    def encode(self, request: RunAttempt) -> bytes:
+        """The frame that carries `request` to the worker (see `hand_over`'s `frame`)."""
+        return self._encoder.encode(request)
 
     def _limit_memory(self, request: RunAttempt) -> RunAttempt:
         """With the memory controller, the cgroup limits the attempt's memory, and the
