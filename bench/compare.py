@@ -11,7 +11,8 @@ Each round measures both daemons, one after the other, on two workloads:
 - drain: `--jobs` no-op jobs stored to come due at one instant 2 s later, from that
   instant to the last completion (jobs/s): how fast due jobs are dispatched and recorded;
 - w2: `--jobs` no-op jobs submitted one call at a time while the workers consume them,
-  each call timed (`perf_counter_ns`): the submit latency's p50 and p99 in µs.
+  each call timed (`perf_counter_ns`): the submit latency's p50 and p99 in µs;
+- w2quiet: the same with the jobs due in an hour, so that only the submit path runs.
 
 The base revision is checked out into a temporary git worktree and its daemon started
 from there (the client is this checkout's: the protocol must not have changed between
@@ -66,14 +67,18 @@ def measure(code: Path | None, workload: str, jobs: int) -> dict[str, float]:
         for _ in range(warm_up):
             run_background_job("Noop", "handle", [], config=config, fallback="error")
         _wait_finished(target, warm_up)
-        if workload == "w2":
+        if workload in ("w2", "w2quiet"):
+            later = 3600.0 if workload == "w2quiet" else 0.0
             timings: list[int] = []
             clock = time.perf_counter_ns
             for _ in range(jobs):
                 started_ns = clock()
-                run_background_job("Noop", "handle", [], config=config, fallback="error")
+                run_background_job(
+                    "Noop", "handle", [], delay=later, config=config, fallback="error"
+                )
                 timings.append(clock() - started_ns)
-            _wait_finished(target, warm_up + jobs)
+            if not later:
+                _wait_finished(target, warm_up + jobs)
             target.close()
             close_clients()
             timings.sort()
@@ -116,7 +121,7 @@ def main() -> int:
     parser.add_argument("--base", required=True, help="the revision to compare with")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=4000)
-    parser.add_argument("--workloads", default="w1,drain,w2", help="of w1,drain,w2")
+    parser.add_argument("--workloads", default="w1,drain,w2", help="of w1,drain,w2,w2quiet")
     args = parser.parse_args()
     workloads = [name for name in args.workloads.split(",") if name]
     with tempfile.TemporaryDirectory(prefix="bgb-base-") as directory:
