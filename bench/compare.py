@@ -69,6 +69,7 @@ def measure(code: Path | None, workload: str, jobs: int) -> dict[str, float]:
         _wait_finished(target, warm_up)
         if workload in ("w2", "w2quiet"):
             later = 3600.0 if workload == "w2quiet" else 0.0
+            daemon_before = _cpu(pids[0])
             timings: list[int] = []
             clock = time.perf_counter_ns
             for _ in range(jobs):
@@ -79,12 +80,14 @@ def measure(code: Path | None, workload: str, jobs: int) -> dict[str, float]:
                 timings.append(clock() - started_ns)
             if not later:
                 _wait_finished(target, warm_up + jobs)
+            daemon_cpu = _cpu(pids[0]) - daemon_before
             target.close()
             close_clients()
             timings.sort()
             return {
                 "p50 µs": timings[len(timings) // 2] / 1000,
                 "p99 µs": timings[min(len(timings) - 1, len(timings) * 99 // 100)] / 1000,
+                "daemon µs/job": daemon_cpu / jobs * 1e6,
             }
         if workload == "w1":
             before = [_cpu(pid) for pid in pids]
