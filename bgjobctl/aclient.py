@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -22,10 +22,17 @@ import msgspec
 
 from bgjobctl.address import Address, resolve_address
 from bgjobctl.client import DEFAULT_TIMEOUT, ConnectionBroke
-from bgjobctl.fallback import spawn_detached
-from bgjobctl.library import Fallback, LinkSpec, discovery_key, make_spec, result_of
+from bgjobctl.fallback import POLL_SECONDS, SpooledJob, Spooler, remaining, through_daemon
+from bgjobctl.library import (
+    Fallback,
+    LinkSpec,
+    discovery_key,
+    make_spec,
+    result_of,
+    spool_or_raise,
+)
 from bgjobctl.replies import expect
-from bgjobs.errors import DaemonUnreachable, ProtocolError
+from bgjobs.errors import DaemonUnreachable, ProtocolError, UsageError
 from bgjobs.model import JobInfo, JobSpec, Priority
 from bgjobs.protocol import (
     MAX_REPLY_FRAME_BYTES,
@@ -220,26 +227,96 @@ class AsyncClient:
         await self._connection.close()
 
 
-@dataclass
 class AsyncJobHandle:
-    id: int | None
-    last_id: int | None = None
-    client: AsyncClient | None = field(default=None, repr=False)
+    """`JobHandle` for asyncio: a spooled job (no daemon answered) behaves like any other."""
+
+    def __init__(
+        self,
+        id: int | None,
+        last_id: int | None = None,
+        client: AsyncClient | None = None,
+        *,
+        spooled: SpooledJob | None = None,
+    ) -> None:
+        self._id = id
+        self._last_id = last_id if last_id is not None else id
+        self.client = client
+        self.spooled = spooled
+
+    def __repr__(self) -> str:
+        return f"AsyncJobHandle(id={self._id!r}, last_id={self._last_id!r})"
+
+    @property
+    def id(self) -> int | None:
+        """The job's id; for a spooled job, None until it is stored (see `resolve`)."""
+        if self._id is None and self.spooled is not None:
+            self._found(self.spooled.ids())  # one indexed read of a local file
+        return self._id
+
+    @property
+    def last_id(self) -> int | None:
+        self.id  # noqa: B018  # resolves a spooled job's ids
+        return self._last_id
+
+    def _found(self, ids: list[int] | None) -> None:
+        if ids:
+            self._id, self._last_id = ids[0], ids[-1]
+
+    async def resolve(self) -> int | None:
+        """The job's id, read off the event loop for a spooled job."""
+        if self._id is None and self.spooled is not None:
+            self._found(await asyncio.to_thread(self.spooled.ids))
+        return self._id
 
     async def job(self) -> JobInfo:
-        assert self.client is not None and self.id is not None
-        return await self.client.get(self.id)
+        job_id = await self.resolve()
+        if job_id is None:
+            raise UsageError("the job waits in the spool (no daemon answered): no record yet")
+        if self.client is not None:
+            try:
+                return await self.client.get(job_id)
+            except DaemonUnreachable:
+                if self.spooled is None:
+                    raise
+        assert self.spooled is not None
+        found = await asyncio.to_thread(self.spooled.stored, job_id)
+        if found is None:
+            raise DaemonUnreachable(f"no daemon answers and job {job_id} cannot be read")
+        return found
 
     async def wait(self, timeout: float | None = None) -> Any:
         """The result (of the chain's last link); JobFailed/JobCancelled otherwise."""
-        if self.client is None or self.last_id is None:
-            raise DaemonUnreachable("the job runs in a detached run_job.py; it cannot be awaited")
-        return result_of(await self.client.wait(self.last_id, timeout))
+        if self.spooled is None:
+            assert self.client is not None and self._last_id is not None
+            return result_of(await self.client.wait(self._last_id, timeout))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            return result_of(await self._wait_spooled(self.spooled, deadline))
+        except TimeoutError:
+            raise TimeoutError(f"the job did not finish within {timeout}s") from None
+
+    async def _wait_spooled(self, spooled: SpooledJob, deadline: float | None) -> JobInfo:
+        while True:
+            await self.resolve()
+            last = self._last_id
+            if last is not None:
+                job = await asyncio.to_thread(spooled.stored, last)
+                if job is not None and job.state.is_final:
+                    return job
+                if self.client is not None:
+                    try:
+                        return await self.client.wait(last, through_daemon(deadline))
+                    except (DaemonUnreachable, OSError):
+                        pass  # not up (yet, or again): the store tells
+                    except TimeoutError:
+                        pass  # a slice: see `through_daemon`
+            left = remaining(deadline)
+            await asyncio.sleep(POLL_SECONDS if left is None else min(POLL_SECONDS, left))
 
 
 # One client per event loop (a connection belongs to its loop), forgotten with the loop.
 _clients: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[str | None, ...], tuple[AsyncClient, str | None]]
+    asyncio.AbstractEventLoop, dict[tuple[str | None, ...], tuple[AsyncClient, Spooler]]
 ] = weakref.WeakKeyDictionary()
 _clients_lock = threading.Lock()
 
@@ -252,7 +329,7 @@ async def close_clients() -> None:
         await client.close()
 
 
-def _client_for(config: str | None, socket: str | None) -> tuple[AsyncClient, str | None]:
+def _client_for(config: str | None, socket: str | None) -> tuple[AsyncClient, Spooler]:
     key = discovery_key(config, socket)
     with _clients_lock:
         per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
@@ -260,7 +337,7 @@ def _client_for(config: str | None, socket: str | None) -> tuple[AsyncClient, st
         if found is None:
             address, loaded = resolve_address(config, socket)
             config_path = str(loaded.path) if loaded.path else None
-            found = per_loop[key] = (AsyncClient(address), config_path)
+            found = per_loop[key] = (AsyncClient(address), Spooler(loaded, config_path, socket))
         return found
 
 
@@ -282,13 +359,14 @@ async def run_background_job_async(
     spec = make_spec(
         class_name, method, params, delay, priority=priority, at=at, then=then, key=key
     )
-    client, config_path = _client_for(config, socket)
+    client, spooler = _client_for(config, socket)
     try:
         submitted = await client.submit([spec])
     except DaemonUnreachable:
         if fallback == "error":
             raise
-        spawn_detached(spec, config_path)
-        return AsyncJobHandle(id=None)
+        # Synchronous on purpose: a small local write (see bgjobctl.fallback), cheaper
+        # than a hop to a thread.
+        return AsyncJobHandle(id=None, client=client, spooled=spool_or_raise(spooler, spec))
     last = submitted.last_ids[0] if submitted.last_ids else submitted.ids[0]
     return AsyncJobHandle(id=submitted.ids[0], last_id=last, client=client)

@@ -2,21 +2,21 @@
 
     from bgjobctl import run_background_job
     handle = run_background_job("LessonCreatedService", "handle", ["English Grammar 101"])
-    handle.id        # the job's id (None when it fell back to a detached run_job.py)
+    handle.id        # the job's id (None while it waits in the spool: see below)
     handle.wait(10)  # its result, or JobFailed carrying the job's error
 
 One connection per process is reused, safely across threads and after fork. When no daemon
-answers, the job runs in a detached `run_job.py` (fallback="spawn", the default) so the
-caller never blocks and the job is not lost; fallback="error" raises DaemonUnreachable.
+answers (fallback="spawn", the default), the job is checked as the daemon would check it,
+spooled beside the store and run by the one drainer of the host until the daemon is back
+and takes the rest over (bgjobctl.fallback); fallback="error" raises DaemonUnreachable.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -24,7 +24,7 @@ import msgspec
 
 from bgjobctl.address import resolve_address
 from bgjobctl.client import DEFAULT_TIMEOUT, Client
-from bgjobctl.fallback import spawn_detached
+from bgjobctl.fallback import POLL_SECONDS, SpooledJob, Spooler, remaining, through_daemon
 from bgjobs.config import CONFIG_ENV, SOCKET_ENV
 from bgjobs.errors import DaemonUnreachable, JobCancelled, JobFailed, TooLarge, UsageError
 from bgjobs.model import MAX_KEY_LENGTH, ChainLink, JobInfo, JobSpec, JobState, Priority
@@ -32,44 +32,96 @@ from bgjobs.params import check_encodable
 from bgjobs.protocol import MAX_FRAME_BYTES, ErrorCode
 from bgjobs.sizes import format_size
 from bgjobs.times import delay_problem, run_at_problem
+from bgjobs.tracing import current_trace
 
 Fallback = Literal["spawn", "error"]
 LinkSpec = tuple[str, str] | tuple[str, str, Sequence[Any]]
 
 
-@dataclass
 class JobHandle:
-    """A submitted job (or chain): its id, and a way to wait for its result."""
+    """A submitted job (or chain): its id, and a way to wait for its result.
 
-    id: int | None
-    last_id: int | None = None
-    """The last link's id, for a chain; the job's own id otherwise."""
-    client: Client | None = field(default=None, repr=False)
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-    """The detached run_job.py, when the daemon was unreachable."""
+    A job spooled because no daemon answered behaves the same: its `id` is known once the
+    drainer or the daemon has stored it (None until then), and `wait()` waits through the
+    daemon when it answers, else by reading the store."""
+
+    def __init__(
+        self,
+        id: int | None,
+        last_id: int | None = None,
+        client: Client | None = None,
+        *,
+        spooled: SpooledJob | None = None,
+    ) -> None:
+        self._id = id
+        self._last_id = last_id if last_id is not None else id
+        self.client = client
+        self.spooled = spooled
+
+    def __repr__(self) -> str:
+        return f"JobHandle(id={self.id!r}, last_id={self._last_id!r})"
+
+    def _resolve(self) -> None:
+        if self._id is None and self.spooled is not None:
+            ids = self.spooled.ids()
+            if ids:
+                self._id, self._last_id = ids[0], ids[-1]
+
+    @property
+    def id(self) -> int | None:
+        self._resolve()
+        return self._id
+
+    @property
+    def last_id(self) -> int | None:
+        """The last link's id, for a chain; the job's own id otherwise."""
+        self._resolve()
+        return self._last_id
 
     def job(self) -> JobInfo:
         """The job's current record (the first link's, for a chain)."""
-        if self.client is None or self.id is None:
-            raise UsageError("this job runs in a detached run_job.py; the daemon has no record")
-        return self.client.get(self.id)
+        job_id = self.id
+        if job_id is None:
+            raise UsageError("the job waits in the spool (no daemon answered): no record yet")
+        if self.client is not None:
+            try:
+                return self.client.get(job_id)
+            except DaemonUnreachable:
+                if self.spooled is None:
+                    raise
+        found = self.spooled.stored(job_id) if self.spooled is not None else None
+        if found is None:
+            raise DaemonUnreachable(f"no daemon answers and job {job_id} cannot be read")
+        return found
 
     def wait(self, timeout: float | None = None) -> Any:
         """The result of the job (of the chain's last link); raises JobFailed (or
         JobCancelled) if it did not succeed, TimeoutError after `timeout` seconds."""
-        if self.client is None or self.last_id is None:
-            return self._wait_detached(timeout)
-        job = self.client.wait(self.last_id, timeout)
-        return result_of(job)
-
-    def _wait_detached(self, timeout: float | None) -> None:
-        assert self.process is not None
+        if self.spooled is None:
+            assert self.client is not None and self._last_id is not None
+            return result_of(self.client.wait(self._last_id, timeout))
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise TimeoutError(f"run_job.py did not finish within {timeout}s") from None
-        if code != 0:
-            raise RuntimeError(f"the job failed in run_job.py (exit code {code})")
+            return result_of(self._wait_spooled(self.spooled, deadline))
+        except TimeoutError:
+            raise TimeoutError(f"the job did not finish within {timeout}s") from None
+
+    def _wait_spooled(self, spooled: SpooledJob, deadline: float | None) -> JobInfo:
+        while True:
+            last = self.last_id
+            if last is not None:
+                job = spooled.stored(last)
+                if job is not None and job.state.is_final:
+                    return job
+                if self.client is not None:
+                    try:
+                        return self.client.wait(last, through_daemon(deadline))
+                    except DaemonUnreachable:
+                        pass  # not up (yet, or again): the store tells
+                    except TimeoutError:
+                        pass  # a slice: see `through_daemon`
+            left = remaining(deadline)
+            time.sleep(POLL_SECONDS if left is None else min(POLL_SECONDS, left))
 
 
 def result_of(job: JobInfo) -> Any:
@@ -92,7 +144,8 @@ def make_spec(
     key: str | None = None,
 ) -> JobSpec:
     """The spec of one submit, with a fresh idempotency key unless one is given (e.g. one
-    derived from the caller's own request id, so that its retries are the same job)."""
+    derived from the caller's own request id, so that its retries are the same job), and
+    the trace context of the caller's current OpenTelemetry span, if any."""
     if at is not None and at.tzinfo is None:
         raise UsageError("at= must be a timezone-aware datetime")
     problem = run_at_problem(at) if at is not None else delay_problem(delay)
@@ -116,6 +169,7 @@ def make_spec(
         run_at=at,
         then=links,
         key=new_key() if key is None else _checked_key(key),
+        trace=current_trace(),
     )
     _check_sendable(spec)
     return spec
@@ -168,6 +222,7 @@ class JobClient:
         self.client = Client(address, timeout=timeout)
         self.config_path = str(loaded.path) if loaded.path else None
         self.fallback = fallback
+        self.spooler = Spooler(loaded, self.config_path, socket)
 
     def close(self) -> None:
         self.client.close()
@@ -178,9 +233,22 @@ class JobClient:
         except DaemonUnreachable:
             if (fallback or self.fallback) == "error":
                 raise
-            return JobHandle(id=None, process=spawn_detached(spec, self.config_path))
+            return JobHandle(
+                id=None, client=self.client, spooled=spool_or_raise(self.spooler, spec)
+            )
         last = submitted.last_ids[0] if submitted.last_ids else submitted.ids[0]
         return JobHandle(id=submitted.ids[0], last_id=last, client=self.client)
+
+
+def spool_or_raise(spooler: Spooler, spec: JobSpec) -> SpooledJob:
+    """The job spooled; a refusal as the daemon would give it; DaemonUnreachable if the
+    spool cannot be written either (then nothing holds the job: the caller must know)."""
+    try:
+        return spooler.spool(spec)
+    except OSError as exc:
+        raise DaemonUnreachable(
+            f"no daemon answers, and the job could not be spooled: {exc}"
+        ) from exc
 
 
 _clients: dict[tuple[str | None, ...], JobClient] = {}

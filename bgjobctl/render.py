@@ -97,11 +97,21 @@ def print_jobs(jobs: Sequence[JobInfo], total: int) -> None:
         )
 
 
+def progress_text(fraction: float, message: str | None) -> str:
+    """A progress update as `40% imported 4,000 rows` (floored: 100% only when done)."""
+    percent = f"{int(fraction * 100)}%"
+    return f"{percent} {message}" if message else percent
+
+
 def job_details(job: JobInfo) -> list[tuple[str, str]]:
     details = [
         ("id", str(job.id)),
         ("job", job.label),
         ("state", job.state.value + (f" ({job.reason})" if job.reason else "")),
+    ]
+    if job.progress is not None:
+        details.append(("progress", progress_text(job.progress, job.progress_message)))
+    details += [
         ("params", short(job.params, 2000)),
         ("priority", job.priority.value),
         ("attempts", f"{job.attempts} of {job.max_attempts}"),

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from bgjobd import filemodes, locks, sdnotify
+from bgjobd import filemodes, locks, sdnotify, spoolimport
 from bgjobd.attempts import Attempts
 from bgjobd.engine import Engine
 from bgjobd.events import EventHub
@@ -32,8 +32,9 @@ from bgjobd.pool import WorkerPool
 from bgjobd.recovery import recover
 from bgjobd.server import ConnectionLimits, Connections, Gate
 from bgjobd.store.sqlite import SQLiteStore
+from bgjobd.storehealth import StoreHealth, mark_lost, open_store, refuse_if_lost
 from bgjobs.config import Config, load_config
-from bgjobs.errors import ConfigError
+from bgjobs.errors import ConfigError, ExitCode
 from bgjobs.protocol import Reply
 
 
@@ -56,7 +57,7 @@ class Daemon:
         filemodes.restrict_umask(self.modes)
         tightened: list[str] = []
         filemodes.prepare_storage(config, self.modes, tightened.append)
-        self.log = JobLog(config.logs_dir)
+        self.log = JobLog(config.logs_dir, config.settings.logging.format)
         for message in tightened:
             self.say(message)
         self._stopping = asyncio.Event()
@@ -66,6 +67,9 @@ class Daemon:
         self._services: list[Service] = []
         self._connections: Connections | None = None
         self.engine: Engine | None = None
+        self._health: StoreHealth | None = None
+        self.store_lost: str | None = None
+        """Why the store was lost while running: the daemon stops at once, exit non-zero."""
 
     def say(self, message: str, *, error: bool = False) -> None:
         """The daemon's own news: to stderr, and to the log files."""
@@ -74,6 +78,7 @@ class Daemon:
 
     async def run(self) -> int:
         config = self.config
+        refuse_if_lost(config)
         self._locks.append(
             InstanceLock(config.storage_dir / "bgjobd.lock", str(config.storage_dir))
         )
@@ -93,10 +98,18 @@ class Daemon:
         began = locks.job_ids(config.locks_dir)
         for stale in locks.remove_stale(config.locks_dir):
             self.log.warning(NO_JOB, f"removed stale lock file {stale.name}")
-        store = SQLiteStore(
-            config.database_path, fsync=config.settings.daemon.fsync, background_checkpoints=True
+        store = open_store(config, lambda message: self.say(message, error=True))
+        health = StoreHealth(
+            config, say=lambda message: self.say(message, error=True), on_lost=self.lose_store
         )
-        journal = Journal(store, lambda message: self.say(message, error=True))
+        health.remember()
+        self._health = health
+        journal = Journal(
+            store,
+            lambda message: self.say(message, error=True),
+            health=health,
+            on_fatal=self.lose_store,
+        )
         pool = WorkerPool(
             config,
             size=config.workers,
@@ -121,7 +134,11 @@ class Daemon:
                 self.say(f"recovered {recovered} job(s) that were running when bgjobd stopped")
             await pool.start()
             attempts.start_watching_locks()
+            health.start()
             await self._listen(engine)
+            # Jobs spooled by clients while no daemon answered: imported from a task, in
+            # batches, so the daemon answers at once however many there are.
+            self._services.append(spoolimport.start(engine, lambda m: self.say(m, error=True)))
             await self._start_services()
             self._install_signals()
             sdnotify.notify("READY=1")
@@ -135,11 +152,30 @@ class Daemon:
             if watchdog is not None:
                 watchdog.cancel()
             sdnotify.notify("STOPPING=1")
-            self.say("stopping: no new jobs; waiting for running attempts")
+            if self.store_lost is None:
+                self.say("stopping: no new jobs; waiting for running attempts")
         finally:
-            await self._shutdown(engine, pool, attempts, store)
+            health.stop()
+            committed = await self._shutdown(engine, pool, attempts, store)
+        if self.store_lost is not None:
+            self.say(f"stopped because the store was lost: {self.store_lost}", error=True)
+            return ExitCode.FAILED
+        if not committed:
+            self.say("stopped, but the last writes could not be committed", error=True)
+            return ExitCode.FAILED
         self.say("stopped")
-        return 0
+        return ExitCode.OK
+
+    def lose_store(self, reason: str) -> None:
+        """The store was deleted, replaced or became unusable: stop acknowledging at once
+        (the journal and the health check refuse submits with `store_unavailable`), stop
+        running attempts without waiting (nothing they do can be recorded), exit non-zero."""
+        if self.store_lost is not None:
+            return
+        self.store_lost = reason
+        self.say(f"STORE LOST: {reason}", error=True)
+        mark_lost(self.config, reason)
+        self._stopping.set()
 
     # listening -----------------------------------------------------------------------------
 
@@ -232,10 +268,13 @@ class Daemon:
                 ):
                     self.log.warning(NO_JOB, f"{table}.{key} changed; it applies after a restart")
         self.config = new
+        self.log.set_format(new.settings.logging.format)
         assert self.engine is not None
         self.engine.attempts.config = new
         self.engine.attempts.pool.reconfigure(new)
         self.engine.reconfigure(new)
+        if self._health is not None:
+            self._health.reconfigure(new)
         self.say("configuration reloaded")
 
     def _start_watchdog(self) -> asyncio.Task[None] | None:
@@ -254,25 +293,47 @@ class Daemon:
 
     async def _shutdown(
         self, engine: Engine, pool: WorkerPool, attempts: Attempts, store: SQLiteStore
-    ) -> None:
-        # From here on every request is answered SHUTTING_DOWN (clients fall back), and no
-        # new connection is accepted; the open ones close before the store does, so that
-        # nothing reaches a closed store.
+    ) -> bool:
+        """Stop everything; returns whether the last writes were committed. From here on
+        every request is answered SHUTTING_DOWN (clients fall back), and no new connection
+        is accepted; the open ones close before the store does, so that nothing reaches a
+        closed store."""
         engine.shutting_down = True
         if self._server is not None:
             self._server.close()
         for service in self._services:
             with contextlib.suppress(Exception):
                 await service.stop()
-        await engine.drain(self.config.settings.daemon.shutdown_timeout)
+        engine.journal.impatient()
+        lost = self.store_lost is not None
+        await engine.drain(0 if lost else self.config.settings.daemon.shutdown_timeout)
         await attempts.stop_watching_locks()
         await pool.close()
         if self._connections is not None:
             await self._connections.close_all()
-        store.commit()
-        store.close()
+        engine.journal.close()
+        committed = lost or await self._final_commit(store)
+        try:
+            store.close()
+        except Exception as exc:  # noqa: BLE001  # stopping goes on whatever the store does
+            self.say(f"closing the store failed: {exc}", error=True)
         if self._bound_socket:
             with contextlib.suppress(FileNotFoundError):
                 self.config.socket_path.unlink()
         for lock in self._locks:
             lock.release()
+        return committed
+
+    async def _final_commit(self, store: SQLiteStore) -> bool:
+        """The last commit, retried a few times (a full disk frees its reserve for it)."""
+        for delay in (0.0, 0.1, 0.3, 1.0):
+            await asyncio.sleep(delay)
+            try:
+                if store.in_transaction:
+                    store.commit()
+                return True
+            except Exception as exc:  # noqa: BLE001  # reported; recovery re-runs those jobs
+                self.say(f"final commit failed: {exc}", error=True)
+                with contextlib.suppress(Exception):
+                    store.redo_kept_writes()
+        return False

@@ -17,10 +17,11 @@ from bgjobd import capture, limits, locks
 from bgjobd.joblog import JobLog, describe_params
 from bgjobd.pool import WorkerPool
 from bgjobd.retries import TIMEOUT_ERROR, Decision, Directive
-from bgjobd.worker.messages import AttemptDone, RunAttempt
+from bgjobd.worker.messages import AttemptDone, Progress, RunAttempt
 from bgjobd.workers import WorkerDied, WorkerProcess
 from bgjobs.config import Config
 from bgjobs.model import ErrorInfo, JobInfo, Outcome
+from bgjobs.progress import clean_fraction, clean_message
 from bgjobs.protocol import HEADER_BYTES, MAX_FRAME_BYTES
 from bgjobs.sizes import format_size
 
@@ -70,6 +71,9 @@ class RunningAttempt:
     """The worker reported its lock file made: from then on, its absence means cancel."""
     lock_missing: int = 0
     deadline: asyncio.TimerHandle | None = None
+    progress: float | None = None
+    """The latest `bgjobs.progress` the attempt reported (in memory only)."""
+    progress_message: str | None = None
 
     def lock_made(self) -> None:
         self.has_lock = True
@@ -91,6 +95,8 @@ class Attempts:
         self._given_back: dict[int, int] = {}
         """Per job, how many times in a row its worker died before taking the attempt up."""
         self._watcher: asyncio.Task[None] | None = None
+        self.progress_listeners: list[Callable[[RunningAttempt], None]] = []
+        """Called with a running attempt whenever it reports progress."""
 
     def start_watching_locks(self) -> None:
         self._watcher = asyncio.create_task(self._watch_locks())
@@ -178,12 +184,31 @@ class Attempts:
         self.running[job.id] = running
         running.deadline = loop.call_later(job.timeout, self._on_deadline, running)
         try:
-            worker.hand_over(request, running.lock_made, ended, frame=frame)
+            worker.hand_over(
+                request,
+                running.lock_made,
+                ended,
+                lambda update: self._progressed(running, update),
+                frame=frame,
+            )
         except BaseException:
             running.deadline.cancel()
             self.running.pop(job.id, None)
             raise
         return running
+
+    def _progressed(self, running: RunningAttempt, update: Progress) -> None:
+        """Keep the attempt's latest progress. The worker runs job code: its update is
+        checked again, and a malformed one dropped."""
+        if update.attempt != running.number or self.running.get(running.job.id) is not running:
+            return
+        try:
+            running.progress = clean_fraction(update.fraction)
+            running.progress_message = clean_message(update.message)
+        except (TypeError, ValueError):
+            return
+        for listener in self.progress_listeners:
+            listener(running)
 
     def _died(self, running: RunningAttempt, died: WorkerDied) -> AttemptResult:
         # The worker could not clean up after itself: it was killed.
@@ -214,6 +239,7 @@ class Attempts:
             max_output_bytes=limits.output_bytes,
             max_open_files=limits.open_files,
             max_result_bytes=limits.result_bytes,
+            trace=job.trace,
         )
 
     def _unsendable(self, size: int, job: JobInfo) -> AttemptResult | None:

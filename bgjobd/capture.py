@@ -27,13 +27,10 @@ import threading
 from pathlib import Path
 from typing import Final
 
+from bgjobs.outputs import scratch_path
 from bgjobs.sizes import format_size
 
 _CHUNK: Final = 1 << 16
-
-
-def scratch_path(directory: Path, worker_pid: int) -> Path:
-    return directory / f".worker-{worker_pid}.out"
 
 
 def keep(scratch: Path, target: Path) -> None:

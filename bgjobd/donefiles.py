@@ -11,9 +11,10 @@ nothing is created or removed per attempt.
 A worker starts its next file once the current one holds `FILE_BYTES`. The files a worker
 has moved past hold only reported attempts, so the daemon removes them once its next
 commit is done (`superseded`, `files_of`), and all of a worker's files once the worker has
-exited; recovery removes those of workers that are gone. A record cut short (its worker
-killed while writing) fails its checksum and ends the reading of that file; the lock file,
-still there, then says the attempt was under way.
+exited; recovery removes those of workers that are gone once no job they hold a record of
+is still running elsewhere (a dead drainer's, which its settler reads). A record cut short
+(its worker killed while writing) fails its checksum and ends the reading of that file;
+the lock file, still there, then says the attempt was under way.
 """
 
 from __future__ import annotations
@@ -177,11 +178,20 @@ def found(locks_dir: Path) -> dict[int, Finished]:
     return outcomes
 
 
-def remove_left_behind(locks_dir: Path) -> None:
-    """Remove the files of workers that are gone (after recovery has committed what it
-    took from them). A live process's files stay: a `run_job.py` beside us records its
-    own attempts."""
-    for path, pid in _worker_files(locks_dir):
-        if not pid_alive(pid):
+def left_behind(locks_dir: Path) -> list[tuple[Path, set[int]]]:
+    """The files of workers that are gone, each with the ids of the jobs it has records of."""
+    return [
+        (path, {record.done.job_id for record in read(path)})
+        for path, pid in _worker_files(locks_dir)
+        if not pid_alive(pid)
+    ]
+
+
+def remove_settled(locks_dir: Path, job_ids: set[int]) -> None:
+    """Remove the files of workers that are gone whose every record is of one of `job_ids`
+    (their attempts just recorded and committed by the caller). Any other such file is
+    left for the next daemon start's recovery, which knows the whole store."""
+    for path, jobs in left_behind(locks_dir):
+        if jobs <= job_ids:
             with contextlib.suppress(OSError):
                 path.unlink()

@@ -15,8 +15,10 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
+from msgspec.structs import replace as replace_struct
+
 from bgjobd import chains, locks, outcomes, submission
-from bgjobd.attempts import AttemptResult, Attempts
+from bgjobd.attempts import AttemptResult, Attempts, RunningAttempt
 from bgjobd.concurrency import ConcurrencyLimits
 from bgjobd.events import EventHub
 from bgjobd.joblog import NO_JOB, JobLog, describe_params
@@ -78,6 +80,7 @@ class Engine:
         self._recent_finishes: deque[float] = deque()
         self.attempt_listeners: list[Callable[[JobInfo, AttemptResult], None]] = []
         """Called after every attempt with the job (as it ran) and how it ended: metrics."""
+        attempts.progress_listeners.append(self._progressed)
 
     # start and stop ----------------------------------------------------------------------
 
@@ -127,7 +130,11 @@ class Engine:
 
         A callback rather than a coroutine or future: a submit is the hottest request, and
         this way its reply goes out from inside the commit, with no task and no hop
-        through the event loop's queue."""
+        through the event loop's queue.
+
+        A store that cannot take them now (a full disk, a lost database) raises
+        StoreFull or StoreUnavailable at once, before anything is written."""
+        self.journal.admit()
         now = time.time()
         built = [self._build(spec, now) for spec in specs]
         batch = _Batch()
@@ -378,13 +385,39 @@ class Engine:
         if waiter is not None:
             self.journal.after_commit(waiter.set)
 
+    def adopted(
+        self, entries: Sequence[tuple[WaitingEntry, JobState]], job_ids: Sequence[int]
+    ) -> None:
+        """Jobs taken over from a fallback drainer (bgjobd.spoolimport), committed: the
+        queued and scheduled ones join the scheduler, and whoever watches them hears."""
+        for entry, state in entries:
+            if state is JobState.SCHEDULED:
+                self.scheduler.add_scheduled(entry)
+            else:
+                self.scheduler.add_ready(entry)
+        for job_id in job_ids:
+            self._publish_id_later(job_id)
+        self._pump()
+
     # requests ------------------------------------------------------------------------------
 
     def get(self, job_id: int) -> JobInfo:
         job = self.store.get(job_id)
         if job is None:
             raise NotFound(ErrorCode.NOT_FOUND, f"no job {job_id}")
-        return job
+        return self.with_progress(job)
+
+    def with_progress(self, job: JobInfo) -> JobInfo:
+        """The job with its running attempt's latest progress, which only the daemon's
+        memory holds (an attempt does not outlive its daemon)."""
+        if job.state is not JobState.RUNNING:
+            return job
+        running = self.attempts.running.get(job.id)
+        if running is None or running.progress is None:
+            return job
+        return replace_struct(
+            job, progress=running.progress, progress_message=running.progress_message
+        )
 
     async def cancel(self, job_id: int, reason: str = "cancelled by request") -> JobInfo:
         job = self.get(job_id)
@@ -456,6 +489,12 @@ class Engine:
         return ids
 
     # events and stats ----------------------------------------------------------------------
+
+    def _progressed(self, running: RunningAttempt) -> None:
+        """A progress update is an event of its own. Nothing is stored, but it goes out
+        after the commit in progress, so it never comes before the event of the job's
+        start (committed lazily) or after the event of its end."""
+        self._publish_later(self.with_progress(running.job))
 
     def _publish_later(self, job: JobInfo, outcome: Outcome | None = None) -> None:
         if self.events.has_listeners:

@@ -41,6 +41,8 @@ class EventHub:
             attempt=job.attempts,
             at=datetime.now(UTC),
             outcome=outcome,
+            progress=job.progress,
+            progress_message=job.progress_message,
         )
         for job_ids, listener in list(self._listeners.values()):
             if not job_ids or job.id in job_ids:

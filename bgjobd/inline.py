@@ -13,7 +13,7 @@ import sys
 import threading
 from datetime import UTC, datetime
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -24,6 +24,9 @@ from bgjobd.worker.messages import Setup
 from bgjobs.config import Config
 from bgjobs.model import AttemptInfo, ChainLink, JobInfo, JobSpec, JobState, Outcome
 from bgjobs.signals import Fail, Retry
+
+if TYPE_CHECKING:
+    from bgjobd.worker.tracing import InlineSpan
 
 
 def _now() -> datetime:
@@ -72,6 +75,7 @@ class InlineJobs:
                 chain_id=ids[0] if chained else None,
                 chain_position=position if chained else None,
                 chain_length=len(links) if chained else None,
+                trace=spec.trace,
             )
         return ids[0], ids[-1]
 
@@ -106,6 +110,7 @@ class InlineJobs:
         while job.state is JobState.QUEUED:
             number = job.attempts + 1
             started = _now()
+            span = self._begin_span(job, number)
             try:
                 value = resolve(self._setup, self._jobs_package(), job.class_name, job.method)(
                     *job.params
@@ -117,8 +122,19 @@ class InlineJobs:
             else:
                 job = self._ended(job, number, started, JobState.SUCCEEDED, Outcome.SUCCEEDED)
                 job.result = value
+            if span is not None:
+                span.end(job.history[-1])
             self.jobs[job.id] = job
         return job
+
+    def _begin_span(self, job: JobInfo, number: int) -> InlineSpan | None:
+        """The attempt's span, as a worker would make it, when `[tracing]` is enabled: in the
+        trace the job was submitted in, exported by the test's own tracer provider."""
+        if not self.config.settings.tracing.enabled:
+            return None
+        from bgjobd.worker.tracing import InlineSpan
+
+        return InlineSpan(job, number)
 
     def _failed(self, job: JobInfo, number: int, started: datetime, exc: Exception) -> JobInfo:
         error = describe_error(exc)

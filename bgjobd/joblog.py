@@ -6,6 +6,13 @@ line is one `write` on an O_APPEND descriptor, so several processes share the fi
 Control, C1 and bidi characters are escaped (`bgjobs.text`), so no parameter or message can
 forge a line or act on a terminal that shows the file; a line is capped at `MAX_LINE`
 characters (the label at `MAX_LABEL`), saying how much was cut.
+
+With `[logging] format = "jsonl"` (or `"both"`, beside the text files) the same lines go to
+`background_jobs.jsonl` as JSON objects, one per line and one `write` each, whatever their
+status: `time` (ISO 8601, UTC, milliseconds), `status`, `class` and `method` (null for the
+daemon's own lines), `job_id`, `attempt` and `max_attempts` (read from the message's
+`job N attempt A/M` tag; null when it has none), and `message`, escaped and capped as in
+the text line.
 """
 
 from __future__ import annotations
@@ -13,16 +20,19 @@ from __future__ import annotations
 import enum
 import functools
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Final
 
 import msgspec
 
+from bgjobs.settings import LogFormat
 from bgjobs.text import cap, escape_controls
 
 MAIN_LOG: Final = "background_jobs.log"
 ERROR_LOG: Final = "background_jobs_errors.log"
+JSONL_LOG: Final = "background_jobs.jsonl"
 NO_JOB: Final = "N/A::N/A"
 _ROTATION_CHECK_SECONDS: Final = 1.0
 _PARAMS_SHOWN: Final = 200
@@ -64,6 +74,44 @@ def format_line(status: Status, label: str, message: str, now: float | None = No
     stamp = _stamp(int(time.time() if now is None else now))
     shown = cap(escape(label), MAX_LABEL)
     return f"[{stamp}] [{status}] {shown} - {cap(escape(message), MAX_LINE - len(shown))}\n"
+
+
+@functools.lru_cache(maxsize=4)
+def _iso_second(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
+_TAG: Final = re.compile(r"job (\d+)(?: attempt (\d+)/(\d+))?\b")
+"""The tag messages about a job start with (`attempts.job_tag`, or just `job N`)."""
+
+
+def _number(text: str | None) -> int | None:
+    return None if text is None else int(text)
+
+
+def format_json_line(status: Status, label: str, message: str, now: float | None = None) -> bytes:
+    """The line as one JSON object (see the module's docstring), newline included."""
+    now = time.time() if now is None else now
+    second = int(now)
+    shown = cap(escape(label), MAX_LABEL)
+    class_name: str | None = label
+    method: str | None = None
+    if label == NO_JOB:
+        class_name = None
+    elif "::" in label:
+        class_name, method = label.split("::", 1)
+    tag = _TAG.match(message)
+    record = {
+        "time": f"{_iso_second(second)}.{int((now - second) * 1000):03d}Z",
+        "status": status.value,
+        "class": None if class_name is None else cap(escape(class_name), MAX_LABEL),
+        "method": None if method is None else cap(escape(method), MAX_LABEL),
+        "job_id": _number(tag.group(1)) if tag else None,
+        "attempt": _number(tag.group(2)) if tag else None,
+        "max_attempts": _number(tag.group(3)) if tag else None,
+        "message": cap(escape(message), MAX_LINE - len(shown)),
+    }
+    return msgspec.json.encode(record) + b"\n"
 
 
 class _AppendFile:
@@ -113,15 +161,43 @@ class _AppendFile:
 
 
 class JobLog:
-    """Writes the execution log and the error log under one directory."""
+    """Writes the execution log and the error log under one directory, and/or the JSON
+    lines (`log_format`)."""
 
-    def __init__(self, logs_dir: Path) -> None:
-        self.main = _AppendFile(logs_dir / MAIN_LOG)
-        self.errors = _AppendFile(logs_dir / ERROR_LOG)
+    def __init__(self, logs_dir: Path, log_format: LogFormat = "text") -> None:
+        self._logs_dir = logs_dir
+        self._text: tuple[_AppendFile, _AppendFile] | None = None
+        self._jsonl: _AppendFile | None = None
+        self.set_format(log_format)
+
+    def set_format(self, log_format: LogFormat) -> None:
+        """Which files get the lines from now on (a reload may change it)."""
+        wants_text = log_format in ("text", "both")
+        wants_jsonl = log_format in ("jsonl", "both")
+        if wants_text and self._text is None:
+            self._text = (
+                _AppendFile(self._logs_dir / MAIN_LOG),
+                _AppendFile(self._logs_dir / ERROR_LOG),
+            )
+        elif not wants_text and self._text is not None:
+            for file in self._text:
+                file.close()
+            self._text = None
+        if wants_jsonl and self._jsonl is None:
+            self._jsonl = _AppendFile(self._logs_dir / JSONL_LOG)
+        elif not wants_jsonl and self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
 
     def write(self, status: Status, label: str, message: str) -> None:
-        target = self.errors if status in _TO_ERROR_LOG else self.main
-        target.write(format_line(status, label, message).encode("utf-8", "backslashreplace"))
+        now = time.time()
+        if self._text is not None:
+            main, errors = self._text
+            target = errors if status in _TO_ERROR_LOG else main
+            line = format_line(status, label, message, now)
+            target.write(line.encode("utf-8", "backslashreplace"))
+        if self._jsonl is not None:
+            self._jsonl.write(format_json_line(status, label, message, now))
 
     def info(self, label: str, message: str) -> None:
         self.write(Status.INFO, label, message)
@@ -138,11 +214,14 @@ class JobLog:
     def security(self, label: str, message: str) -> None:
         self.write(Status.SECURITY, label, message)
 
+    def _files(self) -> list[_AppendFile]:
+        return [*(self._text or ()), *([self._jsonl] if self._jsonl else [])]
+
     def reopen(self) -> None:
         """After rotation by logrotate (SIGHUP): start writing to fresh files."""
-        self.main.reopen()
-        self.errors.reopen()
+        for file in self._files():
+            file.reopen()
 
     def close(self) -> None:
-        self.main.close()
-        self.errors.close()
+        for file in self._files():
+            file.close()

@@ -69,9 +69,14 @@ def read_lock(path: Path) -> LockInfo | None:
 def acquire(path: Path, info: LockInfo) -> None:
     """Create the lock file; a stale one (its process gone) is replaced, a live one raises."""
     data = msgspec.json.encode(info)
-    for _ in range(2):
+    for _ in range(3):
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileNotFoundError:
+            # The directory was removed by hand: made again (the daemon's store check says
+            # so in the log), rather than every attempt crashing its worker.
+            path.parent.mkdir(parents=True, exist_ok=True)
+            continue
         except FileExistsError:
             holder = read_lock(path)
             if holder is not None and holder.pid != info.pid and pid_alive(holder.pid):
@@ -82,6 +87,10 @@ def acquire(path: Path, info: LockInfo) -> None:
             continue
         try:
             os.write(fd, data)
+        except OSError:
+            # A full disk: the file exists, which is what cancel and recovery look at;
+            # its description is a courtesy (an empty one reads as unknown).
+            pass
         finally:
             os.close(fd)
         return

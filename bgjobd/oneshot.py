@@ -104,10 +104,10 @@ def owner_name() -> str:
 
 
 class OneShot:
-    def __init__(self, config: Config, joblog: JobLog) -> None:
+    def __init__(self, config: Config, joblog: JobLog, owner: str | None = None) -> None:
         self.config = config
         self.log = joblog
-        self.owner = owner_name()
+        self.owner = owner or owner_name()
         self.store = SQLiteStore(config.database_path, fsync=config.settings.daemon.fsync)
         self.pool = WorkerPool(config, size=1, on_error=lambda text: joblog.error(NO_JOB, text))
         self.attempts = Attempts(config, self.pool, joblog, self.owner)
@@ -185,13 +185,19 @@ class OneShot:
                     return self._abandon(job)
                 self.store.promote([job_id])
                 self.store.commit()
-            await self._attempt(job_id, stop)
+            ran = await self._attempt(job_id, stop)
+            assert ran
 
-    async def _attempt(self, job_id: int, stop: asyncio.Event) -> None:
+    def _claim(self, job_id: int, worker_pid: int) -> JobInfo | None:
+        return self.store.claim(job_id, self.owner, worker_pid, time.time())
+
+    async def _attempt(self, job_id: int, stop: asyncio.Event) -> bool:
+        """One attempt of the job, recorded; False if it could not be claimed."""
         async with self.attempts.worker() as worker:
-            job = self.store.claim(job_id, self.owner, worker.pid, time.time())
+            job = self._claim(job_id, worker.pid)
             self.store.commit()
-            assert job is not None
+            if job is None:
+                return False
             watcher = asyncio.create_task(self._cancel_on(stop, job_id))
             try:
                 result = await self.attempts.run(worker, job, job.attempts)
@@ -199,6 +205,7 @@ class OneShot:
                 watcher.cancel()
         outcomes.record(self.config, self.store, self.log, job, result)
         self.store.commit()
+        return True
 
     async def _cancel_on(self, stop: asyncio.Event, job_id: int) -> None:
         await stop.wait()
@@ -255,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     for directory in (config.logs_dir, config.job_output_dir, config.locks_dir):
         directory.mkdir(parents=True, exist_ok=True)
-    joblog = JobLog(config.logs_dir)
+    joblog = JobLog(config.logs_dir, config.settings.logging.format)
     for link in [ChainLink(spec.class_name, spec.method, spec.params), *spec.then]:
         try:
             submission.check_allowed(config, link.class_name, link.method)

@@ -170,6 +170,8 @@ class WorkerPool:
             jobs_package=settings.jobs_package,
             base_dir=str(self._config.base_dir),
             allowed_jobs=settings.allowed_jobs,
+            tracing=settings.tracing.enabled,
+            tracing_setup=settings.tracing.setup,
         )
 
     def _environment(self) -> dict[str, str]:

@@ -29,7 +29,7 @@ def recover(engine: Engine, began: set[int]) -> int:
         started = job.started_at.timestamp() if job.started_at else time.time()
         outcome = finished.get(job.id)
         if outcome is not None and outcome.done.attempt == job.attempts:
-            engine.record_attempt(job, _reported(outcome, job.worker_pid, started))
+            engine.record_attempt(job, reported(outcome, job.worker_pid, started))
             continue
         began_here = job.id in began
         result = AttemptResult(
@@ -47,10 +47,26 @@ def recover(engine: Engine, began: set[int]) -> int:
     running = {job.id for job in orphans}
     unclaimed = _record_unclaimed_runs(engine, began - running, finished, running)
     end_abandoned_oneshots(engine)
-    engine.store.commit()
-    donefiles.remove_left_behind(engine.config.locks_dir)
+    # Through the journal: a commit that meets a full disk is redone and retried.
+    engine.journal.flush()
+    if not engine.store.in_transaction:  # committed: the outcome files have served
+        _remove_outcome_files(engine)
     engine.wake()
     return len(orphans) + unclaimed
+
+
+def _remove_outcome_files(engine: Engine) -> None:
+    """The files of workers that are gone, once committed: unless one holds a record of a
+    job still running under another owner (a drainer or `run_job.py` that died too: whoever
+    settles that job reads the record)."""
+    store = engine.store
+    for path, job_ids in donefiles.left_behind(engine.config.locks_dir):
+        jobs = (store.get(job_id) for job_id in job_ids)
+        if not any(
+            job is not None and job.state is JobState.RUNNING and job.owner != engine.owner
+            for job in jobs
+        ):
+            donefiles.remove([str(path)])
 
 
 def _record_unclaimed_runs(
@@ -78,7 +94,7 @@ def _record_unclaimed_runs(
         if claimed is None:
             continue
         if outcome is not None:
-            engine.record_attempt(claimed, _reported(outcome, None, outcome.started_at))
+            engine.record_attempt(claimed, reported(outcome, None, outcome.started_at))
         else:
             now = time.time()
             engine.record_attempt(
@@ -89,7 +105,7 @@ def _record_unclaimed_runs(
     return count
 
 
-def _reported(outcome: donefiles.Finished, worker_pid: int | None, started: float) -> AttemptResult:
+def reported(outcome: donefiles.Finished, worker_pid: int | None, started: float) -> AttemptResult:
     """The attempt's result as its worker reported it (see `Attempts`), from `started`
     (when it was claimed). A file's time is coarse (a clock tick): never before the
     attempt's start plus its run."""
@@ -115,6 +131,8 @@ def end_abandoned_oneshots(engine: Engine) -> None:
     store = engine.store
     host = socket.gethostname()
     for job in store.unfinished_oneshots():
+        if job.owner.startswith("bgjobd.drain@"):
+            continue  # a fallback drainer's: its spool file brings it back (bgjobd.handover)
         runner_host, _, pid = job.owner.rpartition("@")[2].partition(":")
         if runner_host != host or not pid.isdigit() or locks.pid_alive(int(pid)):
             continue

@@ -80,19 +80,6 @@ class ConnectionLimits:
         )
 
 
-def peer_uid(transport: asyncio.BaseTransport) -> int | None:
-    """The uid of the process at the other end of a Unix socket (Linux), else None."""
-    sock = transport.get_extra_info("socket")
-    if sock is None or not hasattr(socket, "SO_PEERCRED"):
-        return None
-    try:
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    except OSError:
-        return None
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return int(uid)
-
-
 class Gate:
     """Who may talk to the daemon: on a Unix socket, our own uid, `allowed_uids` and the
     members of `allowed_gids` (by the peer's primary group or by /etc/group); over TCP,

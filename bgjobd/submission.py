@@ -102,6 +102,8 @@ def build(config: Config, spec: JobSpec, now: float, owner: str) -> list[NewJob]
                     else None
                 ),
                 key=spec.key if first else None,
+                # Every link's attempts are spans of the submitter's trace.
+                trace=spec.trace,
             )
         )
     return rows
@@ -131,5 +133,6 @@ def started_job(row: NewJob, ids: list[int]) -> JobInfo:
         chain_length=row.chain_length,
         unique_key=row.unique_key,
         key=row.key,
+        trace=row.trace,
         history=[AttemptInfo(number=1, started_at=started, worker_pid=row.worker_pid)],
     )

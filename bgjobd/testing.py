@@ -19,7 +19,7 @@ is found as the library finds it; override the `bgjobs_config` fixture to name o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
 import pytest
@@ -178,21 +178,19 @@ def bgjobs_config() -> str | None:
     return None
 
 
+def _recording(monkeypatch: pytest.MonkeyPatch, config: str | None, *, eager: bool) -> RecordedJobs:
+    recorded = RecordedJobs(load_config(config), eager=eager)
+    _install(monkeypatch, recorded)
+    return recorded
+
+
 @pytest.fixture
-def bgjobs_capture(
-    monkeypatch: pytest.MonkeyPatch, bgjobs_config: str | None
-) -> Iterator[RecordedJobs]:
+def bgjobs_capture(monkeypatch: pytest.MonkeyPatch, bgjobs_config: str | None) -> RecordedJobs:
     """Jobs are recorded, not run: assert on them, or `run_all()`."""
-    recorded = RecordedJobs(load_config(bgjobs_config), eager=False)
-    _install(monkeypatch, recorded)
-    yield recorded
+    return _recording(monkeypatch, bgjobs_config, eager=False)
 
 
 @pytest.fixture
-def bgjobs_eager(
-    monkeypatch: pytest.MonkeyPatch, bgjobs_config: str | None
-) -> Iterator[RecordedJobs]:
+def bgjobs_eager(monkeypatch: pytest.MonkeyPatch, bgjobs_config: str | None) -> RecordedJobs:
     """Every job runs at once, in this process, before the submit returns."""
-    recorded = RecordedJobs(load_config(bgjobs_config), eager=True)
-    _install(monkeypatch, recorded)
-    yield recorded
+    return _recording(monkeypatch, bgjobs_config, eager=True)

@@ -16,7 +16,15 @@ import msgspec
 
 from bgjobd.cgroups import Cgroup, CgroupTree
 from bgjobd.donefiles import FILE_BYTES
-from bgjobd.worker.messages import AttemptDone, FromWorker, Ready, RunAttempt, Setup, Started
+from bgjobd.worker.messages import (
+    AttemptDone,
+    FromWorker,
+    Progress,
+    Ready,
+    RunAttempt,
+    Setup,
+    Started,
+)
 from bgjobs.protocol import FrameEncoder, FrameError, FrameReader
 
 STARTUP_TIMEOUT = 30.0
@@ -256,13 +264,15 @@ class WorkerProcess:
         request: RunAttempt,
         on_started: Callable[[], None],
         on_end: Callable[[AttemptDone | WorkerDied], None],
+        on_progress: Callable[[Progress], None] | None = None,
         *,
         frame: bytes | None = None,
     ) -> None:
         """Send an attempt to the worker, which starts it at once. `on_started` is called
         once the worker holds the lock file and calls the job; `on_end` once with how it
         ended: the worker's report, or WorkerDied as soon as the process exits (killed or
-        crashed) first. Both are called from the event loop's callbacks."""
+        crashed) first; `on_progress` with each progress update. All are called from the
+        event loop's callbacks."""
         self.busy_with = request.job_id
         self.attempts_run += 1
         limited = self._limit_memory(request)
@@ -281,6 +291,12 @@ class WorkerProcess:
                 self.busy_with = None
                 self._lift_memory_limit()
                 on_end(message)
+            elif (
+                isinstance(message, Progress)
+                and message.job_id == request.job_id
+                and on_progress is not None
+            ):
+                on_progress(message)
 
         self._write(frame)
         self._results.listen(listen)

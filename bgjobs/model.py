@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 
@@ -115,6 +115,19 @@ class ChainLink(msgspec.Struct, frozen=True, array_like=True):
 
 MAX_KEY_LENGTH: Final = 200
 """Longest idempotency key a submit may carry."""
+MAX_TRACE_VALUE: Final = 512
+"""Longest `traceparent` or `tracestate` a job carries: what W3C Trace Context asks every
+vendor to pass on (a longer `tracestate` may be dropped)."""
+
+TraceContext = Annotated[
+    dict[
+        Annotated[str, msgspec.Meta(pattern="^(traceparent|tracestate)$")],
+        Annotated[str, msgspec.Meta(max_length=MAX_TRACE_VALUE)],
+    ],
+    msgspec.Meta(max_length=2),
+]
+"""The W3C trace context (`traceparent`, `tracestate`) of the code that submitted a job,
+bounded when decoded: it comes from callers as params do (see `bgjobs.tracing`)."""
 
 
 class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -133,6 +146,9 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     key: str | None = None
     """Idempotency key, made by the client (a uuid4): a submit resent with the same key
     (after a timeout, a broken connection, a fallback) is the same job, not a second one."""
+    trace: TraceContext | None = None
+    """The submitter's trace context, filled in by `run_background_job` when a span is
+    current: every attempt of the job (and of its chain's links) is a span in that trace."""
 
 
 class JobInfo(msgspec.Struct, kw_only=True):
@@ -172,6 +188,12 @@ class JobInfo(msgspec.Struct, kw_only=True):
     truncated: bool = False
     """True in a listing's summary whose params, result or error was cut to a preview (see
     `bgjobs.summary`); the whole record comes from `Get` (`bgjobctl show`)."""
+    trace: dict[str, str] | None = None
+    """The trace context it was submitted with (`JobSpec.trace`), if any."""
+    progress: float | None = None
+    """While it runs: the fraction done (0..1) its latest attempt reported with
+    `bgjobs.progress`; None when it reported none. Kept by the daemon in memory only."""
+    progress_message: str | None = None
 
     @property
     def label(self) -> str:
@@ -188,6 +210,9 @@ class JobEvent(msgspec.Struct, frozen=True, kw_only=True):
     attempt: int
     at: datetime
     outcome: Outcome | None = None
+    progress: float | None = None
+    """Set on a running job's progress update (and then the state is unchanged)."""
+    progress_message: str | None = None
 
 
 class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -124,6 +124,28 @@ class DashboardSettings(_Table, frozen=True):
     Prometheus on this host. False: it needs the token (`Authorization: Bearer`)."""
 
 
+class TracingSettings(_Table, frozen=True):
+    """`[tracing]`: OpenTelemetry spans of attempts (`pip install bgjobs[otel]`)."""
+
+    enabled: bool = False
+    """True: each attempt is a span, in the trace of the code that submitted the job."""
+    setup: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] | None = None
+    """`package.module:function`, called once by each worker (with the configuration's
+    directory on `sys.path`) to install the application's tracer provider. None: the
+    worker exports with OTLP as the standard `OTEL_*` environment variables say."""
+
+
+LogFormat = Literal["text", "jsonl", "both"]
+
+
+class LoggingSettings(_Table, frozen=True):
+    format: LogFormat = "text"
+    """`text`: the original's two files (`background_jobs.log`, `background_jobs_errors.log`).
+    `jsonl`: instead, every line as a JSON object in `background_jobs.jsonl` (for log
+    shippers; the dashboard's log panels and `bgjobctl logs` read the text files, so they
+    stay empty). `both`: the text files and the JSON lines."""
+
+
 class Settings(_Table, frozen=True):
     allowed_jobs: dict[str, list[str]] = {}
     retry_attempts: NonNegativeInt = 0
@@ -149,5 +171,7 @@ class Settings(_Table, frozen=True):
     receives); a larger submit is refused (`too_large`)."""
     daemon: DaemonSettings = DaemonSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    tracing: TracingSettings = TracingSettings()
+    logging: LoggingSettings = LoggingSettings()
     jobs: dict[str, JobSettings] = {}
     exceptions: dict[str, ExceptionRule] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from bgjobctl.commands import cancel, dashboard, logs, ping, retry, show, stats, submit
+from bgjobctl.commands import cancel, dashboard, logs, ping, retry, show, stats, submit, watch
 from bgjobctl.commands import list as list_jobs
 
 COMMANDS: dict[str, ModuleType] = {
@@ -17,4 +17,5 @@ COMMANDS: dict[str, ModuleType] = {
     "stats": stats,
     "ping": ping,
     "dashboard": dashboard,
+    "watch": watch,
 }

@@ -1,6 +1,15 @@
 """`bgjobctl logs`: a job's output or a log file, as it is on disk when piped; on a terminal
 escaped (controls, C1 and bidi characters, newlines and tabs kept), so nothing a job printed
-can move the cursor, retitle the window or reorder the text a reader sees."""
+can move the cursor, retitle the window or reorder the text a reader sees.
+
+A job's file (`logs/jobs/ID.log`) holds the output of its finished attempts. The running
+attempt's output is in its worker's scratch file (see `bgjobd.capture`) until the attempt
+ends, when it is appended to the job's file: the head at once, as it is printed, and the
+tail (past half of `max_output_bytes`, kept in the worker's memory) only then. So a running
+job's output is read from the scratch file, and each read counts only if the daemon still
+says, after it, that the same attempt runs on the same worker (the worker's next attempt
+reuses the file); what was shown of it is skipped when the job's file has it.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +24,8 @@ from pathlib import Path
 from bgjobctl.arguments import job_id
 from bgjobctl.context import CommandContext
 from bgjobs.errors import ExitCode, NotFound
+from bgjobs.model import JobInfo, JobState
+from bgjobs.outputs import scratch_path
 from bgjobs.protocol import ErrorCode
 from bgjobs.text import escape_controls
 
@@ -46,21 +57,79 @@ def run(ctx: CommandContext) -> int:
             # Said on stderr, so that the output itself stays empty for a pipe.
             print(f"job {job.id} ({job.state.value}) printed nothing", file=sys.stderr)
             return ExitCode.OK
-        done = (lambda: ctx.client.get(args.job_id).state.is_final) if args.follow else None
-    else:
-        path = logs_dir / ("background_jobs_errors.log" if args.errors else "background_jobs.log")
-        if not path.exists() and not args.follow:
-            raise NotFound(ErrorCode.NOT_FOUND, f"{path} does not exist yet")
-        done = None
+        _job_output(ctx, path, _writer(), follow=args.follow)
+        return ExitCode.OK
+    path = logs_dir / ("background_jobs_errors.log" if args.errors else "background_jobs.log")
+    if not path.exists() and not args.follow:
+        raise NotFound(ErrorCode.NOT_FOUND, f"{path} does not exist yet")
     write = _writer()
     position = _print_from(path, _start(path, args.lines), write)
     while args.follow:
-        finished = done() if done else False
-        position = _print_from(path, position, write)
-        if finished:
-            break
         time.sleep(FOLLOW_POLL_SECONDS)
+        position = _print_from(path, position, write)
     return ExitCode.OK
+
+
+def _job_output(
+    ctx: CommandContext, path: Path, write: Callable[[bytes], None], *, follow: bool
+) -> None:
+    """The job's output so far, the running attempt's included; with `follow`, as it is
+    printed, until the job ends."""
+    position = _start(path, ctx.args.lines)
+    while True:
+        # Read before the file: a job is final only once its output is in the file.
+        job = ctx.client.get(ctx.args.job_id)
+        position = _print_from(path, position, write)
+        if job.state.is_final:
+            return
+        if job.state is JobState.RUNNING and job.worker_pid:
+            position += _attempt_output(ctx, job, path.parent, write, follow=follow)
+        if not follow:
+            return
+        time.sleep(FOLLOW_POLL_SECONDS)
+
+
+def _attempt_output(
+    ctx: CommandContext,
+    job: JobInfo,
+    output_dir: Path,
+    write: Callable[[bytes], None],
+    *,
+    follow: bool,
+) -> int:
+    """Print the running attempt's output from its worker's scratch file (once, or until
+    the attempt ends); returns how many bytes were printed."""
+    assert job.worker_pid is not None
+    scratch = scratch_path(output_dir, job.worker_pid)
+    shown = 0
+    while True:
+        data = _read_from(scratch, shown)
+        now = ctx.client.get(job.id)
+        if not (
+            now.state is JobState.RUNNING
+            and now.worker_pid == job.worker_pid
+            and now.attempts == job.attempts
+            and now.started_at == job.started_at
+        ):
+            return shown  # what was read may be the worker's next attempt's: the job's file has it
+        if data:
+            write(data)
+            sys.stdout.flush()
+            shown += len(data)
+        if not follow:
+            return shown
+        time.sleep(FOLLOW_POLL_SECONDS)
+
+
+def _read_from(path: Path, position: int) -> bytes:
+    """What the file holds from `position` on; nothing when it cannot be read (gone, or
+    another user's)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(position)
+            return handle.read()
+    except OSError:
+        return b""
 
 
 def _start(path: Path, lines: int) -> int:

@@ -14,8 +14,8 @@ SECTIONS: Final[list[tuple[str, str, str, Columns]]] = [
         "running",
         "Running",
         "Nothing is running.",
-        [("id", "ID"), ("job", "Job"), ("params", "Params"), ("attempt", "Attempt"),
-         ("when", "Elapsed"), ("worker", "Worker"), ("actions", "")],
+        [("id", "ID"), ("job", "Job"), ("params", "Params"), ("progress", "Progress"),
+         ("attempt", "Attempt"), ("when", "Elapsed"), ("worker", "Worker"), ("actions", "")],
     ),
     (
         "scheduled",
@@ -60,7 +60,8 @@ def signature(value: Any) -> str:
 def table_signature(rows: list[dict[str, Any]]) -> str:
     """The part of listed jobs that a table shows, but for the ticking times; the twin of
     `signature` in dashboard.js."""
-    keys = ("id", "state", "attempts", "worker_pid", "error_text", "position", "held")
+    keys = ("id", "state", "attempts", "worker_pid", "error_text", "position", "held",
+            "progress_text")  # fmt: skip
     return signature(
         [
             [*(row.get(key) for key in keys), row["when"]["tick"], row["when"]["at"],

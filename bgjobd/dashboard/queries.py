@@ -44,7 +44,7 @@ def listing(engine: Engine, filters: Filters, now: float | None = None) -> dict[
                 offset=offset,
             )
         )
-        rows, order = [job_summary(job, now) for job in jobs], "newest"
+        rows, order = [job_summary(engine.with_progress(job), now) for job in jobs], "newest"
     return {
         "jobs": rows,
         "total": total,
@@ -64,6 +64,7 @@ def overview(engine: Engine, recent: RecentFinishes, now: float | None = None) -
     running, _ = store.search(
         JobQuery(states=[JobState.RUNNING], limit=SECTION_LIMIT, oldest_first=True)
     )
+    running = [engine.with_progress(job) for job in running]
     scheduled = [store.get(entry.job_id) for entry in store.scheduled(None, SECTION_LIMIT)]
     failed, _ = store.search(JobQuery(states=[JobState.FAILED], limit=SECTION_LIMIT))
 
@@ -126,6 +127,7 @@ async def detail(engine: Engine, job_id: int, now: float | None = None) -> dict[
     job = engine.store.get(job_id)
     if job is None:
         return None
+    job = engine.with_progress(job)
     chain = engine.store.chain(job.chain_id) if job.chain_id is not None else []
     output = await tail_output(engine.config.job_output_dir / f"{job.id}.log")
     return job_detail(job, chain, output, now)

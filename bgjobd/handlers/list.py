@@ -37,4 +37,8 @@ def handle(ctx: Context, request: ListJobs) -> JobList:
             oldest_first=request.oldest_first,
         )
     )
-    return JobList(rid=request.rid, jobs=[summarize(job) for job in jobs], total=total)
+    return JobList(
+        rid=request.rid,
+        jobs=[summarize(ctx.engine.with_progress(job)) for job in jobs],
+        total=total,
+    )

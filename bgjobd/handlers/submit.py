@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import sqlite3
+
 from bgjobd.handlers.context import Context
+from bgjobd.store.sqlite import is_full
+from bgjobs.errors import RequestFailed, StoreFull, StoreUnavailable
 from bgjobs.protocol import Error, ErrorCode, Submit, Submitted
 
 
@@ -10,12 +14,9 @@ def handle(ctx: Context, request: Submit) -> None:
     def answer(stored: list[tuple[list[int], bool]] | BaseException) -> None:
         if isinstance(stored, BaseException):
             # The journal has logged why; the client learns its jobs were not stored.
+            code = stored.code if isinstance(stored, RequestFailed) else ErrorCode.INTERNAL
             ctx.send(
-                Error(
-                    rid=request.rid,
-                    code=ErrorCode.INTERNAL,
-                    message=f"the jobs were not stored: {stored}",
-                )
+                Error(rid=request.rid, code=code, message=f"the jobs were not stored: {stored}")
             )
             return
         ctx.send(
@@ -27,4 +28,10 @@ def handle(ctx: Context, request: Submit) -> None:
             )
         )
 
-    ctx.engine.submit(request.jobs, answer)
+    try:
+        ctx.engine.submit(request.jobs, answer)
+    except sqlite3.Error as exc:
+        # A write failed under the submit itself (a full disk while SQLite spilled pages).
+        if is_full(exc):
+            raise StoreFull(ErrorCode.STORE_FULL, f"the store's disk is full: {exc}") from exc
+        raise StoreUnavailable(ErrorCode.STORE_UNAVAILABLE, f"the store failed: {exc}") from exc

@@ -42,6 +42,8 @@ class NewJob:
     """Run by `run_job.py` in the foreground: the daemon never schedules it."""
     started_at: float | None = None
     worker_pid: int | None = None
+    trace: dict[str, str] | None = None
+    """The submitter's W3C trace context (`JobSpec.trace`), handed to every attempt."""
 
 
 class KeyTaken(Exception):
@@ -99,6 +101,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def rollback(self) -> None: ...
+
+    @property
+    @abc.abstractmethod
+    def in_transaction(self) -> bool:
+        """Whether writes wait for a commit."""
 
     @abc.abstractmethod
     def close(self) -> None: ...
@@ -167,6 +174,22 @@ class Store(abc.ABC):
     def claim(self, job_id: int, owner: str, worker_pid: int | None, now: float) -> JobInfo | None:
         """queued, or scheduled and due by `now` -> running, starting the next attempt;
         None if the job is in neither state."""
+
+    @abc.abstractmethod
+    def claim_oneshot(
+        self, job_id: int, owner: str, worker_pid: int | None, now: float
+    ) -> JobInfo | None:
+        """`claim`, for a one-shot runner: None also once the daemon has taken the job
+        over (`adopt`), so that a job is never run by both."""
+
+    @abc.abstractmethod
+    def adopt(
+        self, job_ids: Sequence[int], owner: str
+    ) -> list[tuple[WaitingEntry, JobState]] | None:
+        """One-shot jobs (a fallback drainer's, these links of one chain) become `owner`'s
+        regular jobs, in one write: the waiting ones (queued, scheduled, waiting) change
+        owner. Returns the queued and scheduled ones for the scheduler; None, changing
+        nothing, while one of them is running."""
 
     @abc.abstractmethod
     def finish_attempt(

@@ -1,5 +1,6 @@
--- bgjobs SQLite schema, version 3 (1 lacked jobs.outcome, 2 jobs.idempotency_key; SQLiteStore
--- adds them, and the key's unique index, jobs_by_key). Times are Unix epoch seconds (REAL, UTC).
+-- bgjobs SQLite schema, version 4 (1 lacked jobs.outcome, 2 jobs.idempotency_key, 3 jobs.trace;
+-- SQLiteStore adds them, and the key's unique index, jobs_by_key). Times are Unix epoch seconds
+-- (REAL, UTC).
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- increasing and never reused
     class_name TEXT NOT NULL,
@@ -26,7 +27,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     unique_key TEXT,
     oneshot INTEGER NOT NULL DEFAULT 0,    -- run by run_job.py, never by the daemon
     outcome TEXT,                          -- how the final attempt ended (see `attempts`)
-    idempotency_key TEXT                   -- the submit's key: one job per key, kept with the job
+    idempotency_key TEXT,                  -- the submit's key: one job per key, kept with the job
+    trace BLOB                             -- msgpack {traceparent, tracestate} of the submitter
 );
 
 -- The scheduler reads the daemon's scheduled and queued jobs in (run_at, id) order. Partial
@@ -82,4 +84,4 @@ CREATE TRIGGER IF NOT EXISTS count_delete AFTER DELETE ON jobs BEGIN
 END;
 
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '3');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '4');

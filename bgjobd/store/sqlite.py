@@ -3,10 +3,18 @@
 With `fsync = false` (the default) a commit reaches the operating system before it returns
 (synchronous=NORMAL): it survives the death of any process. `fsync = true` makes every
 commit wait for the disk (synchronous=FULL), so it survives power loss too.
+
+A failed COMMIT is not the end of the writes in it. In WAL mode SQLite answers SQLITE_FULL
+at COMMIT by rolling the whole transaction back (tried on a full tmpfs: the transaction is
+gone, a second COMMIT finds none), yet the daemon has already acted on its claims and
+attempt outcomes. So every write of the open transaction is also kept in a list, and
+`redo_kept_writes()` replays them in a new transaction after such a rollback, leaving out
+the submits (`add`), whose clients are told their jobs were not stored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -30,20 +38,22 @@ from bgjobs.model import (
 _COLUMNS: Final = (
     "id, class_name, method, params, priority, state, run_at, attempts, max_attempts, "
     "timeout, created_at, started_at, finished_at, result, error, reason, worker_pid, owner, "
-    "chain_id, chain_position, chain_length, unique_key, round, outcome, idempotency_key"
+    "chain_id, chain_position, chain_length, unique_key, round, outcome, idempotency_key, trace"
 )
 _PRIORITIES: Final = (Priority.HIGH, Priority.MEDIUM, Priority.LOW)
 _LIVE: Final = ", ".join(f"'{state.value}'" for state in sorted(LIVE_STATES))
 SCHEMA: Final = Path(__file__).with_name("schema.sql")
-SCHEMA_VERSION: Final = 3
-_ADDED_COLUMNS: Final = ("outcome", "idempotency_key")
-"""Columns added since schema 1, in order (see `_upgrade`)."""
+SCHEMA_VERSION: Final = 4
+_ADDED_COLUMNS: Final = (("outcome", "TEXT"), ("idempotency_key", "TEXT"), ("trace", "BLOB"))
+"""Columns added since schema 1, in order, with their types (see `_upgrade`)."""
 _BUSY_TIMEOUT_MS: Final = 10_000
 _CHECKPOINT_SECONDS: Final = 0.5
+_CHECKPOINT_BACKOFF_MAX: Final = 5.0
 _encode = msgspec.msgpack.Encoder().encode
 _decode_any = msgspec.msgpack.Decoder().decode
 _decode_params = msgspec.msgpack.Decoder(list[Any]).decode
 _decode_error = msgspec.msgpack.Decoder(ErrorInfo).decode
+_decode_trace = msgspec.msgpack.Decoder(dict[str, str]).decode
 
 
 def _time(value: float | None) -> datetime | None:
@@ -76,6 +86,7 @@ def _row_to_job(row: tuple[Any, ...], history: list[AttemptInfo] | None = None) 
         chain_length=row[20],
         unique_key=row[21],
         key=row[24],
+        trace=None if row[25] is None else _decode_trace(row[25]),
         history=history or [],
     )
 
@@ -112,36 +123,99 @@ def _placeholders(count: int) -> str:
     return ",".join("?" * count)
 
 
+def is_full(exc: BaseException) -> bool:
+    """Whether an SQLite error means the disk (or its quota) is full."""
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
+
 class _Checkpointer(threading.Thread):
     """Copies the WAL into the database on its own thread and connection. Left to SQLite,
     a checkpoint would run inside some commit on the event loop and stall it for
-    milliseconds (it syncs the database file)."""
+    milliseconds (it syncs the database file).
 
-    def __init__(self, path: Path) -> None:
+    A failing checkpoint (a full disk: the database file cannot grow) must not end the
+    thread, or the WAL would grow for ever once space returns: it reports the first failure,
+    backs off, reconnects and tries again, and reports when it works again."""
+
+    def __init__(self, path: Path, on_error: Callable[[str], None] | None) -> None:
         super().__init__(name="sqlite-checkpoint", daemon=True)
         self._path = path
+        self._on_error = on_error
         self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._last_error = ""
+        self.failures = 0
+        """Checkpoints failed in a row (0: the last one worked)."""
 
     def run(self) -> None:
+        db: sqlite3.Connection | None = None
+        pause = _CHECKPOINT_SECONDS
+        while True:
+            self._wake.wait(pause)
+            self._wake.clear()
+            if self._stopping.is_set():
+                break
+            try:
+                if db is None:
+                    db = self._connect()
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except Exception as exc:  # noqa: BLE001  # any failure: report, back off, retry
+                self._failed(exc)
+                if db is not None:
+                    db.close()
+                    db = None
+                pause = min(pause * 2, _CHECKPOINT_BACKOFF_MAX)
+                continue
+            if self.failures:
+                self._report(f"WAL checkpoints work again after {self.failures} failure(s)")
+                self.failures = 0
+            pause = _CHECKPOINT_SECONDS
+        if db is not None:
+            db.close()
+
+    def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        try:
-            while not self._stopping.wait(_CHECKPOINT_SECONDS):
-                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            db.close()
+        return db
+
+    def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        if self.failures == 1 or str(exc) != self._last_error:
+            self._report(f"WAL checkpoint failed, retrying with backoff: {exc}")
+        self._last_error = str(exc)
+
+    def _report(self, message: str) -> None:
+        if self._on_error is not None:
+            self._on_error(message)
+
+    def wake(self) -> None:
+        self._wake.set()
 
     def stop(self) -> None:
         self._stopping.set()
+        self._wake.set()
         self.join()
 
 
 class SQLiteStore(Store):
     def __init__(
-        self, path: Path, *, fsync: bool = False, background_checkpoints: bool = False
+        self,
+        path: Path,
+        *,
+        fsync: bool = False,
+        background_checkpoints: bool = False,
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._kept: list[tuple[str, Sequence[Any]]] = []
+        """The open transaction's writes other than submits, to redo after a rollback."""
+        self._kept_or_submitted = False
+        """Whether the open transaction holds any write (kept or a submit's)."""
+        self.rollbacks = 0
+        """How many times SQLite rolled the open transaction back under a failing statement
+        (the kept writes were redone, the submits' were lost): a submit made before the
+        count changed was not stored."""
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         self._db.execute("PRAGMA journal_mode = WAL")
@@ -153,18 +227,33 @@ class SQLiteStore(Store):
         self._checkpointer: _Checkpointer | None = None
         if background_checkpoints:
             self._db.execute("PRAGMA wal_autocheckpoint = 0")
-            self._checkpointer = _Checkpointer(path)
+            self._checkpointer = _Checkpointer(path, on_error)
             self._checkpointer.start()
+
+    @classmethod
+    def reader(cls, path: Path) -> SQLiteStore:
+        """The store opened read-only, for a client looking up its own job (no schema
+        written, no lock taken: a paused daemon's write lock does not stop it).
+        sqlite3.OperationalError if there is no store yet."""
+        store = cls.__new__(cls)
+        store.path = path
+        store._db = sqlite3.connect(
+            f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+        store._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        store.on_begin = None
+        store._checkpointer = None
+        return store
 
     def _upgrade(self) -> None:
         """An older database gains the columns it lacks (schema 1: jobs.outcome; 2:
-        jobs.idempotency_key): ALTERs, which copy nothing. Then the key's unique index,
-        which needs its column."""
+        jobs.idempotency_key; 3: jobs.trace): ALTERs, which copy nothing. Then the key's
+        unique index, which needs its column."""
         if self._missing_columns():
             self._db.execute("BEGIN IMMEDIATE")  # another process may be upgrading it too
             try:
-                for column in self._missing_columns():
-                    self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} TEXT")
+                for column, kind in self._missing_columns():
+                    self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
                 self._db.execute(
                     f"UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'"
                 )
@@ -177,32 +266,90 @@ class SQLiteStore(Store):
             "WHERE idempotency_key IS NOT NULL"
         )
 
-    def _missing_columns(self) -> list[str]:
+    def _missing_columns(self) -> list[tuple[str, str]]:
         present = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
-        return [column for column in _ADDED_COLUMNS if column not in present]
+        return [added for added in _ADDED_COLUMNS if added[0] not in present]
 
     # transactions ------------------------------------------------------------------------
 
-    def _write(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+    def _write(self, sql: str, args: Sequence[Any] = (), *, submit: bool = False) -> sqlite3.Cursor:
         if not self._db.in_transaction:
             self._db.execute("BEGIN IMMEDIATE")
             if self.on_begin is not None:
                 self.on_begin()
-        return self._db.execute(sql, args)
+        try:
+            cursor = self._db.execute(sql, args)
+        except sqlite3.Error:
+            if not self._db.in_transaction and self._kept_or_submitted:
+                # SQLite gave up the whole transaction (a full disk while spilling pages).
+                self._kept_or_submitted = False
+                self.rollbacks += 1
+                self.redo_kept_writes()
+            raise
+        self._kept_or_submitted = True
+        if not submit:
+            self._kept.append((sql, args))
+        return cursor
 
     def commit(self) -> None:
         if self._db.in_transaction:
             self._db.execute("COMMIT")
+        self._forget()
 
     def rollback(self) -> None:
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
+        self._forget()
+
+    def _forget(self) -> None:
+        self._kept = []
+        self._kept_or_submitted = False
+
+    def redo_kept_writes(self) -> int:
+        """After a failed commit: roll back what is left of the transaction and redo its
+        writes in a new one, except the submits. They are replayed in order from the same
+        state, so they give the same results the daemon already acted on. Returns how many
+        were redone."""
+        kept = self._kept
+        self.rollback()
+        if not kept:
+            return 0
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, args in kept:
+                self._db.execute(sql, args)
+        except BaseException:
+            self.rollback()
+            raise
+        self._kept = kept
+        self._kept_or_submitted = True
+        return len(kept)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._db.in_transaction
+
+    def quick_check(self) -> list[str]:
+        """SQLite's `quick_check`: an empty list, or what is wrong with the database."""
+        rows = [str(row[0]) for row in self._db.execute("PRAGMA quick_check")]
+        return [] if rows == ["ok"] else rows
+
+    def checkpoint_soon(self) -> None:
+        """Checkpoint now rather than within the half second. Short of space this keeps the
+        WAL small: it restarts from its beginning only after a checkpoint, and until then
+        every commit makes it grow."""
+        if self._checkpointer is not None:
+            self._checkpointer.wake()
+
+    def checkpoint_failures(self) -> int:
+        return 0 if self._checkpointer is None else self._checkpointer.failures
 
     def close(self) -> None:
         self.rollback()
         if self._checkpointer is not None:
             self._checkpointer.stop()
-            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            with contextlib.suppress(sqlite3.Error):  # a full disk: the WAL simply stays
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         self._db.close()
 
     # submitting ----------------------------------------------------------------------------
@@ -220,7 +367,7 @@ class SQLiteStore(Store):
                     raise
                 raise KeyTaken(link.key, found) from None
         if len(links) > 1:
-            self._write("UPDATE jobs SET chain_id = ? WHERE id = ?", (ids[0], ids[0]))
+            self._write("UPDATE jobs SET chain_id = ? WHERE id = ?", (ids[0], ids[0]), submit=True)
         return ids
 
     def _insert(self, link: NewJob, chain_id: int | None) -> int:
@@ -228,7 +375,7 @@ class SQLiteStore(Store):
             "INSERT INTO jobs (class_name, method, params, priority, state, run_at, "
             "max_attempts, timeout, created_at, owner, chain_id, chain_position, "
             "chain_length, unique_key, oneshot, attempts, started_at, worker_pid, "
-            "idempotency_key) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "idempotency_key, trace) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 link.class_name,
                 link.method,
@@ -249,7 +396,9 @@ class SQLiteStore(Store):
                 link.started_at,
                 link.worker_pid,
                 link.key,
+                None if link.trace is None else _encode(link.trace),
             ),
+            submit=True,
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
@@ -425,6 +574,41 @@ class SQLiteStore(Store):
             (now, worker_pid, owner, job_id, now),
         ).fetchone()
         return None if row is None else _row_to_job(row, [_running_attempt(row)])
+
+    def claim_oneshot(
+        self, job_id: int, owner: str, worker_pid: int | None, now: float
+    ) -> JobInfo | None:
+        row = self._write(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?, "
+            "worker_pid = ?, owner = ? WHERE id = ? AND oneshot = 1 "
+            f"AND (state = 'queued' OR (state = 'scheduled' AND run_at <= ?)) RETURNING {_COLUMNS}",
+            (now, worker_pid, owner, job_id, now),
+        ).fetchone()
+        return None if row is None else _row_to_job(row, [_running_attempt(row)])
+
+    def adopt(
+        self, job_ids: Sequence[int], owner: str
+    ) -> list[tuple[WaitingEntry, JobState]] | None:
+        marks = _placeholders(len(job_ids))
+        # The check and the change in one write transaction: a runner's claim cannot
+        # come between them.
+        (running,) = self._write(
+            f"SELECT count(*) FROM jobs WHERE id IN ({marks}) AND state = 'running'", job_ids
+        ).fetchone()
+        if running:
+            return None
+        rows = self._write(
+            "UPDATE jobs SET oneshot = 0, owner = CASE WHEN state IN "
+            "('queued', 'scheduled', 'waiting') THEN ? ELSE owner END "
+            f"WHERE id IN ({marks}) AND oneshot = 1 "
+            "RETURNING run_at, id, priority, class_name, state",
+            (owner, *job_ids),
+        ).fetchall()
+        return [
+            (WaitingEntry(run_at, job_id, priority, class_name), JobState(state))
+            for run_at, job_id, priority, class_name, state in rows
+            if state in ("queued", "scheduled")
+        ]
 
     def finish_attempt(
         self,

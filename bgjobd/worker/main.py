@@ -29,7 +29,7 @@ from typing import Final
 
 from bgjobd import cgroups, containment, donefiles, limits, locks
 from bgjobd.capture import Output
-from bgjobd.worker import execute
+from bgjobd.worker import execute, progress
 from bgjobd.worker.messages import (
     AttemptDone,
     FromWorker,
@@ -125,6 +125,7 @@ def main(argv: list[str]) -> int:
         if not isinstance(setup, Setup):
             return 0
         sys.path.insert(0, setup.base_dir)
+        _start_tracing(setup)
         try:
             package = execute.import_jobs(setup)
         except Exception as exc:  # noqa: BLE001  # reported; each attempt then fails with it
@@ -179,12 +180,29 @@ def _attempt(
     send(Started(job_id=request.job_id))
     output.capture(request.output_path, request.max_output_bytes)
     try:
-        done = execute.run(setup, package, request)
+        with progress.reporting(request, send):
+            done = _run(setup, package, request)
         outcomes.keep(request.lock_path, done)  # before the lock goes: a crash loses no run
         return done
     finally:
         output.release()
         locks.release(lock)
+
+
+def _start_tracing(setup: Setup) -> None:
+    if setup.tracing:  # only then is OpenTelemetry imported
+        from bgjobd.worker import tracing
+
+        tracing.start(setup)
+
+
+def _run(setup: Setup, package: ModuleType, request: RunAttempt) -> AttemptDone:
+    """The job's call, inside the attempt's span when tracing is on."""
+    if not setup.tracing:
+        return execute.run(setup, package, request)
+    from bgjobd.worker import tracing
+
+    return tracing.run_in_span(request, lambda: execute.run(setup, package, request))
 
 
 def _serve_broken(commands: CommandPipe, send: Callable[[FromWorker], None], exc: Exception) -> int:

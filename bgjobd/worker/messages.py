@@ -20,6 +20,11 @@ class Setup(msgspec.Struct, tag=True, frozen=True, kw_only=True):
     base_dir: str
     """Put first on sys.path, so the jobs package next to the configuration imports."""
     allowed_jobs: dict[str, list[str]]
+    tracing: bool = False
+    """Each attempt is an OpenTelemetry span (`[tracing] enabled`)."""
+    tracing_setup: str | None = None
+    """`module:function` the worker calls once to set tracing up; None: OTLP from the
+    `OTEL_*` environment variables (see `bgjobd.worker.tracing`)."""
 
 
 class RunAttempt(msgspec.Struct, tag=True, frozen=True, kw_only=True):
@@ -38,6 +43,8 @@ class RunAttempt(msgspec.Struct, tag=True, frozen=True, kw_only=True):
     max_output_bytes: int | None = None
     max_open_files: int | None = None
     max_result_bytes: int | None = None
+    trace: dict[str, str] | None = None
+    """The submitter's W3C trace context: the parent of the attempt's span."""
 
 
 class Ready(msgspec.Struct, tag=True, frozen=True, kw_only=True):
@@ -65,5 +72,14 @@ class AttemptDone(msgspec.Struct, tag=True, frozen=True, kw_only=True):
     """A warning about the attempt, e.g. a result that had to be stored as its repr."""
 
 
+class Progress(msgspec.Struct, tag=True, frozen=True, kw_only=True):
+    """The job called `bgjobs.progress` (thinned by the worker to about ten a second)."""
+
+    job_id: int
+    attempt: int
+    fraction: float
+    message: str | None = None
+
+
 ToWorker = Setup | RunAttempt
-FromWorker = Ready | Started | AttemptDone
+FromWorker = Ready | Started | AttemptDone | Progress

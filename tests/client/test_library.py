@@ -106,17 +106,19 @@ def test_a_forked_child_gets_its_own_connection(configured: Workspace) -> None:
     assert run_background_job("Echo", "handle", ["after"]).wait(10) == ["after"]
 
 
-def test_fallback_spawns_run_job_when_no_daemon(configured: Workspace) -> None:
+def test_fallback_spools_the_job_and_a_drainer_runs_it_when_no_daemon(
+    configured: Workspace,
+) -> None:
     record = configured.root / "record"
     handle = run_background_job("Record", "handle", [str(record), "offline"])
-    assert handle.id is None and handle.process is not None
-    assert os.getsid(handle.process.pid) == handle.process.pid  # its own session
+    assert handle.spooled is not None
     wait_for(
         lambda: record.exists() and "end offline" in record.read_text(),
-        what="the detached run_job.py to run the job",
+        what="the drainer to run the job",
     )
     handle.wait(30)
-    assert "run by run_job.py" in configured.log()
+    assert handle.id is not None
+    assert "taken from the spool by bgjobd.drain@" in configured.log()
 
 
 def test_fallback_error_raises(configured: Workspace) -> None:

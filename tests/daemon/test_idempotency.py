@@ -142,7 +142,7 @@ def test_a_submit_to_a_paused_daemon_runs_once(workspace: Workspace) -> None:
         daemon.signal(signal.SIGSTOP)
         try:
             handle = library.submit(make_spec("Token", "handle", [str(out), "paused"]))
-            assert handle.id is None  # fell back to run_job.py
+            assert handle.spooled is not None  # fell back to the spool
             handle.wait(60)
             assert tokens(out) == ["paused"]
         finally:

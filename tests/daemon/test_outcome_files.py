@@ -64,15 +64,19 @@ def test_a_full_file_is_followed_by_another_and_the_old_one_is_superseded(
     assert sorted(donefiles.found(tmp_path)) == [4]
 
 
-def test_the_files_of_workers_that_are_gone_are_removed(tmp_path: Path) -> None:
-    for pid in (os.getpid(), 999_999):
+def test_settled_files_of_workers_that_are_gone_are_removed(tmp_path: Path) -> None:
+    """A file goes once its worker is gone and every job it has a record of is settled."""
+    for pid, job_ids in ((os.getpid(), [1]), (999_998, [1]), (999_999, [1, 2])):
         outcomes = donefiles.Outcomes(pid)
-        outcomes.keep(str(tmp_path / "x.lock"), _done(pid, 1))
+        for job_id in job_ids:
+            outcomes.keep(str(tmp_path / "x.lock"), _done(job_id, 1))
         outcomes.close()
-    donefiles.remove_left_behind(tmp_path)
-    assert [path.name for path in tmp_path.glob(PATTERN)] == [
-        Path(donefiles.path_of(str(tmp_path), os.getpid(), 0)).name
-    ]
+    assert sorted(sorted(jobs) for _path, jobs in donefiles.left_behind(tmp_path)) == [[1], [1, 2]]
+    donefiles.remove_settled(tmp_path, {1})
+    left = sorted(path.name for path in tmp_path.glob(PATTERN))
+    assert left == sorted(
+        Path(donefiles.path_of(str(tmp_path), pid, 0)).name for pid in (os.getpid(), 999_999)
+    )  # the live worker's, and the one with a record of job 2
 
 
 def test_a_busy_worker_keeps_a_bounded_number_of_files(workspace: Workspace) -> None:

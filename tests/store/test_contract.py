@@ -315,14 +315,19 @@ def test_a_schema_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     finally:
         store.close()
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
     check.close()
 
 
 def older_schema(version: int) -> str:
-    """schema.sql as it was: version 2 lacks jobs.idempotency_key, 1 also jobs.outcome."""
-    text = SCHEMA.read_text().replace("'schema_version', '3'", f"'schema_version', '{version}'")
+    """schema.sql as it was: version 3 lacks jobs.trace, 2 also jobs.idempotency_key, 1 also
+    jobs.outcome."""
+    text = SCHEMA.read_text().replace("'schema_version', '4'", f"'schema_version', '{version}'")
     # The last column goes with the comma before it.
+    text, dropped = re.subn(r",(\s+--[^\n]*)\n\s+trace BLOB[^\n]*\n", r"\1\n", text)
+    assert dropped == 1
+    if version == 3:
+        return text
     text, dropped = re.subn(r",(\s+--[^\n]*)\n\s+idempotency_key TEXT[^\n]*\n", r"\1\n", text)
     assert dropped == 1
     if version == 1:
@@ -356,7 +361,7 @@ def test_a_schema_2_database_gains_idempotency_keys(tmp_path: Path) -> None:
     finally:
         store.close()
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
     check.close()
 
 
@@ -419,3 +424,55 @@ def test_a_key_stored_by_another_process_is_taken(tmp_path: Path) -> None:
     finally:
         first.close()
         second.close()
+
+
+def test_a_schema_3_database_gains_trace_contexts(tmp_path: Path) -> None:
+    """A database of schema 3 opens with its jobs as they were (no trace), and from then on
+    keeps each job's trace context."""
+    path = tmp_path / "bgjobs.db"
+    old = sqlite3.connect(path)
+    old.executescript(older_schema(3))
+    old.execute(
+        "INSERT INTO jobs (id, class_name, method, params, priority, state, run_at, "
+        "max_attempts, timeout, created_at) VALUES (1, 'Echo', 'handle', X'90', 1, 'queued', "
+        "1.0, 3, 30, 1.0)"
+    )
+    old.commit()
+    old.close()
+    store = SQLiteStore(path)
+    try:
+        job = store.get(1)
+        assert job is not None and job.trace is None
+        traced = store.add([new_job(trace=TRACE)])[0]
+        store.commit()
+        assert store.get(traced).trace == TRACE  # type: ignore[union-attr]
+    finally:
+        store.close()
+    check = sqlite3.connect(path)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
+    check.close()
+
+
+TRACE = {
+    "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    "tracestate": "congo=t61rcWkgMzE",
+}
+
+
+def test_the_trace_context_stays_with_the_job_and_its_chain(store: Store) -> None:
+    """Every link keeps the submitter's trace context, through claims, retries and a
+    user's retry."""
+    first, second = store.add(
+        [new_job(trace=TRACE), new_job("Other", state=JobState.WAITING, trace=TRACE)]
+    )
+    claimed = store.claim(first, "me", 1, time.time())
+    assert claimed is not None and claimed.trace == TRACE
+    store.finish_attempt(first, attempt(1, Outcome.FAILED), JobState.FAILED)
+    requeued = store.requeue(first, time.time())
+    assert requeued is not None and requeued.trace == TRACE
+    released = store.release_link(second, [1], time.time())
+    assert released is not None and released.trace == TRACE
+    untraced = store.add([new_job()])[0]
+    store.commit()
+    assert store.get(untraced).trace is None  # type: ignore[union-attr]
+    assert [job.trace for job in store.chain(first)] == [TRACE, TRACE]

@@ -36,5 +36,9 @@ __all__ = [
 from testjobs.client import Token  # noqa: F401
 from testjobs.containment import Allocate, Descriptors, Escape, ManyFiles, OpenFiles  # noqa: F401
 from testjobs.crashloop import Tally as Tally
+from testjobs.fallback import Then  # noqa: F401
+from testjobs.progress import Reporting, Talker  # noqa: F401
 from testjobs.sizes import BigResult, Flood, Stubborn  # noqa: F401
+from testjobs.store import SlowBigResult  # noqa: F401
 from testjobs.text import Controls, RetryIn, Surrogates  # noqa: F401
+from testjobs.tracing import AsyncTraced, LoadedModules, Traced, TracingLoaded  # noqa: F401

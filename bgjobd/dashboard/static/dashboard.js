@@ -121,6 +121,14 @@
         j.chain_text ? [" ", h("span", { class: "chip", title: "link of a chain" }, `chain ${j.chain_text}`)] : null,
       ),
     params: (j) => h("td", { class: "c-params" }, h("code", { title: j.params_text }, j.params_text)),
+    progress: (j) =>
+      h(
+        "td",
+        { class: "c-progress" },
+        j.progress === null || j.progress === undefined
+          ? "—"
+          : [h("progress", { max: 1, value: j.progress }), " ", h("span", { class: "progress-text", title: j.progress_text }, j.progress_text)],
+      ),
     attempt: (j) => h("td", { class: "c-attempt" }, j.attempt_text),
     when: (j) => h("td", { class: "c-when" }, ticking(j.when)),
     worker: (j) => h("td", { class: "c-worker" }, j.worker_pid || "—"),
@@ -143,7 +151,7 @@
   // present.table_signature, whose value the server puts on the tables it renders.
   const signature = (jobs) =>
     JSON.stringify(
-      jobs.map((j) => [j.id, j.state, j.attempts, j.worker_pid, j.error_text, j.position ?? null, j.held ?? null, j.when.tick, j.when.at, j.duration_text]),
+      jobs.map((j) => [j.id, j.state, j.attempts, j.worker_pid, j.error_text, j.position ?? null, j.held ?? null, j.progress_text ?? null, j.when.tick, j.when.at, j.duration_text]),
     );
 
   function fillTable(table, jobs) {
@@ -309,6 +317,7 @@
     redraw(document.getElementById("fields"), JSON.stringify(detail.fields), (node) =>
       node.replaceChildren(...detail.fields.map(([label, text]) => h("div", {}, h("dt", {}, label), h("dd", {}, text)))),
     );
+    showProgress(job);
     setText("params", detail.params_json);
     setHidden("result-box", detail.result_json === null);
     setText("result", detail.result_json ?? "");
@@ -343,6 +352,14 @@
       ),
     );
     document.getElementById("detail").dataset.state = job.state;
+  }
+
+  function showProgress(job) {
+    const shown = job.progress !== null && job.progress !== undefined;
+    setHidden("progress-box", !shown);
+    const bar = document.getElementById("job-progress");
+    if (bar && shown) bar.value = job.progress;
+    setText("progress-text", job.progress_text ?? "");
   }
 
   function showAttempts(attempts) {

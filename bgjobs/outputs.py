@@ -1,0 +1,11 @@
+"""Where a job's captured output lives, for the worker that writes it and for the clients
+that read it (`bgjobctl logs`), which must not depend on the daemon's package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def scratch_path(directory: Path, worker_pid: int) -> Path:
+    """The worker's file for the attempt it is running; it becomes `<id>.log` at its end."""
+    return directory / f".worker-{worker_pid}.out"
