@@ -9,7 +9,10 @@ Each round measures both daemons, one after the other, on two workloads:
   first submit to the last completion (jobs/s), with the daemon's and the workers' CPU per
   job (from /proc);
 - drain: `--jobs` no-op jobs stored to come due at one instant 2 s later, from that
-  instant to the last completion (jobs/s): how fast due jobs are dispatched and recorded.
+  instant to the last completion (jobs/s): how fast due jobs are dispatched and recorded;
+- w2: `--jobs` no-op jobs submitted one call at a time while the workers consume them,
+  each call timed (`perf_counter_ns`): the submit latency's p50 and p99 in µs;
+- w2quiet: the same with the jobs due in an hour, so that only the submit path runs.
 
 The base revision is checked out into a temporary git worktree and its daemon started
 from there (the client is this checkout's: the protocol must not have changed between
@@ -64,6 +67,28 @@ def measure(code: Path | None, workload: str, jobs: int) -> dict[str, float]:
         for _ in range(warm_up):
             run_background_job("Noop", "handle", [], config=config, fallback="error")
         _wait_finished(target, warm_up)
+        if workload in ("w2", "w2quiet"):
+            later = 3600.0 if workload == "w2quiet" else 0.0
+            daemon_before = _cpu(pids[0])
+            timings: list[int] = []
+            clock = time.perf_counter_ns
+            for _ in range(jobs):
+                started_ns = clock()
+                run_background_job(
+                    "Noop", "handle", [], delay=later, config=config, fallback="error"
+                )
+                timings.append(clock() - started_ns)
+            if not later:
+                _wait_finished(target, warm_up + jobs)
+            daemon_cpu = _cpu(pids[0]) - daemon_before
+            target.close()
+            close_clients()
+            timings.sort()
+            return {
+                "p50 µs": timings[len(timings) // 2] / 1000,
+                "p99 µs": timings[min(len(timings) - 1, len(timings) * 99 // 100)] / 1000,
+                "daemon µs/job": daemon_cpu / jobs * 1e6,
+            }
         if workload == "w1":
             before = [_cpu(pid) for pid in pids]
             started = time.perf_counter()
@@ -99,7 +124,7 @@ def main() -> int:
     parser.add_argument("--base", required=True, help="the revision to compare with")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=4000)
-    parser.add_argument("--workloads", default="w1,drain", help="of w1,drain")
+    parser.add_argument("--workloads", default="w1,drain,w2", help="of w1,drain,w2,w2quiet")
     args = parser.parse_args()
     workloads = [name for name in args.workloads.split(",") if name]
     with tempfile.TemporaryDirectory(prefix="bgb-base-") as directory:
@@ -123,7 +148,7 @@ def main() -> int:
             )
     print(f"\nmedians of {args.rounds} rounds ({args.base} = base):")
     for workload in workloads:
-        for key in ("jobs/s", "daemon µs/job", "workers µs/job"):
+        for key in figures[(workload, "base")][0]:
             old = statistics.median(run[key] for run in figures[(workload, "base")])
             new = statistics.median(run[key] for run in figures[(workload, "this")])
             ratio = new / old

@@ -113,7 +113,10 @@ class Daemon:
             on_fatal=self.lose_store,
         )
         pool = WorkerPool(
-            config, size=config.workers, on_error=lambda message: self.say(message, error=True)
+            config,
+            size=config.workers,
+            on_error=lambda message: self.say(message, error=True),
+            after_commit=journal.after_commit,
         )
         owner = owner_name()
         attempts = Attempts(config, pool, self.log, owner)

@@ -13,8 +13,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import msgspec
-
 from bgjobd import capture, limits, locks
 from bgjobd.joblog import JobLog, describe_params
 from bgjobd.pool import WorkerPool
@@ -24,7 +22,7 @@ from bgjobd.workers import WorkerDied, WorkerProcess
 from bgjobs.config import Config
 from bgjobs.model import ErrorInfo, JobInfo, Outcome
 from bgjobs.progress import clean_fraction, clean_message
-from bgjobs.protocol import MAX_FRAME_BYTES
+from bgjobs.protocol import HEADER_BYTES, MAX_FRAME_BYTES
 from bgjobs.sizes import format_size
 
 LOCK_WATCH_SECONDS: Final = 0.3
@@ -96,7 +94,6 @@ class Attempts:
         self.running: dict[int, RunningAttempt] = {}
         self._given_back: dict[int, int] = {}
         """Per job, how many times in a row its worker died before taking the attempt up."""
-        self._encoder = msgspec.msgpack.Encoder()
         self._watcher: asyncio.Task[None] | None = None
         self.progress_listeners: list[Callable[[RunningAttempt], None]] = []
         """Called with a running attempt whenever it reports progress."""
@@ -176,8 +173,9 @@ class Attempts:
                 on_end(self._done_result(running, outcome))
 
         request = self._request(job, number, lock_path)
+        frame = worker.encode(request)
         loop = asyncio.get_running_loop()
-        refusal = self._unsendable(request, job)
+        refusal = self._unsendable(len(frame) - HEADER_BYTES, job)
         if refusal is not None:
             # Handed over, the worker would die reading it and the job would loop: it ends
             # here, as a failed attempt (reported from the loop, as a worker's would be).
@@ -187,7 +185,11 @@ class Attempts:
         running.deadline = loop.call_later(job.timeout, self._on_deadline, running)
         try:
             worker.hand_over(
-                request, running.lock_made, ended, lambda update: self._progressed(running, update)
+                request,
+                running.lock_made,
+                ended,
+                lambda update: self._progressed(running, update),
+                frame=frame,
             )
         except BaseException:
             running.deadline.cancel()
@@ -240,11 +242,10 @@ class Attempts:
             trace=job.trace,
         )
 
-    def _unsendable(self, request: RunAttempt, job: JobInfo) -> AttemptResult | None:
-        """A failed attempt if `request` is over what a worker reads in one message: a job
-        stored before `max_params_bytes` was checked, or a chain link whose previous
-        result with its own params is too large."""
-        size = len(self._encoder.encode(request))
+    def _unsendable(self, size: int, job: JobInfo) -> AttemptResult | None:
+        """A failed attempt if its request (`size` bytes) is over what a worker reads in
+        one message: a job stored before `max_params_bytes` was checked, or a chain link
+        whose previous result with its own params is too large."""
         if size <= MAX_FRAME_BYTES:
             return None
         chained = job.chain_position is not None and job.chain_position > 1

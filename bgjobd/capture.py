@@ -2,14 +2,14 @@
 
 During an attempt the worker's file descriptors 1 and 2 are the write end of a pipe, so
 anything the job or a process it starts prints goes through it. A thread of the worker
-(`_Drain`) reads the pipe: the first half of the limit goes straight into a scratch file of
+(`_Reader`) reads the pipe: the first half of the limit goes straight into a scratch file of
 the worker's own, the last half is kept in memory, and whatever lies between is only
 counted. When the attempt ends (also when SIGTERM unwinds it), the tail follows in the file
 after a line saying how much was cut, and a scratch file with something in it becomes the
 job's output file (renamed); an empty one is simply used again, so a job that prints nothing
-leaves no file. If the daemon has to kill a worker mid-attempt, it moves the scratch file in
-the same way (`salvage`): the head is kept; the tail, which lived in the worker's memory, is
-lost with a SIGKILL, and a line says so.
+leaves no file (and costs no wake-up of the thread). If the daemon has to kill a worker
+mid-attempt, it moves the scratch file in the same way (`salvage`): the head is kept; the
+tail, which lived in the worker's memory, is lost with a SIGKILL, and a line says so.
 
 Neither the disk nor memory ever holds more than the limit (the tail buffer briefly twice
 its half), however much a job prints.
@@ -18,9 +18,11 @@ its half), however much a job prints.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
 import sys
+import termios
 import threading
 from pathlib import Path
 from typing import Final
@@ -73,19 +75,27 @@ def cut_marker(cut: int) -> bytes:
 
 
 class _Drain:
-    """One attempt's output: reads the pipe into the scratch file, head and tail."""
+    """One attempt's output: what the reader takes from the pipe goes into the scratch
+    file, head and tail."""
 
-    def __init__(self, read_fd: int, sink_fd: int, limit: int | None) -> None:
-        self.read_fd = read_fd
+    def __init__(self, sink_fd: int, limit: int | None) -> None:
         self._sink_fd = sink_fd
         self._head_room = head_size(limit)
         self._tail_size = limit // 2 if limit is not None else 0
         self._tail = bytearray()
         self._cut = 0
+        self.taken = 0
         self.stopping = False
-        self.done = threading.Event()
+        self.finished = False
+        """Written and detached from the pipe (set under the reader's lock)."""
+
+    @property
+    def settled(self) -> bool:
+        """Everything taken is in the file already: nothing is left to write at the end."""
+        return not self._tail and not self._cut
 
     def take(self, data: bytes) -> None:
+        self.taken += len(data)
         if self._head_room is None:
             self._write(data)
             return
@@ -123,126 +133,162 @@ class _Drain:
             view = view[written:]
 
 
-class _Reader(threading.Thread):
-    """The worker's one output thread: drains each attempt's pipe until the pipe reaches
-    end-of-file or the attempt ends (`stop`), whichever is first; a process the job left
-    behind may still hold the pipe open."""
+def _pending(fd: int) -> int:
+    """Bytes waiting in the pipe."""
+    return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, bytes(4)), sys.byteorder)
 
-    def __init__(self) -> None:
+
+class _Reader(threading.Thread):
+    """The worker's one output thread, reading the worker's one output pipe for as long as
+    the worker lives: into the current attempt's drain, or nowhere between attempts.
+
+    The pipe and the thread outlive attempts so that an attempt costs the thread nothing
+    when the job prints little: `capture` only names the drain, and `stop` reads what is
+    left in the pipe itself and detaches the drain on the caller's thread. Only an attempt
+    whose output went past the head (a tail to write) wakes the thread to finish it.
+    Everything that touches the pipe or the current drain holds `lock`."""
+
+    def __init__(self, read_fd: int) -> None:
         super().__init__(name="output", daemon=True)
+        self._read_fd = read_fd
         self._wake_read, self._wake_write = os.pipe()
-        self._next: list[_Drain] = []
-        self._ready = threading.Condition()
+        self._poller = select.poll()
+        self._poller.register(read_fd, select.POLLIN)
+        self._poller.register(self._wake_read, select.POLLIN)
+        self.lock = threading.Lock()
+        self._current: _Drain | None = None
+        self._finished = threading.Event()
+        """Set by the thread when it has finished the drain `stop` handed it."""
 
     def start_draining(self, drain: _Drain) -> None:
-        with self._ready:
-            self._next.append(drain)
-            self._ready.notify()
+        with self.lock:
+            # Whatever a process of an earlier attempt wrote late is not this attempt's.
+            self._read(None, _pending(self._read_fd))
+            self._current = drain
 
     def stop(self, drain: _Drain) -> None:
-        """Finish `drain` (reading what is in the pipe now) and wait until it is written."""
-        drain.stopping = True
+        """Finish `drain` (with what is in the pipe now) and return once it is written."""
+        with self.lock:
+            if drain.finished:
+                return
+            pending = _pending(self._read_fd)
+            if pending and not drain.stopping:
+                # The last few lines, read here rather than by waking the thread for them.
+                with contextlib.suppress(OSError):
+                    self._read(drain, pending)
+            if drain.settled:
+                self._current = None  # the common case: the thread need not wake at all
+                drain.finished = True
+                return
+            drain.stopping = True
+            self._finished.clear()
         os.write(self._wake_write, b".")
-        drain.done.wait()
+        while not drain.finished:
+            self._finished.wait()
 
     def run(self) -> None:
         while True:
-            with self._ready:
-                while not self._next:
-                    self._ready.wait()
-                drain = self._next.pop(0)
-            try:
-                self._pump(drain)
-                drain.finish()
-            except Exception:  # noqa: BLE001, S110  # lose this output, never the thread
-                pass
-            finally:
-                os.close(drain.read_fd)
-                drain.done.set()
-
-    def _pump(self, drain: _Drain) -> None:
-        poller = select.poll()
-        poller.register(drain.read_fd, select.POLLIN)
-        poller.register(self._wake_read, select.POLLIN)
-        while True:
-            for fd, _event in poller.poll():
+            for fd, _event in self._poller.poll():
                 if fd == self._wake_read:
                     os.read(self._wake_read, 4096)  # a stale wake-up is read and ignored
-                    continue
-                data = os.read(drain.read_fd, _CHUNK)
-                if not data:
-                    return
-                drain.take(data)
-            if drain.stopping:
-                self._read_rest(drain)
-                return
+            with self.lock:
+                drain = self._current
+                try:
+                    if drain is not None and drain.stopping:
+                        # What is already in the pipe belongs to the attempt; later writes
+                        # (a process it left behind) do not.
+                        self._read(drain, _pending(self._read_fd))
+                        drain.finish()
+                    else:
+                        self._read(drain, _BURST)
+                except Exception:  # noqa: BLE001  # lose this output, never the thread
+                    if drain is not None:
+                        drain.stopping = True
+                if drain is not None and drain.stopping:
+                    self._current = None
+                    drain.finished = True
+                    self._finished.set()
 
-    @staticmethod
-    def _read_rest(drain: _Drain) -> None:
-        """What is already in the pipe belongs to the attempt; later writes do not."""
-        os.set_blocking(drain.read_fd, False)
-        with contextlib.suppress(BlockingIOError):
-            while data := os.read(drain.read_fd, _CHUNK):
+    def _read(self, drain: _Drain | None, limit: int) -> None:
+        """Up to `limit` bytes from the pipe into `drain` (None: dropped). Bounded, so that
+        a process that never stops printing cannot keep the lock from `stop`."""
+        while limit > 0:
+            try:
+                data = os.read(self._read_fd, min(limit, _CHUNK))
+            except BlockingIOError:
+                return
+            if not data:
+                return
+            limit -= len(data)
+            if drain is not None:
                 drain.take(data)
+
+
+_BURST: Final = 16 * _CHUNK
+"""At most this much is read while holding the lock, between two polls."""
 
 
 class Output:
-    """The worker's side: fds 1 and 2 on the attempt's pipe during an attempt, on /dev/null
+    """The worker's side: fds 1 and 2 on the output pipe during an attempt, on /dev/null
     between attempts."""
 
     def __init__(self) -> None:
         self._devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-        self._scratch: Path | None = None
+        self._scratch: str | None = None
+        self._directory = ""
         self._fd = -1
-        self._target: Path | None = None
+        self._target: str | None = None
         self._drain: _Drain | None = None
         self._reader: _Reader | None = None
+        self._write_fd = -1
 
     def capture(self, target: str, max_bytes: int | None = None) -> None:
         """Send fds 1 and 2 to `target`'s scratch file, keeping at most `max_bytes` (the
         head and the tail) of what arrives."""
         self._flush()
-        self._target = Path(target)
-        scratch = scratch_path(self._target.parent, os.getpid())
-        if scratch != self._scratch:  # first attempt, or the storage moved (a reload)
+        self._target = target
+        directory = target.rpartition("/")[0]
+        if directory != self._directory:  # first attempt, or the storage moved (a reload)
             self.close()
-            self._open(scratch)
+            self._open(str(scratch_path(Path(directory), os.getpid())))
+            self._directory = directory
         if self._reader is None:
-            self._reader = _Reader()
+            read_fd, self._write_fd = os.pipe()
+            os.set_blocking(read_fd, False)
+            self._reader = _Reader(read_fd)
             self._reader.start()
-        read_fd, write_fd = os.pipe()
-        self._drain = _Drain(read_fd, self._fd, max_bytes)
+        self._drain = _Drain(self._fd, max_bytes)
         self._reader.start_draining(self._drain)
-        os.dup2(write_fd, 1)
-        os.dup2(write_fd, 2)
-        os.close(write_fd)
+        os.dup2(self._write_fd, 1)
+        os.dup2(self._write_fd, 2)
 
     def release(self) -> None:
         self._flush()
         os.dup2(self._devnull, 1)
         os.dup2(self._devnull, 2)
-        if self._drain is not None and self._reader is not None:
+        drain = self._drain
+        if drain is not None and self._reader is not None:
             # Forgotten only once written: a SIGTERM during the wait calls release again.
-            self._reader.stop(self._drain)
+            self._reader.stop(drain)
         self._drain = None
         if self._target is None or self._scratch is None:
             return
-        if os.fstat(self._fd).st_size:
+        if drain is not None and drain.taken and os.fstat(self._fd).st_size:
             os.close(self._fd)
             self._fd = -1
-            keep(self._scratch, self._target)
+            keep(Path(self._scratch), Path(self._target))
             self._open(self._scratch)
         self._target = None
 
     def close(self) -> None:
         if self._scratch is not None:
             with contextlib.suppress(OSError):
-                self._scratch.unlink()
+                os.unlink(self._scratch)
 
-    def _open(self, scratch: Path) -> None:
+    def _open(self, scratch: str) -> None:
         if self._fd >= 0:
             os.close(self._fd)
-        scratch.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(scratch), exist_ok=True)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
         self._fd = os.open(scratch, flags, 0o644)
         self._scratch = scratch

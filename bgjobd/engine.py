@@ -17,7 +17,7 @@ from typing import Final
 
 from msgspec.structs import replace as replace_struct
 
-from bgjobd import batches, chains, donefiles, locks, outcomes, submission
+from bgjobd import batches, chains, locks, outcomes, submission
 from bgjobd.attempts import AttemptResult, Attempts, RunningAttempt
 from bgjobd.concurrency import ConcurrencyLimits
 from bgjobd.events import EventHub
@@ -32,8 +32,6 @@ from bgjobs.model import ErrorInfo, JobInfo, JobSpec, JobState, Outcome
 from bgjobs.protocol import ErrorCode
 
 _THROUGHPUT_WINDOW: Final = 60.0
-_REPORTED: Final = frozenset({Outcome.SUCCEEDED, Outcome.FAILED})
-"""Outcomes a worker reported, and so wrote down beside the lock file first."""
 
 
 @dataclass
@@ -352,8 +350,6 @@ class Engine:
         the worker pipe's callback, so nothing may escape."""
         try:
             self.record_attempt(job, result)
-            if result.outcome in _REPORTED:
-                self._forget_outcome_file(job)
         except Exception as exc:  # noqa: BLE001  # one job's trouble must not stop the daemon
             try:
                 self._internal_error(entry, job, exc)
@@ -364,12 +360,6 @@ class Engine:
             if not self._in_flight:
                 self._all_ended.set()
             self._free_slot(entry, worker)
-
-    def _forget_outcome_file(self, job: JobInfo) -> None:
-        """The worker wrote the attempt's outcome down (see donefiles); once its record is
-        committed, the file has served."""
-        lock = f"{self.config.locks_dir}/{locks.lock_name(job.class_name, job.method, job.id)}"
-        self.journal.after_commit(lambda: donefiles.forget(lock))
 
     def _internal_error(self, entry: WaitingEntry, job: JobInfo | None, exc: Exception) -> None:
         self.log.error(NO_JOB, f"job {entry.job_id}: internal error: {exc!r}")

@@ -89,5 +89,4 @@ def settle_abandoned(config: Config, store: Store, log: JobLog, links: list[JobI
 
 
 def forget_outcome_files(config: Config, links: list[JobInfo]) -> None:
-    for job in links:
-        donefiles.forget(locks.lock_path(config.locks_dir, job.class_name, job.method, job.id))
+    donefiles.remove_settled(config.locks_dir, {job.id for job in links})

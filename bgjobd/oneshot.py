@@ -21,7 +21,7 @@ import time
 
 import msgspec
 
-from bgjobd import donefiles, filemodes, locks, outcomes, submission
+from bgjobd import filemodes, locks, outcomes, submission
 from bgjobd.attempts import Attempts
 from bgjobd.joblog import NO_JOB, JobLog, describe_params
 from bgjobd.pool import WorkerPool
@@ -205,7 +205,6 @@ class OneShot:
                 watcher.cancel()
         outcomes.record(self.config, self.store, self.log, job, result)
         self.store.commit()
-        donefiles.forget(locks.lock_path(self.config.locks_dir, job.class_name, job.method, job.id))
         return True
 
     async def _cancel_on(self, stop: asyncio.Event, job_id: int) -> None:

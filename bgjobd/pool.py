@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
+from functools import partial
 
+from bgjobd import donefiles
 from bgjobd.cgroups import CgroupTree
 from bgjobd.orphans import Orphans
 from bgjobd.worker.messages import Setup
@@ -21,6 +23,10 @@ from bgjobs.config import Config
 RESPAWN_BACKOFF = (0.1, 0.5, 1.0, 5.0)
 
 
+def _at_once(callback: Callable[[], None]) -> None:
+    callback()
+
+
 class WorkerPool:
     def __init__(
         self,
@@ -28,8 +34,12 @@ class WorkerPool:
         *,
         size: int,
         on_error: Callable[[str], None],
+        after_commit: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         self._config = config
+        self._after_commit = after_commit or _at_once
+        """Runs a callback once every write made so far is committed (the daemon's journal);
+        by default at once, for an owner that commits each attempt before the next."""
         self.size = size
         self._on_error = on_error
         self._fresh = config.settings.daemon.isolation == "fresh"
@@ -112,6 +122,8 @@ class WorkerPool:
             and not (self._max_jobs and worker.attempts_run >= self._max_jobs)
         )
         if keep:
+            if worker.untidied():
+                self._tidy(worker)
             self._idle.put_nowait(worker)
             return
         self._retire(worker)
@@ -175,6 +187,18 @@ class WorkerPool:
 
     def _worker_exited(self, worker: WorkerProcess) -> None:
         self._orphans.sweep()
+        if worker.pid:
+            files = donefiles.files_of(str(self._config.locks_dir), worker.pid)
+            if files:
+                self._after_commit(partial(donefiles.remove, files))
+
+    def _tidy(self, worker: WorkerProcess) -> None:
+        """Between two attempts: the outcome files the worker has moved past go once what
+        they say is committed."""
+        worker.tidied()
+        files = donefiles.superseded(str(self._config.locks_dir), worker.pid)
+        if files:
+            self._after_commit(partial(donefiles.remove, files))
 
     async def _spawn(self) -> WorkerProcess:
         worker = WorkerProcess(

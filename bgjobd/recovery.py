@@ -50,12 +50,23 @@ def recover(engine: Engine, began: set[int]) -> int:
     # Through the journal: a commit that meets a full disk is redone and retried.
     engine.journal.flush()
     if not engine.store.in_transaction:  # committed: the outcome files have served
-        for job_id, outcome in finished.items():
-            stored = engine.store.get(job_id)
-            if stored is None or stored.owner == engine.owner:  # a run_job.py's file stays
-                donefiles.remove(outcome.path)
+        _remove_outcome_files(engine)
     engine.wake()
     return len(orphans) + unclaimed
+
+
+def _remove_outcome_files(engine: Engine) -> None:
+    """The files of workers that are gone, once committed: unless one holds a record of a
+    job still running under another owner (a drainer or `run_job.py` that died too: whoever
+    settles that job reads the record)."""
+    store = engine.store
+    for path, job_ids in donefiles.left_behind(engine.config.locks_dir):
+        jobs = (store.get(job_id) for job_id in job_ids)
+        if not any(
+            job is not None and job.state is JobState.RUNNING and job.owner != engine.owner
+            for job in jobs
+        ):
+            donefiles.remove([str(path)])
 
 
 def _record_unclaimed_runs(

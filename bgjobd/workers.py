@@ -15,6 +15,7 @@ from typing import Final
 import msgspec
 
 from bgjobd.cgroups import Cgroup, CgroupTree
+from bgjobd.donefiles import FILE_BYTES
 from bgjobd.worker.messages import (
     AttemptDone,
     FromWorker,
@@ -68,8 +69,11 @@ class _ResultPipe(asyncio.Protocol):
         self._on_broken = on_broken
         self._ended = False
         self.listener: Callable[[FromWorker | None], None] | None = None
+        self.received = 0
+        """Bytes read so far: what the worker's outcome files have grown by, roughly."""
 
     def data_received(self, data: bytes) -> None:
+        self.received += len(data)
         try:
             bodies = self._reader.feed(data)
             messages = [self._decoder.decode(body) for body in bodies]
@@ -150,6 +154,15 @@ class WorkerProcess:
         self.on_idle_death: Callable[[WorkerProcess], None] | None = None
         self._memory_limit: int | None = None
         self._oom_kills = 0
+        self._tidied_at = 0
+
+    def untidied(self) -> bool:
+        """The worker may have started another outcome file since `tidied` was last called
+        (see `bgjobd.donefiles`)."""
+        return self._results.received - self._tidied_at >= FILE_BYTES
+
+    def tidied(self) -> None:
+        self._tidied_at = self._results.received
 
     @property
     def alive(self) -> bool:
@@ -232,9 +245,12 @@ class WorkerProcess:
 
     def _send(self, message: Setup | RunAttempt) -> None:
         """Write to the worker; nothing once it has exited (its end is reported anyway)."""
+        self._write(self._encoder.encode(message))
+
+    def _write(self, frame: bytes) -> None:
         assert self._commands is not None
         if not self._commands.is_closing():
-            self._commands.write(self._encoder.encode(message))
+            self._commands.write(frame)
 
     async def _receive(self) -> FromWorker:
         message = await self._results.get()
@@ -249,6 +265,8 @@ class WorkerProcess:
         on_started: Callable[[], None],
         on_end: Callable[[AttemptDone | WorkerDied], None],
         on_progress: Callable[[Progress], None] | None = None,
+        *,
+        frame: bytes | None = None,
     ) -> None:
         """Send an attempt to the worker, which starts it at once. `on_started` is called
         once the worker holds the lock file and calls the job; `on_end` once with how it
@@ -257,7 +275,9 @@ class WorkerProcess:
         event loop's callbacks."""
         self.busy_with = request.job_id
         self.attempts_run += 1
-        request = self._limit_memory(request)
+        limited = self._limit_memory(request)
+        if limited is not request or frame is None:
+            frame = self.encode(limited)
 
         def listen(message: FromWorker | None) -> None:
             if message is None:
@@ -278,8 +298,12 @@ class WorkerProcess:
             ):
                 on_progress(message)
 
-        self._send(request)
+        self._write(frame)
         self._results.listen(listen)
+
+    def encode(self, request: RunAttempt) -> bytes:
+        """The frame that carries `request` to the worker (see `hand_over`'s `frame`)."""
+        return self._encoder.encode(request)
 
     def _limit_memory(self, request: RunAttempt) -> RunAttempt:
         """With the memory controller, the cgroup limits the attempt's memory, and the

@@ -115,6 +115,7 @@ def main(argv: list[str]) -> int:
     commands = CommandPipe(command_fd)
     output = Output()
     output.release()
+    outcomes = donefiles.Outcomes(os.getpid())
 
     def send(message: FromWorker) -> None:
         os.write(result_fd, encoder.encode(message))
@@ -135,7 +136,7 @@ def main(argv: list[str]) -> int:
             commands.busy = True
             try:
                 with limits.applied(request.memory_limit, request.max_open_files):
-                    done = _attempt(request, setup, package, output, send)
+                    done = _attempt(request, setup, package, output, send, outcomes=outcomes)
             finally:
                 containment.end_descendants()
                 commands.busy = False
@@ -155,6 +156,8 @@ def _attempt(
     package: ModuleType,
     output: Output,
     send: Callable[[FromWorker], None],
+    *,
+    outcomes: donefiles.Outcomes,
 ) -> AttemptDone:
     """One attempt between its lock file's creation and removal (done here, in the worker,
     so the daemon's event loop never waits on the disk for it)."""
@@ -179,7 +182,7 @@ def _attempt(
     try:
         with progress.reporting(request, send):
             done = _run(setup, package, request)
-        donefiles.keep(lock, done)  # before the lock goes: a daemon killed now loses no run
+        outcomes.keep(request.lock_path, done)  # before the lock goes: a crash loses no run
         return done
     finally:
         output.release()
