@@ -55,13 +55,19 @@ def _tasks_module() -> Any:
         return importlib.import_module("django_tasks")
 
 
+_RENAMED: Final = {"InvalidTaskError": "InvalidTask"}
+"""`django-tasks` names on the left, Django 6's on the right."""
+
+
 def _tasks_part(name: str) -> Any:
-    """A name from the framework's `base` (Task, TaskResult, ...) or `exceptions`."""
+    """A name from the framework's `base` (Task, TaskResult, ...) or `exceptions`, under
+    its `django-tasks` name or Django 6's."""
     package = _tasks_module().__name__
     for module in ("base", "exceptions"):
-        found = getattr(importlib.import_module(f"{package}.{module}"), name, None)
-        if found is not None:
-            return found
+        for spelling in (name, _RENAMED.get(name, name)):
+            found = getattr(importlib.import_module(f"{package}.{module}"), spelling, None)
+            if found is not None:
+                return found
     raise ImportError(f"{package} has no {name}")
 
 

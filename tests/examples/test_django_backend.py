@@ -77,8 +77,11 @@ def test_the_backend_behaves_as_django_specifies(django_workspace: Workspace) ->
         """
         from datetime import timedelta
         from django.utils import timezone
-        from django_tasks import TaskResultStatus
-        from django_tasks.exceptions import InvalidTaskError, TaskResultDoesNotExist
+        try:
+            from django.tasks.exceptions import InvalidTask as InvalidTaskError
+            from django.tasks.exceptions import TaskResultDoesNotExist
+        except ImportError:
+            from django_tasks.exceptions import InvalidTaskError, TaskResultDoesNotExist
         from shop.models import Order
         from shop.tasks import process_order, refuse, shout
 

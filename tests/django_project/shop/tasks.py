@@ -2,7 +2,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django_tasks import task
+try:
+    from django.tasks import task  # Django 6
+except ImportError:
+    from django_tasks import task
 from shop.models import Order
 
 

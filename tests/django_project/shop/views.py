@@ -5,7 +5,11 @@ from typing import Any
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django_tasks import TaskResultStatus
+
+try:
+    from django.tasks import TaskResultStatus  # Django 6
+except ImportError:
+    from django_tasks import TaskResultStatus
 from shop.models import Order
 from shop.tasks import process_order
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 SECRET_KEY = "tests-only-not-secret"
@@ -9,7 +10,9 @@ DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 USE_TZ = True
 ROOT_URLCONF = "shopsite.urls"
-INSTALLED_APPS = ["django.contrib.contenttypes", "django_tasks", "shop"]
+# Django 6 has `django.tasks`; before it, the `django-tasks` package is an app of its own.
+_TASKS_APP = [] if importlib.util.find_spec("django.tasks") else ["django_tasks"]
+INSTALLED_APPS = ["django.contrib.contenttypes", *_TASKS_APP, "shop"]
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
