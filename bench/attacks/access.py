@@ -1,6 +1,6 @@
 """Measure finding 6 (other users on the host) against one checkout; run as root:
 
-    PYTHONPATH=CHECKOUT /work/wt/access/.venv/bin/python bench/attacks/access.py CHECKOUT
+    PYTHONPATH=CHECKOUT .venv/bin/python bench/attacks/access.py CHECKOUT
 
 Prints one line per figure. Uses only what both the old and the new code have.
 """

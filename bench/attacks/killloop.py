@@ -3,7 +3,7 @@
 daemon is away); the daemon is SIGKILLed and restarted KILLS times. Counts jobs whose
 "end" line appears twice (ran twice), never (lost), and errors other than unreachable.
 
-    cd <checkout> && timeout 900 /work/wt/client/.venv/bin/python \
+    cd <checkout> && timeout 900 .venv/bin/python \
         bench/attacks/killloop.py [KILLS]
 """
 

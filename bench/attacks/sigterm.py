@@ -2,7 +2,7 @@
 while 4 threads submit as fast as they can on one open connection (a blocking Client,
 no fallback); tally what each submit got until the daemon is gone.
 
-    cd <checkout> && timeout 300 /work/wt/client/.venv/bin/python \
+    cd <checkout> && timeout 300 .venv/bin/python \
         bench/attacks/sigterm.py
 """
 

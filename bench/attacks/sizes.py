@@ -1,8 +1,8 @@
 """Before/after figures for the `sizes` topic (issue 9, findings 2, 4 and the output of 5).
 
-    /work/wt/sizes/.venv/bin/python bench/attacks/sizes.py REPO [loop|records|output|old]
+    .venv/bin/python bench/attacks/sizes.py REPO [loop|records|output|old]
 
-REPO is a checkout (the original: a worktree at a3e002d; the change: /work/wt/sizes). The
+REPO is a checkout (the original: a worktree at a3e002d; the change: this checkout). The
 script makes a scratch directory with its own jobs package and configuration, starts that
 checkout's `bgjobd`, and prints what it measured.
 """

@@ -1,5 +1,5 @@
 """Before/after figures for the store topic. Run as root from a checkout's root:
-    PYTHONPATH=. /work/wt/store/.venv/bin/python bench/attacks/store.py
+    PYTHONPATH=. .venv/bin/python bench/attacks/store.py
 (a) seconds to the reply to a submit on a full 3 MiB tmpfs (client timeout 30 s),
 (b) the largest `running` count stats showed during the episode, with 2 workers,
 (c) jobs acknowledged in the 8 s after `rm bgjobs.db*`, and the daemon's exit code."""
