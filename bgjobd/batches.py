@@ -56,27 +56,19 @@ def build(config: Config, spec: JobSpec, now: float, owner: str) -> list[NewJob]
             f"a batch has at most {MAX_BATCH_JOBS} jobs, not {len(spec.batch)}",
         )
     callback = ChainLink(spec.class_name, spec.method, spec.params)
-    for link in (callback, *spec.batch):
-        submission.check_allowed(config, link.class_name, link.method)
-        submission.check_params_size(config, link)
-    run_at = submission.due_time(spec, now)
-    submission.check_key(spec.key)
+    run_at = submission.check(config, spec, [callback, *spec.batch], now)
     due = JobState.SCHEDULED if run_at > now else JobState.QUEUED
 
     def row(link: ChainLink, state: JobState, *, first: bool) -> NewJob:
-        return NewJob(
-            class_name=link.class_name,
-            method=link.method,
-            params=list(link.params),
-            priority=spec.priority or config.priority_of(link.class_name),
-            state=state,
+        return submission.new_row(
+            config,
+            spec,
+            link,
+            state,
             run_at=run_at,
-            max_attempts=config.max_attempts_of(link.class_name),
-            timeout=config.timeout_of(link.class_name),
-            created_at=now,
+            now=now,
             owner=owner,
-            key=spec.key if first else None,
-            trace=spec.trace,  # every job's attempts, and the callback's, are its spans
+            first=first,
             batch_callback=first,
             run_callback_on_failure=first and spec.run_callback_on_failure,
         )

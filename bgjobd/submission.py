@@ -73,11 +73,7 @@ def build(config: Config, spec: JobSpec, now: float, owner: str) -> list[NewJob]
 
         return batches.build(config, spec, now, owner)
     links = [ChainLink(spec.class_name, spec.method, spec.params), *spec.then]
-    for link in links:
-        check_allowed(config, link.class_name, link.method)
-        check_params_size(config, link)
-    run_at = due_time(spec, now)
-    check_key(spec.key)
+    run_at = check(config, spec, links, now)
     length = len(links) if len(links) > 1 else None
     rows = []
     for position, link in enumerate(links, start=1):
@@ -86,32 +82,67 @@ def build(config: Config, spec: JobSpec, now: float, owner: str) -> list[NewJob]
             state = JobState.SCHEDULED if run_at > now else JobState.QUEUED
         else:
             state = JobState.WAITING
-        settings = config.job_settings(link.class_name)
+        unique = config.job_settings(link.class_name).unique and first
         rows.append(
-            NewJob(
-                class_name=link.class_name,
-                method=link.method,
-                params=list(link.params),
-                priority=spec.priority or config.priority_of(link.class_name),
-                state=state,
+            new_row(
+                config,
+                spec,
+                link,
+                state,
                 run_at=run_at,
-                max_attempts=config.max_attempts_of(link.class_name),
-                timeout=config.timeout_of(link.class_name),
-                created_at=now,
+                now=now,
                 owner=owner,
+                first=first,
                 chain_position=position if length else None,
                 chain_length=length,
                 unique_key=(
-                    unique_key(link.class_name, link.method, list(link.params))
-                    if settings.unique and first
-                    else None
+                    unique_key(link.class_name, link.method, list(link.params)) if unique else None
                 ),
-                key=spec.key if first else None,
-                # Every link's attempts are spans of the submitter's trace.
-                trace=spec.trace,
             )
         )
     return rows
+
+
+def check(config: Config, spec: JobSpec, links: list[ChainLink], now: float) -> float:
+    """Every check a submit passes before anything is stored; returns when it is due."""
+    for link in links:
+        check_allowed(config, link.class_name, link.method)
+        check_params_size(config, link)
+    run_at = due_time(spec, now)
+    check_key(spec.key)
+    return run_at
+
+
+def new_row(
+    config: Config,
+    spec: JobSpec,
+    link: ChainLink,
+    state: JobState,
+    *,
+    run_at: float,
+    now: float,
+    owner: str,
+    first: bool,
+    **extra: Any,
+) -> NewJob:
+    """One job of a submit (a chain's link, a batch's callback or member): the first
+    carries the submit's idempotency key; every one carries the submitter's trace, so
+    its attempts are spans of that trace."""
+    return NewJob(
+        class_name=link.class_name,
+        method=link.method,
+        params=list(link.params),
+        priority=spec.priority or config.priority_of(link.class_name),
+        state=state,
+        run_at=run_at,
+        max_attempts=config.max_attempts_of(link.class_name),
+        timeout=config.timeout_of(link.class_name),
+        created_at=now,
+        owner=owner,
+        key=spec.key if first else None,
+        trace=spec.trace,
+        **extra,
+    )
 
 
 def started_job(row: NewJob, ids: list[int]) -> JobInfo:

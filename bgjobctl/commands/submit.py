@@ -106,7 +106,12 @@ def run(ctx: CommandContext) -> int:
                 + (f" (chain {job_id}..{last_id})" if last_id != job_id else "")
             )
         return ExitCode.OK
-    job = ctx.client.wait(last_id, args.timeout)
+    return wait_and_report(ctx, last_id, args.timeout, f"job {last_id} succeeded")
+
+
+def wait_and_report(ctx: CommandContext, job_id: int, timeout: float | None, done: str) -> int:
+    """`--wait`: the job's record (JSON), or `DONE: result` / why it failed; the exit code."""
+    job = ctx.client.wait(job_id, timeout)
     if ctx.json:
         ctx.print_json(job)
     try:
@@ -116,7 +121,7 @@ def run(ctx: CommandContext) -> int:
             ctx.print(safe(str(exc)))  # "job 5 (Class::method) failed: ValueError: ..."
         return ExitCode.FAILED
     if not ctx.json:
-        ctx.print(safe(f"job {job.id} succeeded: {_show(result)}"))
+        ctx.print(safe(f"{done}: {_show(result)}"))
     return ExitCode.OK
 
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bgjobctl.commands.submit import parse_at, parse_link
+from bgjobctl.commands.submit import parse_at, parse_link, wait_and_report
 from bgjobctl.context import CommandContext
-from bgjobctl.library import LinkSpec, make_batch_spec, result_of
-from bgjobctl.render import safe
-from bgjobs.errors import ExitCode, JobFailed, UsageError
+from bgjobctl.library import LinkSpec, make_batch_spec
+from bgjobs.errors import ExitCode, UsageError
 from bgjobs.params import parse_delay
 
 HELP = "submit a batch of jobs and a callback run once all have ended, with their results"
@@ -107,18 +106,6 @@ def run(ctx: CommandContext) -> int:
                 f"{len(jobs)} job{'s' if len(jobs) != 1 else ''}, then callback job {batch_id}"
             )
         return ExitCode.OK
-    job = ctx.client.wait(batch_id, args.timeout)
-    if ctx.json:
-        ctx.print_json(job)
-    try:
-        result = result_of(job)
-    except JobFailed as exc:
-        if not ctx.json:
-            ctx.print(safe(str(exc)))
-        return ExitCode.FAILED
-    if not ctx.json:
-        import msgspec
-
-        shown = msgspec.json.encode(result).decode()
-        ctx.print(safe(f"batch {batch_id} done: its callback succeeded: {shown}"))
-    return ExitCode.OK
+    return wait_and_report(
+        ctx, batch_id, args.timeout, f"batch {batch_id} done: its callback succeeded"
+    )

@@ -19,6 +19,7 @@ from bgjobctl.library import JobClient, close_clients, make_spec, run_background
 from bgjobd.drain import IDLE_ENV
 from bgjobs.errors import DaemonUnreachable, JobFailed, RefusedError
 from tests.support import procs
+from tests.support.spooling import drainers, spooled, tokens
 from tests.support.waiting import wait_for
 from tests.support.workspace import Workspace
 
@@ -35,22 +36,6 @@ def _environment(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> Itera
     monkeypatch.delenv("BGJOBS_SOCKET", raising=False)
     yield
     close_clients()
-
-
-def tokens(path: Path) -> list[str]:
-    return path.read_text().split() if path.exists() else []
-
-
-def spooled(workspace: Workspace) -> list[Path]:
-    return sorted((workspace.storage / "spool").glob("*.job"))
-
-
-def drainers(workspace: Workspace) -> list[int]:
-    return [
-        pid
-        for pid in procs.marked_processes(workspace.marker)
-        if "bgjobd.drain" in procs.describe(pid)
-    ]
 
 
 def test_a_job_falls_back_to_the_spool_and_runs_once(workspace: Workspace) -> None:

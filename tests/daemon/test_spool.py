@@ -17,6 +17,7 @@ from bgjobd.drain import IDLE_ENV
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobs.model import JobState, Outcome
 from tests.support import procs
+from tests.support.spooling import drainers, spooled, tokens
 from tests.support.waiting import wait_for
 from tests.support.workspace import Workspace
 
@@ -34,24 +35,8 @@ def _environment(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> Itera
     close_clients()
 
 
-def tokens(path: Path) -> list[str]:
-    return path.read_text().split() if path.exists() else []
-
-
 def spool_directory(workspace: Workspace) -> Path:
     return spool.prepare(workspace.storage, MODES)
-
-
-def spooled(workspace: Workspace) -> list[Path]:
-    return sorted((workspace.storage / "spool").glob("*.job"))
-
-
-def drainers(workspace: Workspace) -> list[int]:
-    return [
-        pid
-        for pid in procs.marked_processes(workspace.marker)
-        if "bgjobd.drain" in procs.describe(pid)
-    ]
 
 
 def test_thousands_of_spooled_jobs_are_imported_once_each(workspace: Workspace) -> None:
