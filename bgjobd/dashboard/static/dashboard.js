@@ -357,20 +357,7 @@
     }
     redraw(document.getElementById("chain"), signature(detail.chain), (chain) =>
       chain.replaceChildren(
-        ...detail.chain.map((link) =>
-          h(
-            "li",
-            { class: link.id === job.id ? "current" : null },
-            h("a", { href: jobUrl(link) }, `#${link.id}`),
-            " ",
-            h("span", { class: "cls" }, link.class_name),
-            h("span", { class: "meth" }, `::${link.method}`),
-            " ",
-            badge(link.state),
-            " ",
-            h("code", {}, link.params_text),
-          ),
-        ),
+        ...detail.chain.map((link) => linkItem(link, job)),
       ),
     );
     document.getElementById("detail").dataset.state = job.state;
