@@ -88,7 +88,24 @@ class Config:
 
     @cached_property
     def database_path(self) -> Path:
-        return self.storage_dir / "bgjobs.db"
+        configured = self.settings.store.path
+        return self.resolve(configured) if configured else self.storage_dir / "bgjobs.db"
+
+    @cached_property
+    def node_name(self) -> str:
+        """`[daemon] node`, else the host name, with a digest of the socket's address
+        when it is not the default (two daemons on one host then differ)."""
+        if self.settings.daemon.node:
+            return self.settings.daemon.node
+        import hashlib
+        import socket
+
+        host = socket.gethostname().split(".")[0][:40] or "localhost"
+        daemon = self.settings.daemon
+        address = daemon.listen if daemon.transport == "tcp" else str(self.socket_path)
+        if daemon.transport == "unix" and self.socket_path == default_runtime_dir() / "bgjobd.sock":
+            return host
+        return f"{host}-{hashlib.sha256(address.encode()).hexdigest()[:6]}"
 
     @cached_property
     def socket_path(self) -> Path:

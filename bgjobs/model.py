@@ -99,6 +99,8 @@ class AttemptInfo(msgspec.Struct, frozen=True, kw_only=True):
     duration: float | None = None
     round: int = 1
     """1 for the job's first attempts; each retry by a user starts the next round."""
+    node: str = ""
+    """The node that ran it (`[daemon] node`, or a `run_job.py` runner's name)."""
 
     @property
     def label(self) -> str:
@@ -237,6 +239,22 @@ class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
     """The id of the job it is running, if any."""
     attempts_run: int
     started_at: datetime
+
+
+class NodeInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A process sharing the store's queue: a daemon, or a `run_job.py` runner."""
+
+    name: str
+    host: str
+    pid: int
+    address: str
+    """Where its clients reach it (a socket path or HOST:PORT); empty for a runner."""
+    started_at: datetime
+    heartbeat_at: datetime
+    lease_until: datetime
+    """Past this without a heartbeat it is dead, and its running jobs are reclaimed."""
+    workers_busy: int = 0
+    workers_total: int = 0
 
 
 class Stats(msgspec.Struct, kw_only=True):

@@ -21,6 +21,9 @@ NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0, le=MAX_DELAY)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0, le=MAX_DELAY)]
 """Seconds, over 0 and at most ten years."""
 Backoff = Literal["fixed", "exponential"]
+NodeName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")]
+"""Letters, digits and `._:@-`, at most 64: it is shown in every listing and log line."""
+LeaseSeconds = Annotated[float, msgspec.Meta(ge=1, le=3600)]
 Size = Annotated[int, msgspec.Meta(ge=0)] | str
 """Bytes, or a string such as `"512MiB"` (see `bgjobs.sizes`); `Config` gives them in bytes."""
 
@@ -109,6 +112,20 @@ class DaemonSettings(_Table, frozen=True):
     idle_timeout: PositiveFloat = 300.0
     """Seconds a connection with no request in flight and no subscription stays open
     (clients reconnect by themselves)."""
+    node: NodeName | None = None
+    """This daemon's name among the nodes sharing its store; default the host name, with
+    a short digest of the socket's address when it is not the default one."""
+    lease_seconds: LeaseSeconds = 30.0
+    """How long a node's claim on its running jobs lasts without a heartbeat (renewed at a
+    third of it). A node silent for longer is dead: another reclaims its jobs."""
+
+
+class StoreSettings(_Table, frozen=True):
+    """`[store]`: where the queue lives, shared by every node pointed at it."""
+
+    backend: Literal["sqlite"] = "sqlite"
+    path: str | None = None
+    """The SQLite database; default `<storage>/bgjobs.db`."""
 
 
 class DashboardSettings(_Table, frozen=True):
@@ -202,6 +219,7 @@ class Settings(_Table, frozen=True):
     """The encoded parameters of one job (a chain link's own, and with the result it
     receives); a larger submit is refused (`too_large`)."""
     daemon: DaemonSettings = DaemonSettings()
+    store: StoreSettings = StoreSettings()
     dashboard: DashboardSettings = DashboardSettings()
     tracing: TracingSettings = TracingSettings()
     logging: LoggingSettings = LoggingSettings()

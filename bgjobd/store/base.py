@@ -10,11 +10,11 @@ backend shared by several hosts keeps the same guarantees.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bgjobs.model import ErrorInfo, JobInfo, JobState, Outcome, Priority
+from bgjobs.model import ErrorInfo, JobInfo, JobState, NodeInfo, Outcome, Priority
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,20 @@ class KeyTaken(Exception):
         """The stored job's id and its chain's later links', in order."""
 
 
+class UniqueTaken(Exception):
+    """A `unique` job equal to this one is still waiting or running (the store's unique
+    constraint said so: another process may have stored it a moment ago)."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"an equal unique job is live: {job_id}")
+        self.job_id = job_id
+
+
+class StaleAttempt(Exception):
+    """An attempt's end reported by a runner that no longer holds the job: its node lost
+    its lease and another reclaimed the job (fencing). Nothing was recorded."""
+
+
 @dataclass(frozen=True)
 class JobQuery:
     states: Sequence[JobState] = ()
@@ -109,6 +123,9 @@ class FinishedAttempt:
     finished_at: float
     duration: float
     error: ErrorInfo | None = None
+    owner: str | None = None
+    """The runner reporting it: given, the end is recorded only while that runner still
+    holds this attempt of the job (else StaleAttempt); None skips the check."""
 
 
 class Store(abc.ABC):
@@ -258,6 +275,72 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def release_link(self, job_id: int, params: list[Any], now: float) -> JobInfo | None:
         """A waiting chain link -> queued with these params; None if it is not waiting."""
+
+    # the shared queue ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def claim_next(
+        self, owner: str, worker_pid: int | None, now: float, limits: Mapping[str, int]
+    ) -> JobInfo | None:
+        """Take the first queued job (priority, then due time, then id) whose class is
+        under its limit (`limits`: class -> most running at once, counted over every
+        runner sharing the store) and start its next attempt as `owner`'s; None if there
+        is none. Atomic against every other process sharing the store."""
+
+    @abc.abstractmethod
+    def promote_due(self, now: float) -> int:
+        """Scheduled jobs due by `now` -> queued; returns how many."""
+
+    @abc.abstractmethod
+    def next_due(self) -> float | None:
+        """The earliest due time of a scheduled job (daemon-run), if any."""
+
+    @abc.abstractmethod
+    def queued_in_order(self, limit: int) -> list[WaitingEntry]:
+        """The first queued jobs in the order claims take them."""
+
+    @abc.abstractmethod
+    def attempt_is_current(self, job_id: int, owner: str, number: int) -> bool:
+        """Whether `owner` still runs attempt `number` of the job. Opens the write
+        transaction, so that the check holds until the commit."""
+
+    @abc.abstractmethod
+    def request_cancel(self, job_id: int, reason: str) -> str | None:
+        """Ask the runner of a running job to stop it; returns that runner's name, or None
+        if the job is not running."""
+
+    @abc.abstractmethod
+    def cancel_requests(self, owner: str) -> list[tuple[int, str]]:
+        """(job id, reason) of `owner`'s running jobs that someone asked to cancel."""
+
+    def changed(self) -> bool:
+        """Whether another process committed since the last call (cheap: polled)."""
+        return True
+
+    # nodes ---------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def register_node(self, node: NodeInfo) -> NodeInfo | None:
+        """Add this node (or replace a dead one of its name). Returns, changing nothing,
+        the live node (another process, lease not expired) that already has the name."""
+
+    @abc.abstractmethod
+    def heartbeat(self, node: NodeInfo) -> bool:
+        """Renew the node's lease (`lease_until`, `heartbeat_at`, its worker counts);
+        False if it no longer holds it (it was declared dead and its jobs reclaimed)."""
+
+    @abc.abstractmethod
+    def expire_nodes(self, now: float) -> list[str]:
+        """Remove nodes whose lease ended before `now`; returns their names, each to one
+        caller only (whose duty it is to reclaim their running jobs)."""
+
+    @abc.abstractmethod
+    def leave(self, node: NodeInfo) -> None:
+        """The node stops (cleanly): its row goes."""
+
+    @abc.abstractmethod
+    def nodes(self) -> list[NodeInfo]:
+        """The registered nodes, by name."""
 
     # schedules and retention ----------------------------------------------------------------
 

@@ -1,6 +1,7 @@
--- bgjobs SQLite schema, version 5 (1 lacked jobs.outcome, 2 jobs.idempotency_key, 3 jobs.trace,
--- 4 the batch columns; SQLiteStore adds them, and the indexes on them, jobs_by_key and
--- jobs_batch). Times are Unix epoch seconds (REAL, UTC).
+-- bgjobs SQLite schema, version 6 (1 lacked jobs.outcome, 2 jobs.idempotency_key, 3 jobs.trace,
+-- 4 the batch columns, 5 jobs.cancel_reason and attempts.node; SQLiteStore adds them, and the
+-- indexes on them: jobs_by_key, jobs_batch, jobs_unique_live, jobs_running). Times are Unix
+-- epoch seconds (REAL, UTC). Several processes (daemons: nodes; run_job.py) share it.
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- increasing and never reused
     class_name TEXT NOT NULL,
@@ -20,7 +21,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     error BLOB,                            -- msgpack ErrorInfo
     reason TEXT,
     worker_pid INTEGER,
-    owner TEXT NOT NULL DEFAULT '',
+    owner TEXT NOT NULL DEFAULT '',        -- the node (or runner) of the latest attempt
     chain_id INTEGER,
     chain_position INTEGER,
     chain_length INTEGER,
@@ -30,19 +31,20 @@ CREATE TABLE IF NOT EXISTS jobs (
     idempotency_key TEXT,                  -- the submit's key: one job per key, kept with the job
     trace BLOB,                            -- msgpack {traceparent, tracestate} of the submitter
     batch_id INTEGER,                      -- the batch's callback job's id, on it and its members
-    batch_on_failure INTEGER               -- on a batch's callback: 1 to run it after a failure
+    batch_on_failure INTEGER,              -- on a batch's callback: 1 to run it after a failure
+    cancel_reason TEXT                     -- while running: someone asked its node to stop it
 );
 
--- The scheduler reads the daemon's scheduled and queued jobs in (run_at, id) order. Partial
--- indexes: a job touches them only while it waits, not at every later change of state.
+-- Scheduled jobs in (run_at, id) order: the next due time. Partial indexes: a job touches
+-- them only while it waits, not at every later change of state.
 CREATE INDEX IF NOT EXISTS jobs_scheduled ON jobs (oneshot, run_at, id) WHERE state = 'scheduled';
-CREATE INDEX IF NOT EXISTS jobs_queued ON jobs (oneshot, run_at, id) WHERE state = 'queued';
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, id);
 CREATE INDEX IF NOT EXISTS jobs_by_class ON jobs (class_name, id);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_chain ON jobs (chain_id, chain_position) WHERE chain_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS jobs_unique ON jobs (unique_key)
-    WHERE unique_key IS NOT NULL AND state IN ('waiting', 'scheduled', 'queued', 'running');
+-- Claims take queued jobs in this order, whichever process claims.
+CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (priority, run_at, id)
+    WHERE state = 'queued' AND oneshot = 0;
 
 -- Every attempt but a job's final one, in the order they ended. The final attempt is
 -- described by the job's own row (number = attempts, started_at, finished_at, worker_pid,
@@ -59,7 +61,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     outcome TEXT,
     worker_pid INTEGER,
     error BLOB,
-    duration REAL
+    duration REAL,                         -- seconds
+    node TEXT                              -- the node (or runner) that ran it
 );
 CREATE INDEX IF NOT EXISTS attempts_by_job ON attempts (job_id, seq);
 
@@ -86,4 +89,18 @@ CREATE TRIGGER IF NOT EXISTS count_delete AFTER DELETE ON jobs BEGIN
 END;
 
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '5');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '6');
+
+-- The processes sharing the queue. A node renews its lease while it lives; one whose
+-- lease ended is dead, and whoever removes its row reclaims its running jobs.
+CREATE TABLE IF NOT EXISTS nodes (
+    name TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    address TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    lease_until REAL NOT NULL,
+    workers_busy INTEGER NOT NULL DEFAULT 0,
+    workers_total INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;

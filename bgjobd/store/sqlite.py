@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -31,7 +31,9 @@ from bgjobd.store.base import (
     NewJob,
     PrunedJob,
     PruneRules,
+    StaleAttempt,
     Store,
+    UniqueTaken,
     WaitingEntry,
 )
 from bgjobs.model import (
@@ -41,6 +43,7 @@ from bgjobs.model import (
     ErrorInfo,
     JobInfo,
     JobState,
+    NodeInfo,
     Outcome,
     Priority,
 )
@@ -55,15 +58,17 @@ _PRIORITIES: Final = (Priority.HIGH, Priority.MEDIUM, Priority.LOW)
 _LIVE: Final = ", ".join(f"'{state.value}'" for state in sorted(LIVE_STATES))
 _FINAL: Final = ", ".join(f"'{state.value}'" for state in sorted(FINAL_STATES))
 SCHEMA: Final = Path(__file__).with_name("schema.sql")
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 _ADDED_COLUMNS: Final = (
-    ("outcome", "TEXT"),
-    ("idempotency_key", "TEXT"),
-    ("trace", "BLOB"),
-    ("batch_id", "INTEGER"),
-    ("batch_on_failure", "INTEGER"),
+    ("jobs", "outcome", "TEXT"),
+    ("jobs", "idempotency_key", "TEXT"),
+    ("jobs", "trace", "BLOB"),
+    ("jobs", "batch_id", "INTEGER"),
+    ("jobs", "batch_on_failure", "INTEGER"),
+    ("jobs", "cancel_reason", "TEXT"),
+    ("attempts", "node", "TEXT"),
 )
-"""Columns added since schema 1, in order, with their types (see `_upgrade`)."""
+"""Columns added since schema 1, in order, with their tables and types (see `_upgrade`)."""
 _BUSY_TIMEOUT_MS: Final = 10_000
 _TRUNCATE_WAIT_MS: Final = 1_000
 _CHECKPOINT_SECONDS: Final = 0.5
@@ -119,6 +124,7 @@ def _running_attempt(row: tuple[Any, ...]) -> AttemptInfo:
         started_at=datetime.fromtimestamp(row[11] or row[6], UTC),
         worker_pid=row[16],
         round=row[22],
+        node=row[17],
     )
 
 
@@ -137,6 +143,7 @@ def _final_attempt(row: tuple[Any, ...]) -> AttemptInfo:
         error=_decode_error(row[14]) if failed and row[14] is not None else None,
         duration=None if finished is None or started is None else finished - started,
         round=row[22],
+        node=row[17],
     )
 
 
@@ -273,8 +280,8 @@ class SQLiteStore(Store):
         if self._missing_columns():
             self._db.execute("BEGIN IMMEDIATE")  # another process may be upgrading it too
             try:
-                for column, kind in self._missing_columns():
-                    self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+                for table, column, kind in self._missing_columns():
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
                 self._db.execute(
                     f"UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'"
                 )
@@ -290,10 +297,26 @@ class SQLiteStore(Store):
             "CREATE INDEX IF NOT EXISTS jobs_batch ON jobs (batch_id, state) "
             "WHERE batch_id IS NOT NULL"
         )
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS jobs_cancelling ON jobs (owner) "
+            "WHERE cancel_reason IS NOT NULL AND state = 'running'"
+        )
+        # Schema 5's plain index on live unique keys becomes a constraint: racing submits
+        # from any processes store one job. (The claims' jobs_ready replaces jobs_queued.)
+        self._db.execute("DROP INDEX IF EXISTS jobs_unique")
+        self._db.execute("DROP INDEX IF EXISTS jobs_queued")
+        self._db.execute(
+            f"CREATE UNIQUE INDEX IF NOT EXISTS jobs_unique_live ON jobs (unique_key) "
+            f"WHERE unique_key IS NOT NULL AND state IN ({_LIVE})"
+        )
 
-    def _missing_columns(self) -> list[tuple[str, str]]:
-        present = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
-        return [added for added in _ADDED_COLUMNS if added[0] not in present]
+    def _missing_columns(self) -> list[tuple[str, str, str]]:
+        present = {
+            (table, row[1])
+            for table in ("jobs", "attempts")
+            for row in self._db.execute(f"PRAGMA table_info({table})")
+        }
+        return [added for added in _ADDED_COLUMNS if added[:2] not in present]
 
     # transactions ------------------------------------------------------------------------
 
@@ -385,12 +408,16 @@ class SQLiteStore(Store):
             try:
                 ids.append(self._insert(link, ids[0] if ids else None, links[0].batch_callback))
             except sqlite3.IntegrityError:
-                # The first link's key is stored already (the unique index said so; this
-                # statement alone was undone, the transaction goes on).
+                # The first link's idempotency key is stored already, or an equal unique job
+                # is live (a unique index said so; this statement alone was undone, the
+                # transaction goes on).
                 found = None if link.key is None else self.find_by_key(link.key)
-                if link.key is None or found is None:
-                    raise
-                raise KeyTaken(link.key, found) from None
+                if found is not None and link.key is not None:
+                    raise KeyTaken(link.key, found) from None
+                live = None if link.unique_key is None else self.find_live_unique(link.unique_key)
+                if live is not None:
+                    raise UniqueTaken(live) from None
+                raise
         if links and links[0].batch_callback:
             # The callback's id names the batch; its members were stored with it.
             self._write("UPDATE jobs SET batch_id = ? WHERE id = ?", (ids[0], ids[0]), submit=True)
@@ -473,8 +500,8 @@ class SQLiteStore(Store):
 
     def _history(self, job_id: int) -> list[AttemptInfo]:
         rows = self._db.execute(
-            "SELECT number, started_at, finished_at, outcome, worker_pid, error, duration, round "
-            "FROM attempts WHERE job_id = ? ORDER BY seq",
+            "SELECT number, started_at, finished_at, outcome, worker_pid, error, duration, round, "
+            "node FROM attempts WHERE job_id = ? ORDER BY seq",
             (job_id,),
         )
         return [
@@ -487,8 +514,9 @@ class SQLiteStore(Store):
                 error=None if error is None else _decode_error(error),
                 duration=duration,
                 round=round_number,
+                node=node or "",
             )
-            for number, started, finished, outcome, pid, error, duration, round_number in rows
+            for number, started, finished, outcome, pid, error, duration, round_number, node in rows
         ]
 
     def search(self, query: JobQuery) -> tuple[list[JobInfo], int]:
@@ -573,7 +601,7 @@ class SQLiteStore(Store):
     def queued(self) -> list[WaitingEntry]:
         rows = self._db.execute(
             "SELECT run_at, id, priority, class_name FROM jobs WHERE state = 'queued' "
-            "AND oneshot = 0 ORDER BY run_at, id"
+            "AND oneshot = 0 ORDER BY priority, run_at, id"
         )
         return [WaitingEntry(*row) for row in rows]
 
@@ -619,7 +647,7 @@ class SQLiteStore(Store):
         # One statement: the attempt's own row is written when it ends (or by recovery).
         row = self._write(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?, "
-            "worker_pid = ?, owner = ? WHERE id = ? "
+            "worker_pid = ?, owner = ?, cancel_reason = NULL WHERE id = ? "
             f"AND (state = 'queued' OR (state = 'scheduled' AND run_at <= ?)) RETURNING {_COLUMNS}",
             (now, worker_pid, owner, job_id, now),
         ).fetchone()
@@ -630,7 +658,7 @@ class SQLiteStore(Store):
     ) -> JobInfo | None:
         row = self._write(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?, "
-            "worker_pid = ?, owner = ? WHERE id = ? AND oneshot = 1 "
+            "worker_pid = ?, owner = ?, cancel_reason = NULL WHERE id = ? AND oneshot = 1 "
             f"AND (state = 'queued' OR (state = 'scheduled' AND run_at <= ?)) RETURNING {_COLUMNS}",
             (now, worker_pid, owner, job_id, now),
         ).fetchone()
@@ -672,6 +700,10 @@ class SQLiteStore(Store):
         reason: str | None = None,
         count_attempt: bool = True,
     ) -> JobInfo:
+        if attempt.owner is not None and not self.attempt_is_current(
+            job_id, attempt.owner, attempt.number
+        ):
+            raise StaleAttempt(f"job {job_id}: attempt {attempt.number} of {attempt.owner}")
         error = None if attempt.error is None else _encode(attempt.error)
         final = state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
         if final and count_attempt:
@@ -695,8 +727,8 @@ class SQLiteStore(Store):
             return _row_to_job(row)
         self._write(
             "INSERT INTO attempts (job_id, number, round, started_at, finished_at, outcome, "
-            "worker_pid, error, duration) SELECT id, ?, round, coalesce(started_at, ?), ?, ?, "
-            "worker_pid, ?, ? FROM jobs WHERE id = ?",
+            "worker_pid, error, duration, node) SELECT id, ?, round, coalesce(started_at, ?), "
+            "?, ?, worker_pid, ?, ?, owner FROM jobs WHERE id = ?",
             (
                 attempt.number,
                 attempt.finished_at - attempt.duration,
@@ -731,10 +763,10 @@ class SQLiteStore(Store):
         jobs.outcome describes it) to the attempts table, like every earlier one."""
         self._write(
             "INSERT INTO attempts (job_id, number, round, started_at, finished_at, outcome, "
-            "worker_pid, error, duration) SELECT id, attempts, round, "
+            "worker_pid, error, duration, node) SELECT id, attempts, round, "
             "coalesce(started_at, finished_at), finished_at, outcome, worker_pid, "
             "CASE WHEN outcome IN ('succeeded', 'cancelled') THEN NULL ELSE error END, "
-            "finished_at - coalesce(started_at, finished_at) FROM jobs "
+            "finished_at - coalesce(started_at, finished_at), owner FROM jobs "
             f"WHERE id IN ({_placeholders(len(job_ids))}) AND outcome IS NOT NULL "
             f"AND state IN ({states}) ORDER BY id",
             job_ids,
@@ -787,6 +819,171 @@ class SQLiteStore(Store):
             (_encode(params), now, job_id),
         ).fetchone()
         return None if row is None else _row_to_job(row)
+
+    # the shared queue ------------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        """Open the write transaction now (reads after this see what no other process can
+        change until the commit)."""
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN IMMEDIATE")
+            if self.on_begin is not None:
+                self.on_begin()
+
+    def claim_next(
+        self, owner: str, worker_pid: int | None, now: float, limits: Mapping[str, int]
+    ) -> JobInfo | None:
+        self._begin()
+        full: list[str] = []
+        if limits:
+            names = list(limits)
+            counts = self._db.execute(
+                "SELECT class_name, count(*) FROM jobs WHERE state = 'running' "
+                f"AND class_name IN ({_placeholders(len(names))}) GROUP BY class_name",
+                names,
+            )
+            full = [name for name, running in counts if running >= limits[name]]
+        skip = f" AND class_name NOT IN ({_placeholders(len(full))})" if full else ""
+        row = self._db.execute(
+            f"SELECT id FROM jobs INDEXED BY jobs_ready WHERE state = 'queued' AND oneshot = 0"
+            f"{skip} ORDER BY priority, run_at, id LIMIT 1",
+            full,
+        ).fetchone()
+        if row is None:
+            return None
+        # By id: a commit that fails is redone statement by statement, and must take the
+        # job the daemon started, whatever another process did meanwhile.
+        return self.claim(int(row[0]), owner, worker_pid, now)
+
+    def promote_due(self, now: float) -> int:
+        cursor = self._write(
+            "UPDATE jobs SET state = 'queued' WHERE state = 'scheduled' AND oneshot = 0 "
+            "AND run_at <= ?",
+            (now,),
+        )
+        return cursor.rowcount
+
+    def next_due(self) -> float | None:
+        row = self._db.execute(
+            "SELECT run_at FROM jobs WHERE state = 'scheduled' AND oneshot = 0 "
+            "ORDER BY run_at LIMIT 1"
+        ).fetchone()
+        return None if row is None else float(row[0])
+
+    def queued_in_order(self, limit: int) -> list[WaitingEntry]:
+        rows = self._db.execute(
+            "SELECT run_at, id, priority, class_name FROM jobs INDEXED BY jobs_ready "
+            "WHERE state = 'queued' AND oneshot = 0 ORDER BY priority, run_at, id LIMIT ?",
+            (limit,),
+        )
+        return [WaitingEntry(*row) for row in rows]
+
+    def attempt_is_current(self, job_id: int, owner: str, number: int) -> bool:
+        self._begin()
+        row = self._db.execute(
+            "SELECT 1 FROM jobs WHERE id = ? AND state = 'running' AND owner = ? AND attempts = ?",
+            (job_id, owner, number),
+        ).fetchone()
+        return row is not None
+
+    def request_cancel(self, job_id: int, reason: str) -> str | None:
+        row = self._write(
+            "UPDATE jobs SET cancel_reason = ? WHERE id = ? AND state = 'running' RETURNING owner",
+            (reason, job_id),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def cancel_requests(self, owner: str) -> list[tuple[int, str]]:
+        rows = self._db.execute(
+            "SELECT id, cancel_reason FROM jobs INDEXED BY jobs_cancelling "
+            "WHERE owner = ? AND cancel_reason IS NOT NULL AND state = 'running' ORDER BY id",
+            (owner,),
+        )
+        return [(int(job_id), str(reason)) for job_id, reason in rows]
+
+    def changed(self) -> bool:
+        version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        changed = version != getattr(self, "_data_version", None)
+        self._data_version = version
+        return changed
+
+    # nodes ---------------------------------------------------------------------------------
+
+    def register_node(self, node: NodeInfo) -> NodeInfo | None:
+        self._begin()
+        for existing in self._nodes("WHERE name = ?", (node.name,)):
+            alive = existing.lease_until.timestamp() > node.heartbeat_at.timestamp()
+            if alive and (existing.host, existing.pid) != (node.host, node.pid):
+                return existing
+        self._write(
+            "INSERT OR REPLACE INTO nodes (name, host, pid, address, started_at, heartbeat_at, "
+            "lease_until, workers_busy, workers_total) VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                node.name,
+                node.host,
+                node.pid,
+                node.address,
+                node.started_at.timestamp(),
+                node.heartbeat_at.timestamp(),
+                node.lease_until.timestamp(),
+                node.workers_busy,
+                node.workers_total,
+            ),
+        )
+        return None
+
+    def heartbeat(self, node: NodeInfo) -> bool:
+        cursor = self._write(
+            "UPDATE nodes SET heartbeat_at = ?, lease_until = ?, workers_busy = ?, "
+            "workers_total = ? WHERE name = ? AND host = ? AND pid = ? AND started_at = ?",
+            (
+                node.heartbeat_at.timestamp(),
+                node.lease_until.timestamp(),
+                node.workers_busy,
+                node.workers_total,
+                node.name,
+                node.host,
+                node.pid,
+                node.started_at.timestamp(),
+            ),
+        )
+        return cursor.rowcount == 1
+
+    def expire_nodes(self, now: float) -> list[str]:
+        rows = self._write(
+            "DELETE FROM nodes WHERE lease_until < ? RETURNING name", (now,)
+        ).fetchall()
+        return sorted(str(name) for (name,) in rows)
+
+    def leave(self, node: NodeInfo) -> None:
+        self._write(
+            "DELETE FROM nodes WHERE name = ? AND host = ? AND pid = ? AND started_at = ?",
+            (node.name, node.host, node.pid, node.started_at.timestamp()),
+        )
+
+    def nodes(self) -> list[NodeInfo]:
+        return self._nodes("", ())
+
+    def _nodes(self, where: str, args: Sequence[Any]) -> list[NodeInfo]:
+        rows = self._db.execute(
+            "SELECT name, host, pid, address, started_at, heartbeat_at, lease_until, "
+            f"workers_busy, workers_total FROM nodes {where} ORDER BY name",
+            args,
+        )
+        return [
+            NodeInfo(
+                name=name,
+                host=host,
+                pid=pid,
+                address=address,
+                started_at=datetime.fromtimestamp(started, UTC),
+                heartbeat_at=datetime.fromtimestamp(beat, UTC),
+                lease_until=datetime.fromtimestamp(lease, UTC),
+                workers_busy=busy,
+                workers_total=total,
+            )
+            for name, host, pid, address, started, beat, lease, busy, total in rows
+        ]
 
     # schedules and retention ---------------------------------------------------------------
 

@@ -315,15 +315,20 @@ def test_a_schema_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     finally:
         store.close()
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("5",)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("6",)
     check.close()
 
 
 def older_schema(version: int) -> str:
-    """schema.sql as it was: version 4 lacks the batch columns, 3 also jobs.trace, 2 also
-    jobs.idempotency_key, 1 also jobs.outcome."""
-    text = SCHEMA.read_text().replace("'schema_version', '5'", f"'schema_version', '{version}'")
+    """schema.sql as it was: version 5 lacks jobs.cancel_reason and attempts.node, 4 also
+    the batch columns, 3 also jobs.trace, 2 also jobs.idempotency_key, 1 also jobs.outcome."""
+    text = SCHEMA.read_text().replace("'schema_version', '6'", f"'schema_version', '{version}'")
     # The last column goes with the comma before it.
+    for column in ("cancel_reason TEXT", "node TEXT"):
+        text, dropped = re.subn(rf",(\s+--[^\n]*)\n\s+{column}[^\n]*\n", r"\1\n", text)
+        assert dropped == 1
+    if version == 5:
+        return text
     for column in ("batch_on_failure INTEGER", "batch_id INTEGER"):
         text, dropped = re.subn(rf",(\s+--[^\n]*)\n\s+{column}[^\n]*\n", r"\1\n", text)
         assert dropped == 1
@@ -366,7 +371,7 @@ def test_a_schema_2_database_gains_idempotency_keys(tmp_path: Path) -> None:
     finally:
         store.close()
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("5",)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("6",)
     check.close()
 
 
@@ -504,7 +509,7 @@ def test_a_schema_3_database_gains_trace_contexts(tmp_path: Path) -> None:
     finally:
         store.close()
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("5",)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("6",)
     check.close()
 
 
@@ -557,7 +562,7 @@ def test_a_schema_4_database_gains_batches(tmp_path: Path) -> None:
     finally:
         store.close()
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("5",)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("6",)
     kind = check.execute("SELECT typeof(batch_id) FROM jobs WHERE id = 2").fetchone()
     assert kind == ("integer",)
     check.close()
