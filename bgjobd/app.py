@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from bgjobd.events import EventHub
 from bgjobd.handlers.context import Context
 from bgjobd.joblog import NO_JOB, JobLog
 from bgjobd.journal import Journal
+from bgjobd.leases import Leases
 from bgjobd.listen import (
     BACKLOG,
     InstanceLock,
@@ -45,10 +45,6 @@ class Service(Protocol):
     async def stop(self) -> None: ...
 
 
-def owner_name() -> str:
-    return f"bgjobd@{socket.gethostname()}"
-
-
 class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -68,6 +64,7 @@ class Daemon:
         self._services: list[Service] = []
         self._connections: Connections | None = None
         self.engine: Engine | None = None
+        self.leases: Leases | None = None
         self._health: StoreHealth | None = None
         self.ops: Ops | None = None
         self.store_lost: str | None = None
@@ -118,7 +115,7 @@ class Daemon:
             on_error=lambda message: self.say(message, error=True),
             after_commit=journal.after_commit,
         )
-        owner = owner_name()
+        owner = config.node_name
         attempts = Attempts(config, pool, self.log, owner)
         self.engine = engine = Engine(
             config=config,
@@ -129,12 +126,14 @@ class Daemon:
             joblog=self.log,
             owner=owner,
         )
+        leases = self._join(engine, health, store)
         try:
             engine.start()
             recovered = recover(engine, began)
             if recovered:
                 self.say(f"recovered {recovered} job(s) that were running when bgjobd stopped")
             await pool.start()
+            leases.start()
             attempts.start_watching_locks()
             health.start()
             await self._listen(engine)
@@ -146,7 +145,7 @@ class Daemon:
             sdnotify.notify("READY=1")
             watchdog = self._start_watchdog()
             self.say(
-                f"started (pid {os.getpid()}, {pool.size} "
+                f"started as node {owner} (pid {os.getpid()}, {pool.size} "
                 f"{config.settings.daemon.isolation} worker(s), listening on {self._address()})"
             )
             self.say(f"attempts contained by {pool.containment}")
@@ -167,6 +166,20 @@ class Daemon:
             return ExitCode.FAILED
         self.say("stopped")
         return ExitCode.OK
+
+    def _join(self, engine: Engine, health: StoreHealth, store: SQLiteStore) -> Leases:
+        """Take this node's name in the store, before any claim and before recovering its
+        own jobs; a name a live node holds stops the start, releasing what it holds."""
+        self.leases = Leases(engine, self._address(), lambda m: self.say(m, error=True))
+        try:
+            self.leases.register()
+        except BaseException:
+            health.stop()
+            store.close()
+            for lock in self._locks:
+                lock.release()
+            raise
+        return self.leases
 
     def lose_store(self, reason: str) -> None:
         """The store was deleted, replaced or became unusable: stop acknowledging at once
@@ -315,6 +328,8 @@ class Daemon:
         engine.journal.impatient()
         lost = self.store_lost is not None
         await engine.drain(0 if lost else self.config.settings.daemon.shutdown_timeout)
+        if self.leases is not None:
+            await self.leases.stop()  # renewed until now: its running jobs were its own
         await attempts.stop_watching_locks()
         await pool.close()
         if self._connections is not None:

@@ -1,5 +1,11 @@
-"""The life of a job inside the daemon: accepted, scheduled, dispatched to a worker, retried,
-finished; cancelled or retried on request; recovered after a crash.
+"""The life of a job inside the daemon: accepted, dispatched to a worker, retried, finished;
+cancelled or retried on request; recovered after a crash, or reclaimed from a dead node.
+
+The store is the queue, shared by every node (and `run_job.py`) pointed at it: a free worker
+takes the next job with a claim (`Store.claim_next`), which honours priorities and every
+class's concurrency limit across all of them. The daemon keeps no queue of its own, only a
+timer for the next due time and a flag saying whether a claim may find work (its own news,
+or another process's commit, seen by a cheap poll of the store's change counter).
 
 Every change goes to the store first (through the journal's group commit); events go out
 once it is committed.
@@ -19,12 +25,19 @@ from msgspec.structs import replace as replace_struct
 
 from bgjobd import batches, chains, locks, outcomes, submission
 from bgjobd.attempts import AttemptResult, Attempts, RunningAttempt
-from bgjobd.concurrency import ConcurrencyLimits
+from bgjobd.duetimer import DueTimer
 from bgjobd.events import EventHub
 from bgjobd.joblog import NO_JOB, JobLog, describe_params
 from bgjobd.journal import Journal
-from bgjobd.scheduler import Scheduler
-from bgjobd.store.base import JobQuery, KeyTaken, NewJob, Store, WaitingEntry
+from bgjobd.store.base import (
+    JobQuery,
+    KeyTaken,
+    NewJob,
+    StaleAttempt,
+    Store,
+    UniqueTaken,
+    WaitingEntry,
+)
 from bgjobd.workers import WorkerProcess
 from bgjobs.config import Config
 from bgjobs.errors import InvalidState, NotFound, RefusedError
@@ -32,6 +45,12 @@ from bgjobs.model import ErrorInfo, JobInfo, JobSpec, JobState, Outcome
 from bgjobs.protocol import ErrorCode
 
 _THROUGHPUT_WINDOW: Final = 60.0
+CHANGES_POLL_SECONDS: Final = 0.05
+"""How often the store's change counter is read: the delay before a job submitted through
+another node (or a cancel sent to one) is seen here, when it did not wake us itself."""
+REMOTE_CANCEL_WAIT: Final = 5.0
+"""Seconds a cancel of a job running on another node waits, beyond `kill_grace`, for it
+to end there."""
 
 
 @dataclass
@@ -66,8 +85,12 @@ class Engine:
         self.events = events
         self.log = joblog
         self.owner = owner
-        self.scheduler = Scheduler(store, self._on_due)
-        self.limits = ConcurrencyLimits(config)
+        self.due = DueTimer(store, self._on_due)
+        self.limits = config.concurrency_limits
+        self._may_claim = True
+        """Whether a claim may find work: False once one found none, until news (a submit,
+        a due time, an attempt's end that frees a limit, another process's commit)."""
+        self._watcher: asyncio.Task[None] | None = None
         self._free_slots = attempts.pool.size
         self._tasks: set[asyncio.Task[None]] = set()
         """Dispatches waiting for a worker."""
@@ -87,25 +110,49 @@ class Engine:
     # start and stop ----------------------------------------------------------------------
 
     def start(self) -> None:
-        self.scheduler.load()
-        self.scheduler.start()
+        self.store.changed()  # the baseline: what is there now is read below
+        self.due.refresh()
+        self._watcher = asyncio.create_task(self._watch_changes())
         self._pump()
 
     def wake(self) -> None:
         """Start ready jobs on free workers (after recovery queued some)."""
+        self._may_claim = True
         self._pump()
 
     def reconfigure(self, config: Config) -> None:
         self.config = config
-        for entry in self.limits.reconfigure(config):
-            self.scheduler.add_ready(entry)
-        self._pump()
+        self.limits = config.concurrency_limits
+        self.wake()
+
+    async def _watch_changes(self) -> None:
+        """Another process committed: its submits may be ours to run, its cancels may be
+        for our attempts, its schedules may come due first."""
+        while True:
+            await asyncio.sleep(CHANGES_POLL_SECONDS)
+            try:
+                if self.store.changed():
+                    self.changed_elsewhere()
+            except Exception as exc:  # noqa: BLE001  # a store hiccup: the next poll retries
+                self.log.error(NO_JOB, f"reading the store's changes failed: {exc!r}")
+
+    def changed_elsewhere(self) -> None:
+        for job_id, reason in self.store.cancel_requests(self.owner):
+            self.attempts.cancel(job_id, reason)
+        if self._draining:
+            return
+        self.due.refresh()
+        self.wake()
 
     async def drain(self, timeout: float) -> None:
         """Stop dispatching; wait up to `timeout` for running attempts, then interrupt them
         (they stay queued for the next start without losing an attempt)."""
         self._draining = True
-        self.scheduler.stop()
+        self.due.stop()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         # Dispatches still waiting for a worker give up: their jobs stay queued.
         for task in list(self._tasks):
             task.cancel()
@@ -152,7 +199,7 @@ class Engine:
             on_stored(batch.results)
             for worker, job in batch.started:
                 self._publish_later(job)
-                self._begin(WaitingEntry.of(job), worker, job)
+                self._begin(worker, job)
             for row, ids in batch.added:
                 self._accepted(row, ids)
             for rows, ids in batch.batches:
@@ -179,11 +226,15 @@ class Engine:
             ids = self.store.add(rows)
         except BaseException as exc:
             if worker is not None:
-                self._free_slot(_entry_of_row(rows[0]), worker)
+                self._free_slot(worker)
             if isinstance(exc, KeyTaken):
                 # Sent before (a resend after a timeout or a broken connection, or its
                 # fallback runner got there first): that job is the answer.
                 batch.results.append((exc.job_ids, True))
+                return
+            if isinstance(exc, UniqueTaken):
+                # An equal unique job stored a moment ago by another process.
+                batch.results.append(([exc.job_id], True))
                 return
             raise
         if worker is not None:
@@ -209,7 +260,6 @@ class Engine:
 
     def _accepted(self, row: NewJob, ids: list[int]) -> None:
         job_id = ids[0]
-        entry = WaitingEntry(row.run_at, job_id, row.priority.rank, row.class_name)
         if row.state is JobState.SCHEDULED:
             chain = f" as link 1/{len(ids)} of chain {job_id}" if len(ids) > 1 else ""
             delay = max(row.run_at - time.time(), 0.0)
@@ -217,10 +267,10 @@ class Engine:
                 f"{row.class_name}::{row.method}",
                 f"job {job_id} delayed {delay:.3f}s{chain} (params: {describe_params(row.params)})",
             )
-            self.scheduler.add_scheduled(entry)
-        else:
+            self.due.add(row.run_at)
+        elif row.state is JobState.QUEUED:
             # No line for a job queued to run now: its "started" line follows at once.
-            self.scheduler.add_ready(entry)
+            self._may_claim = True
         if self.events.has_listeners:
             for link_id in ids:
                 job = self.store.get(link_id)
@@ -243,36 +293,51 @@ class Engine:
 
     # dispatching ---------------------------------------------------------------------------
 
-    def _on_due(self, entries: list[WaitingEntry]) -> None:
-        """Due jobs join the ready queue. Those a free worker takes at once go from
-        scheduled straight to running (a claim accepts a due job); only the rest are
-        marked queued: one statement fewer per job when workers keep up."""
-        for entry in entries:
-            self.scheduler.add_ready(entry)
-        dispatched = self._pump()
-        waiting = [entry.job_id for entry in entries if entry.job_id not in dispatched]
-        if waiting:
-            for job_id in self.store.promote(waiting):
+    def _on_due(self) -> None:
+        """The timer: every scheduled job now due joins the queue, in one statement."""
+        if self._draining:
+            return
+        try:
+            promoted = self.store.promote_due(time.time())
+        except Exception as exc:  # noqa: BLE001  # the next due time or change retries
+            self.log.error(NO_JOB, f"queueing due jobs failed: {exc!r}")
+            return
+        if promoted:
+            for job_id in promoted:
                 self._publish_id_later(job_id)
+            self.wake()
 
-    def _pump(self) -> set[int]:
-        """Start ready jobs while slots are free; returns the ids started (or waiting for a
-        worker). With a worker idle, the attempt is handed over at once."""
-        dispatched: set[int] = set()
-        while self._free_slots > 0 and not self._draining:
-            entry = self.scheduler.pop_ready()
-            if entry is None:
-                break
-            if entry.job_id in dispatched or not self.limits.try_start(entry):
-                continue  # a job listed twice starts once
-            self._free_slots -= 1
-            dispatched.add(entry.job_id)
+    def _pump(self) -> None:
+        """Claim jobs for free slots until the store has none to give. With a worker idle,
+        the attempt is handed over at once; else it starts once one is ready."""
+        while self._free_slots > 0 and self._may_claim and not self._draining:
             worker = self.attempts.pool.take_idle()
+            job = self._claim(worker)
+            if job is None:
+                if worker is not None:
+                    self.attempts.pool.release(worker, reusable=True)
+                return
+            self._free_slots -= 1
             if worker is None:
-                self._start_task(self._execute(entry))
+                self._start_task(self._execute(job))
             else:
-                self._claim_and_begin(entry, worker)  # its slot comes back if it cannot
-        return dispatched
+                self._begin(worker, job)
+
+    def _claim(self, worker: WorkerProcess | None) -> JobInfo | None:
+        try:
+            job = self.store.claim_next(
+                self.owner, None if worker is None else worker.pid, time.time(), self.limits
+            )
+        except Exception as exc:  # noqa: BLE001  # one claim's trouble must not stop the daemon
+            self.log.error(NO_JOB, f"claiming a job failed: {exc!r}")
+            job = None
+        if job is None:
+            self._may_claim = False
+            return None
+        # The claim commits with the next batch; the attempt does not wait for it. A crash
+        # before that re-runs the job from `queued`.
+        self._publish_later(job)
+        return job
 
     def _start_task(self, work: Coroutine[None, None, None]) -> None:
         task = asyncio.create_task(work)
@@ -280,126 +345,161 @@ class Engine:
         task.add_done_callback(self._tasks.discard)
 
     def _idle_worker_for(self, row: NewJob) -> WorkerProcess | None:
-        """The fast path of a submit: a job due now, with a worker idle and no job ahead of
-        it, is stored as already running (no claim follows) and starts once committed."""
+        """The fast path of a submit: a job due now, with a worker idle and no job queued
+        ahead of it (as far as the last claim knows), is stored as already running (no
+        claim follows) and starts once committed. Never for a class with a limit: only a
+        claim counts its running jobs across every node."""
         eligible = (
             row.state is JobState.QUEUED
             and not self._draining
             and self._free_slots > 0
-            and self.scheduler.ready_count == 0
-            and self.limits.limit_of(row.class_name) is None
+            and not self._may_claim
+            and row.class_name not in self.limits
         )
         worker = self.attempts.pool.take_idle() if eligible else None
         if worker is not None:
             self._free_slots -= 1
-            self.limits.try_start(_entry_of_row(row))
         return worker
 
     def _give_back(self, worker: WorkerProcess, job: JobInfo) -> None:
         """A fast-path start that did not happen (its commit failed)."""
-        self._free_slot(WaitingEntry.of(job), worker)
+        self._free_slot(worker)
 
-    async def _execute(self, entry: WaitingEntry) -> None:
-        """Wait for a worker (all are starting, or `isolation = "fresh"`), then start."""
+    async def _execute(self, job: JobInfo) -> None:
+        """A claimed job waits for a worker (all are starting, or `isolation = "fresh"`).
+        If none comes (the daemon stops), the claim is undone without counting."""
         try:
             worker = await self.attempts.pool.acquire()
         except BaseException:
-            self._free_slot(entry, None)
+            now = time.time()
+            with contextlib.suppress(Exception):
+                self.record_attempt(
+                    job,
+                    AttemptResult(
+                        Outcome.INTERRUPTED,
+                        now,
+                        now,
+                        None,
+                        cancel_reason="the daemon stopped before a worker took it",
+                    ),
+                )
+            self._release_slot(None)
             raise
-        if not self._claim_and_begin(entry, worker):
-            self._pump()
+        self._begin(worker, job)
 
-    def _claim_and_begin(self, entry: WaitingEntry, worker: WorkerProcess) -> bool:
-        """Claim the job for `worker` and hand its attempt over. False if no attempt began
-        (the job was cancelled meanwhile, or an error): the slot and the worker are given
-        back, without starting the next job (the caller is in, or calls, the pump)."""
-        try:
-            job = self.store.claim(entry.job_id, self.owner, worker.pid, time.time())
-        except Exception as exc:  # noqa: BLE001  # one job's trouble must not stop the daemon
-            self._internal_error(entry, None, exc)
-            self._release_slot(entry, worker)
-            return False
-        if job is None:  # cancelled (or claimed elsewhere) since it was queued
-            self._release_slot(entry, worker)
-            return False
-        # The claim commits with the next batch; the attempt does not wait for it. A crash
-        # before that re-runs the job from `queued`.
-        self._publish_later(job)
-        return self._begin(entry, worker, job)
-
-    def _begin(self, entry: WaitingEntry, worker: WorkerProcess, job: JobInfo) -> bool:
+    def _begin(self, worker: WorkerProcess, job: JobInfo) -> bool:
         """Hand the attempt to its worker now; `_ended` records it."""
 
         def ended(result: AttemptResult) -> None:
-            self._ended(entry, worker, job, result)
+            self._ended(worker, job, result)
 
         try:
             self.attempts.begin(worker, job, job.attempts, ended)
         except Exception as exc:  # noqa: BLE001  # one job's trouble must not stop the daemon
-            self._internal_error(entry, job, exc)
-            self._release_slot(entry, worker)
+            self._internal_error(job, exc)
+            self._free_slot(worker)
             return False
         self._in_flight += 1
         self._all_ended.clear()
         return True
 
-    def _ended(
-        self, entry: WaitingEntry, worker: WorkerProcess, job: JobInfo, result: AttemptResult
-    ) -> None:
+    def _ended(self, worker: WorkerProcess, job: JobInfo, result: AttemptResult) -> None:
         """An attempt ended: record it, then the worker takes the next job. Called from
         the worker pipe's callback, so nothing may escape."""
         try:
             self.record_attempt(job, result)
         except Exception as exc:  # noqa: BLE001  # one job's trouble must not stop the daemon
             try:
-                self._internal_error(entry, job, exc)
+                self._internal_error(job, exc)
             except Exception as again:  # noqa: BLE001  # e.g. the store itself is failing
                 self.log.error(NO_JOB, f"job {job.id}: could not record its end: {again!r}")
         finally:
             self._in_flight -= 1
             if not self._in_flight:
                 self._all_ended.set()
-            self._free_slot(entry, worker)
+            if job.class_name in self.limits:
+                self._may_claim = True  # a job its limit held back may go now
+            self._free_slot(worker)
 
-    def _internal_error(self, entry: WaitingEntry, job: JobInfo | None, exc: Exception) -> None:
-        self.log.error(NO_JOB, f"job {entry.job_id}: internal error: {exc!r}")
-        if job is not None:
-            failure = ErrorInfo(type="InternalError", message=repr(exc), hierarchy=[])
-            now = time.time()
-            self.record_attempt(job, AttemptResult(Outcome.CRASHED, now, now, None, error=failure))
+    def _internal_error(self, job: JobInfo, exc: Exception) -> None:
+        self.log.error(NO_JOB, f"job {job.id}: internal error: {exc!r}")
+        failure = ErrorInfo(type="InternalError", message=repr(exc), hierarchy=[])
+        now = time.time()
+        self.record_attempt(job, AttemptResult(Outcome.CRASHED, now, now, None, error=failure))
 
-    def _free_slot(self, entry: WaitingEntry, worker: WorkerProcess | None) -> None:
-        """An attempt is over (or never began): see `_release_slot`; then the next ready
-        job starts."""
-        self._release_slot(entry, worker)
+    def _free_slot(self, worker: WorkerProcess | None) -> None:
+        """An attempt is over (or never began): see `_release_slot`; then the next job
+        starts."""
+        self._release_slot(worker)
         self._pump()
 
-    def _release_slot(self, entry: WaitingEntry, worker: WorkerProcess | None) -> None:
-        """The worker back to the pool (or replaced), the slot and the class's concurrency
-        count free."""
+    def _release_slot(self, worker: WorkerProcess | None) -> None:
+        """The worker back to the pool (or replaced), the slot free."""
         if worker is not None:
             self.attempts.pool.release(worker, reusable=worker.alive)
         self._free_slots += 1
-        for released in self.limits.finished(entry):
-            self.scheduler.add_ready(released)
+
+    # nodes ---------------------------------------------------------------------------------
+
+    def reclaim(self, node: str, why: str) -> int:
+        """The running jobs of a node that is gone: each attempt counts as interrupted, and
+        the job goes on by its retry rules, here or on any node. Returns how many."""
+        jobs = self.store.running(node)
+        now = time.time()
+        for job in jobs:
+            started = job.started_at.timestamp() if job.started_at else now
+            self.log.warning(job.label, f"job {job.id}: reclaimed from node {node} ({why})")
+            self.record_attempt(
+                job,
+                AttemptResult(
+                    Outcome.INTERRUPTED,
+                    started,
+                    now,
+                    job.worker_pid,
+                    error=ErrorInfo(
+                        type="Interrupted",
+                        message=f"its node {node} {why}",
+                        hierarchy=["Interrupted"],
+                    ),
+                ),
+            )
+        return len(jobs)
+
+    def abandon_attempts(self, why: str) -> int:
+        """This node lost its lease: another node has (or may any moment have) reclaimed
+        its jobs, so every attempt here is stopped; their ends will be refused as stale."""
+        running = list(self.attempts.running)
+        for job_id in running:
+            self.attempts.cancel(job_id, why)
+        return len(running)
 
     # finishing -----------------------------------------------------------------------------
 
     def record_attempt(self, job: JobInfo, result: AttemptResult) -> None:
         """Record how an attempt ended and schedule what follows (a retry, the next link)."""
+        try:
+            recorded = outcomes.record(self.config, self.store, self.log, job, result)
+        except StaleAttempt:
+            # Fencing: this node lost its lease meanwhile, and another reclaimed the job.
+            self.log.warning(
+                job.label,
+                f"job {job.id}: attempt {job.attempts} ended ({result.outcome.value}) after "
+                f"its node {job.owner} lost the job to another; not recorded",
+            )
+            self._cancel_waiters.pop(job.id, None)
+            return
         for listener in self.attempt_listeners:
             listener(job, result)
-        recorded = outcomes.record(self.config, self.store, self.log, job, result)
         done = recorded.job
         if done.state.is_final:
             self._count_finish(result.finished_at)
         if recorded.retry_at is not None:
-            self.scheduler.add_scheduled(WaitingEntry.of(done, recorded.retry_at))
+            self.due.add(recorded.retry_at)
         elif done.state is JobState.QUEUED:
-            self.scheduler.add_ready(WaitingEntry.of(done, time.time()))
+            self._may_claim = True
         for released in (recorded.released, recorded.released_callback):
             if released is not None:
-                self.scheduler.add_ready(WaitingEntry.of(released))
+                self._may_claim = True
                 self._publish_later(released)
         for link_id in recorded.cancelled_links:
             self._publish_id_later(link_id)
@@ -412,15 +512,13 @@ class Engine:
         self, entries: Sequence[tuple[WaitingEntry, JobState]], job_ids: Sequence[int]
     ) -> None:
         """Jobs taken over from a fallback drainer (bgjobd.spoolimport), committed: the
-        queued and scheduled ones join the scheduler, and whoever watches them hears."""
+        queued and scheduled ones are ours to claim, and whoever watches them hears."""
         for entry, state in entries:
             if state is JobState.SCHEDULED:
-                self.scheduler.add_scheduled(entry)
-            else:
-                self.scheduler.add_ready(entry)
+                self.due.add(entry.run_at)
         for job_id in job_ids:
             self._publish_id_later(job_id)
-        self._pump()
+        self.wake()
 
     # requests ------------------------------------------------------------------------------
 
@@ -457,9 +555,8 @@ class Engine:
             self._publish_id_later(link_id)
         followup = outcomes.end_batch_member(self.store, self.log, cancelled)
         if followup.released is not None:
-            self.scheduler.add_ready(WaitingEntry.of(followup.released))
             self._publish_later(followup.released)
-            self._pump()
+            self.wake()
         for other_id in followup.cancelled:
             self._publish_id_later(other_id)
         self._publish_later(cancelled)
@@ -469,17 +566,30 @@ class Engine:
     async def _cancel_running(self, job: JobInfo, reason: str) -> JobInfo:
         ended = self._cancel_waiters.setdefault(job.id, asyncio.Event())
         if not self.attempts.cancel(job.id, reason):
-            # Running in another process (run_job.py): its own watcher sees the lock go.
             self._cancel_waiters.pop(job.id, None)
-            locks.release(
-                locks.lock_path(self.config.locks_dir, job.class_name, job.method, job.id)
-            )
-            return job
+            return await self._cancel_elsewhere(job, reason)
         await ended.wait()
         after = self.get(job.id)
         if after.state.is_final:
             return after
         return await self.cancel(job.id, reason)  # it failed at that moment and was rescheduled
+
+    async def _cancel_elsewhere(self, job: JobInfo, reason: str) -> JobInfo:
+        """A job running in another process (a node, `run_job.py`): the request is stored,
+        and its runner, which watches for requests, stops it. On this host its lock file
+        goes too (the original's way: a runner's watcher sees it go). Waits for the end,
+        up to the runner's kill grace and a few seconds more."""
+        locks.release(locks.lock_path(self.config.locks_dir, job.class_name, job.method, job.id))
+        if self.store.request_cancel(job.id, reason) is None:
+            return self.get(job.id)  # it ended meanwhile
+        await self.journal.committed()
+        deadline = time.monotonic() + self.config.settings.daemon.kill_grace + REMOTE_CANCEL_WAIT
+        while time.monotonic() < deadline:
+            after = self.get(job.id)
+            if after.state is not JobState.RUNNING or after.attempts != job.attempts:
+                return after
+            await asyncio.sleep(CHANGES_POLL_SECONDS)
+        return self.get(job.id)
 
     async def retry(self, job_id: int) -> JobInfo:
         job = self.get(job_id)
@@ -497,10 +607,9 @@ class Engine:
         chains.revive_rest(self.store, job)
         batches.revive(self.store, job)
         self.log.info(job.label, f"job {job_id} retried with fresh attempts")
-        self.scheduler.add_ready(WaitingEntry.of(requeued))
         await self.journal.committed()
         self._publish_later(requeued)
-        self._pump()
+        self.wake()
         return requeued
 
     async def retry_failed(self, class_name: str | None) -> list[int]:
@@ -556,8 +665,3 @@ class Engine:
     @property
     def busy(self) -> int:
         return self.attempts.pool.size - self._free_slots
-
-
-def _entry_of_row(row: NewJob) -> WaitingEntry:
-    """For the concurrency count of a job not stored yet (it counts by class)."""
-    return WaitingEntry(row.run_at, 0, row.priority.rank, row.class_name)

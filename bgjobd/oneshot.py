@@ -25,7 +25,7 @@ from bgjobd import filemodes, locks, outcomes, submission
 from bgjobd.attempts import Attempts
 from bgjobd.joblog import NO_JOB, JobLog, describe_params
 from bgjobd.pool import WorkerPool
-from bgjobd.store.base import KeyTaken, NewJob
+from bgjobd.store.base import KeyTaken, NewJob, UniqueTaken
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobs.config import Config, load_config
 from bgjobs.errors import BgjobsError, ExitCode, RefusedError, UsageError
@@ -33,6 +33,9 @@ from bgjobs.model import ChainLink, JobInfo, JobSpec, JobState
 from bgjobs.params import parse_delay, parse_json_params, split_params
 
 PROG = "run_job.py"
+WAIT_POLL_SECONDS = 0.1
+"""How often a runner looks again: for room under its class's concurrency limit (held by
+other runners or nodes), and for a cancel sent through another process."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -122,6 +125,8 @@ class OneShot:
             ids = self.store.add(rows)
         except KeyTaken as exc:
             return self._already_stored(rows[0], exc)
+        except UniqueTaken as exc:
+            return self._unique_live(rows[0], exc)
         self.store.commit()
         first = rows[0]
         label = f"{first.class_name}::{first.method}"
@@ -173,6 +178,18 @@ class OneShot:
         )
         return ExitCode.OK
 
+    def _unique_live(self, first: NewJob, taken: UniqueTaken) -> int:
+        """The class is `unique` and an equal job waits or runs (in a daemon, or another
+        runner): that job is the one; none is made here."""
+        self.store.rollback()
+        self.store.close()
+        self.log.info(
+            f"{first.class_name}::{first.method}",
+            f"not run by {PROG}: the equal unique job {taken.job_id} is still waiting or running",
+        )
+        print(f"{PROG}: not run: the equal unique job {taken.job_id} is still waiting or running")
+        return ExitCode.OK
+
     async def _run_job(self, job_id: int, stop: asyncio.Event) -> JobInfo:
         while True:
             job = self.store.get(job_id)
@@ -185,11 +202,16 @@ class OneShot:
                     return self._abandon(job)
                 self.store.promote([job_id])
                 self.store.commit()
-            ran = await self._attempt(job_id, stop)
-            assert ran
+            if not await self._attempt(job_id, stop):
+                # Its class is at its concurrency limit (counted over every process).
+                await self._sleep_until(time.time() + WAIT_POLL_SECONDS, stop)
+                if stop.is_set():
+                    return self._abandon(self.store.get(job_id) or job)
 
     def _claim(self, job_id: int, worker_pid: int) -> JobInfo | None:
-        return self.store.claim(job_id, self.owner, worker_pid, time.time())
+        job = self.store.get(job_id)
+        limit = None if job is None else self.config.concurrency_limits.get(job.class_name)
+        return self.store.claim(job_id, self.owner, worker_pid, time.time(), limit=limit)
 
     async def _attempt(self, job_id: int, stop: asyncio.Event) -> bool:
         """One attempt of the job, recorded; False if it could not be claimed."""
@@ -208,7 +230,15 @@ class OneShot:
         return True
 
     async def _cancel_on(self, stop: asyncio.Event, job_id: int) -> None:
-        await stop.wait()
+        """Stop the attempt when this runner is interrupted, or when another process (a
+        daemon's `cancel`) asks through the store."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), WAIT_POLL_SECONDS)
+            for requested, reason in self.store.cancel_requests(self.owner):
+                if requested == job_id:
+                    self.attempts.cancel(job_id, reason)
+                    return
         self.attempts.cancel(job_id, f"{PROG} was interrupted")
 
     def _abandon(self, job: JobInfo) -> JobInfo:

@@ -14,7 +14,7 @@ from bgjobd import batches, chains
 from bgjobd.attempts import AttemptResult, log_outcome
 from bgjobd.joblog import JobLog
 from bgjobd.retries import Decision, decide
-from bgjobd.store.base import FinishedAttempt, Store
+from bgjobd.store.base import FinishedAttempt, StaleAttempt, Store
 from bgjobs.config import Config
 from bgjobs.model import ErrorInfo, JobInfo, JobState, Outcome
 
@@ -42,7 +42,11 @@ class Recorded:
 def record(
     config: Config, store: Store, joblog: JobLog, job: JobInfo, result: AttemptResult
 ) -> Recorded:
+    """Raises StaleAttempt, recording nothing, when the job's runner (`job.owner`) no
+    longer holds this attempt (fencing: another node reclaimed it)."""
     number = job.attempts
+    if not store.attempt_is_current(job.id, job.owner, number):
+        raise StaleAttempt(f"job {job.id}: attempt {number} is no longer {job.owner}'s")
     attempt = FinishedAttempt(
         number, result.outcome, result.finished_at, result.duration, result.error
     )

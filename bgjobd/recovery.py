@@ -25,6 +25,9 @@ def recover(engine: Engine, began: set[int]) -> int:
     recorded too. Returns how many jobs there were."""
     finished = donefiles.found(engine.config.locks_dir)
     orphans = engine.store.running(engine.owner)
+    legacy = f"bgjobd@{socket.gethostname()}"  # the one owner name before nodes (schema 5)
+    if legacy != engine.owner:
+        orphans += engine.store.running(legacy)
     for job in orphans:
         started = job.started_at.timestamp() if job.started_at else time.time()
         outcome = finished.get(job.id)
@@ -80,7 +83,7 @@ def _record_unclaimed_runs(
     count = 0
     for job_id in sorted((began | finished.keys()) - skip):
         job = store.get(job_id)
-        if job is None or job.owner != engine.owner:
+        if job is None or job.owner not in (engine.owner, f"bgjobd@{socket.gethostname()}"):
             continue
         if job.state not in (JobState.QUEUED, JobState.SCHEDULED):
             continue  # recorded already (the file outlived its commit by a moment)

@@ -130,6 +130,19 @@ class Config:
     def job_settings(self, class_name: str) -> JobSettings:
         return self.settings.jobs.get(class_name) or _NO_OVERRIDES
 
+    @cached_property
+    def concurrency_limits(self) -> dict[str, int]:
+        """Every allow-listed class with a limit on its running jobs (over every process
+        sharing the store): `max_concurrency`, or 1 for `overlap = false`."""
+        limits: dict[str, int] = {}
+        for class_name in self.settings.allowed_jobs:
+            settings = self.job_settings(class_name)
+            if settings.max_concurrency is not None:
+                limits[class_name] = settings.max_concurrency
+            elif not settings.overlap:
+                limits[class_name] = 1
+        return limits
+
     def priority_of(self, class_name: str) -> Priority:
         return self.settings.job_priority.get(class_name, Priority.MEDIUM)
 

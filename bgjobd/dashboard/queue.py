@@ -1,8 +1,9 @@
-"""The queue as it will run: queued jobs in dispatch order (the store knows which jobs are
-queued, the scheduler in which order they go), with those a concurrency limit holds back."""
+"""The queue as it will run: queued jobs in the order claims take them, with those a
+concurrency limit holds back."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +22,9 @@ class Queue:
 
 
 def dispatch_order(engine: Engine, class_name: str = "", search: str = "") -> Queue:
-    """The store says which jobs are queued; the scheduler says in which order they go."""
-    queued = {entry.job_id: entry for entry in engine.store.queued()}
+    """The store's queued jobs in the order claims take them; those of a class at its
+    concurrency limit (counted over every node) are held."""
+    queued = engine.store.queued()
     if class_name or search:
         found, _ = engine.store.search(
             JobQuery(
@@ -32,34 +34,33 @@ def dispatch_order(engine: Engine, class_name: str = "", search: str = "") -> Qu
                 limit=max(len(queued), 1),
             )
         )
-        wanted = {job.id for job in found} & queued.keys()
-    else:
-        wanted = set(queued)
-    ready = list(
-        dict.fromkeys(e.job_id for e in engine.scheduler.ready_entries() if e.job_id in wanted)
-    )
-    held = sorted(
-        (queued[job_id] for job_id in wanted.difference(ready)),
-        key=lambda entry: (entry.rank, entry.run_at, entry.job_id),
-    )
-    return Queue(ids=ready + [entry.job_id for entry in held], held=frozenset(wanted - set(ready)))
+        wanted = {job.id for job in found}
+        queued = [entry for entry in queued if entry.job_id in wanted]
+    full = _classes_at_limit(engine)
+    ready = [entry.job_id for entry in queued if entry.class_name not in full]
+    held = [entry.job_id for entry in queued if entry.class_name in full]
+    return Queue(ids=ready + held, held=frozenset(held))
+
+
+def _classes_at_limit(engine: Engine) -> set[str]:
+    if not engine.limits:
+        return set()
+    running = Counter(job.class_name for job in engine.store.running())
+    return {name for name, limit in engine.limits.items() if running[name] >= limit}
 
 
 def queue_head(engine: Engine, limit: int, now: float) -> list[dict[str, Any]]:
     """The first jobs of the queue without reading all of it from the store (the overview
-    is redrawn on every burst of events, and a backlog may be long): the scheduler's ready
-    jobs in order, each checked against the store. Only when they do not fill the section
-    (a short queue, or jobs held by a concurrency limit) is the whole queue ordered."""
+    is redrawn on every burst of events, and a backlog may be long). Only when a class is
+    held by its limit is the whole queue ordered."""
+    if _classes_at_limit(engine):
+        return queued_rows(engine, dispatch_order(engine), 0, limit, now)
     rows: list[dict[str, Any]] = []
-    # Cancelled jobs linger in the ready heap until popped: look a little further.
-    head = engine.scheduler.first_ready(limit * 2 + 16)
-    for job_id in dict.fromkeys(entry.job_id for entry in head):
-        if len(rows) == limit:
-            return rows
-        job = engine.store.get(job_id)
-        if job is not None and job.state is JobState.QUEUED:
+    for entry in engine.store.queued_in_order(limit):
+        job = engine.store.get(entry.job_id)
+        if job is not None:
             rows.append({**job_summary(job, now), "position": len(rows) + 1, "held": False})
-    return queued_rows(engine, dispatch_order(engine), 0, limit, now)
+    return rows
 
 
 def queued_rows(

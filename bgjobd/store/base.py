@@ -218,9 +218,18 @@ class Store(abc.ABC):
         """scheduled -> queued for those still scheduled; returns them."""
 
     @abc.abstractmethod
-    def claim(self, job_id: int, owner: str, worker_pid: int | None, now: float) -> JobInfo | None:
+    def claim(
+        self,
+        job_id: int,
+        owner: str,
+        worker_pid: int | None,
+        now: float,
+        *,
+        limit: int | None = None,
+    ) -> JobInfo | None:
         """queued, or scheduled and due by `now` -> running, starting the next attempt;
-        None if the job is in neither state."""
+        None if the job is in neither state, or (`limit`) if that many jobs of its class
+        run already, in any process."""
 
     @abc.abstractmethod
     def claim_oneshot(
@@ -288,8 +297,8 @@ class Store(abc.ABC):
         is none. Atomic against every other process sharing the store."""
 
     @abc.abstractmethod
-    def promote_due(self, now: float) -> int:
-        """Scheduled jobs due by `now` -> queued; returns how many."""
+    def promote_due(self, now: float) -> list[int]:
+        """Scheduled jobs due by `now` -> queued; returns their ids."""
 
     @abc.abstractmethod
     def next_due(self) -> float | None:

@@ -643,13 +643,30 @@ class SQLiteStore(Store):
             promoted.extend(row[0] for row in rows)
         return promoted
 
-    def claim(self, job_id: int, owner: str, worker_pid: int | None, now: float) -> JobInfo | None:
+    def claim(
+        self,
+        job_id: int,
+        owner: str,
+        worker_pid: int | None,
+        now: float,
+        *,
+        limit: int | None = None,
+    ) -> JobInfo | None:
         # One statement: the attempt's own row is written when it ends (or by recovery).
+        under_limit = ""
+        args: tuple[Any, ...] = (now, worker_pid, owner, job_id, now)
+        if limit is not None:
+            under_limit = (
+                " AND (SELECT count(*) FROM jobs AS other WHERE other.state = 'running' "
+                "AND other.class_name = jobs.class_name) < ?"
+            )
+            args = (*args, limit)
         row = self._write(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?, "
             "worker_pid = ?, owner = ?, cancel_reason = NULL WHERE id = ? "
-            f"AND (state = 'queued' OR (state = 'scheduled' AND run_at <= ?)) RETURNING {_COLUMNS}",
-            (now, worker_pid, owner, job_id, now),
+            f"AND (state = 'queued' OR (state = 'scheduled' AND run_at <= ?)){under_limit} "
+            f"RETURNING {_COLUMNS}",
+            args,
         ).fetchone()
         return None if row is None else _row_to_job(row, [_running_attempt(row)])
 
@@ -855,20 +872,23 @@ class SQLiteStore(Store):
         # job the daemon started, whatever another process did meanwhile.
         return self.claim(int(row[0]), owner, worker_pid, now)
 
-    def promote_due(self, now: float) -> int:
-        cursor = self._write(
+    def promote_due(self, now: float) -> list[int]:
+        # A NULL due time is a NaN that SQLite stored: due at once rather than never.
+        rows = self._write(
             "UPDATE jobs SET state = 'queued' WHERE state = 'scheduled' AND oneshot = 0 "
-            "AND run_at <= ?",
+            "AND (run_at <= ? OR run_at IS NULL) RETURNING id",
             (now,),
-        )
-        return cursor.rowcount
+        ).fetchall()
+        return [int(job_id) for (job_id,) in rows]
 
     def next_due(self) -> float | None:
         row = self._db.execute(
             "SELECT run_at FROM jobs WHERE state = 'scheduled' AND oneshot = 0 "
             "ORDER BY run_at LIMIT 1"
         ).fetchone()
-        return None if row is None else float(row[0])
+        if row is None:
+            return None
+        return 0.0 if row[0] is None else float(row[0])
 
     def queued_in_order(self, limit: int) -> list[WaitingEntry]:
         rows = self._db.execute(

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from bgjobd.duetimer import DueTimer
 from bgjobd.retries import Directive, RetryPolicy, decide
-from bgjobd.scheduler import Scheduler
-from bgjobd.store.base import WaitingEntry
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobs.config import Config, parse_settings
 from bgjobs.errors import ConfigError
@@ -93,31 +93,29 @@ def test_config_refuses_absurd_seconds_naming_the_key(text: str, key: str, value
         parse_settings(text.format(v=value))
 
 
-def test_the_scheduler_clamps_a_due_time_it_cannot_order(tmp_path: Path) -> None:
-    """A NaN due time (never due, and it breaks the heap) is run at once, not spun on."""
+def test_the_due_timer_clamps_a_due_time_it_cannot_reach(tmp_path: Path) -> None:
+    """A NaN due time (never due by any comparison) fires at once rather than never; an
+    infinite one is armed for the latest time there is, not spun on."""
     store = SQLiteStore(tmp_path / "bgjobs.db")
-    due: list[WaitingEntry] = []
+    fired: list[float] = []
 
     async def scenario() -> None:
-        scheduler = Scheduler(store, due.extend)
-        scheduler.load()
-        scheduler.start()
+        timer = DueTimer(store, lambda: fired.append(time.monotonic()))
+        timer.refresh()
         try:
-            scheduler.add_scheduled(WaitingEntry(math.nan, 1, 1, "Job"))
-            scheduler.add_scheduled(WaitingEntry(math.inf, 2, 1, "Job"))
-            scheduler.add_ready(WaitingEntry(math.nan, 3, 1, "Job"))
+            timer.add(math.inf)
+            assert not fired
+            timer.add(math.nan)
             for _ in range(200):
-                if due:
+                if fired:
                     break
                 await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)  # the refresh after firing arms nothing: the store is empty
         finally:
-            scheduler.stop()
-        ready = scheduler.pop_ready()
-        assert ready is not None and ready.run_at == 0.0
+            timer.stop()
 
     try:
         asyncio.run(scenario())
     finally:
         store.close()
-    assert [(entry.job_id, entry.run_at) for entry in due] == [(1, 0.0)]
-    assert all(math.isfinite(entry.run_at) for entry in due)
+    assert len(fired) == 1

@@ -15,10 +15,10 @@ import pytest
 
 from bgjobctl.library import JobClient, make_spec
 from bgjobd import donefiles, locks
-from bgjobd.app import owner_name
 from bgjobd.store.base import NewJob
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobd.worker.messages import AttemptDone
+from bgjobs.config import load_config
 from bgjobs.errors import BadParams
 from bgjobs.model import JobInfo, JobState, Outcome, Priority
 from tests.support.waiting import wait_for
@@ -236,7 +236,7 @@ def crashed_state(workspace: Workspace, out: Path, state: JobState) -> int:
                 max_attempts=2,
                 timeout=30,
                 created_at=now - 1,
-                owner=owner_name(),
+                owner=load_config(workspace.config_path).node_name,
             )
         ]
     )[0]

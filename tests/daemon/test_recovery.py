@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from bgjobd.app import owner_name
 from bgjobd.store.base import NewJob
 from bgjobd.store.sqlite import SQLiteStore
+from bgjobs.config import load_config
 from bgjobs.model import JobSpec, JobState, Outcome, Priority
 from tests.support.procs import is_gone
 from tests.support.waiting import wait_for
@@ -92,7 +92,7 @@ def test_a_job_stored_as_running_that_never_began_gets_its_attempt_back(
                 max_attempts=1,
                 timeout=30,
                 created_at=now,
-                owner=owner_name(),
+                owner=load_config(workspace.config_path).node_name,
                 started_at=now,
                 worker_pid=999_999,
             )

@@ -1,0 +1,113 @@
+"""This node among the others sharing its store: registered under its name, its lease
+renewed by a heartbeat at a third of `[daemon] lease_seconds`; and the reclaiming of the
+running jobs of nodes whose lease ran out (each dead node's jobs by exactly one survivor:
+the store hands each expired node to one caller).
+
+A node that finds its own lease gone (it was paused, or its clock jumped, past the lease,
+and another node reclaimed its jobs) stops every attempt it runs: their ends would be
+refused anyway (fencing), and the jobs are already running elsewhere. Then it registers
+anew and goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from msgspec.structs import replace
+
+from bgjobd import locks
+from bgjobd.engine import Engine
+from bgjobd.joblog import NO_JOB
+from bgjobs.errors import ConfigError
+from bgjobs.model import NodeInfo
+
+LOST_LEASE = "this node lost its lease (it was stopped or starved past lease_seconds)"
+
+
+class Leases:
+    def __init__(self, engine: Engine, address: str, say: Callable[[str], None]) -> None:
+        self._engine = engine
+        self._say = say
+        now = time.time()
+        self.node = NodeInfo(
+            name=engine.owner,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            address=address,
+            started_at=_at(now),
+            heartbeat_at=_at(now),
+            lease_until=_at(now + self._lease),
+            workers_total=engine.attempts.pool.size,
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def _lease(self) -> float:
+        return self._engine.config.settings.daemon.lease_seconds
+
+    def register(self) -> None:
+        """Take this node's name in the store. ConfigError if a live process has it."""
+        store = self._engine.store
+        holder = store.register_node(self.node)
+        if holder is not None and holder.host == self.node.host and not locks.pid_alive(holder.pid):
+            store.leave(holder)  # this host's earlier daemon, killed: its lease is moot
+            holder = store.register_node(self.node)
+        if holder is not None:
+            store.rollback()
+            raise ConfigError(
+                f"daemon.node: the node name {holder.name!r} is in use by pid {holder.pid} on "
+                f"{holder.host} ({holder.address or 'no address'}); give each daemon sharing "
+                f"the store its own [daemon] node"
+            )
+        self._engine.journal.flush()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop renewing and leave the store (after the last attempt has ended)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(Exception):
+            self._engine.store.leave(self.node)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            try:
+                self.beat()
+            except Exception as exc:  # noqa: BLE001  # the next beat retries
+                self._say(f"heartbeat failed: {exc!r}")
+
+    def beat(self) -> None:
+        engine = self._engine
+        now = time.time()
+        self.node = replace(
+            self.node,
+            heartbeat_at=_at(now),
+            lease_until=_at(now + self._lease),
+            workers_busy=engine.busy,
+            workers_total=engine.attempts.pool.size,
+        )
+        if not engine.store.heartbeat(self.node):
+            stopped = engine.abandon_attempts(LOST_LEASE)
+            self._say(f"{LOST_LEASE}; stopped its {stopped} attempt(s) and registers again")
+            self.node = replace(self.node, started_at=_at(now))
+            self.register()
+        for dead in engine.store.expire_nodes(now):
+            count = engine.reclaim(dead, "stopped renewing its lease")
+            engine.log.warning(
+                NO_JOB, f"node {dead} is dead (its lease ran out); reclaimed {count} job(s)"
+            )
+
+
+def _at(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
