@@ -6,11 +6,13 @@ runs past its deadline (wall-clock seconds: shared by processes)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -203,7 +205,7 @@ def _in_processes(
         late = [process.pid for process in processes if process.is_alive()]
         assert not late, f"racer processes {late} still running after {timeout}s"
         failed = {process.pid: process.exitcode for process in processes if process.exitcode}
-        assert not failed, f"racer processes failed (pid: exit code): {failed}"
+        assert not failed, f"racer processes failed {failed}:\n{_failed_racers(reports)}"
     finally:
         for process in processes:
             if process.is_alive():
@@ -216,8 +218,23 @@ def _in_processes(
     return results
 
 
+def _failed_racers(reports: list[Path]) -> str:
+    """The errors that racer processes left in their reports."""
+    errors = []
+    for report in reports:
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+            errors.append(json.loads(report.read_text())["error"])
+    return "\n".join(errors)
+
+
 def report_to(
     report: Path, racer: Racer, gate: Gate, arguments: list[tuple[Any, ...]], timeout: float
 ) -> None:
-    """A racer process's body: run its racers in threads, leave their results in `report`."""
-    report.write_text(json.dumps(in_threads(racer, gate, arguments, timeout)))
+    """A racer process's body: run its racers in threads, leave their results in `report`
+    (or the first error, which fails the process too)."""
+    try:
+        results = in_threads(racer, gate, arguments, timeout)
+    except BaseException:
+        report.write_text(json.dumps({"error": traceback.format_exc()}))
+        raise
+    report.write_text(json.dumps(results))
