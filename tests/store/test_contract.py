@@ -6,53 +6,14 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from bgjobd.store.base import FinishedAttempt, JobQuery, KeyTaken, NewJob, Store
+from bgjobd.store.base import JobQuery, KeyTaken, Store
 from bgjobd.store.sqlite import SCHEMA, SQLiteStore
 from bgjobs.model import ErrorInfo, JobState, Outcome, Priority
-
-Backend = Callable[[Path], Store]
-BACKENDS: dict[str, Backend] = {"sqlite": lambda tmp: SQLiteStore(tmp / "bgjobs.db")}
-
-
-@pytest.fixture(params=sorted(BACKENDS))
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    backend = BACKENDS[request.param](tmp_path)
-    yield backend
-    backend.close()
-
-
-def new_job(
-    class_name: str = "Echo",
-    *,
-    state: JobState = JobState.QUEUED,
-    run_at: float | None = None,
-    priority: Priority = Priority.MEDIUM,
-    params: list[object] | None = None,
-    **extra: object,
-) -> NewJob:
-    now = time.time()
-    return NewJob(
-        class_name=class_name,
-        method="handle",
-        params=params if params is not None else ["a", 1],
-        priority=priority,
-        state=state,
-        run_at=run_at if run_at is not None else now,
-        max_attempts=3,
-        timeout=30.0,
-        created_at=now,
-        owner="test",
-        **extra,  # type: ignore[arg-type]
-    )
-
-
-def attempt(number: int, outcome: Outcome, error: ErrorInfo | None = None) -> FinishedAttempt:
-    return FinishedAttempt(number, outcome, time.time(), 0.01, error)
+from tests.store.support import BACKENDS, attempt, new_job
 
 
 def test_ids_increase_and_survive_reopening(tmp_path: Path) -> None:
