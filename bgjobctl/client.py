@@ -31,7 +31,9 @@ from bgjobs.protocol import (
     JobList,
     JobReply,
     ListJobs,
+    ListNodes,
     ListSchedules,
+    NodeList,
     Ping,
     Pong,
     Prune,
@@ -299,6 +301,10 @@ class Client:
 
     def prune(self, *, dry_run: bool = False) -> Pruned:
         return self._call(Prune(dry_run=dry_run), Pruned)
+
+    def nodes(self) -> NodeList:
+        """The nodes sharing the queue, and which one answered."""
+        return self._call(ListNodes(), NodeList)
 
     def events(self, job_ids: Sequence[int] = ()) -> EventStream:
         """Job events (of these jobs, or all) on a connection of their own; subscribed

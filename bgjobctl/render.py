@@ -31,6 +31,21 @@ def duration(job: JobInfo) -> str:
     return f"{(end - job.started_at).total_seconds():.3f}s"
 
 
+def age(seconds: float) -> str:
+    """How long ago, in its two largest units: `2s ago`, `3m 05s ago`, `2h 10m ago`."""
+    whole = max(int(seconds), 0)
+    minutes, secs = divmod(whole, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours:02d}h ago"
+    if hours:
+        return f"{hours}h {minutes:02d}m ago"
+    if minutes:
+        return f"{minutes}m {secs:02d}s ago"
+    return f"{secs}s ago"
+
+
 def safe(text: str, *, keep_lines: bool = False) -> str:
     """Text that cannot act on a terminal: see the module's docstring."""
     return escape_controls(text, keep_lines=keep_lines)
@@ -81,11 +96,12 @@ def print_jobs(jobs: Sequence[JobInfo], total: int) -> None:
             f"{job.attempts}/{job.max_attempts}",
             when(job.run_at),
             duration(job),
+            job.node or "-",
         )
         for job in jobs
     ]
     print_table(
-        ("ID", "STATE", "JOB", "PARAMS", "PRIORITY", "ATTEMPTS", "DUE", "DURATION"),
+        ("ID", "STATE", "JOB", "PARAMS", "PRIORITY", "ATTEMPTS", "DUE", "DURATION", "NODE"),
         rows,
         title=f"{len(jobs)} of {total} job(s)",
     )
@@ -121,7 +137,7 @@ def job_details(job: JobInfo) -> list[tuple[str, str]]:
         ("started", when(job.started_at)),
         ("finished", when(job.finished_at)),
         ("duration", duration(job)),
-        ("owner", job.owner or "-"),
+        ("node", job.node or "-"),
     ]
     if job.worker_pid:
         details.append(("worker pid", str(job.worker_pid)))
@@ -180,13 +196,14 @@ def print_job(job: JobInfo, chain: Sequence[JobInfo] = (), batch: Sequence[JobIn
         print(f"{key:>{width}}  {safe(value)}")
     if job.history:
         print_table(
-            ("#", "OUTCOME", "STARTED", "DURATION", "PID", "ERROR"),
+            ("#", "OUTCOME", "STARTED", "DURATION", "NODE", "PID", "ERROR"),
             [
                 (
                     attempt.label,
                     attempt.outcome.value if attempt.outcome else "running",
                     when(attempt.started_at),
                     "-" if attempt.duration is None else f"{attempt.duration:.3f}s",
+                    attempt.node or "-",
                     str(attempt.worker_pid or "-"),
                     attempt.error.summary() if attempt.error else "",
                 )

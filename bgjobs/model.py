@@ -217,6 +217,12 @@ class JobInfo(msgspec.Struct, kw_only=True):
     def label(self) -> str:
         return f"{self.class_name}::{self.method}"
 
+    @property
+    def node(self) -> str:
+        """The node that runs or ran its latest attempt; empty before any attempt started
+        (`owner` then names only where it was submitted)."""
+        return self.owner if self.started_at is not None else ""
+
 
 class JobEvent(msgspec.Struct, frozen=True, kw_only=True):
     """A change of a job's state, streamed to subscribers (the dashboard, `--follow`)."""

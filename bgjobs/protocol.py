@@ -16,7 +16,7 @@ from typing import Annotated, Final
 
 import msgspec
 
-from bgjobs.model import JobEvent, JobInfo, JobSpec, JobState, Stats
+from bgjobs.model import JobEvent, JobInfo, JobSpec, JobState, NodeInfo, Stats
 
 PROTOCOL_VERSION: Final = 1
 MAX_FRAME_BYTES: Final = 4 * 1024 * 1024
@@ -137,6 +137,10 @@ class Prune(_Message):
     dry_run: bool = False
 
 
+class ListNodes(_Message):
+    """The nodes (daemons, `run_job.py` runners) registered in the store's queue."""
+
+
 Request = (
     Hello
     | Ping
@@ -150,6 +154,7 @@ Request = (
     | Subscribe
     | ListSchedules
     | Prune
+    | ListNodes
 )
 
 
@@ -233,6 +238,17 @@ class Pruned(_Message):
     files: int
 
 
+class NodeList(_Message):
+    nodes: list[NodeInfo]
+    """Every registered node, by name; one whose `lease_until` has passed is dead and about
+    to be expired by a live one."""
+    answered_by: str
+    """The name of the node that answered (its `[daemon] node`)."""
+    now: datetime
+    """The answering node's clock, against which heartbeat ages are read (a client over TCP
+    may run on a host whose clock differs)."""
+
+
 Reply = (
     Welcome
     | Pong
@@ -246,6 +262,7 @@ Reply = (
     | Error
     | ScheduleList
     | Pruned
+    | NodeList
 )
 
 

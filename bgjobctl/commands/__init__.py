@@ -8,6 +8,7 @@ from bgjobctl.commands import (
     cancel,
     dashboard,
     logs,
+    nodes,
     ping,
     prune,
     retry,
@@ -34,4 +35,5 @@ COMMANDS: dict[str, ModuleType] = {
     "watch": watch,
     "schedules": schedules,
     "prune": prune,
+    "nodes": nodes,
 }

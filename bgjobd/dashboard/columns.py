@@ -15,7 +15,8 @@ SECTIONS: Final[list[tuple[str, str, str, Columns]]] = [
         "Running",
         "Nothing is running.",
         [("id", "ID"), ("job", "Job"), ("params", "Params"), ("progress", "Progress"),
-         ("attempt", "Attempt"), ("when", "Elapsed"), ("worker", "Worker"), ("actions", "")],
+         ("attempt", "Attempt"), ("when", "Elapsed"), ("node", "Node"), ("worker", "Worker"),
+         ("actions", "")],
     ),
     (
         "scheduled",
@@ -36,14 +37,15 @@ SECTIONS: Final[list[tuple[str, str, str, Columns]]] = [
         "Recently finished",
         "No job has finished yet.",
         [("id", "ID"), ("job", "Job"), ("params", "Params"), ("state", "Outcome"),
-         ("duration", "Duration"), ("when", "Finished"), ("error", "Error or reason")],
+         ("duration", "Duration"), ("when", "Finished"), ("node", "Node"),
+         ("error", "Error or reason")],
     ),
     (
         "failed",
         "Failed",
         "No failed jobs.",
         [("id", "ID"), ("job", "Job"), ("params", "Params"), ("error", "Error"),
-         ("attempt", "Attempts"), ("when", "Failed"), ("actions", "")],
+         ("attempt", "Attempts"), ("when", "Failed"), ("node", "Node"), ("actions", "")],
     ),
 ]  # fmt: skip
 """The overview's sections: key, title, text when empty, columns."""
@@ -61,7 +63,7 @@ def table_signature(rows: list[dict[str, Any]]) -> str:
     """The part of listed jobs that a table shows, but for the ticking times; the twin of
     `signature` in dashboard.js."""
     keys = ("id", "state", "attempts", "worker_pid", "error_text", "position", "held",
-            "progress_text")  # fmt: skip
+            "progress_text", "node")  # fmt: skip
     return signature(
         [
             [*(row.get(key) for key in keys), row["when"]["tick"], row["when"]["at"],
@@ -71,7 +73,15 @@ def table_signature(rows: list[dict[str, Any]]) -> str:
     )  # fmt: skip
 
 
+def nodes_signature(rows: list[dict[str, Any]]) -> str:
+    """What the nodes panel shows, but for the ticking heartbeat ages; the twin of
+    `nodesSignature` in dashboard.js."""
+    keys = ("name", "host", "pid", "this", "expired", "busy_text")
+    return signature([[*(row[key] for key in keys), row["heartbeat"]["at"]] for row in rows])
+
+
 def listing_columns(order: str) -> Columns:
     columns = [("id", "ID"), ("job", "Job"), ("params", "Params"), ("state", "State"),
-               ("attempt", "Attempt"), ("when", "When"), ("actions", "")]  # fmt: skip
+               ("attempt", "Attempt"), ("when", "When"), ("node", "Node"),
+               ("actions", "")]  # fmt: skip
     return [("position", "#"), *columns] if order == "dispatch" else columns

@@ -19,7 +19,7 @@ from bgjobd.dashboard.formatting import (
     shorten,
     to_json_text,
 )
-from bgjobs.model import AttemptInfo, JobInfo, JobState
+from bgjobs.model import AttemptInfo, JobInfo, JobState, NodeInfo
 from bgjobs.summary import summarize
 
 _RETRYABLE: Final = frozenset({JobState.FAILED, JobState.CANCELLED})
@@ -104,6 +104,7 @@ def job_summary(job: JobInfo, now: float | None = None) -> dict[str, Any]:
         "duration_text": fmt_duration(duration),
         "error_text": error_text(job),
         "worker_pid": job.worker_pid,
+        "node": job.node,
         "chain_text": (
             f"{job.chain_position} of {job.chain_length}" if job.chain_id is not None else ""
         ),
@@ -128,8 +129,28 @@ def attempt_row(attempt: AttemptInfo) -> dict[str, Any]:
         "duration_text": fmt_duration(attempt.duration),
         "outcome": attempt.outcome.value if attempt.outcome else "running",
         "worker_pid": attempt.worker_pid,
+        "node": attempt.node,
         "error_text": error.summary() if error else "",
         "traceback": error.traceback if error else "",
+    }
+
+
+def node_row(node: NodeInfo, this_node: str, now: float) -> dict[str, Any]:
+    """One node sharing the queue: its name, how long ago it renewed its lease (a ticking
+    time), its workers busy of all."""
+    return {
+        "name": node.name,
+        "host": node.host,
+        "pid": node.pid,
+        "this": node.name == this_node,
+        "expired": node.lease_until.timestamp() < now,
+        "heartbeat": {
+            "tick": "ago",
+            "at": iso(node.heartbeat_at),
+            "text": relative("ago", node.heartbeat_at, now),
+            "title": fmt_time(node.heartbeat_at) + " UTC",
+        },
+        "busy_text": f"{node.workers_busy}/{node.workers_total}",
     }
 
 
@@ -150,7 +171,7 @@ def detail_fields(job: JobInfo, now: float) -> list[tuple[str, str]]:
         ("Finished", fmt_time(job.finished_at)),
         ("Duration", fmt_duration(duration_of(job, now))),
         ("Worker pid", str(job.worker_pid) if job.worker_pid else "—"),
-        ("Owner", job.owner or "—"),
+        ("Node", job.node or "—"),
     ]
     if job.chain_id is not None:
         fields.append(("Chain", f"link {job.chain_position} of {job.chain_length}"))

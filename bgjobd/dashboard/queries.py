@@ -13,7 +13,7 @@ from bgjobd.dashboard import chart
 from bgjobd.dashboard.filters import FINISHED, Filters
 from bgjobd.dashboard.formatting import fmt_age
 from bgjobd.dashboard.logtail import tail_output
-from bgjobd.dashboard.present import job_detail, job_summary
+from bgjobd.dashboard.present import job_detail, job_summary, node_row
 from bgjobd.dashboard.queue import dispatch_order, queue_head, queued_rows
 from bgjobd.dashboard.recent import RecentFinishes
 from bgjobd.engine import Engine
@@ -105,6 +105,7 @@ def stats(engine: Engine, started_at: float, now: float | None = None) -> dict[s
         uptime_text=fmt_age(data["uptime"]),
         throughput=series,
         chart=chart.bars(series),
+        nodes=[node_row(node, engine.config.node_name, now) for node in engine.store.nodes()],
     )
     return data
 

@@ -13,7 +13,13 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from bgjobd.dashboard.columns import SECTIONS, listing_columns, signature, table_signature
+from bgjobd.dashboard.columns import (
+    SECTIONS,
+    listing_columns,
+    nodes_signature,
+    signature,
+    table_signature,
+)
 from bgjobd.dashboard.security import GUARD, SESSION
 from bgjobs.model import JobState
 
@@ -57,6 +63,7 @@ def setup(app: web.Application) -> None:
     env.globals["listing_columns"] = listing_columns
     env.filters["signature"] = table_signature
     env.filters["sig"] = signature
+    env.filters["node_signature"] = nodes_signature
 
 
 def safe_next(value: object) -> str:

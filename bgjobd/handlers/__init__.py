@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
-from bgjobd.handlers import cancel, get, ops, ping, retry, stats, submit, subscribe
+from bgjobd.handlers import cancel, get, nodes, ops, ping, retry, stats, submit, subscribe
 from bgjobd.handlers import list as list_jobs
 from bgjobd.handlers.context import Context
 from bgjobs.errors import RequestFailed
@@ -18,6 +18,7 @@ from bgjobs.protocol import (
     GetStats,
     Hello,
     ListJobs,
+    ListNodes,
     ListSchedules,
     Ping,
     Prune,
@@ -68,5 +69,7 @@ def dispatch(  # noqa: C901, PLR0911, PLR0912  # one arm per request kind
             return ops.schedules(ctx, request)
         case Prune():
             return ops.prune(ctx, request)
+        case ListNodes():
+            return nodes.handle(ctx, request)
         case Hello():
             raise RequestFailed(ErrorCode.BAD_REQUEST, "the handshake happens once, first")

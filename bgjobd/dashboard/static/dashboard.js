@@ -133,6 +133,7 @@
     attempt: (j) => h("td", { class: "c-attempt" }, j.attempt_text),
     when: (j) => h("td", { class: "c-when" }, ticking(j.when)),
     worker: (j) => h("td", { class: "c-worker" }, j.worker_pid || "—"),
+    node: (j) => h("td", { class: "c-node" }, j.node || "—"),
     position: (j) =>
       h(
         "td",
@@ -152,7 +153,7 @@
   // present.table_signature, whose value the server puts on the tables it renders.
   const signature = (jobs) =>
     JSON.stringify(
-      jobs.map((j) => [j.id, j.state, j.attempts, j.worker_pid, j.error_text, j.position ?? null, j.held ?? null, j.progress_text ?? null, j.when.tick, j.when.at, j.duration_text]),
+      jobs.map((j) => [j.id, j.state, j.attempts, j.worker_pid, j.error_text, j.position ?? null, j.held ?? null, j.progress_text ?? null, j.node ?? null, j.when.tick, j.when.at, j.duration_text]),
     );
 
   function fillTable(table, jobs) {
@@ -220,6 +221,31 @@
       if (value !== undefined) node.textContent = value;
     }
     redraw(document.getElementById("chart"), JSON.stringify(stats.chart), (box) => drawChart(box, stats.chart));
+    const nodes = document.getElementById("nodes");
+    if (nodes && stats.nodes) {
+      setText("node-count", String(stats.nodes.length));
+      redraw(nodes, nodesSignature(stats.nodes), () => nodes.replaceChildren(...stats.nodes.map(nodeRow)));
+    }
+  }
+
+  // The twin of columns.nodes_signature: the heartbeat ages tick by themselves.
+  const nodesSignature = (nodes) => JSON.stringify(nodes.map((n) => [n.name, n.host, n.pid, n.this, n.expired, n.busy_text, n.heartbeat.at]));
+
+  function nodeRow(n) {
+    return h(
+      "tr",
+      { "data-node": n.name, class: n.expired ? "expired" : null },
+      h(
+        "td",
+        { class: "c-node" },
+        n.name,
+        n.this ? [" ", h("span", { class: "chip", title: "the node serving this dashboard" }, "this node")] : null,
+        n.expired ? [" ", h("span", { class: "chip", title: "past its lease: a live node reclaims its running jobs" }, "lease expired")] : null,
+      ),
+      h("td", {}, n.host),
+      h("td", { class: "c-when" }, ticking(n.heartbeat)),
+      h("td", { class: "c-busy" }, n.busy_text),
+    );
   }
 
   function showLog(list, lines) {
@@ -388,6 +414,7 @@
         h("td", { class: "c-when" }, a.started_at_text),
         h("td", { class: "c-when" }, a.finished_at_text),
         h("td", { class: "c-duration" }, a.duration_text),
+        h("td", { class: "c-node" }, a.node || "—"),
         h("td", { class: "c-worker" }, a.worker_pid || "—"),
         h(
           "td",
@@ -399,7 +426,7 @@
         ),
       ),
     );
-    if (!rows.length) rows.push(h("tr", { class: "empty" }, h("td", { colspan: 7 }, "No attempt has started yet.")));
+    if (!rows.length) rows.push(h("tr", { class: "empty" }, h("td", { colspan: 8 }, "No attempt has started yet.")));
     tbody.replaceChildren(...rows);
   }
 

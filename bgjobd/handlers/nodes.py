@@ -1,0 +1,19 @@
+"""`ListNodes`: the processes sharing the store's queue, as the store has them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from bgjobd.handlers.context import Context
+from bgjobs.protocol import ListNodes, NodeList
+
+
+def handle(ctx: Context, request: ListNodes) -> NodeList:
+    # Every row, expired ones included: a node past its lease is shown as such (it may be
+    # paused, and its jobs about to be reclaimed) until a live node expires it.
+    return NodeList(
+        rid=request.rid,
+        nodes=ctx.engine.store.nodes(),
+        answered_by=ctx.engine.config.node_name,
+        now=datetime.now(UTC),
+    )
