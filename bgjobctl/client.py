@@ -26,12 +26,16 @@ from bgjobs.protocol import (
     FrameError,
     FrameReader,
     Get,
+    GetLog,
+    GetOutput,
     GetStats,
     Hello,
     JobList,
     JobReply,
     ListJobs,
     ListSchedules,
+    LogChunk,
+    OutputChunk,
     Ping,
     Pong,
     Prune,
@@ -299,6 +303,14 @@ class Client:
 
     def prune(self, *, dry_run: bool = False) -> Pruned:
         return self._call(Prune(dry_run=dry_run), Pruned)
+
+    def output(self, job_id: int, offset: int = 0, *, lines: int = 0) -> OutputChunk:
+        """The next chunk of a job's captured output (see `GetOutput`)."""
+        return self._call(GetOutput(job_id=job_id, offset=offset, lines=lines), OutputChunk)
+
+    def log(self, *, errors: bool = False, offset: int = 0, lines: int = 0) -> LogChunk:
+        """The next chunk of the daemon's execution (or error) log (see `GetLog`)."""
+        return self._call(GetLog(errors=errors, offset=offset, lines=lines), LogChunk)
 
     def events(self, job_ids: Sequence[int] = ()) -> EventStream:
         """Job events (of these jobs, or all) on a connection of their own; subscribed
