@@ -26,6 +26,8 @@ from bgjobs.protocol import (
     FrameError,
     FrameReader,
     Get,
+    GetLog,
+    GetOutput,
     GetStats,
     Hello,
     JobList,
@@ -33,7 +35,9 @@ from bgjobs.protocol import (
     ListJobs,
     ListNodes,
     ListSchedules,
+    LogChunk,
     NodeList,
+    OutputChunk,
     Ping,
     Pong,
     Prune,
@@ -305,6 +309,14 @@ class Client:
     def nodes(self) -> NodeList:
         """The nodes sharing the queue, and which one answered."""
         return self._call(ListNodes(), NodeList)
+
+    def output(self, job_id: int, offset: int = 0, *, lines: int = 0) -> OutputChunk:
+        """The next chunk of a job's captured output (see `GetOutput`)."""
+        return self._call(GetOutput(job_id=job_id, offset=offset, lines=lines), OutputChunk)
+
+    def log(self, *, errors: bool = False, offset: int = 0, lines: int = 0) -> LogChunk:
+        """The next chunk of the daemon's execution (or error) log (see `GetLog`)."""
+        return self._call(GetLog(errors=errors, offset=offset, lines=lines), LogChunk)
 
     def events(self, job_ids: Sequence[int] = ()) -> EventStream:
         """Job events (of these jobs, or all) on a connection of their own; subscribed

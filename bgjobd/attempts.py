@@ -51,6 +51,8 @@ class AttemptResult:
     no_retry: str | None = None
     """Set when retrying could not help (the attempt cannot run at all): why, for the
     record; the retry rules are not asked."""
+    printed: capture.Printed | None = None
+    """The end of what the attempt printed, for the store; None: nothing."""
 
     @property
     def duration(self) -> float:
@@ -74,9 +76,12 @@ class RunningAttempt:
     progress: float | None = None
     """The latest `bgjobs.progress` the attempt reported (in memory only)."""
     progress_message: str | None = None
+    output_offset: int | None = None
+    """Where the attempt's output starts in the job's output file (known once it began)."""
 
-    def lock_made(self) -> None:
+    def lock_made(self, output_offset: int) -> None:
         self.has_lock = True
+        self.output_offset = output_offset
 
 
 def job_tag(job: JobInfo, number: int, max_attempts: int | None = None) -> str:
@@ -216,13 +221,19 @@ class Attempts:
         output_dir = self.config.job_output_dir
         killed = died.returncode == -signal.SIGKILL  # no tail: it was in the worker's memory
         limit = self.config.limits_of(running.job.class_name).output_bytes
+        target = output_dir / f"{running.job.id}.log"
         capture.salvage(
             output_dir,
             running.worker.pid,
-            output_dir / f"{running.job.id}.log",
+            target,
             tail_lost_after=capture.head_size(limit) if killed else None,
         )
-        return self._stopped_result(running, died)
+        result = self._stopped_result(running, died)
+        if running.output_offset is not None:
+            # Rare (a kill), so read here: whether the worker moved its output into the
+            # job's file as it unwound or `salvage` just did, it ends the file.
+            result.printed = capture.tail_of(target, running.output_offset)
+        return result
 
     def _request(self, job: JobInfo, number: int, lock_path: str) -> RunAttempt:
         limits = self.config.limits_of(job.class_name)
@@ -339,6 +350,9 @@ class Attempts:
             error=done.error,
             directive=directive,
             note=done.note,
+            printed=None
+            if done.output_tail is None
+            else capture.Printed(done.output_tail, done.output_bytes),
         )
 
     async def _watch_locks(self) -> None:

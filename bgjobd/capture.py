@@ -13,6 +13,11 @@ tail, which lived in the worker's memory, is lost with a SIGKILL, and a line say
 
 Neither the disk nor memory ever holds more than the limit (the tail buffer briefly twice
 its half), however much a job prints.
+
+The end of each attempt's output (`STORED_TAIL_BYTES`) also goes to the store with the
+attempt, so that a node without the file can show it: the worker reads it back from the
+scratch file before moving it and reports it with the attempt's outcome (`Printed`); for an
+attempt whose worker was killed, the daemon reads it from the job's file (`tail_of`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import select
 import sys
 import termios
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -31,6 +37,30 @@ from bgjobs.outputs import scratch_path
 from bgjobs.sizes import format_size
 
 _CHUNK: Final = 1 << 16
+STORED_TAIL_BYTES: Final = 64 * 1024
+"""How much of the end of each attempt's output the store keeps."""
+
+
+@dataclass(frozen=True)
+class Printed:
+    """What an attempt printed, for the store: its end and its whole size."""
+
+    tail: bytes
+    size: int
+
+
+def tail_of(path: Path, start: int) -> Printed | None:
+    """The end of what a file holds past `start` (an attempt's output appended to the job's
+    file); None when that is nothing."""
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END) - start
+            if size <= 0:
+                return None
+            handle.seek(start + size - min(size, STORED_TAIL_BYTES))
+            return Printed(handle.read(STORED_TAIL_BYTES), size)
+    except OSError:
+        return None
 
 
 def keep(scratch: Path, target: Path) -> None:
@@ -262,7 +292,9 @@ class Output:
         os.dup2(self._write_fd, 1)
         os.dup2(self._write_fd, 2)
 
-    def release(self) -> None:
+    def release(self) -> Printed | None:
+        """fds 1 and 2 back on /dev/null; the attempt's output into the job's file.
+        Returns what the attempt printed (None: nothing)."""
         self._flush()
         os.dup2(self._devnull, 1)
         os.dup2(self._devnull, 2)
@@ -272,13 +304,21 @@ class Output:
             self._reader.stop(drain)
         self._drain = None
         if self._target is None or self._scratch is None:
-            return
-        if drain is not None and drain.taken and os.fstat(self._fd).st_size:
-            os.close(self._fd)
-            self._fd = -1
-            keep(Path(self._scratch), Path(self._target))
-            self._open(self._scratch)
+            return None
+        printed = None
+        if drain is not None and drain.taken:
+            size = os.fstat(self._fd).st_size
+            if size:
+                # Read back while it is still in the page cache: one pread, no more.
+                length = min(size, STORED_TAIL_BYTES)
+                with contextlib.suppress(OSError):
+                    printed = Printed(os.pread(self._fd, length, size - length), size)
+                os.close(self._fd)
+                self._fd = -1
+                keep(Path(self._scratch), Path(self._target))
+                self._open(self._scratch)
         self._target = None
+        return printed
 
     def close(self) -> None:
         if self._scratch is not None:
@@ -289,7 +329,8 @@ class Output:
         if self._fd >= 0:
             os.close(self._fd)
         os.makedirs(os.path.dirname(scratch), exist_ok=True)
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        # Read as well as written: `release` reads the attempt's tail back.
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
         self._fd = os.open(scratch, flags, 0o644)
         self._scratch = scratch
 

@@ -6,15 +6,17 @@ and `run_job.py` both record every attempt through here, so they behave the same
 
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Final
 
 from bgjobd import batches, chains
 from bgjobd.attempts import AttemptResult, log_outcome
+from bgjobd.capture import STORED_TAIL_BYTES
 from bgjobd.joblog import JobLog
 from bgjobd.retries import Decision, decide
-from bgjobd.store.base import FinishedAttempt, StaleAttempt, Store
+from bgjobd.store.base import AttemptOutput, FinishedAttempt, StaleAttempt, Store
 from bgjobs.config import Config
 from bgjobs.model import ErrorInfo, JobInfo, JobState, Outcome
 
@@ -39,6 +41,12 @@ class Recorded:
     """Its batch's callback, now queued: the job was the last member to end."""
 
 
+def output_origin(config: Config) -> str:
+    """Names the disk that holds this runner's output files: its host and storage
+    directory (several daemons on one host have storage directories of their own)."""
+    return f"{socket.gethostname()}:{config.storage_dir}"
+
+
 def record(
     config: Config, store: Store, joblog: JobLog, job: JobInfo, result: AttemptResult
 ) -> Recorded:
@@ -47,6 +55,12 @@ def record(
     number = job.attempts
     if not store.attempt_is_current(job.id, job.owner, number):
         raise StaleAttempt(f"job {job.id}: attempt {number} is no longer {job.owner}'s")
+    printed = result.printed
+    if printed is not None:
+        # The worker runs job code: what it reports is capped again here.
+        tail = printed.tail[-STORED_TAIL_BYTES:]
+        output = AttemptOutput(tail, max(printed.size, len(tail)), output_origin(config))
+        store.keep_output(job.id, number, output)
     attempt = FinishedAttempt(
         number, result.outcome, result.finished_at, result.duration, result.error
     )

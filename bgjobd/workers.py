@@ -262,14 +262,15 @@ class WorkerProcess:
     def hand_over(
         self,
         request: RunAttempt,
-        on_started: Callable[[], None],
+        on_started: Callable[[int], None],
         on_end: Callable[[AttemptDone | WorkerDied], None],
         on_progress: Callable[[Progress], None] | None = None,
         *,
         frame: bytes | None = None,
     ) -> None:
         """Send an attempt to the worker, which starts it at once. `on_started` is called
-        once the worker holds the lock file and calls the job; `on_end` once with how it
+        once the worker holds the lock file and calls the job (with the size of the job's
+        output file before the attempt); `on_end` once with how it
         ended: the worker's report, or WorkerDied as soon as the process exits (killed or
         crashed) first; `on_progress` with each progress update. All are called from the
         event loop's callbacks."""
@@ -285,7 +286,7 @@ class WorkerProcess:
                 self.busy_with = None
                 on_end(WorkerDied(self.returncode, memory_limit=self._went_over()))
             elif isinstance(message, Started) and message.job_id == request.job_id:
-                on_started()
+                on_started(message.output_offset)
             elif isinstance(message, AttemptDone) and message.job_id == request.job_id:
                 self._results.listener = None
                 self.busy_with = None

@@ -1,5 +1,5 @@
-"""Where a job's captured output lives, for the worker that writes it and for the clients
-that read it (`bgjobctl logs`), which must not depend on the daemon's package."""
+"""Where a running attempt's captured output lives: for the worker that writes it and the
+daemon that serves it (`GetOutput`) while the attempt runs."""
 
 from __future__ import annotations
 

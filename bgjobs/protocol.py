@@ -38,6 +38,10 @@ PREAUTH_MAX_FRAME_BYTES: Final = 64 * 1024
 few dozen bytes), so an unauthenticated peer cannot make it buffer more."""
 SMALL_FRAME_BYTES: Final = 64 * 1024
 """Frames up to this size are read without asking the daemon's buffer budget."""
+MAX_CHUNK_BYTES: Final = 1024 * 1024
+"""Most bytes of output or log one `OutputChunk` or `LogChunk` carries, whatever the
+request asks: a reply stays far below MAX_REPLY_FRAME_BYTES, and a client reads a long
+file in several requests (`more`)."""
 
 
 class ErrorCode(enum.StrEnum):
@@ -141,6 +145,29 @@ class ListNodes(_Message):
     """The nodes (daemons, `run_job.py` runners) registered in the store's queue."""
 
 
+class GetOutput(_Message):
+    """A job's captured output from `offset` on (an offset into the stream a previous
+    `OutputChunk` gave), every attempt's, the running one's too. `--follow` asks again
+    from `next_offset` until the reply is neither `running` nor has `more`."""
+
+    job_id: JobId
+    offset: Count = 0
+    lines: Count = 0
+    """With N > 0: from the start of the last N lines instead of `offset`."""
+    max_bytes: Count = MAX_CHUNK_BYTES
+    """At most this many bytes (and never more than MAX_CHUNK_BYTES)."""
+
+
+class GetLog(_Message):
+    """The daemon's execution log (or error log) from `offset` on."""
+
+    errors: bool = False
+    offset: Count = 0
+    lines: Count = 0
+    """With N > 0: from the start of the last N lines instead of `offset`."""
+    max_bytes: Count = MAX_CHUNK_BYTES
+
+
 Request = (
     Hello
     | Ping
@@ -155,6 +182,8 @@ Request = (
     | ListSchedules
     | Prune
     | ListNodes
+    | GetOutput
+    | GetLog
 )
 
 
@@ -249,6 +278,47 @@ class NodeList(_Message):
     may run on a host whose clock differs)."""
 
 
+class OutputSource(enum.StrEnum):
+    """Where an `OutputChunk`'s bytes come from."""
+
+    FILE = "file"
+    """The job's output file on the answering node (and its running attempt's output)."""
+    STORED = "stored"
+    """The store's copy: the end of each attempt's output that printed anything (at most
+    `bgjobd.capture.STORED_TAIL_BYTES` each), for a job whose output file the answering
+    node does not have (the job ran on another node, or the file is gone)."""
+    NONE = "none"
+    """Nothing printed (yet), as far as this node and the store know."""
+
+
+class OutputChunk(_Message):
+    data: bytes
+    offset: int
+    """Where `data` starts: the requested offset, or the start of the last N lines, or 0
+    when the stream is shorter than the requested offset (it was replaced)."""
+    next_offset: int
+    """What to ask for next."""
+    more: bool
+    """More bytes are there already: ask again at once."""
+    running: bool
+    """The job was not final when this was read: more may come (`--follow` asks again)."""
+    state: JobState
+    source: OutputSource
+    note: str | None = None
+    """Something the reader should know, e.g. that only the stored tails are shown."""
+
+
+class LogChunk(_Message):
+    data: bytes
+    offset: int
+    next_offset: int
+    more: bool
+    exists: bool
+    """False when the log file does not exist (yet)."""
+    path: str
+    """The file on the daemon's host, for messages."""
+
+
 Reply = (
     Welcome
     | Pong
@@ -263,6 +333,8 @@ Reply = (
     | ScheduleList
     | Pruned
     | NodeList
+    | OutputChunk
+    | LogChunk
 )
 
 

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
-from bgjobd.handlers import cancel, get, nodes, ops, ping, retry, stats, submit, subscribe
+from bgjobd.handlers import cancel, get, logs, nodes, ops, ping, retry, stats, submit, subscribe
 from bgjobd.handlers import list as list_jobs
 from bgjobd.handlers.context import Context
 from bgjobs.errors import RequestFailed
@@ -15,6 +15,8 @@ from bgjobs.protocol import (
     Error,
     ErrorCode,
     Get,
+    GetLog,
+    GetOutput,
     GetStats,
     Hello,
     ListJobs,
@@ -71,5 +73,9 @@ def dispatch(  # noqa: C901, PLR0911, PLR0912  # one arm per request kind
             return ops.prune(ctx, request)
         case ListNodes():
             return nodes.handle(ctx, request)
+        case GetOutput():
+            return logs.output(ctx, request)
+        case GetLog():
+            return logs.log(ctx, request)
         case Hello():
             raise RequestFailed(ErrorCode.BAD_REQUEST, "the handshake happens once, first")

@@ -377,3 +377,39 @@ class Store(abc.ABC):
         """Give back the space of a write-ahead log (a backend without one: nothing to do).
         Blocking: run it on a thread."""
         return True
+
+    # outputs -------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def keep_output(self, job_id: int, attempt: int, output: AttemptOutput) -> None:
+        """Keep the end of a running attempt's output with it (in its job's current round;
+        an attempt given back and run again replaces it). Called only for attempts that
+        printed something."""
+
+    @abc.abstractmethod
+    def output_origins(self, job_id: int) -> set[str]:
+        """The origins (`AttemptOutput.origin`) of the job's stored outputs, without reading
+        them: whether this node's output file holds all of them."""
+
+    @abc.abstractmethod
+    def stored_outputs(self, job_id: int) -> list[StoredOutput]:
+        """The job's stored outputs, in the order their attempts ran."""
+
+
+@dataclass(frozen=True)
+class AttemptOutput:
+    """The end of what one attempt printed."""
+
+    tail: bytes
+    """At most `bgjobd.capture.STORED_TAIL_BYTES`."""
+    printed: int
+    """Bytes of the attempt's whole output in its file."""
+    origin: str
+    """The disk that holds that file: host and storage directory."""
+
+
+@dataclass(frozen=True)
+class StoredOutput:
+    round: int
+    attempt: int
+    output: AttemptOutput

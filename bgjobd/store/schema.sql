@@ -104,3 +104,19 @@ CREATE TABLE IF NOT EXISTS nodes (
     workers_busy INTEGER NOT NULL DEFAULT 0,
     workers_total INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
+
+-- outputs ----------------------------------------------------------------------------------
+-- The end of each attempt's captured output (at most `bgjobd.capture.STORED_TAIL_BYTES`),
+-- so that any node can show a job's output, also one whose output file is on another
+-- node's disk. Only attempts that printed something have a row. `printed` is the size of
+-- the attempt's whole output in its file (the tail is all of it when they are equal);
+-- `origin` names the disk that holds that file (host and storage directory).
+CREATE TABLE IF NOT EXISTS outputs (
+    job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    round INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    printed INTEGER NOT NULL,
+    origin TEXT NOT NULL,
+    tail BLOB NOT NULL,
+    PRIMARY KEY (job_id, round, attempt)
+);  -- not WITHOUT ROWID: its rows are large

@@ -25,6 +25,7 @@ from typing import Any, Final
 import msgspec
 
 from bgjobd.store.base import (
+    AttemptOutput,
     FinishedAttempt,
     JobQuery,
     KeyTaken,
@@ -33,6 +34,7 @@ from bgjobd.store.base import (
     PruneRules,
     StaleAttempt,
     Store,
+    StoredOutput,
     UniqueTaken,
     WaitingEntry,
 )
@@ -1122,6 +1124,31 @@ class SQLiteStore(Store):
             return self.path.with_name(self.path.name + "-wal").stat().st_size
         except FileNotFoundError:
             return 0
+
+    # outputs -------------------------------------------------------------------------------
+
+    def keep_output(self, job_id: int, attempt: int, output: AttemptOutput) -> None:
+        # Written with the attempt's outcome, in the same group commit.
+        self._write(
+            "INSERT OR REPLACE INTO outputs (job_id, round, attempt, printed, origin, tail) "
+            "SELECT id, round, ?, ?, ?, ? FROM jobs WHERE id = ?",
+            (attempt, output.printed, output.origin, output.tail, job_id),
+        )
+
+    def output_origins(self, job_id: int) -> set[str]:
+        rows = self._db.execute("SELECT DISTINCT origin FROM outputs WHERE job_id = ?", (job_id,))
+        return {str(origin) for (origin,) in rows}
+
+    def stored_outputs(self, job_id: int) -> list[StoredOutput]:
+        rows = self._db.execute(
+            "SELECT round, attempt, printed, origin, tail FROM outputs WHERE job_id = ? "
+            "ORDER BY round, attempt",
+            (job_id,),
+        )
+        return [
+            StoredOutput(round_, attempt, AttemptOutput(bytes(tail), printed, origin))
+            for round_, attempt, printed, origin, tail in rows
+        ]
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:

@@ -27,6 +27,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Final
 
+import msgspec
+
 from bgjobd import cgroups, containment, donefiles, limits, locks
 from bgjobd.capture import Output
 from bgjobd.worker import execute, progress
@@ -177,16 +179,25 @@ def _attempt(
         return AttemptDone(
             job_id=request.job_id, attempt=request.attempt, duration=0.0, error=error
         )
-    send(Started(job_id=request.job_id))
+    send(Started(job_id=request.job_id, output_offset=_size_of(request.output_path)))
     output.capture(request.output_path, request.max_output_bytes)
     try:
         with progress.reporting(request, send):
             done = _run(setup, package, request)
         outcomes.keep(request.lock_path, done)  # before the lock goes: a crash loses no run
-        return done
     finally:
-        output.release()
+        printed = output.release()
         locks.release(lock)
+    if printed is None:
+        return done
+    return msgspec.structs.replace(done, output_tail=printed.tail, output_bytes=printed.size)
+
+
+def _size_of(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def _start_tracing(setup: Setup) -> None:

@@ -57,6 +57,9 @@ class Started(msgspec.Struct, tag=True, frozen=True, kw_only=True):
     """The lock file exists and the job is being called."""
 
     job_id: int
+    output_offset: int = 0
+    """The size of the job's output file before this attempt: where its output will start
+    (the daemon reads the end of it from there if it has to kill the worker)."""
 
 
 class AttemptDone(msgspec.Struct, tag=True, frozen=True, kw_only=True):
@@ -70,6 +73,11 @@ class AttemptDone(msgspec.Struct, tag=True, frozen=True, kw_only=True):
     retry_delay: float | None = None
     note: str | None = None
     """A warning about the attempt, e.g. a result that had to be stored as its repr."""
+    output_tail: bytes | None = None
+    """The end of what the attempt printed (`bgjobd.capture.STORED_TAIL_BYTES` at most);
+    None when it printed nothing."""
+    output_bytes: int = 0
+    """The size of all it printed (as its output file holds it)."""
 
 
 class Progress(msgspec.Struct, tag=True, frozen=True, kw_only=True):

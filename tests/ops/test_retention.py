@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -99,6 +101,7 @@ def test_prune_removes_old_finished_jobs_and_their_output_only(workspace: Worksp
     wait_for(lambda: client.get(tail).state is JobState.RUNNING, what="the chain's last link")
     output = workspace.storage / "logs" / "jobs" / f"{printed}.log"
     assert output.exists()
+    assert _stored_outputs(workspace, printed) == 1  # its output's tail, kept in the store
     time.sleep(1.1)  # past the 1 s retention (a duration, not a wait for an outcome)
 
     dry = workspace.bgjobctl("--json", "prune", "--dry-run")
@@ -112,6 +115,7 @@ def test_prune_removes_old_finished_jobs_and_their_output_only(workspace: Worksp
     assert done.returncode == 0, done.stderr
     assert "removed 3 job(s)" in done.stdout
     assert not output.exists()
+    assert _stored_outputs(workspace, printed) == 0  # gone with its job (ON DELETE CASCADE)
     for gone in (printed, failed, cancelled):
         assert client.list_jobs(search=str(gone)).total == 0
     # What is not final, and the finished head of a chain still running, stay.
@@ -120,6 +124,12 @@ def test_prune_removes_old_finished_jobs_and_their_output_only(workspace: Worksp
     assert client.get(tail).state is JobState.RUNNING
     assert client.stats().counts["failed"] == 0
     client.cancel(tail)
+
+
+def _stored_outputs(workspace: Workspace, job_id: int) -> int:
+    with contextlib.closing(sqlite3.connect(workspace.storage / "bgjobs.db")) as db:
+        (count,) = db.execute("SELECT count(*) FROM outputs WHERE job_id = ?", (job_id,)).fetchone()
+        return int(count)
 
 
 def test_a_schedules_latest_job_is_kept(tmp_path: Path) -> None:

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from bgjobd.store.base import JobQuery, KeyTaken, Store
+from bgjobd.store.base import (
+    AttemptOutput,
+    JobQuery,
+    KeyTaken,
+    PruneRules,
+    Store,
+    StoredOutput,
+)
 from bgjobd.store.sqlite import SCHEMA, SQLiteStore
 from bgjobs.model import ErrorInfo, JobState, Outcome, Priority
 from tests.store.support import BACKENDS, attempt, new_job
@@ -527,3 +534,42 @@ def test_a_schema_4_database_gains_batches(tmp_path: Path) -> None:
     kind = check.execute("SELECT typeof(batch_id) FROM jobs WHERE id = 2").fetchone()
     assert kind == ("integer",)
     check.close()
+
+
+# outputs ------------------------------------------------------------------------------------
+
+
+def test_attempt_outputs_are_kept_per_round_and_go_with_their_job(store: Store) -> None:
+    job_id = store.add([new_job()])[0]
+    other = store.add([new_job()])[0]
+    store.claim(job_id, "me", 1, time.time())
+    store.keep_output(job_id, 1, AttemptOutput(b"one\n", 4, "host:/a"))
+    store.finish_attempt(job_id, attempt(1, Outcome.FAILED), JobState.FAILED)
+    store.requeue(job_id, time.time())
+    store.claim(job_id, "me", 2, time.time())
+    store.keep_output(job_id, 1, AttemptOutput(b"...end\n", 5000, "other:/b"))
+    store.finish_attempt(job_id, attempt(1, Outcome.SUCCEEDED), JobState.SUCCEEDED)
+    store.commit()
+    assert store.stored_outputs(job_id) == [
+        StoredOutput(1, 1, AttemptOutput(b"one\n", 4, "host:/a")),
+        StoredOutput(2, 1, AttemptOutput(b"...end\n", 5000, "other:/b")),
+    ]
+    assert store.output_origins(job_id) == {"host:/a", "other:/b"}
+    assert store.stored_outputs(other) == [] and store.output_origins(other) == set()
+    pruned = store.prune(PruneRules(finished_before={JobState.SUCCEEDED: time.time() + 1}), 10)
+    store.commit()
+    assert [job.job_id for job in pruned] == [job_id]
+    assert store.stored_outputs(job_id) == [] and store.output_origins(job_id) == set()
+
+
+def test_an_attempt_given_back_and_run_again_replaces_its_output(store: Store) -> None:
+    job_id = store.add([new_job()])[0]
+    store.claim(job_id, "me", 1, time.time())
+    store.keep_output(job_id, 1, AttemptOutput(b"interrupted\n", 12, "h:/s"))
+    store.finish_attempt(
+        job_id, attempt(1, Outcome.INTERRUPTED), JobState.QUEUED, count_attempt=False
+    )
+    store.claim(job_id, "me", 2, time.time())
+    store.keep_output(job_id, 1, AttemptOutput(b"ran\n", 4, "h:/s"))
+    store.commit()
+    assert store.stored_outputs(job_id) == [StoredOutput(1, 1, AttemptOutput(b"ran\n", 4, "h:/s"))]
