@@ -601,7 +601,13 @@ class Engine:
         refusal = batches.retry_refusal(job)
         if refusal:
             raise InvalidState(ErrorCode.INVALID_STATE, refusal)
-        requeued = self.store.requeue(job_id, time.time())
+        try:
+            requeued = self.store.requeue(job_id, time.time())
+        except UniqueTaken as taken:
+            raise InvalidState(
+                ErrorCode.INVALID_STATE,
+                f"job {job_id} is unique and the equal job {taken.job_id} is still live",
+            ) from None
         if requeued is None:
             raise InvalidState(ErrorCode.INVALID_STATE, f"job {job_id} changed meanwhile")
         chains.revive_rest(self.store, job)

@@ -53,7 +53,8 @@ def record(
     """Raises StaleAttempt, recording nothing, when the job's runner (`job.owner`) no
     longer holds this attempt (fencing: another node reclaimed it)."""
     number = job.attempts
-    if not store.attempt_is_current(job.id, job.owner, number):
+    round_number = job.history[-1].round if job.history else None
+    if not store.attempt_is_current(job.id, job.owner, number, round_number):
         raise StaleAttempt(f"job {job.id}: attempt {number} is no longer {job.owner}'s")
     printed = result.printed
     if printed is not None:

@@ -126,6 +126,9 @@ class FinishedAttempt:
     owner: str | None = None
     """The runner reporting it: given, the end is recorded only while that runner still
     holds this attempt of the job (else StaleAttempt); None skips the check."""
+    round: int | None = None
+    """With `owner`: the round the attempt belongs to (a user's retry starts the numbers
+    again, so the number alone does not name one attempt)."""
 
 
 class Store(abc.ABC):
@@ -275,7 +278,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def requeue(self, job_id: int, now: float) -> JobInfo | None:
         """A failed or cancelled job -> queued, due now, with fresh attempts (a new round);
-        None if the job is in neither state."""
+        None if the job is in neither state. Raises UniqueTaken, changing nothing, for a
+        `unique` job while an equal one is live."""
 
     @abc.abstractmethod
     def set_waiting(self, job_ids: Sequence[int]) -> None:
@@ -309,9 +313,12 @@ class Store(abc.ABC):
         """The first queued jobs in the order claims take them."""
 
     @abc.abstractmethod
-    def attempt_is_current(self, job_id: int, owner: str, number: int) -> bool:
-        """Whether `owner` still runs attempt `number` of the job. Opens the write
-        transaction, so that the check holds until the commit."""
+    def attempt_is_current(
+        self, job_id: int, owner: str, number: int, round_number: int | None = None
+    ) -> bool:
+        """Whether `owner` still runs attempt `number` (of round `round_number`, if given)
+        of the job. Opens the write transaction, so that the check holds until the
+        commit."""
 
     @abc.abstractmethod
     def request_cancel(self, job_id: int, reason: str) -> str | None:

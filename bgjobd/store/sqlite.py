@@ -410,6 +410,12 @@ class SQLiteStore(Store):
             try:
                 ids.append(self._insert(link, ids[0] if ids else None, links[0].batch_callback))
             except sqlite3.IntegrityError:
+                if ids:  # all or nothing: the links stored before this one go again
+                    self._write(
+                        f"DELETE FROM jobs WHERE id IN ({_placeholders(len(ids))})",
+                        ids,
+                        submit=True,
+                    )
                 # The first link's idempotency key is stored already, or an equal unique job
                 # is live (a unique index said so; this statement alone was undone, the
                 # transaction goes on).
@@ -720,7 +726,7 @@ class SQLiteStore(Store):
         count_attempt: bool = True,
     ) -> JobInfo:
         if attempt.owner is not None and not self.attempt_is_current(
-            job_id, attempt.owner, attempt.number
+            job_id, attempt.owner, attempt.number, attempt.round
         ):
             raise StaleAttempt(f"job {job_id}: attempt {attempt.number} of {attempt.owner}")
         error = None if attempt.error is None else _encode(attempt.error)
@@ -812,6 +818,16 @@ class SQLiteStore(Store):
         return cancelled
 
     def requeue(self, job_id: int, now: float) -> JobInfo | None:
+        self._begin()
+        row = self._db.execute(
+            "SELECT unique_key FROM jobs WHERE id = ? AND state IN ('failed', 'cancelled')",
+            (job_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        live = None if row[0] is None else self.find_live_unique(str(row[0]))
+        if live is not None:
+            raise UniqueTaken(live)  # before any write: the job stays as it was
         self._keep_final_attempts([job_id], "'failed', 'cancelled'")
         row = self._write(
             "UPDATE jobs SET state = 'queued', run_at = ?, finished_at = NULL, reason = NULL, "
@@ -900,13 +916,16 @@ class SQLiteStore(Store):
         )
         return [WaitingEntry(*row) for row in rows]
 
-    def attempt_is_current(self, job_id: int, owner: str, number: int) -> bool:
+    def attempt_is_current(
+        self, job_id: int, owner: str, number: int, round_number: int | None = None
+    ) -> bool:
         self._begin()
         row = self._db.execute(
-            "SELECT 1 FROM jobs WHERE id = ? AND state = 'running' AND owner = ? AND attempts = ?",
+            "SELECT round FROM jobs WHERE id = ? AND state = 'running' AND owner = ? "
+            "AND attempts = ?",
             (job_id, owner, number),
         ).fetchone()
-        return row is not None
+        return row is not None and round_number in (None, row[0])
 
     def request_cancel(self, job_id: int, reason: str) -> str | None:
         row = self._write(

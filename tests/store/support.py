@@ -44,10 +44,16 @@ def new_job(
 
 
 def attempt(
-    number: int, outcome: Outcome, error: ErrorInfo | None = None, *, owner: str | None = None
+    number: int,
+    outcome: Outcome,
+    error: ErrorInfo | None = None,
+    *,
+    owner: str | None = None,
+    round_number: int | None = None,
 ) -> FinishedAttempt:
-    """An attempt's end; with `owner`, recorded only while that runner holds the attempt."""
-    return FinishedAttempt(number, outcome, time.time(), 0.01, error, owner)
+    """An attempt's end; with `owner`, recorded only while that runner holds the attempt
+    (of that round, if given)."""
+    return FinishedAttempt(number, outcome, time.time(), 0.01, error, owner, round_number)
 
 
 def node(

@@ -4,7 +4,6 @@ Fast and in-process; tests/store/test_racing_claims.py races real connections.""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import pytest
@@ -248,13 +247,6 @@ def test_a_user_retry_refuses_the_old_rounds_attempt(store: Store) -> None:
     assert state_of(store, job_id) is JobState.RUNNING
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,  # DID NOT RAISE
-    reason="fencing compares (owner, attempt number) only: a new round restarts the numbers, "
-    "so the same node's attempt 1 of the old round passes for attempt 1 of the new one "
-    "(FinishedAttempt carries no round: a contract change)",
-)
 def test_a_user_retry_refuses_the_old_rounds_attempt_even_on_the_same_node(store: Store) -> None:
     job_id = store.add([new_job()])[0]
     claim(store, "node-a")
@@ -263,7 +255,9 @@ def test_a_user_retry_refuses_the_old_rounds_attempt_even_on_the_same_node(store
     claim(store, "node-a")  # round 2, attempt 1: the same (owner, number) as round 1's
     with pytest.raises(StaleAttempt):
         store.finish_attempt(
-            job_id, attempt(1, Outcome.SUCCEEDED, owner="node-a"), JobState.SUCCEEDED
+            job_id,
+            attempt(1, Outcome.SUCCEEDED, owner="node-a", round_number=1),
+            JobState.SUCCEEDED,
         )
 
 
@@ -317,12 +311,6 @@ def test_a_unique_key_is_free_again_once_its_job_is_final(store: Store, end: Job
     assert store.find_live_unique("nightly") == second
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="add() inserts link by link: a later link's UniqueTaken leaves the earlier links "
-    "stored, a broken chain that the submit's commit keeps",
-)
 def test_a_chain_refused_for_a_later_links_unique_key_stores_nothing(store: Store) -> None:
     live = store.add([new_job("Report", unique_key="report")])[0]
     store.commit()
@@ -337,13 +325,6 @@ def test_a_chain_refused_for_a_later_links_unique_key_stores_nothing(store: Stor
     assert store.counts()[JobState.QUEUED] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=sqlite3.IntegrityError,
-    reason="requeue() of a unique job while an equal one is live fails on the constraint "
-    "(sqlite3.IntegrityError) after moving the final attempt to the history: committed with "
-    "the loop's other writes, that attempt shows twice",
-)
 def test_a_retry_of_a_unique_job_while_an_equal_one_is_live_is_refused(store: Store) -> None:
     first = store.add([new_job(unique_key="nightly")])[0]
     claim(store)
