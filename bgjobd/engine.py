@@ -303,31 +303,44 @@ class Engine:
             self.log.error(NO_JOB, f"queueing due jobs failed: {exc!r}")
             return
         if promoted:
-            for job_id in promoted:
-                self._publish_id_later(job_id)
             self.wake()
+            # Those a free worker took at once went from scheduled straight to running (as
+            # their claim's event says); only the others are news as queued.
+            for job_id in promoted:
+                job = self.store.get(job_id) if self.events.has_listeners else None
+                if job is not None and job.state is JobState.QUEUED:
+                    self._publish_later(job)
 
     def _pump(self) -> None:
         """Claim jobs for free slots until the store has none to give. With a worker idle,
         the attempt is handed over at once; else it starts once one is ready."""
         while self._free_slots > 0 and self._may_claim and not self._draining:
             worker = self.attempts.pool.take_idle()
+            if worker is None:
+                self._wait_for_workers()
+                return
             job = self._claim(worker)
             if job is None:
-                if worker is not None:
-                    self.attempts.pool.release(worker, reusable=True)
+                self.attempts.pool.release(worker, reusable=True)
                 return
             self._free_slots -= 1
-            if worker is None:
-                self._start_task(self._execute(job))
-            else:
-                self._begin(worker, job)
+            self._begin(worker, job)
 
-    def _claim(self, worker: WorkerProcess | None) -> JobInfo | None:
+    def _wait_for_workers(self) -> None:
+        """No worker is idle (they are starting, or each attempt gets a fresh one): one
+        waits for a worker per queued job that a free slot could take, and claims once
+        it has one (the claim names the worker)."""
+        wanted = min(self._free_slots, len(self.store.queued_in_order(self._free_slots)))
+        if not wanted:
+            self._may_claim = False
+            return
+        for _ in range(wanted):
+            self._free_slots -= 1
+            self._start_task(self._execute())
+
+    def _claim(self, worker: WorkerProcess) -> JobInfo | None:
         try:
-            job = self.store.claim_next(
-                self.owner, None if worker is None else worker.pid, time.time(), self.limits
-            )
+            job = self.store.claim_next(self.owner, worker.pid, time.time(), self.limits)
         except Exception as exc:  # noqa: BLE001  # one claim's trouble must not stop the daemon
             self.log.error(NO_JOB, f"claiming a job failed: {exc!r}")
             job = None
@@ -365,26 +378,18 @@ class Engine:
         """A fast-path start that did not happen (its commit failed)."""
         self._free_slot(worker)
 
-    async def _execute(self, job: JobInfo) -> None:
-        """A claimed job waits for a worker (all are starting, or `isolation = "fresh"`).
-        If none comes (the daemon stops), the claim is undone without counting."""
+    async def _execute(self) -> None:
+        """Wait for a worker, then claim the next job for it (another may have taken the
+        one seen queued: the worker goes back, and the slot)."""
         try:
             worker = await self.attempts.pool.acquire()
         except BaseException:
-            now = time.time()
-            with contextlib.suppress(Exception):
-                self.record_attempt(
-                    job,
-                    AttemptResult(
-                        Outcome.INTERRUPTED,
-                        now,
-                        now,
-                        None,
-                        cancel_reason="the daemon stopped before a worker took it",
-                    ),
-                )
             self._release_slot(None)
             raise
+        job = self._claim(worker)
+        if job is None:
+            self._free_slot(worker)
+            return
         self._begin(worker, job)
 
     def _begin(self, worker: WorkerProcess, job: JobInfo) -> bool:
