@@ -4,6 +4,7 @@ every process."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -186,3 +187,59 @@ def test_racing_submitters_of_a_unique_job_on_two_daemons_and_run_job_get_one_jo
         lambda: cluster.job(job_id).state is JobState.SUCCEEDED, timeout=30, what="its success"
     )
     assert [job.id for job in cluster.jobs("Token")] == [job_id]
+
+
+LIMITED_PER_DAEMON = 15
+LIMITED_RUNNERS = 3
+
+
+def test_max_concurrency_1_holds_across_two_daemons_and_run_job(
+    make_cluster: MakeCluster, workspace: Workspace
+) -> None:
+    cluster = make_cluster(
+        {"allowed_jobs": {"Interval": ["handle"]}, "jobs": {"Interval": {"max_concurrency": 1}}}
+    ).start()
+    intervals = workspace.root / "intervals"
+    params = [str(intervals), 0.05]
+
+    def submit_one_by_one(node: Node) -> list[int]:
+        client = node.client()
+        spec = JobSpec(class_name="Interval", method="handle", params=params)
+        return [client.submit([spec]).ids[0] for _ in range(LIMITED_PER_DAEMON)]
+
+    runners = [
+        subprocess.Popen(
+            [
+                *(sys.executable, str(REPO / "run_job.py"), "Interval", "handle"),
+                *("--json-params", json.dumps(params)),
+            ],
+            cwd=workspace.root,
+            env=workspace.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(LIMITED_RUNNERS)
+    ]
+    with ThreadPoolExecutor(2) as pool:
+        submits = [pool.submit(submit_one_by_one, node) for node in cluster.nodes.values()]
+        submitted = [job_id for future in submits for job_id in future.result()]
+    for runner in runners:
+        output = runner.communicate(timeout=120)[0].decode()
+        assert runner.returncode == 0, output
+    total = 2 * LIMITED_PER_DAEMON + LIMITED_RUNNERS
+    wait_for(lambda: len(_lines(intervals)) == total, timeout=60, what="every interval")
+
+    spans = sorted(tuple(float(t) for t in line.split()) for line in _lines(intervals))
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert start >= end, f"two jobs ran at once: {spans}"
+    client = cluster["b"].client()
+    wait_for(
+        lambda: client.list_jobs(states=[JobState.SUCCEEDED], limit=1).total == total,
+        timeout=30,
+        what="every job recorded as succeeded",
+    )
+    assert len(set(submitted)) == 2 * LIMITED_PER_DAEMON
+    jobs = cluster.jobs("Interval")
+    assert len(jobs) == total
+    assert all(job.state is JobState.SUCCEEDED and job.attempts == 1 for job in jobs)

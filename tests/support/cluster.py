@@ -72,6 +72,10 @@ class Node:
         path = self.storage / "logs" / name
         return path.read_text() if path.exists() else ""
 
+    def error_log(self) -> str:
+        """WARNING lines and worse."""
+        return self.log("background_jobs_errors.log")
+
     def lock_files(self) -> list[Path]:
         return sorted((self.storage / "jobs").glob("*.lock"))
 
@@ -102,13 +106,20 @@ class Cluster:
     ) -> None:
         self.workspace = workspace
         self.store_path = workspace.root / "shared.db"
-        settings = merged(
+        self.settings = merged(
             merged(DEFAULT_SETTINGS, extra or {}), {"store": {"path": str(self.store_path)}}
         )
         # run_job.py reads the workspace's bgjobs.toml (BGJOBS_CONFIG): its own storage
         # directory (lock files, logs), the shared store.
         workspace.write_config(merged(extra or {}, {"store": {"path": str(self.store_path)}}))
-        self.nodes = {name: Node(self, name, settings) for name in names}
+        self.nodes: dict[str, Node] = {}
+        for name in names:
+            self.add(name)
+
+    def add(self, name: str, extra: dict[str, Any] | None = None) -> Node:
+        """Another node (not started), with `extra` settings of its own."""
+        node = self.nodes[name] = Node(self, name, merged(self.settings, extra or {}))
+        return node
 
     def __getitem__(self, name: str) -> Node:
         return self.nodes[name]
