@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from bgjobs.model import JobInfo, JobSpec, JobState, Outcome
 from tests.cluster.conftest import MakeCluster
@@ -23,11 +24,7 @@ a heartbeat's third of it, a retry and a claim; generous for a loaded machine.""
 def _running_on(cluster: Cluster, job_id: int) -> tuple[Node, Node]:
     """The node running the job (it may be either: both claim), and the other one; once
     its worker has taken the attempt up (made the lock file), not merely been chosen."""
-    job = wait_for(
-        lambda: (found := cluster.job(job_id)).state is JobState.RUNNING and found,
-        timeout=30,
-        what=f"job {job_id} to run",
-    )
+    job = cluster.wait_for_job(job_id, lambda job: job.state is JobState.RUNNING, what="to run")
     runner = cluster[job.owner]
     wait_for(runner.lock_files, timeout=30, what=f"node {runner.name}'s worker to take it up")
     (other,) = (node for node in cluster.nodes.values() if node is not runner)
@@ -71,7 +68,7 @@ def _reclaimable_token_job(cluster: Cluster, tokens: Path, gate: Path) -> int:
     return cluster["a"].client().submit([spec]).ids[0]
 
 
-RECLAIM_SETTINGS = {
+RECLAIM_SETTINGS: dict[str, Any] = {
     "allowed_jobs": {"Token": ["handle"]},
     # Reclaiming counts the lost attempt as interrupted: the retry rules give it another.
     "jobs": {"Token": {"retry_attempts": 2, "retry_delay_seconds": 0}},
@@ -80,14 +77,11 @@ RECLAIM_SETTINGS = {
 
 
 def _rerun_by(cluster: Cluster, job_id: int, survivor: Node) -> JobInfo:
-    return wait_for(
-        lambda: (
-            (job := cluster.job(job_id)).state is JobState.RUNNING
-            and job.owner == survivor.name
-            and job
-        ),
+    return cluster.wait_for_job(
+        job_id,
+        lambda job: job.state is JobState.RUNNING and job.owner == survivor.name,
         timeout=RECLAIM_TIMEOUT,
-        what=f"node {survivor.name} to run job {job_id} again",
+        what=f"node {survivor.name} to run it again",
     )
 
 
@@ -103,10 +97,8 @@ def test_a_node_stopped_past_its_lease_loses_its_job_and_its_late_outcome_is_ref
     with stopped.paused():
         _rerun_by(cluster, job_id, survivor)
         gate.touch()
-        wait_for(
-            lambda: cluster.job(job_id).state is JobState.SUCCEEDED,
-            timeout=30,
-            what="the survivor's success",
+        cluster.wait_for_job(
+            job_id, lambda job: job.state is JobState.SUCCEEDED, what="the survivor's success"
         )
         wait_for(lambda: len(_lines(tokens)) == 2, timeout=30, what="both attempts' tokens")
 
@@ -138,10 +130,8 @@ def test_a_killed_node_s_running_job_finishes_on_the_survivor_after_the_lease(
     killed.process.kill()
     _rerun_by(cluster, job_id, survivor)
     gate.touch()
-    job = wait_for(
-        lambda: (found := cluster.job(job_id)).state is JobState.SUCCEEDED and found,
-        timeout=30,
-        what="the survivor's success",
+    job = cluster.wait_for_job(
+        job_id, lambda job: job.state is JobState.SUCCEEDED, what="the survivor's success"
     )
     assert [(a.node, a.outcome) for a in job.history] == [
         (killed.name, Outcome.INTERRUPTED),

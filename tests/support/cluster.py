@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from bgjobctl.client import Client
 from bgjobd.store.base import JobQuery
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobs.model import JobInfo
+from tests.support.waiting import wait_for
 from tests.support.workspace import DEFAULT_SETTINGS, DaemonProcess, Workspace, merged
 
 
@@ -151,6 +152,19 @@ class Cluster:
             job = store.get(job_id)
         assert job is not None, f"job {job_id} is not in the store"
         return job
+
+    def wait_for_job(
+        self, job_id: int, condition: Callable[[JobInfo], bool], *, what: str, timeout: float = 30
+    ) -> JobInfo:
+        """The job as the store has it once `condition` holds for it."""
+        seen: list[JobInfo] = []
+
+        def holds() -> bool:
+            seen.append(self.job(job_id))
+            return condition(seen[-1])
+
+        wait_for(holds, timeout=timeout, what=f"job {job_id}: {what}")
+        return seen[-1]
 
     def jobs(self, class_name: str | None = None) -> list[JobInfo]:
         """Every job in the store (of this class), oldest first, as listings show them."""
