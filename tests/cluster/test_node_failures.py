@@ -153,3 +153,31 @@ def test_a_second_daemon_with_a_live_node_s_name_refuses_to_start(
     assert refused.process.wait(30) == 2, refused.stderr
     assert "node name 'a' is in use" in refused.stderr, refused.stderr
     assert cluster["a"].process.answers()
+
+
+def test_jobs_a_node_claimed_after_it_was_declared_dead_are_not_cancelled(
+    make_cluster: MakeCluster, workspace: Workspace
+) -> None:
+    """A node woken past its lease may claim jobs before its heartbeat finds the lease gone
+    (nobody reclaims those: they were claimed after the reclaim). Stopping its attempts
+    then must give those jobs back, not end them as cancelled."""
+    cluster = make_cluster(RECLAIM_SETTINGS).start()
+    tokens, gate = workspace.root / "tokens", workspace.root / "gate"
+    sleeper, other = cluster["b"], cluster["a"]
+    with sleeper.paused():
+        spec = JobSpec(class_name="Token", method="handle", params=[str(tokens), "t", 0, str(gate)])
+        # Two for the other node's workers, two left queued for whoever claims next.
+        ids = other.client().submit([spec] * 4).ids
+        wait_for(
+            lambda: f"node {sleeper.name} is dead" in other.error_log(),
+            timeout=RECLAIM_TIMEOUT,
+            what=f"node {other.name} to declare node {sleeper.name} dead",
+        )
+    gate.touch()
+    jobs = [
+        cluster.wait_for_job(job_id, lambda job: job.state.is_final, what="to end")
+        for job_id in ids
+    ]
+    assert [job.state for job in jobs] == [JobState.SUCCEEDED] * 4, [
+        (job.id, job.state, job.reason, cluster.job(job.id).history) for job in jobs
+    ]
