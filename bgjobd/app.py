@@ -128,8 +128,8 @@ class Daemon:
         )
         leases = self._join(engine, health, store)
         try:
-            engine.start()
             recovered = recover(engine, began)
+            engine.start()
             if recovered:
                 self.say(f"recovered {recovered} job(s) that were running when bgjobd stopped")
             await pool.start()

@@ -128,6 +128,15 @@ class Attempts:
         self._stop(running, Outcome.CANCELLED, reason)
         return True
 
+    def interrupt(self, job_id: int, reason: str) -> bool:
+        """Stop a running attempt through no fault of its job (its node lost its lease): it
+        ends as interrupted, and the job is queued again with the attempt given back."""
+        running = self.running.get(job_id)
+        if running is None:
+            return False
+        self._stop(running, Outcome.INTERRUPTED, reason)
+        return True
+
     async def interrupt_all(self) -> None:
         """Shutdown: kill every running attempt; they end as interrupted."""
         for running in list(self.running.values()):

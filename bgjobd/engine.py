@@ -472,10 +472,12 @@ class Engine:
 
     def abandon_attempts(self, why: str) -> int:
         """This node lost its lease: another node has (or may any moment have) reclaimed
-        its jobs, so every attempt here is stopped; their ends will be refused as stale."""
+        its jobs, so every attempt here is stopped; their ends will be refused as stale.
+        Those of jobs claimed here after the reclaim (nobody reclaimed them) end as
+        interrupted, given back: never cancelled, which is final."""
         running = list(self.attempts.running)
         for job_id in running:
-            self.attempts.cancel(job_id, why)
+            self.attempts.interrupt(job_id, why)
         return len(running)
 
     # finishing -----------------------------------------------------------------------------

@@ -109,3 +109,16 @@ def settle(find: Iterable[int] | None = None, *, marker: str | None = None) -> l
 def kill_marked(marker: str) -> list[str]:
     """SIGKILL every process still carrying the marker after the exit grace; describe them."""
     return kill_all(settle(marker=marker))
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes in process group `pgid`."""
+    found = []
+    for pid in _live_pids():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            found.append(pid)
+    return found

@@ -69,12 +69,19 @@ OPENED: list[Workspace] = []
 
 class DaemonProcess:
     def __init__(
-        self, workspace: Workspace, config: Path, *, own_pid_env: str | None = None
+        self,
+        workspace: Workspace,
+        config: Path,
+        *,
+        own_pid_env: str | None = None,
+        socket_path: Path | None = None,
     ) -> None:
         """Start bgjobd; with `own_pid_env`, that variable holds the daemon's own pid from
         its first instruction on (as systemd sets WATCHDOG_PID), through a shell that
-        exports its pid and execs the daemon in its place."""
+        exports its pid and execs the daemon in its place. `socket_path`: where it
+        answers, when not the workspace's socket (one of several daemons)."""
         self.workspace = workspace
+        self.socket_path = socket_path or workspace.socket_path
         self.stderr_path = workspace.root / f"bgjobd-{uuid.uuid4().hex[:6]}.err"
         stderr = self.stderr_path.open("wb")
         command = [sys.executable, "-m", "bgjobd", "--config", str(config)]
@@ -103,7 +110,7 @@ class DaemonProcess:
         if self.process.poll() is not None:
             raise AssertionError(f"bgjobd exited with {self.process.returncode}:\n{self.stderr}")
         try:
-            with Client(Address(unix_path=self.workspace.socket_path), timeout=5) as client:
+            with Client(Address(unix_path=self.socket_path), timeout=5) as client:
                 client.ping()
         except BgjobsError:
             return False

@@ -35,6 +35,7 @@ __all__ = [
 ]
 from testjobs.batches import BatchCallback, Square  # noqa: F401
 from testjobs.client import Token  # noqa: F401
+from testjobs.cluster import Group, Interval  # noqa: F401
 from testjobs.containment import Allocate, Descriptors, Escape, ManyFiles, OpenFiles  # noqa: F401
 from testjobs.crashloop import Tally as Tally
 from testjobs.fallback import Then  # noqa: F401
