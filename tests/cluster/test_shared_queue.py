@@ -106,6 +106,10 @@ def test_5000_jobs_through_two_daemons_and_run_job_each_run_exactly_once(
         listed = node.bgjobctl("list", "--json", "--limit", "1")
         assert listed.returncode == 0, listed.stderr
         assert json.loads(listed.stdout)["total"] == JOBS + RUNNERS
+        # And either lists both nodes, alive.
+        shown = node.bgjobctl("nodes", "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert [entry["name"] for entry in json.loads(shown.stdout)["nodes"]] == ["a", "b"]
 
 
 SUBMITTERS_PER_DAEMON = 8
