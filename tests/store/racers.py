@@ -1,8 +1,8 @@
 """Racers on one store (an SQLite file, a PostgreSQL schema), each with its own connection,
 run as threads of this process or as processes of their own (the 'spawn' context: a fresh
-interpreter, no inherited connection). A racer waits at a shared gate so that all start together, works in small
-transactions as a node does, and returns what it did as JSON-able values. A racer never
-runs past its deadline (wall-clock seconds: shared by processes)."""
+interpreter, no inherited connection). A racer waits at a shared gate so that all start
+together, works in small transactions as a node does, and returns what it did as JSON-able
+values. A racer never runs past its deadline (wall-clock seconds: shared by processes)."""
 
 from __future__ import annotations
 
