@@ -29,6 +29,7 @@ from bgjobs.sizes import format_size, parse_size
 
 CONFIG_ENV: Final = "BGJOBS_CONFIG"
 SOCKET_ENV: Final = "BGJOBS_SOCKET"
+STORE_DSN_ENV: Final = "BGJOBS_STORE_DSN"
 CONFIG_NAME: Final = "bgjobs.toml"
 SYSTEM_CONFIG: Final = Path("/etc/bgjobs") / CONFIG_NAME
 
@@ -90,6 +91,11 @@ class Config:
     def database_path(self) -> Path:
         configured = self.settings.store.path
         return self.resolve(configured) if configured else self.storage_dir / "bgjobs.db"
+
+    @cached_property
+    def store_dsn(self) -> str | None:
+        """PostgreSQL's connection string: `$BGJOBS_STORE_DSN`, else `[store] dsn`."""
+        return os.environ.get(STORE_DSN_ENV) or self.settings.store.dsn
 
     @cached_property
     def node_name(self) -> str:
@@ -292,9 +298,27 @@ def _check_consistency(settings: Settings) -> None:
             raise ConfigError(f"jobs.{class_name}: class is not in allowed_jobs")
     if not _DOTTED.match(settings.jobs_package):
         raise ConfigError(f"jobs_package: {settings.jobs_package!r} is not a package name")
+    _check_store(settings)
     _check_sizes(settings)
     _check_schedules(settings)
     _check_retention(settings)
+
+
+def _check_store(settings: Settings) -> None:
+    """Each backend's keys with their backend only, and PostgreSQL with somewhere to go."""
+    store = settings.store
+    if store.backend == "sqlite":
+        if store.dsn is not None:
+            raise ConfigError('store.dsn: only for backend = "postgresql" (SQLite uses path)')
+        if store.schema != "bgjobs":
+            raise ConfigError('store.schema: only for backend = "postgresql"')
+        return
+    if store.path is not None:
+        raise ConfigError('store.path: only for backend = "sqlite" (PostgreSQL uses dsn)')
+    if not (store.dsn or os.environ.get(STORE_DSN_ENV)):
+        raise ConfigError(
+            f'store.dsn: backend = "postgresql" needs a connection string (or ${STORE_DSN_ENV})'
+        )
 
 
 def _size(value: int | str | None, key: str) -> int | None:

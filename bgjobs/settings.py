@@ -120,12 +120,23 @@ class DaemonSettings(_Table, frozen=True):
     third of it). A node silent for longer is dead: another reclaims its jobs."""
 
 
+SchemaName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
+"""A plain PostgreSQL identifier: letters, digits and `_`, at most 63."""
+
+
 class StoreSettings(_Table, frozen=True):
     """`[store]`: where the queue lives, shared by every node pointed at it."""
 
-    backend: Literal["sqlite"] = "sqlite"
+    backend: Literal["sqlite", "postgresql"] = "sqlite"
     path: str | None = None
     """The SQLite database; default `<storage>/bgjobs.db`."""
+    dsn: str | None = None
+    """PostgreSQL: the connection string (`postgresql://user@host:5432/db`, or libpq's
+    `key=value` form); `$BGJOBS_STORE_DSN` overrides it, so a password need not be in the
+    file."""
+    schema: SchemaName = "bgjobs"
+    """PostgreSQL: the schema holding the store's tables (one per queue: tenants and tests
+    sharing a database each take their own)."""
 
 
 class DashboardSettings(_Table, frozen=True):

@@ -22,8 +22,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-import msgspec
-
 from bgjobd.store.base import (
     AttemptOutput,
     FinishedAttempt,
@@ -38,25 +36,23 @@ from bgjobd.store.base import (
     UniqueTaken,
     WaitingEntry,
 )
+from bgjobd.store.rows import COLUMNS as _COLUMNS
+from bgjobd.store.rows import decode_error as _decode_error
+from bgjobd.store.rows import encode as _encode
+from bgjobd.store.rows import final_attempt as _final_attempt
+from bgjobd.store.rows import row_to_job as _row_to_job
+from bgjobd.store.rows import running_attempt as _running_attempt
+from bgjobd.store.rows import time_of as _time
 from bgjobs.model import (
     FINAL_STATES,
     LIVE_STATES,
     AttemptInfo,
-    ErrorInfo,
     JobInfo,
     JobState,
     NodeInfo,
     Outcome,
-    Priority,
 )
 
-_COLUMNS: Final = (
-    "id, class_name, method, params, priority, state, run_at, attempts, max_attempts, "
-    "timeout, created_at, started_at, finished_at, result, error, reason, worker_pid, owner, "
-    "chain_id, chain_position, chain_length, unique_key, round, outcome, idempotency_key, trace, "
-    "batch_id, batch_on_failure"
-)
-_PRIORITIES: Final = (Priority.HIGH, Priority.MEDIUM, Priority.LOW)
 _LIVE: Final = ", ".join(f"'{state.value}'" for state in sorted(LIVE_STATES))
 _FINAL: Final = ", ".join(f"'{state.value}'" for state in sorted(FINAL_STATES))
 SCHEMA: Final = Path(__file__).with_name("schema.sql")
@@ -75,78 +71,6 @@ _BUSY_TIMEOUT_MS: Final = 10_000
 _TRUNCATE_WAIT_MS: Final = 1_000
 _CHECKPOINT_SECONDS: Final = 0.5
 _CHECKPOINT_BACKOFF_MAX: Final = 5.0
-_encode = msgspec.msgpack.Encoder().encode
-_decode_any = msgspec.msgpack.Decoder().decode
-_decode_params = msgspec.msgpack.Decoder(list[Any]).decode
-_decode_error = msgspec.msgpack.Decoder(ErrorInfo).decode
-_decode_trace = msgspec.msgpack.Decoder(dict[str, str]).decode
-
-
-def _time(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
-def _row_to_job(row: tuple[Any, ...], history: list[AttemptInfo] | None = None) -> JobInfo:
-    return JobInfo(
-        id=row[0],
-        class_name=row[1],
-        method=row[2],
-        params=_decode_params(row[3]),
-        priority=_PRIORITIES[row[4]],
-        state=JobState(row[5]),
-        run_at=datetime.fromtimestamp(row[6], UTC),
-        attempts=row[7],
-        max_attempts=row[8],
-        timeout=row[9],
-        created_at=datetime.fromtimestamp(row[10], UTC),
-        started_at=_time(row[11]),
-        finished_at=_time(row[12]),
-        result=None if row[13] is None else _decode_any(row[13]),
-        error=None if row[14] is None else _decode_error(row[14]),
-        reason=row[15],
-        # A final row keeps its last worker's pid for that attempt's history entry.
-        worker_pid=row[16] if row[5] == "running" else None,
-        owner=row[17],
-        chain_id=row[18],
-        chain_position=row[19],
-        chain_length=row[20],
-        unique_key=row[21],
-        key=row[24],
-        trace=None if row[25] is None else _decode_trace(row[25]),
-        history=history or [],
-        batch_id=row[26],
-        run_callback_on_failure=bool(row[27]),
-    )
-
-
-def _running_attempt(row: tuple[Any, ...]) -> AttemptInfo:
-    """The attempt under way, as the job's row describes it (its own row comes at its end)."""
-    return AttemptInfo(
-        number=row[7],
-        started_at=datetime.fromtimestamp(row[11] or row[6], UTC),
-        worker_pid=row[16],
-        round=row[22],
-        node=row[17],
-    )
-
-
-def _final_attempt(row: tuple[Any, ...]) -> AttemptInfo:
-    """The job's final attempt, which its row describes (jobs.outcome in schema.sql)."""
-    outcome = Outcome(row[23])
-    failed = outcome not in (Outcome.SUCCEEDED, Outcome.CANCELLED)
-    finished = row[12] if row[12] is not None else row[11]
-    started = row[11] if row[11] is not None else finished
-    return AttemptInfo(
-        number=row[7],
-        started_at=datetime.fromtimestamp(started, UTC),
-        finished_at=_time(finished),
-        outcome=outcome,
-        worker_pid=row[16],
-        error=_decode_error(row[14]) if failed and row[14] is not None else None,
-        duration=None if finished is None or started is None else finished - started,
-        round=row[22],
-        node=row[17],
-    )
 
 
 def _placeholders(count: int) -> str:

@@ -1,17 +1,46 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bgjobd.store.base import Store
-from tests.store.support import BACKENDS, Backend
+from tests.store.support import BACKENDS, Backend, drop_schemas, postgres_unavailable
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): a test of SQLite itself, run on no other backend"
+    )
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def backend(request: pytest.FixtureRequest) -> Backend:
-    return BACKENDS[request.param]
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """Each backend in turn. PostgreSQL's tests are skipped when its server does not answer,
+    except under CI (`CI=true`), where that fails them."""
+    name = str(request.param)
+    only = request.node.get_closest_marker("sqlite_only")
+    if only is not None and name != "sqlite":
+        pytest.skip(f"SQLite only: {only.args[0]}")
+    if name == "postgresql" and (why := postgres_unavailable()) is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    return name
+
+
+@pytest.fixture
+def backend(backend_name: str) -> Backend:
+    return BACKENDS[backend_name]
+
+
+@pytest.fixture(autouse=True)
+def _no_schema_left() -> Iterator[None]:
+    """Set up before the stores and so torn down after them: their schemas go."""
+    yield
+    drop_schemas()
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
-"""Racers on one store file, each with its own connection, run as threads of this process
-or as processes of their own (the 'spawn' context: a fresh interpreter, no inherited
-connection). A racer waits at a shared gate so that all start together, works in small
-transactions as a node does, and returns what it did as JSON-able values. A racer never
-runs past its deadline (wall-clock seconds: shared by processes)."""
+"""Racers on one store (an SQLite file, a PostgreSQL schema), each with its own connection,
+run as threads of this process or as processes of their own (the 'spawn' context: a fresh
+interpreter, no inherited connection). A racer waits at a shared gate so that all start
+together, works in small transactions as a node does, and returns what it did as JSON-able
+values. A racer never runs past its deadline (wall-clock seconds: shared by processes)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
-from bgjobd.store.base import FinishedAttempt, UniqueTaken
-from bgjobd.store.sqlite import SQLiteStore
+from bgjobd.store.base import FinishedAttempt, Store, UniqueTaken
 from bgjobs.model import JobInfo, JobState, Outcome
-from tests.store.support import new_job, node
+from tests.store.support import StoreAddress, new_job, node, open_store
 
 MODES = ("threads", "processes")
 GATE_SECONDS = 20.0
@@ -50,7 +49,12 @@ def _check(deadline: float, doing: str) -> None:
 
 
 def claim_and_finish(
-    gate: Gate, path: str, owner: str, limits: dict[str, int], hold: float, deadline: float
+    gate: Gate,
+    address: StoreAddress,
+    owner: str,
+    limits: dict[str, int],
+    hold: float,
+    deadline: float,
 ) -> dict[str, list[Any]]:
     """Claim jobs and finish them (fenced by owner) until none is left queued, in small
     transactions as a node's loop makes them: each ends the job held (if any) and claims
@@ -58,7 +62,7 @@ def claim_and_finish(
     times read while holding the store's write lock, so that two jobs of a class that the
     store ran one after the other never have overlapping intervals. `hold`: seconds that a
     job "runs", between its claim's commit and its end's transaction."""
-    store = SQLiteStore(Path(path))
+    store = open_store(address)
     ids: list[int] = []
     intervals: list[tuple[str, float, float]] = []
     held: tuple[JobInfo, float] | None = None
@@ -92,10 +96,10 @@ def claim_and_finish(
     return {"ids": ids, "intervals": intervals}
 
 
-def add_unique(gate: Gate, path: str, keys: list[str]) -> list[tuple[int, bool]]:
+def add_unique(gate: Gate, address: StoreAddress, keys: list[str]) -> list[tuple[int, bool]]:
     """For each key in turn (all racers together): submit a unique job with that key.
     Returns (job id, whether this racer's submit stored it) per key."""
-    store = SQLiteStore(Path(path))
+    store = open_store(address)
     outcomes: list[tuple[int, bool]] = []
     try:
         for key in keys:
@@ -110,11 +114,11 @@ def add_unique(gate: Gate, path: str, keys: list[str]) -> list[tuple[int, bool]]
     return outcomes
 
 
-def expire_and_reclaim(gate: Gate, path: str, owner: str, rounds: int) -> list[str]:
+def expire_and_reclaim(gate: Gate, address: StoreAddress, owner: str, rounds: int) -> list[str]:
     """Round after round: add a node that is dead already, running a job, then expire dead
     nodes and reclaim the running jobs of those this racer was given (their attempt ends
     as interrupted, unfenced: a node reclaimed twice would show two). Returns the names."""
-    store = SQLiteStore(Path(path))
+    store = open_store(address)
     expired: list[str] = []
     try:
         gate.wait(GATE_SECONDS)
@@ -130,14 +134,14 @@ def expire_and_reclaim(gate: Gate, path: str, owner: str, rounds: int) -> list[s
     return expired
 
 
-def add_dead_node(store: SQLiteStore, name: str) -> None:
+def add_dead_node(store: Store, name: str) -> None:
     """A node whose lease has just ended, with one job running."""
     job_id = store.add([new_job("Reclaimed")])[0]
     assert store.claim(job_id, name, 1, time.time()) is not None
     assert store.register_node(node(name, lease=-1.0)) is None
 
 
-def expire_and_reclaim_once(store: SQLiteStore) -> list[str]:
+def expire_and_reclaim_once(store: Store) -> list[str]:
     names = store.expire_nodes(time.time())
     for name in names:
         for job in store.running(name):

@@ -1,21 +1,99 @@
 """What the store's test modules share: the backends under test and small builders of jobs,
-attempt ends and nodes."""
+attempt ends and nodes.
+
+PostgreSQL: the real server named by `$BGJOBS_TEST_PG_DSN` (default: trust auth on
+127.0.0.1:5432, database `test`), each test's stores in a schema of its own, which
+`drop_schemas` removes after the test."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
+import psycopg
+from psycopg import sql
 
 from bgjobd.store.base import FinishedAttempt, NewJob, Store
+from bgjobd.store.postgres import PostgresStore
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobs.model import ErrorInfo, JobState, NodeInfo, Outcome, Priority
+from tests.support.waiting import wait_for
+
+PG_DSN = os.environ.get("BGJOBS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+StoreAddress = tuple[str, str]
+"""A backend's name and where its store is: the SQLite file, or the PostgreSQL schema. What
+racer processes are given to open the test's store."""
+_SCHEMAS_MADE: set[str] = set()
+"""The PostgreSQL schemas opened by this process since the last `drop_schemas`."""
+
+
+def address_of(backend: str, tmp: Path) -> StoreAddress:
+    """The store of a test (its temporary directory): a file in it, or a schema named by
+    it, so that every store a test opens there is the same."""
+    if backend == "sqlite":
+        return backend, str(tmp / "bgjobs.db")
+    return backend, "bgjobs_test_" + hashlib.sha256(str(tmp).encode()).hexdigest()[:20]
+
+
+def open_store(address: StoreAddress) -> Store:
+    backend, where = address
+    if backend == "sqlite":
+        return SQLiteStore(Path(where))
+    _SCHEMAS_MADE.add(where)
+    return PostgresStore(PG_DSN, where, application_name=_application(where))
+
+
+def _application(schema: str) -> str:
+    """The connections' name: what tells a test's leaked connections."""
+    return f"tests:{schema}"
+
 
 Backend = Callable[[Path], Store]
-BACKENDS: dict[str, Backend] = {"sqlite": lambda tmp: SQLiteStore(tmp / "bgjobs.db")}
+BACKENDS: dict[str, Backend] = {
+    name: functools.partial(lambda name, tmp: open_store(address_of(name, tmp)), name)
+    for name in ("sqlite", "postgresql")
+}
+
+
+@functools.cache
+def postgres_unavailable() -> str | None:
+    """Why the test server cannot be used (None: it can)."""
+    try:
+        with psycopg.connect(PG_DSN, connect_timeout=5) as db:
+            db.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return f"no PostgreSQL at {PG_DSN}: {exc}"
+    return None
+
+
+def drop_schemas() -> None:
+    """Drop the schemas this process opened, once their connections are gone: a test
+    leaves no schema and no connection behind (fails if one is still open)."""
+    if not _SCHEMAS_MADE:
+        return
+    with psycopg.connect(PG_DSN, autocommit=True) as db:
+        for schema in sorted(_SCHEMAS_MADE):
+            wait_for(
+                lambda schema=schema: _connections(db, schema) == 0,  # type: ignore[misc]
+                timeout=10,
+                what=f"the connections to schema {schema} to close",
+            )
+            db.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    _SCHEMAS_MADE.clear()
+
+
+def _connections(db: psycopg.Connection[tuple[object, ...]], schema: str) -> int:
+    row = db.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+        (_application(schema),),
+    ).fetchone()
+    return 0 if row is None else int(str(row[0]))
 
 
 def new_job(

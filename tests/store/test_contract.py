@@ -1,5 +1,6 @@
-"""The store contract: every backend passes these (today: SQLite; the suite is what a
-second backend must pass before the scheduler may use it)."""
+"""The store contract: every backend passes these (SQLite and PostgreSQL: the `store` and
+`backend` fixtures run each test on both). The tests marked `sqlite_only` upgrade older
+SQLite databases: PostgreSQL's schema starts at its own version 1."""
 
 from __future__ import annotations
 
@@ -20,20 +21,21 @@ from bgjobd.store.base import (
 )
 from bgjobd.store.sqlite import SCHEMA, SQLiteStore
 from bgjobs.model import ErrorInfo, JobState, Outcome, Priority
-from tests.store.support import BACKENDS, attempt, new_job
+from tests.store.support import Backend, attempt, new_job
+
+OLD_SQLITE = pytest.mark.sqlite_only("upgrades a database of an older SQLite schema")
 
 
-def test_ids_increase_and_survive_reopening(tmp_path: Path) -> None:
-    for name, backend in BACKENDS.items():
-        first = backend(tmp_path / name)
-        ids = [first.add([new_job()])[0] for _ in range(3)]
-        first.commit()
-        first.close()
-        again = backend(tmp_path / name)
-        assert ids == sorted(ids) and len(set(ids)) == 3
-        assert again.add([new_job()])[0] > ids[-1]
-        assert again.get(ids[0]) is not None
-        again.close()
+def test_ids_increase_and_survive_reopening(backend: Backend, tmp_path: Path) -> None:
+    first = backend(tmp_path)
+    ids = [first.add([new_job()])[0] for _ in range(3)]
+    first.commit()
+    first.close()
+    again = backend(tmp_path)
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    assert again.add([new_job()])[0] > ids[-1]
+    assert again.get(ids[0]) is not None
+    again.close()
 
 
 def test_uncommitted_writes_vanish_on_rollback(store: Store) -> None:
@@ -253,6 +255,7 @@ def test_finished_per_minute(store: Store) -> None:
     assert [(state, count) for _, state, count in rows] == [(JobState.SUCCEEDED, 1)]
 
 
+@OLD_SQLITE
 def test_a_schema_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     """A database of schema 1 (no jobs.outcome; every attempt in `attempts`) opens, keeps
     its history as it was, and records new jobs the new way."""
@@ -314,6 +317,7 @@ def older_schema(version: int) -> str:
     return text
 
 
+@OLD_SQLITE
 def test_a_schema_2_database_gains_idempotency_keys(tmp_path: Path) -> None:
     """A database of schema 2 opens with its jobs as they were, and from then on keeps one
     job per key."""
@@ -388,20 +392,17 @@ def test_a_chain_is_found_by_its_key(store: Store) -> None:
     assert len(store.chain(ids[0])) == 2
 
 
-def test_a_key_stored_by_another_process_is_taken(tmp_path: Path) -> None:
+def test_a_key_stored_by_another_process_is_taken(store: Store, peer: Store) -> None:
     """Two stores on one database (the daemon and run_job.py): the second add of a key
     fails, whichever process made the first."""
-    first, second = SQLiteStore(tmp_path / "bgjobs.db"), SQLiteStore(tmp_path / "bgjobs.db")
-    try:
-        ids = first.add([new_job(key="shared")])
-        first.commit()
-        with pytest.raises(KeyTaken) as taken:
-            second.add([new_job(key="shared")])
-        assert taken.value.job_ids == ids
-        second.rollback()
-    finally:
-        first.close()
-        second.close()
+    ids = store.add([new_job(key="shared")])
+    store.commit()
+    with pytest.raises(KeyTaken) as taken:
+        peer.add([new_job(key="shared")])
+    assert taken.value.job_ids == ids
+    kept = peer.add([new_job(key="other")])  # the refusal left the transaction usable
+    peer.commit()
+    assert store.find_by_key("other") == kept
 
 
 def test_a_batch_is_stored_whole_and_counted(store: Store) -> None:
@@ -454,6 +455,7 @@ def test_a_batch_keeps_whether_its_callback_runs_after_a_failure(store: Store) -
     assert store.batch_members(plain[0]) == []
 
 
+@OLD_SQLITE
 def test_a_schema_3_database_gains_trace_contexts(tmp_path: Path) -> None:
     """A database of schema 3 opens with its jobs as they were (no trace), and from then on
     keeps each job's trace context."""
@@ -506,6 +508,7 @@ def test_the_trace_context_stays_with_the_job_and_its_chain(store: Store) -> Non
     assert [job.trace for job in store.chain(first)] == [TRACE, TRACE]
 
 
+@OLD_SQLITE
 def test_a_schema_4_database_gains_batches(tmp_path: Path) -> None:
     path = tmp_path / "bgjobs.db"
     old = sqlite3.connect(path)

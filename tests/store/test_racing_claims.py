@@ -1,4 +1,4 @@
-"""Racers on one store file, each with its own connection, as threads and as processes:
+"""Racers on one store (each backend), each with its own connection, as threads and as processes:
 no job is claimed twice or lost, a class's limit holds across them, racing submitters of
 one unique job get one job, and each dead node is reclaimed by one racer only."""
 
@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 
 from bgjobd.store.base import JobQuery
-from bgjobd.store.sqlite import SQLiteStore
 from bgjobs.model import JobState, Outcome, Priority
 from tests.store import racers
-from tests.store.support import new_job
+from tests.store.support import StoreAddress, address_of, new_job, open_store
 
 JOBS = 5_000
 """Per mode: 10,000 claims in all, in about 10 s on two busy cores (both modes)."""
@@ -34,15 +33,16 @@ def mode(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def path(tmp_path: Path) -> Path:
-    """The store's file, its schema written before the racers open it."""
-    SQLiteStore(tmp_path / "bgjobs.db").close()
-    return tmp_path / "bgjobs.db"
+def address(backend_name: str, tmp_path: Path) -> StoreAddress:
+    """The test's store, its schema written before the racers open it."""
+    where = address_of(backend_name, tmp_path)
+    open_store(where).close()
+    return where
 
 
-def fill(path: Path, classes: dict[str, int]) -> list[int]:
+def fill(address: StoreAddress, classes: dict[str, int]) -> list[int]:
     """Queue that many jobs of each class, interleaved, of mixed priorities."""
-    store = SQLiteStore(path)
+    store = open_store(address)
     names = [
         name for n in range(max(classes.values())) for name, count in classes.items() if n < count
     ]
@@ -56,16 +56,21 @@ def fill(path: Path, classes: dict[str, int]) -> list[int]:
 
 
 def claim_race(
-    mode: str, path: Path, limits: dict[str, int], hold: float, processes: int = RACERS
+    mode: str,
+    address: StoreAddress,
+    workdir: Path,
+    limits: dict[str, int],
+    hold: float,
+    processes: int = RACERS,
 ) -> list[dict[str, list[Any]]]:
     deadline = time.time() + SECONDS
-    arguments = [(str(path), f"node-{n}", limits, hold, deadline) for n in range(RACERS)]
+    arguments = [(address, f"node-{n}", limits, hold, deadline) for n in range(RACERS)]
     return racers.race(
         mode,
         racers.claim_and_finish,
         arguments,
         timeout=SECONDS + 10,
-        workdir=path.parent,
+        workdir=workdir,
         processes=processes,
     )
 
@@ -81,9 +86,11 @@ def most_at_once(intervals: list[tuple[float, float]]) -> int:
     return most
 
 
-def test_every_job_is_claimed_exactly_once(mode: str, path: Path) -> None:
-    job_ids = fill(path, {"Alpha": JOBS // 2, "Beta": JOBS - JOBS // 2})
-    reports = claim_race(mode, path, {}, 0.0)
+def test_every_job_is_claimed_exactly_once(
+    mode: str, address: StoreAddress, tmp_path: Path
+) -> None:
+    job_ids = fill(address, {"Alpha": JOBS // 2, "Beta": JOBS - JOBS // 2})
+    reports = claim_race(mode, address, tmp_path, {}, 0.0)
 
     claimed = [job_id for report in reports for job_id in report["ids"]]
     doubled = [job_id for job_id, times in Counter(claimed).items() if times > 1]
@@ -91,7 +98,7 @@ def test_every_job_is_claimed_exactly_once(mode: str, path: Path) -> None:
     assert sorted(claimed) == job_ids
     assert sum(1 for report in reports if report["ids"]) >= 2, "the racers did not race"
 
-    store = SQLiteStore(path)
+    store = open_store(address)
     try:
         counts = store.counts()
         assert counts[JobState.SUCCEEDED] == JOBS
@@ -108,13 +115,13 @@ def test_every_job_is_claimed_exactly_once(mode: str, path: Path) -> None:
         store.close()
 
 
-def test_a_limit_holds_across_racers(mode: str, path: Path) -> None:
+def test_a_limit_holds_across_racers(mode: str, address: StoreAddress, tmp_path: Path) -> None:
     """Each racer keeps its jobs a moment, so that a limit not honoured would show as
     intervals of one class overlapping (claimed and finished: times read while holding
     the store's write lock, see `racers.claim_and_finish`)."""
     limits = {"One": 1, "Two": 2}
-    fill(path, {"One": 60, "Two": 60, "Free": 60})
-    reports = claim_race(mode, path, limits, 0.003, PROCESSES)
+    fill(address, {"One": 60, "Two": 60, "Free": 60})
+    reports = claim_race(mode, address, tmp_path, limits, 0.003, PROCESSES)
 
     intervals: dict[str, list[tuple[float, float]]] = {"One": [], "Two": [], "Free": []}
     for report in reports:
@@ -131,18 +138,20 @@ def test_a_limit_holds_across_racers(mode: str, path: Path) -> None:
     assert most_at_once(intervals["Free"]) >= 2
 
 
-def test_racing_submitters_of_one_unique_job_get_one_job(mode: str, path: Path) -> None:
+def test_racing_submitters_of_one_unique_job_get_one_job(
+    mode: str, address: StoreAddress, tmp_path: Path
+) -> None:
     keys = [f"report:{n}" for n in range(10)]
     outcomes = racers.race(
         mode,
         racers.add_unique,
-        [(str(path), keys)] * 20,
+        [(address, keys)] * 20,
         timeout=SECONDS,
-        workdir=path.parent,
+        workdir=tmp_path,
         processes=PROCESSES,  # twenty interpreters would take long to start
     )
 
-    store = SQLiteStore(path)
+    store = open_store(address)
     try:
         for n, key in enumerate(keys):
             given = [racer[n] for racer in outcomes]
@@ -155,8 +164,8 @@ def test_racing_submitters_of_one_unique_job_get_one_job(mode: str, path: Path) 
         store.close()
 
 
-def test_each_dead_node_is_reclaimed_once(mode: str, path: Path) -> None:
-    store = SQLiteStore(path)
+def test_each_dead_node_is_reclaimed_once(mode: str, address: StoreAddress, tmp_path: Path) -> None:
+    store = open_store(address)
     for n in range(40):  # dead before the race, and more added by the racers while it lasts
         racers.add_dead_node(store, f"early-{n}")
     store.commit()
@@ -165,9 +174,9 @@ def test_each_dead_node_is_reclaimed_once(mode: str, path: Path) -> None:
     reports = racers.race(
         mode,
         racers.expire_and_reclaim,
-        [(str(path), f"racer-{n}", rounds) for n in range(RACERS)],
+        [(address, f"racer-{n}", rounds) for n in range(RACERS)],
         timeout=SECONDS,
-        workdir=path.parent,
+        workdir=tmp_path,
         processes=PROCESSES,
     )
 
@@ -176,7 +185,7 @@ def test_each_dead_node_is_reclaimed_once(mode: str, path: Path) -> None:
     assert set(expired) == {f"early-{n}" for n in range(40)} | {
         f"racer-{n}-{r}" for n in range(RACERS) for r in range(rounds)
     }
-    store = SQLiteStore(path)
+    store = open_store(address)
     try:
         assert store.nodes() == []
         found, total = store.search(JobQuery(limit=1000))

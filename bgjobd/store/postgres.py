@@ -1,0 +1,987 @@
+"""The shared store: a PostgreSQL schema (default `bgjobs`) that nodes on several hosts share.
+
+One psycopg 3 connection per store, in autocommit mode: reads outside a write see the
+latest commits (as SQLite's do), and the first write of a transaction sends BEGIN, so that
+writes join one open transaction until `commit()`, as on SQLite. The isolation is READ
+COMMITTED: each statement sees what was committed when it started, which the claims below
+rely on.
+
+Where SQLite has one writer at a time, here writers run side by side, so what SQLite gets
+from its write lock is asked for explicitly:
+- claims lock the job's row (`FOR UPDATE SKIP LOCKED`: claimers pass over each other's rows);
+- a limited class is counted under an advisory lock of that class (see `claim_next`);
+- an attempt's end is fenced with its row locked (`attempt_is_current`);
+- uniqueness and idempotency keys are unique indexes, their violations caught inside a
+  SAVEPOINT so that the rest of the transaction (other clients' submits) goes on.
+
+What SQLiteStore has for its own journal and health is here too, harmless: PostgreSQL keeps
+its own WAL and checks its own pages, and a failed COMMIT is reported, never half applied.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import psycopg
+from psycopg import errors, sql
+from psycopg.pq import TransactionStatus
+
+from bgjobd.store.base import (
+    AttemptOutput,
+    FinishedAttempt,
+    JobQuery,
+    KeyTaken,
+    NewJob,
+    PrunedJob,
+    PruneRules,
+    StaleAttempt,
+    Store,
+    StoredOutput,
+    UniqueTaken,
+    WaitingEntry,
+)
+from bgjobd.store.rows import (
+    COLUMNS,
+    decode_error,
+    encode,
+    final_attempt,
+    row_to_job,
+    running_attempt,
+    time_of,
+)
+from bgjobs.model import FINAL_STATES, AttemptInfo, JobInfo, JobState, NodeInfo, Outcome
+
+SCHEMA: Final = Path(__file__).with_name("schema_postgres.sql")
+SCHEMA_VERSION: Final = 1
+DEFAULT_SCHEMA: Final = "bgjobs"
+_LIVE: Final = "('queued', 'running', 'scheduled', 'waiting')"
+"""As in the unique index's condition, literally, so that the planner uses the index."""
+_FINAL: Final = [state.value for state in sorted(FINAL_STATES)]
+_FOLD_ROWS: Final = 1_000
+"""state_counts rows past which `counts()` folds them into one per state."""
+_MIGRATE_LOCK: Final = "bgjobs schema migration"
+_CLASS_LOCK: Final = "bgjobs class limit"
+
+
+class PostgresStore(Store):
+    def __init__(
+        self, dsn: str, schema: str = DEFAULT_SCHEMA, *, application_name: str = "bgjobd"
+    ) -> None:
+        if not schema or len(schema.encode()) > 63:
+            raise ValueError(f"schema name {schema!r}: 1 to 63 bytes")
+        self.schema = schema
+        self.on_begin = None
+        self._db = psycopg.connect(dsn, autocommit=True, application_name=application_name)
+        try:
+            self._migrate()
+            self._db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+            self._db.execute(sql.SQL("LISTEN {}").format(sql.Identifier(schema)))
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _migrate(self) -> None:
+        """Create the schema and its tables, or check the version of those there. Under a
+        transaction's advisory lock (one key per schema): nodes starting together wait for
+        the first, then find its tables."""
+        with self._db.transaction():
+            self._db.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(%s))",
+                (_MIGRATE_LOCK, self.schema),
+            )
+            name = sql.Identifier(self.schema)
+            self._db.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(name))
+            self._db.execute(sql.SQL("SET LOCAL search_path TO {}").format(name))
+            found = self._db.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()
+            if found and found[0]:
+                row = self._db.execute(
+                    "SELECT value FROM meta WHERE key = 'schema_version'"
+                ).fetchone()
+                version = int(row[0]) if row else 0
+                if version > SCHEMA_VERSION:
+                    raise RuntimeError(
+                        f"schema {self.schema!r} is of version {version}, newer than this "
+                        f"bgjobd's ({SCHEMA_VERSION}): upgrade bgjobs"
+                    )
+                if version == SCHEMA_VERSION:
+                    return
+            self._db.execute(SCHEMA.read_text().encode())
+
+    # transactions ------------------------------------------------------------------------
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._db.info.transaction_status != TransactionStatus.IDLE
+
+    def _begin(self) -> None:
+        """Open the write transaction, if none is open."""
+        if self._db.info.transaction_status == TransactionStatus.IDLE:
+            self._db.execute("BEGIN")
+            if self.on_begin is not None:
+                self.on_begin()
+
+    def _write(self, query: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+        self._begin()
+        return self._db.execute(query, args)
+
+    def _read(self, query: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+        return self._db.execute(query, args)
+
+    @contextlib.contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        """Statements whose failure must undo only themselves (a violated unique index):
+        PostgreSQL otherwise aborts the whole transaction at the first error."""
+        self._begin()
+        self._db.execute("SAVEPOINT attempt")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK TO SAVEPOINT attempt")
+            self._db.execute("RELEASE SAVEPOINT attempt")
+            raise
+        self._db.execute("RELEASE SAVEPOINT attempt")
+
+    def commit(self) -> None:
+        status = self._db.info.transaction_status
+        if status == TransactionStatus.INERROR:
+            # COMMIT would answer ROLLBACK quietly: say that the writes are gone.
+            self._db.execute("ROLLBACK")
+            raise errors.InFailedSqlTransaction("the transaction failed earlier: rolled back")
+        if status != TransactionStatus.IDLE:
+            self._db.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self._db.info.transaction_status != TransactionStatus.IDLE:
+            self._db.execute("ROLLBACK")
+
+    def redo_kept_writes(self) -> int:
+        """A failed COMMIT on PostgreSQL applied nothing and the server keeps no half of it:
+        there is nothing to redo (the journal then reports the failure). Rolls back."""
+        self.rollback()
+        return 0
+
+    def quick_check(self) -> list[str]:
+        """PostgreSQL checks its own pages (checksums, if enabled): nothing to report."""
+        return []
+
+    def checkpoint_soon(self) -> None:
+        """PostgreSQL checkpoints its WAL itself."""
+
+    def checkpoint_failures(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        if self._db.closed:
+            return
+        with contextlib.suppress(psycopg.Error):
+            self.rollback()
+        self._db.close()
+
+    # submitting ----------------------------------------------------------------------------
+
+    def add(self, links: Sequence[NewJob]) -> list[int]:
+        if not any(link.key is not None or link.unique_key is not None for link in links):
+            return self._add(links)  # nothing can collide: no savepoint's round trips
+        try:
+            with self._savepoint():
+                return self._add(links)
+        except errors.UniqueViolation as exc:
+            # Every row of the submit was undone with the savepoint; the transaction goes on.
+            refusal = self._refusal(exc.diag.constraint_name, links)
+            if refusal is None:
+                raise
+            raise refusal from None
+
+    def _refusal(self, constraint: str | None, links: Sequence[NewJob]) -> Exception | None:
+        """What a violated unique index means for a submit: its key is taken, or an equal
+        unique job is live (stored by another node, perhaps a moment ago)."""
+        key = links[0].key
+        if constraint == "jobs_by_key" and key is not None:
+            found = self.find_by_key(key)
+            return None if found is None else KeyTaken(key, found)
+        if constraint == "jobs_unique_live":
+            for link in links:
+                if link.unique_key is not None:
+                    live = self.find_live_unique(link.unique_key)
+                    if live is not None:
+                        return UniqueTaken(live)
+        return None
+
+    def _add(self, links: Sequence[NewJob]) -> list[int]:
+        ids: list[int] = []
+        batch = bool(links) and links[0].batch_callback
+        for link in links:
+            first = ids[0] if ids else None
+            ids.append(self._insert(link, None if batch else first, first if batch else None))
+        if batch:
+            # The callback's id names the batch; its members were stored with it.
+            self._write("UPDATE jobs SET batch_id = %s WHERE id = %s", (ids[0], ids[0]))
+        elif len(links) > 1:
+            self._write("UPDATE jobs SET chain_id = %s WHERE id = %s", (ids[0], ids[0]))
+        return ids
+
+    def _insert(self, link: NewJob, chain_id: int | None, batch_id: int | None) -> int:
+        row = self._write(
+            "INSERT INTO jobs (class_name, method, params, priority, state, run_at, "
+            "max_attempts, timeout, created_at, owner, chain_id, chain_position, "
+            "chain_length, unique_key, oneshot, attempts, started_at, worker_pid, "
+            "idempotency_key, trace, batch_id, batch_on_failure) VALUES "
+            "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
+            (
+                link.class_name,
+                link.method,
+                encode(link.params),
+                link.priority.rank,
+                link.state.value,
+                link.run_at,
+                link.max_attempts,
+                link.timeout,
+                link.created_at,
+                link.owner,
+                chain_id,
+                link.chain_position,
+                link.chain_length,
+                link.unique_key,
+                link.oneshot,
+                1 if link.state is JobState.RUNNING else 0,
+                link.started_at,
+                link.worker_pid,
+                link.key,
+                None if link.trace is None else encode(link.trace),
+                batch_id,
+                link.run_callback_on_failure if link.batch_callback else None,
+            ),
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def find_by_key(self, key: str) -> list[int] | None:
+        row = self._read(
+            "SELECT id, chain_id FROM jobs WHERE idempotency_key = %s", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        if row[1] is None:
+            return [int(row[0])]
+        links = self._read(
+            "SELECT id FROM jobs WHERE chain_id = %s ORDER BY chain_position", (row[1],)
+        )
+        return [int(link_id) for (link_id,) in links]
+
+    def find_live_unique(self, unique_key: str) -> int | None:
+        row = self._read(
+            f"SELECT id FROM jobs WHERE unique_key = %s AND state IN {_LIVE} ORDER BY id LIMIT 1",
+            (unique_key,),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    # reading -------------------------------------------------------------------------------
+
+    def get(self, job_id: int) -> JobInfo | None:
+        row = self._read(f"SELECT {COLUMNS} FROM jobs WHERE id = %s", (job_id,)).fetchone()
+        if row is None:
+            return None
+        history = self._history(job_id)
+        if row[5] == JobState.RUNNING.value:
+            history.append(running_attempt(row))
+        elif row[23] is not None:
+            history.append(final_attempt(row))
+        return row_to_job(row, history)
+
+    def _history(self, job_id: int) -> list[AttemptInfo]:
+        rows = self._read(
+            "SELECT number, started_at, finished_at, outcome, worker_pid, error, duration, "
+            "round, node FROM attempts WHERE job_id = %s ORDER BY seq",
+            (job_id,),
+        )
+        return [
+            AttemptInfo(
+                number=number,
+                started_at=datetime.fromtimestamp(started, UTC),
+                finished_at=time_of(finished),
+                outcome=None if outcome is None else Outcome(outcome),
+                worker_pid=pid,
+                error=None if error is None else decode_error(error),
+                duration=duration,
+                round=round_number,
+                node=node or "",
+            )
+            for number, started, finished, outcome, pid, error, duration, round_number, node in rows
+        ]
+
+    def search(self, query: JobQuery) -> tuple[list[JobInfo], int]:
+        where, args = _filters(query)
+        order = "ASC" if query.oldest_first else "DESC"
+        rows = self._read(
+            f"SELECT {COLUMNS} FROM jobs {where} ORDER BY id {order} LIMIT %s OFFSET %s",
+            (*args, query.limit, query.offset),
+        ).fetchall()
+        if not (query.class_name or query.search):
+            counts = self.counts()
+            total = sum(counts[s] for s in query.states) if query.states else sum(counts.values())
+        else:
+            found = self._read(f"SELECT count(*) FROM jobs {where}", args).fetchone()
+            total = int(found[0]) if found else 0
+        return [row_to_job(row) for row in rows], total
+
+    def counts(self) -> dict[JobState, int]:
+        rows = self._read(
+            "SELECT state, sum(delta), count(*) FROM state_counts GROUP BY state"
+        ).fetchall()
+        if sum(int(kept) for _, _, kept in rows) > _FOLD_ROWS and not self.in_transaction:
+            self._fold_counts()
+        found = {state: int(total) for state, total, _ in rows}
+        return {state: found.get(state.value, 0) for state in JobState}
+
+    def _fold_counts(self) -> None:
+        """One row per state instead of every delta, in a short transaction of its own.
+        Two folding at once: the second waits for the first's row locks, then skips the
+        rows it deleted, and its snapshot does not see the first's sums: no row twice."""
+        with self._db.transaction():
+            self._db.execute(
+                "WITH gone AS (DELETE FROM state_counts RETURNING state, delta) "
+                "INSERT INTO state_counts (state, delta) "
+                "SELECT state, sum(delta) FROM gone GROUP BY state"
+            )
+
+    def batch_members(self, batch_id: int) -> list[JobInfo]:
+        rows = self._read(
+            f"SELECT {COLUMNS} FROM jobs WHERE batch_id = %s AND id <> %s ORDER BY id",
+            (batch_id, batch_id),
+        )
+        return [row_to_job(row) for row in rows]
+
+    def batch_pending(self, batch_id: int) -> bool:
+        row = self._read(
+            f"SELECT 1 FROM jobs WHERE batch_id = %s AND state IN {_LIVE} AND id <> %s LIMIT 1",
+            (batch_id, batch_id),
+        ).fetchone()
+        return row is not None
+
+    def chain(self, chain_id: int) -> list[JobInfo]:
+        rows = self._read(
+            f"SELECT {COLUMNS} FROM jobs WHERE chain_id = %s ORDER BY chain_position", (chain_id,)
+        )
+        return [row_to_job(row) for row in rows]
+
+    def unfinished_oneshots(self) -> list[JobInfo]:
+        rows = self._read(
+            f"SELECT {COLUMNS} FROM jobs WHERE oneshot AND state IN {_LIVE} ORDER BY id"
+        )
+        return [row_to_job(row) for row in rows]
+
+    def scheduled(self, after: tuple[float, int] | None, limit: int) -> list[WaitingEntry]:
+        columns = "SELECT run_at, id, priority, class_name FROM jobs "
+        if after is None:
+            rows = self._read(
+                columns + "WHERE state = 'scheduled' AND NOT oneshot ORDER BY run_at, id LIMIT %s",
+                (limit,),
+            )
+        else:
+            rows = self._read(
+                columns + "WHERE state = 'scheduled' AND NOT oneshot AND (run_at, id) > (%s, %s) "
+                "ORDER BY run_at, id LIMIT %s",
+                (*after, limit),
+            )
+        return [WaitingEntry(*row) for row in rows]
+
+    def queued(self) -> list[WaitingEntry]:
+        rows = self._read(
+            "SELECT run_at, id, priority, class_name FROM jobs WHERE state = 'queued' "
+            "AND NOT oneshot ORDER BY priority, run_at, id"
+        )
+        return [WaitingEntry(*row) for row in rows]
+
+    def running(self, owner: str | None = None) -> list[JobInfo]:
+        query = f"SELECT {COLUMNS} FROM jobs WHERE state = 'running'"
+        rows = (
+            self._read(query + " AND owner = %s ORDER BY id", (owner,))
+            if owner is not None
+            else self._read(query + " ORDER BY id")
+        )
+        return [row_to_job(row) for row in rows]
+
+    def finished_per_minute(self, since: float) -> list[tuple[int, JobState, int]]:
+        rows = self._read(
+            "SELECT floor(finished_at / 60)::bigint AS minute, state, count(*) FROM jobs "
+            "WHERE finished_at >= %s AND state IN ('succeeded', 'failed', 'cancelled') "
+            "GROUP BY minute, state ORDER BY minute, state",
+            (since,),
+        )
+        return [(int(minute), JobState(state), int(count)) for minute, state, count in rows]
+
+    # transitions ---------------------------------------------------------------------------
+
+    def promote(self, job_ids: Sequence[int]) -> list[int]:
+        rows = self._write(
+            "UPDATE jobs SET state = 'queued' WHERE state = 'scheduled' AND id = ANY(%s) "
+            "RETURNING id",
+            (list(job_ids),),
+        ).fetchall()
+        return sorted(int(job_id) for (job_id,) in rows)
+
+    def claim(
+        self,
+        job_id: int,
+        owner: str,
+        worker_pid: int | None,
+        now: float,
+        *,
+        limit: int | None = None,
+    ) -> JobInfo | None:
+        under_limit = ""
+        args: tuple[Any, ...] = (now, worker_pid, owner, job_id, now)
+        if limit is not None:
+            found = self._write("SELECT class_name FROM jobs WHERE id = %s", (job_id,)).fetchone()
+            if found is None:
+                return None
+            # Waits for a claimer of the class to commit; the count below (a statement of
+            # its own, so a snapshot taken after the wait) then sees its claim.
+            self._write(
+                "SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(%s))",
+                (_CLASS_LOCK, found[0]),
+            )
+            under_limit = (
+                " AND (SELECT count(*) FROM jobs AS other WHERE other.state = 'running' "
+                "AND other.class_name = jobs.class_name) < %s"
+            )
+            args = (*args, limit)
+        return self._start(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = %s, "
+            "worker_pid = %s, owner = %s, cancel_reason = NULL WHERE id = %s "
+            f"AND (state = 'queued' OR (state = 'scheduled' AND run_at <= %s)){under_limit} "
+            f"RETURNING {COLUMNS}",
+            args,
+        )
+
+    def _start(self, query: str, args: Sequence[Any]) -> JobInfo | None:
+        row = self._write(query, args).fetchone()
+        return None if row is None else row_to_job(row, [running_attempt(row)])
+
+    def claim_oneshot(
+        self, job_id: int, owner: str, worker_pid: int | None, now: float
+    ) -> JobInfo | None:
+        return self._start(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = %s, "
+            "worker_pid = %s, owner = %s, cancel_reason = NULL WHERE id = %s AND oneshot "
+            "AND (state = 'queued' OR (state = 'scheduled' AND run_at <= %s)) "
+            f"RETURNING {COLUMNS}",
+            (now, worker_pid, owner, job_id, now),
+        )
+
+    def adopt(
+        self, job_ids: Sequence[int], owner: str
+    ) -> list[tuple[WaitingEntry, JobState]] | None:
+        # The rows locked first: a runner's claim cannot come between the check and the change.
+        states = self._write(
+            "SELECT state FROM jobs WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (list(job_ids),)
+        ).fetchall()
+        if any(state == JobState.RUNNING.value for (state,) in states):
+            return None
+        rows = self._write(
+            "UPDATE jobs SET oneshot = FALSE, owner = CASE WHEN state IN "
+            "('queued', 'scheduled', 'waiting') THEN %s ELSE owner END "
+            "WHERE id = ANY(%s) AND oneshot RETURNING run_at, id, priority, class_name, state",
+            (owner, list(job_ids)),
+        ).fetchall()
+        return [
+            (WaitingEntry(run_at, job_id, priority, class_name), JobState(state))
+            for run_at, job_id, priority, class_name, state in sorted(rows, key=lambda r: r[1])
+            if state in ("queued", "scheduled")
+        ]
+
+    def finish_attempt(
+        self,
+        job_id: int,
+        attempt: FinishedAttempt,
+        state: JobState,
+        *,
+        result: Any = None,
+        run_at: float | None = None,
+        max_attempts: int | None = None,
+        reason: str | None = None,
+        count_attempt: bool = True,
+    ) -> JobInfo:
+        if attempt.owner is not None and not self.attempt_is_current(
+            job_id, attempt.owner, attempt.number, attempt.round
+        ):
+            raise StaleAttempt(f"job {job_id}: attempt {attempt.number} of {attempt.owner}")
+        error = None if attempt.error is None else encode(attempt.error)
+        encoded = None if result is None else encode(result)
+        final = state in FINAL_STATES
+        if final and count_attempt:
+            # The row itself describes the final attempt (jobs.outcome): no attempts row.
+            row = self._write(
+                "UPDATE jobs SET state = %s, result = %s, error = coalesce(%s, error), "
+                "reason = %s, finished_at = %s, started_at = coalesce(started_at, %s), "
+                "outcome = %s, max_attempts = coalesce(%s, max_attempts) WHERE id = %s "
+                f"RETURNING {COLUMNS}",
+                (
+                    state.value,
+                    encoded,
+                    error,
+                    reason,
+                    attempt.finished_at,
+                    attempt.finished_at - attempt.duration,
+                    attempt.outcome.value,
+                    max_attempts,
+                    job_id,
+                ),
+            ).fetchone()
+            assert row is not None, f"job {job_id} is not stored"
+            return row_to_job(row)
+        self._write(
+            "INSERT INTO attempts (job_id, number, round, started_at, finished_at, outcome, "
+            "worker_pid, error, duration, node) SELECT id, %s, round, coalesce(started_at, %s), "
+            "%s, %s, worker_pid, %s, %s, owner FROM jobs WHERE id = %s",
+            (
+                attempt.number,
+                attempt.finished_at - attempt.duration,
+                attempt.finished_at,
+                attempt.outcome.value,
+                error,
+                attempt.duration,
+                job_id,
+            ),
+        )
+        row = self._write(
+            "UPDATE jobs SET state = %s, result = %s, error = coalesce(%s, error), reason = %s, "
+            "finished_at = %s, run_at = coalesce(%s, run_at), "
+            "max_attempts = coalesce(%s, max_attempts), worker_pid = NULL, "
+            f"attempts = attempts - %s WHERE id = %s RETURNING {COLUMNS}",
+            (
+                state.value,
+                encoded,
+                error,
+                reason,
+                attempt.finished_at if final else None,
+                run_at,
+                max_attempts,
+                0 if count_attempt else 1,
+                job_id,
+            ),
+        ).fetchone()
+        assert row is not None, f"job {job_id} is not stored"
+        return row_to_job(row)
+
+    def _keep_final_attempts(self, job_ids: Sequence[int], states: Sequence[str]) -> None:
+        """Before a finished job runs again, its final attempt moves from its row to the
+        attempts table, like every earlier one."""
+        self._write(
+            "INSERT INTO attempts (job_id, number, round, started_at, finished_at, outcome, "
+            "worker_pid, error, duration, node) SELECT id, attempts, round, "
+            "coalesce(started_at, finished_at), finished_at, outcome, worker_pid, "
+            "CASE WHEN outcome IN ('succeeded', 'cancelled') THEN NULL ELSE error END, "
+            "finished_at - coalesce(started_at, finished_at), owner FROM jobs "
+            "WHERE id = ANY(%s) AND outcome IS NOT NULL AND state = ANY(%s) ORDER BY id",
+            (list(job_ids), list(states)),
+        )
+
+    def cancel_waiting(self, job_id: int, reason: str, now: float) -> JobInfo | None:
+        row = self._write(
+            "UPDATE jobs SET state = 'cancelled', reason = %s, finished_at = %s WHERE id = %s "
+            f"AND state IN ('waiting', 'scheduled', 'queued') RETURNING {COLUMNS}",
+            (reason, now, job_id),
+        ).fetchone()
+        return None if row is None else row_to_job(row)
+
+    def mark_cancelled(self, job_ids: Sequence[int], reason: str, now: float) -> list[int]:
+        rows = self._write(
+            "UPDATE jobs SET state = 'cancelled', reason = %s, finished_at = %s "
+            "WHERE id = ANY(%s) AND state IN ('waiting', 'scheduled', 'queued') RETURNING id",
+            (reason, now, list(job_ids)),
+        ).fetchall()
+        order = {job_id: n for n, job_id in enumerate(job_ids)}
+        return sorted((int(job_id) for (job_id,) in rows), key=order.__getitem__)
+
+    def requeue(self, job_id: int, now: float) -> JobInfo | None:
+        row = self._write(
+            "SELECT unique_key FROM jobs WHERE id = %s AND state IN ('failed', 'cancelled') "
+            "FOR UPDATE",
+            (job_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        live = None if row[0] is None else self.find_live_unique(str(row[0]))
+        if live is not None:
+            raise UniqueTaken(live)  # before any write: the job stays as it was
+        try:
+            with self._savepoint():
+                self._keep_final_attempts([job_id], ["failed", "cancelled"])
+                return self._start_round(job_id, now)
+        except errors.UniqueViolation:
+            # An equal job committed by another node since the check above.
+            live = None if row[0] is None else self.find_live_unique(str(row[0]))
+            if live is None:
+                raise
+            raise UniqueTaken(live) from None
+
+    def _start_round(self, job_id: int, now: float) -> JobInfo | None:
+        row = self._write(
+            "UPDATE jobs SET state = 'queued', run_at = %s, finished_at = NULL, reason = NULL, "
+            "result = NULL, attempts = 0, round = round + 1, outcome = NULL, worker_pid = NULL "
+            f"WHERE id = %s AND state IN ('failed', 'cancelled') RETURNING {COLUMNS}",
+            (now, job_id),
+        ).fetchone()
+        return None if row is None else row_to_job(row)
+
+    def set_waiting(self, job_ids: Sequence[int]) -> None:
+        self._keep_final_attempts(job_ids, ["cancelled"])
+        self._write(
+            "UPDATE jobs SET state = 'waiting', finished_at = NULL, reason = NULL, "
+            "outcome = NULL, worker_pid = NULL WHERE id = ANY(%s) AND state = 'cancelled'",
+            (list(job_ids),),
+        )
+
+    def release_link(self, job_id: int, params: list[Any], now: float) -> JobInfo | None:
+        row = self._write(
+            "UPDATE jobs SET state = 'queued', params = %s, run_at = %s "
+            f"WHERE id = %s AND state = 'waiting' RETURNING {COLUMNS}",
+            (encode(params), now, job_id),
+        ).fetchone()
+        return None if row is None else row_to_job(row)
+
+    # the shared queue ------------------------------------------------------------------------
+
+    def claim_next(
+        self, owner: str, worker_pid: int | None, now: float, limits: Mapping[str, int]
+    ) -> JobInfo | None:
+        """The first queued job, its row locked (`SKIP LOCKED`: another claimer's rows are
+        passed over, never waited for). A limited class is counted under a transaction-level
+        advisory lock of that class, in a statement after the lock (READ COMMITTED: its
+        snapshot then holds the last holder's commit): without it, two nodes could each
+        count one slot free in their own snapshot and both take it. The lock is only tried
+        (`pg_try_advisory_xact_lock`): a node that cannot have it passes over that class
+        for this claim, as over a locked row, because waiting for it while holding another
+        class's lock (one transaction claims several jobs) could deadlock two nodes."""
+        self._begin()
+        full = self._full_classes(limits)
+        while True:
+            row = self._read(
+                "SELECT id, class_name FROM jobs WHERE state = 'queued' AND NOT oneshot "
+                "AND class_name <> ALL(%s::text[]) ORDER BY priority, run_at, id LIMIT 1 "
+                "FOR UPDATE SKIP LOCKED",
+                (full,),
+            ).fetchone()
+            if row is None:
+                return None
+            job_id, class_name = int(row[0]), str(row[1])
+            limit = limits.get(class_name)
+            if limit is not None and not self._slot_free(class_name, limit):
+                # The row stays locked until the commit: claimers of that class skip it,
+                # and it is not theirs to run now anyway.
+                full.append(class_name)
+                continue
+            return self._start(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = %s, "
+                "worker_pid = %s, owner = %s, cancel_reason = NULL WHERE id = %s "
+                f"AND state = 'queued' RETURNING {COLUMNS}",
+                (now, worker_pid, owner, job_id),
+            )
+
+    def _full_classes(self, limits: Mapping[str, int]) -> list[str]:
+        """The limited classes at their limit now (a first sieve, without locks)."""
+        if not limits:
+            return []
+        counts = self._read(
+            "SELECT class_name, count(*) FROM jobs WHERE state = 'running' "
+            "AND class_name = ANY(%s) GROUP BY class_name",
+            (list(limits),),
+        )
+        return [name for name, running in counts if running >= limits[name]]
+
+    def _slot_free(self, class_name: str, limit: int) -> bool:
+        locked = self._read(
+            "SELECT pg_try_advisory_xact_lock(hashtext(%s), hashtext(%s))",
+            (_CLASS_LOCK, class_name),
+        ).fetchone()
+        if not (locked and locked[0]):
+            return False
+        running = self._read(
+            "SELECT count(*) FROM jobs WHERE state = 'running' AND class_name = %s",
+            (class_name,),
+        ).fetchone()
+        return running is not None and int(running[0]) < limit
+
+    def promote_due(self, now: float) -> list[int]:
+        # NaN sorts above every number in PostgreSQL: a job due at NaN is due at once.
+        rows = self._write(
+            "UPDATE jobs SET state = 'queued' WHERE state = 'scheduled' AND NOT oneshot "
+            "AND (run_at <= %s OR run_at = 'NaN') RETURNING id",
+            (now,),
+        ).fetchall()
+        return sorted(int(job_id) for (job_id,) in rows)
+
+    def next_due(self) -> float | None:
+        row = self._read(
+            "SELECT run_at FROM jobs WHERE state = 'scheduled' AND NOT oneshot "
+            "ORDER BY run_at, id LIMIT 1"
+        ).fetchone()
+        return None if row is None else float(row[0])
+
+    def queued_in_order(self, limit: int) -> list[WaitingEntry]:
+        rows = self._read(
+            "SELECT run_at, id, priority, class_name FROM jobs WHERE state = 'queued' "
+            "AND NOT oneshot ORDER BY priority, run_at, id LIMIT %s",
+            (limit,),
+        )
+        return [WaitingEntry(*row) for row in rows]
+
+    def attempt_is_current(
+        self, job_id: int, owner: str, number: int, round_number: int | None = None
+    ) -> bool:
+        # The row locked: no reclaim can end the attempt between this check and the commit.
+        row = self._write(
+            "SELECT round FROM jobs WHERE id = %s AND state = 'running' AND owner = %s "
+            "AND attempts = %s FOR UPDATE",
+            (job_id, owner, number),
+        ).fetchone()
+        return row is not None and round_number in (None, row[0])
+
+    def request_cancel(self, job_id: int, reason: str) -> str | None:
+        row = self._write(
+            "UPDATE jobs SET cancel_reason = %s WHERE id = %s AND state = 'running' "
+            "RETURNING owner",
+            (reason, job_id),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def cancel_requests(self, owner: str) -> list[tuple[int, str]]:
+        rows = self._read(
+            "SELECT id, cancel_reason FROM jobs WHERE owner = %s AND cancel_reason IS NOT NULL "
+            "AND state = 'running' ORDER BY id",
+            (owner,),
+        )
+        return [(int(job_id), str(reason)) for job_id, reason in rows]
+
+    def changed(self) -> bool:
+        """Whether another connection committed a change of jobs since the last call: the
+        notices on the schema's channel (a trigger on jobs sends one at each such commit),
+        less this connection's own. The server sends them between transactions only:
+        inside one, this tells nothing new until the commit."""
+        if not self.in_transaction:
+            # An empty round trip: the server sends the notices waiting before its answer.
+            self._read("SELECT 1")
+        mine = self._db.info.backend_pid
+        notices = list(self._db.notifies(timeout=0))
+        return any(notice.pid != mine for notice in notices)
+
+    # nodes ---------------------------------------------------------------------------------
+
+    def register_node(self, node: NodeInfo) -> NodeInfo | None:
+        # One statement: of two processes registering a name at once, the second waits for
+        # the first's row and then finds it live.
+        row = self._write(
+            "INSERT INTO nodes (name, host, pid, address, started_at, heartbeat_at, "
+            "lease_until, workers_busy, workers_total) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+            "ON CONFLICT (name) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, "
+            "address = EXCLUDED.address, started_at = EXCLUDED.started_at, "
+            "heartbeat_at = EXCLUDED.heartbeat_at, lease_until = EXCLUDED.lease_until, "
+            "workers_busy = EXCLUDED.workers_busy, workers_total = EXCLUDED.workers_total "
+            "WHERE nodes.lease_until <= EXCLUDED.heartbeat_at "
+            "OR (nodes.host = EXCLUDED.host AND nodes.pid = EXCLUDED.pid) RETURNING name",
+            (
+                node.name,
+                node.host,
+                node.pid,
+                node.address,
+                *_node_times(node),
+                node.workers_busy,
+                node.workers_total,
+            ),
+        ).fetchone()
+        if row is not None:
+            return None
+        holders = self._nodes("WHERE name = %s", (node.name,))
+        return holders[0] if holders else None
+
+    def heartbeat(self, node: NodeInfo) -> bool:
+        cursor = self._write(
+            "UPDATE nodes SET heartbeat_at = %s, lease_until = %s, workers_busy = %s, "
+            "workers_total = %s WHERE name = %s AND host = %s AND pid = %s AND started_at = %s",
+            (
+                node.heartbeat_at.timestamp(),
+                node.lease_until.timestamp(),
+                node.workers_busy,
+                node.workers_total,
+                node.name,
+                node.host,
+                node.pid,
+                node.started_at.timestamp(),
+            ),
+        )
+        return cursor.rowcount == 1
+
+    def expire_nodes(self, now: float) -> list[str]:
+        # Two nodes expiring at once: the second waits for the first's row locks, then
+        # finds the rows gone (READ COMMITTED re-checks them): each name to one caller.
+        rows = self._write(
+            "DELETE FROM nodes WHERE lease_until < %s RETURNING name", (now,)
+        ).fetchall()
+        return sorted(str(name) for (name,) in rows)
+
+    def leave(self, node: NodeInfo) -> None:
+        self._write(
+            "DELETE FROM nodes WHERE name = %s AND host = %s AND pid = %s AND started_at = %s",
+            (node.name, node.host, node.pid, node.started_at.timestamp()),
+        )
+
+    def nodes(self) -> list[NodeInfo]:
+        return self._nodes("", ())
+
+    def _nodes(self, where: str, args: Sequence[Any]) -> list[NodeInfo]:
+        rows = self._read(
+            "SELECT name, host, pid, address, started_at, heartbeat_at, lease_until, "
+            f"workers_busy, workers_total FROM nodes {where} ORDER BY name",
+            args,
+        )
+        return [
+            NodeInfo(
+                name=name,
+                host=host,
+                pid=pid,
+                address=address,
+                started_at=datetime.fromtimestamp(started, UTC),
+                heartbeat_at=datetime.fromtimestamp(beat, UTC),
+                lease_until=datetime.fromtimestamp(lease, UTC),
+                workers_busy=busy,
+                workers_total=total,
+            )
+            for name, host, pid, address, started, beat, lease, busy, total in rows
+        ]
+
+    # schedules and retention ---------------------------------------------------------------
+
+    def latest_key(self, prefix: str) -> str | None:
+        # The key's collation is "C" (code point order): the range reads the index backwards.
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        row = self._read(
+            "SELECT idempotency_key FROM jobs WHERE idempotency_key >= %s "
+            "AND idempotency_key < %s ORDER BY idempotency_key DESC LIMIT 1",
+            (prefix, end),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def prune(self, rules: PruneRules, limit: int, *, dry_run: bool = False) -> list[PrunedJob]:
+        condition, args = self._prunable(rules)
+        if not condition:
+            return []
+        # As SQLiteStore.prune: oldest first, a chain or a batch whole or not at all.
+        rows = self._read(
+            "SELECT id, state, chain_id, batch_id FROM jobs WHERE finished_at IS NOT NULL "
+            f"AND {condition.format(t='jobs')} "
+            "AND (chain_id IS NULL OR NOT EXISTS (SELECT 1 FROM jobs AS link "
+            "WHERE link.chain_id = jobs.chain_id "
+            f"AND NOT coalesce({condition.format(t='link')}, FALSE))) "
+            "AND (batch_id IS NULL OR NOT EXISTS (SELECT 1 FROM jobs AS member "
+            "WHERE member.batch_id = jobs.batch_id "
+            f"AND NOT coalesce({condition.format(t='member')}, FALSE))) "
+            "ORDER BY finished_at LIMIT %s",
+            (*args, *args, *args, limit),
+        ).fetchall()
+        found = {int(job_id): JobState(state) for job_id, state, _, _ in rows}
+        chains = sorted({int(chain) for _, _, chain, _ in rows if chain is not None})
+        batches = sorted({int(batch) for _, _, _, batch in rows if batch is not None})
+        together = self._read(
+            "SELECT id, state FROM jobs WHERE chain_id = ANY(%s) OR batch_id = ANY(%s)",
+            (chains, batches),
+        )
+        found.update((int(job_id), JobState(state)) for job_id, state in together)
+        pruned = [PrunedJob(job_id, state) for job_id, state in found.items()]
+        if pruned and not dry_run:
+            # Attempts and outputs go with their job (ON DELETE CASCADE); counts by trigger.
+            self._write("DELETE FROM jobs WHERE id = ANY(%s)", (list(found),))
+        return pruned
+
+    def _prunable(self, rules: PruneRules) -> tuple[str, list[Any]]:
+        """The condition (on table alias `{t}`) that a job may go, and its arguments."""
+        ages = list(rules.finished_before.items())
+        terms = [f"({{t}}.state = '{state.value}' AND {{t}}.finished_at < %s)" for state, _ in ages]
+        args: list[Any] = [before for _, before in ages]
+        cutoff = self._count_cutoff(rules.max_finished)
+        if cutoff is not None:
+            terms.append("{t}.finished_at <= %s")
+            args.append(cutoff)
+        if not terms:
+            return "", []
+        condition = (
+            "({t}.state = ANY(%s::text[]) AND (" + " OR ".join(terms) + ") AND "
+            "({t}.idempotency_key IS NULL OR {t}.idempotency_key <> ALL(%s::text[])))"
+        )
+        return condition, [_FINAL, *args, sorted(rules.keep_keys)]
+
+    def _count_cutoff(self, max_finished: int | None) -> float | None:
+        """The finish time at or before which jobs are beyond the newest `max_finished`."""
+        if max_finished is None:
+            return None
+        row = self._read(
+            "SELECT finished_at FROM jobs WHERE finished_at IS NOT NULL "
+            "AND state = ANY(%s::text[]) ORDER BY finished_at DESC LIMIT 1 OFFSET %s",
+            (_FINAL, max_finished),
+        ).fetchone()
+        return None if row is None else float(row[0])
+
+    def attempt_rows(self, job_ids: Sequence[int]) -> int:
+        row = self._read(
+            "SELECT count(*) FROM attempts WHERE job_id = ANY(%s)", (list(job_ids),)
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    # outputs -------------------------------------------------------------------------------
+
+    def keep_output(self, job_id: int, attempt: int, output: AttemptOutput) -> None:
+        self._write(
+            "INSERT INTO outputs (job_id, round, attempt, printed, origin, tail) "
+            "SELECT id, round, %s, %s, %s, %s FROM jobs WHERE id = %s "
+            "ON CONFLICT (job_id, round, attempt) DO UPDATE SET printed = EXCLUDED.printed, "
+            "origin = EXCLUDED.origin, tail = EXCLUDED.tail",
+            (attempt, output.printed, output.origin, output.tail, job_id),
+        )
+
+    def output_origins(self, job_id: int) -> set[str]:
+        rows = self._read("SELECT DISTINCT origin FROM outputs WHERE job_id = %s", (job_id,))
+        return {str(origin) for (origin,) in rows}
+
+    def stored_outputs(self, job_id: int) -> list[StoredOutput]:
+        rows = self._read(
+            "SELECT round, attempt, printed, origin, tail FROM outputs WHERE job_id = %s "
+            "ORDER BY round, attempt",
+            (job_id,),
+        )
+        return [
+            StoredOutput(round_, attempt, AttemptOutput(bytes(tail), printed, origin))
+            for round_, attempt, printed, origin, tail in rows
+        ]
+
+
+def _node_times(node: NodeInfo) -> tuple[float, float, float]:
+    return (
+        node.started_at.timestamp(),
+        node.heartbeat_at.timestamp(),
+        node.lease_until.timestamp(),
+    )
+
+
+def _filters(query: JobQuery) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    if query.states:
+        clauses.append("state = ANY(%s::text[])")
+        args.append([state.value for state in query.states])
+    if query.class_name:
+        clauses.append("class_name = %s")
+        args.append(query.class_name)
+    if query.search:
+        # A byte search in the msgpack params, as SQLite's instr: `%` and `_` are plain text.
+        needle = query.search.strip().encode("utf-8", "backslashreplace")
+        if needle.isascii() and needle.isdigit() and len(needle) <= 18:
+            clauses.append("(id = %s OR position(%s::bytea in params) > 0)")
+            args.extend([int(needle), needle])
+        else:
+            clauses.append("position(%s::bytea in params) > 0")
+            args.append(needle)
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), args
