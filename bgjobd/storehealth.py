@@ -28,7 +28,7 @@ from typing import Final
 
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobs.config import Config
-from bgjobs.errors import BgjobsError, ExitCode, StoreFull, StoreUnavailable
+from bgjobs.errors import BgjobsError, ConfigError, ExitCode, StoreFull, StoreUnavailable
 from bgjobs.protocol import ErrorCode
 from bgjobs.sizes import format_size
 
@@ -79,6 +79,13 @@ def refuse_if_lost(config: Config) -> None:
 def open_store(config: Config, on_error: Callable[[str], None]) -> SQLiteStore:
     """Open the daemon's store and check its integrity (`PRAGMA quick_check`): a damaged
     database is refused with what to do, before anything is written into it."""
+    if config.settings.store.backend != "sqlite":
+        # The PostgreSQL store passes the store contract, but the daemon's journal and
+        # health checks are SQLite's so far: refuse rather than quietly use a file.
+        raise ConfigError(
+            f"store.backend: the daemon runs on SQLite only so far; "
+            f"{config.settings.store.backend!r} is not served yet"
+        )
     path = config.database_path
     advice = (
         f"Stop here and keep a copy of {path.parent} as it is. Then either restore "

@@ -63,3 +63,15 @@ def test_open_store_opens_the_configured_backend(
         assert sum(store.counts().values()) == 0
     finally:
         store.close()
+
+
+def test_the_daemon_refuses_a_backend_it_does_not_serve_yet(tmp_path: Path) -> None:
+    """The daemon's journal and health checks are SQLite's: a PostgreSQL configuration
+    stops its start with a configuration error instead of quietly using a file."""
+    from bgjobd.storehealth import open_store as open_daemon_store
+
+    settings = parse_settings(f'[store]\n{PG}\ndsn = "postgresql://nowhere/test"\n')
+    config = Config(settings=settings, path=tmp_path / "bgjobs.toml")
+    with pytest.raises(ConfigError, match="store.backend: the daemon runs on SQLite only"):
+        open_daemon_store(config, print)
+    assert not (tmp_path / "storage").exists()
