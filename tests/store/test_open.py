@@ -72,6 +72,6 @@ def test_the_daemon_refuses_a_backend_it_does_not_serve_yet(tmp_path: Path) -> N
 
     settings = parse_settings(f'[store]\n{PG}\ndsn = "postgresql://nowhere/test"\n')
     config = Config(settings=settings, path=tmp_path / "bgjobs.toml")
-    with pytest.raises(ConfigError, match="store.backend: the daemon runs on SQLite only"):
+    with pytest.raises(ConfigError, match=r"store\.backend: the daemon runs on SQLite only"):
         open_daemon_store(config, print)
     assert not (tmp_path / "storage").exists()
