@@ -19,6 +19,7 @@ in every forked child by itself (`os.register_at_fork`).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import os
 import socket
@@ -41,10 +42,20 @@ from bgjobd.worker.messages import (
 )
 
 _PID: Final = struct.Struct("=i")
+NAME: Final = "bgjobd-template"
+"""The template's process name (`ps -o comm`, top): its command line is its workers' too."""
+_PR_SET_NAME: Final = 15
+
+
+def _set_name(name: str) -> None:
+    """Name this process (/proc/PID/comm, 15 bytes at most); nothing where unsupported."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
 def main(argv: list[str]) -> int:
     keep_others_out()
+    _set_name(NAME)
     control = socket.socket(fileno=int(argv[0]))
     os.set_inheritable(control.fileno(), False)
     encoder = msgspec.msgpack.Encoder()
@@ -134,7 +145,11 @@ def _worker(control: socket.socket, command_fd: int, result_fd: int) -> NoReturn
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
         os.close(devnull)
-        code = runtime.main([str(command_fd), str(result_fd)])
+        _set_name(os.path.basename(sys.executable))  # a spawned worker's name
+        # The argv of a spawned worker (`python -m bgjobd.worker COMMAND RESULT`).
+        main_path = os.path.join(os.path.dirname(runtime.__file__), "__main__.py")
+        sys.argv = [main_path, str(command_fd), str(result_fd)]
+        code = runtime.main(sys.argv[1:])
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     finally:
