@@ -42,8 +42,9 @@ IDLE: Final = 3.0
 
 
 def _configure(workspace: Workspace, extra: str) -> None:
+    marker = 'isolation = "warm"\n'
     text = workspace.config.read_text()
-    workspace.config.write_text(text.replace('isolation = "warm"\n', f'isolation = "warm"\n{extra}'))
+    workspace.config.write_text(text.replace(marker, marker + extra))
 
 
 def _worker_pids(workspace: Workspace) -> set[int]:
@@ -148,7 +149,7 @@ def main() -> int:
         cells = []
         for name, _ in variants:
             value = statistics.median(r[key] for r in results[name])
-            cells.append(f"{name} {value:.3g} ({value / reference:.2f}×)")
+            cells.append(f"{name} {value:.3g} ({value / reference:.2f}x)")
         print(f"  {key}: " + ", ".join(cells))
     return 0
 

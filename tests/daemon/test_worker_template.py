@@ -7,9 +7,9 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from bgjobctl.client import Client
 from bgjobd.containment import children, is_zombie
 from bgjobd.worker.template import NAME
-from bgjobctl.client import Client
 from bgjobs.model import JobSpec, JobState
 from tests.support.procs import is_gone
 from tests.support.waiting import wait_for
@@ -114,8 +114,10 @@ def test_a_reload_starts_a_new_template_and_workers_see_the_changed_jobs_module(
     module.write_text("class Version:\n    def handle(self):\n        return 'second'\n")
     daemon.signal(signal.SIGHUP)
     wait_for(
-        lambda: not {worker.pid for worker in client.stats().workers} & old_workers
-        and len(client.stats().workers) == 2,
+        lambda: (
+            not {worker.pid for worker in client.stats().workers} & old_workers
+            and len(client.stats().workers) == 2
+        ),
         what="new workers",
     )
     (new_template,) = wait_for(
@@ -148,8 +150,9 @@ def test_a_killed_template_is_replaced_and_jobs_keep_running(workspace: Workspac
     for worker in client.stats().workers:
         os.kill(worker.pid, signal.SIGKILL)
     wait_for(
-        lambda: {result["imported_by"] for result in _run_on_each_worker(client, 2)}
-        == {replacement},
+        lambda: (
+            {result["imported_by"] for result in _run_on_each_worker(client, 2)} == {replacement}
+        ),
         what="workers forked from the new template",
     )
 
