@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import gc
 import os
 import socket
@@ -45,6 +46,9 @@ _PID: Final = struct.Struct("=i")
 NAME: Final = "bgjobd-template"
 """The template's process name (`ps -o comm`, top): its command line is its workers' too."""
 _PR_SET_NAME: Final = 15
+_PIPES_FROM: Final = 32
+"""A forked worker's pipes get numbers from here, as a spawned worker's keep the daemon's
+(high) numbers: the low ones stay the job's."""
 
 
 def _set_name(name: str) -> None:
@@ -146,6 +150,7 @@ def _worker(control: socket.socket, command_fd: int, result_fd: int) -> NoReturn
             os.dup2(devnull, fd)
         os.close(devnull)
         _set_name(os.path.basename(sys.executable))  # a spawned worker's name
+        command_fd, result_fd = _moved_up(command_fd), _moved_up(result_fd)
         # The argv of a spawned worker (`python -m bgjobd.worker COMMAND RESULT`).
         main_path = os.path.join(os.path.dirname(runtime.__file__), "__main__.py")
         sys.argv = [main_path, str(command_fd), str(result_fd)]
@@ -157,6 +162,12 @@ def _worker(control: socket.socket, command_fd: int, result_fd: int) -> NoReturn
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
+
+
+def _moved_up(fd: int) -> int:
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _PIPES_FROM)
+    os.close(fd)
+    return moved
 
 
 if __name__ == "__main__":
