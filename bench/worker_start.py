@@ -11,7 +11,7 @@ is), on the benchmark's jobs package (`bench/jobs`, as `benchjobs`), and measure
 - W5 idle: PSS and RSS (MiB, `/proc/PID/smaps_rollup`) of the daemon and every process
   below it (template included) after 3 s idle; again after 300 no-op jobs (`after jobs`);
 - reload s: from SIGHUP to a whole new set of workers ready (a new template too);
-- recycle jobs/s: 300 no-op jobs one call at a time with `max_jobs_per_worker = 1` (set
+- recycle jobs/s: 100 no-op jobs one call at a time with `max_jobs_per_worker = 1` (set
   by a reload), so that every job waits for a worker to start.
 
 Medians of the rounds come last, with each variant's ratio to the first one.
@@ -38,6 +38,7 @@ from bench.bgjobs_target import BgjobsTarget, Daemon, Workspace  # noqa: E402
 from bgjobctl.library import close_clients, run_background_job  # noqa: E402
 
 JOBS: Final = 300
+RECYCLED_JOBS: Final = 100
 IDLE: Final = 3.0
 
 
@@ -96,7 +97,7 @@ def measure(variant: str, code: Path | None, workers: int) -> dict[str, float]:
         _configure(workspace, "max_jobs_per_worker = 1\n")
         os.kill(daemon.pid, signal.SIGHUP)
         time.sleep(1.0)
-        recycle = _run_jobs(config, target, JOBS)
+        recycle = _run_jobs(config, target, RECYCLED_JOBS)
         target.close()
         close_clients()
         return {

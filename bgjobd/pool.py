@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Callable, Coroutine
 from functools import partial
+from typing import Literal
 
 from bgjobd import donefiles
 from bgjobd.cgroups import CgroupTree
@@ -45,8 +46,11 @@ class WorkerPool:
         size: int,
         on_error: Callable[[str], None],
         after_commit: Callable[[Callable[[], None]], None] | None = None,
+        worker_start: Literal["fork", "spawn"] | None = None,
     ) -> None:
         self._config = config
+        self._worker_start = worker_start
+        """Overrides `[daemon] worker_start` (a one-shot run has no use for a template)."""
         self._after_commit = after_commit or _at_once
         """Runs a callback once every write made so far is committed (the daemon's journal);
         by default at once, for an owner that commits each attempt before the next."""
@@ -298,7 +302,7 @@ class WorkerPool:
 
     def _can_fork(self, config: Config) -> bool:
         return (
-            config.settings.daemon.worker_start == "fork"
+            (self._worker_start or config.settings.daemon.worker_start) == "fork"
             and self._orphans.enabled  # the forked workers become the daemon's children
             and can_fork()
         )
