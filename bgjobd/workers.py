@@ -16,6 +16,7 @@ import msgspec
 
 from bgjobd.cgroups import Cgroup, CgroupTree
 from bgjobd.donefiles import FILE_BYTES
+from bgjobd.template import Template, wait_forked
 from bgjobd.worker.messages import (
     AttemptDone,
     FromWorker,
@@ -126,19 +127,23 @@ class WorkerProcess:
         *,
         cgroups: CgroupTree | None = None,
         on_exit: Callable[[WorkerProcess], None] | None = None,
+        template: Template | None = None,
     ) -> None:
         self._setup = setup
         self._env = env
         self._cwd = cwd
+        self._template = template
+        """Forks this worker; None: it is a new interpreter."""
+        self.forked = False
         self._encoder = FrameEncoder()
-        self._process: asyncio.subprocess.Process | None = None
+        self._started = False
         self._commands: asyncio.WriteTransport | None = None
         self._result_transport: asyncio.BaseTransport | None = None
         self._results = _ResultPipe(self._broken)
         self._cgroups = cgroups
         self.cgroup: Cgroup | None = None
         self._on_exit = on_exit
-        self._exited: asyncio.Future[int] | None = None
+        self._exited: asyncio.Future[int | None] | None = None
         self.returncode: int | None = None
         self.pid = 0
         self.started_at = time.time()
@@ -166,36 +171,47 @@ class WorkerProcess:
 
     @property
     def alive(self) -> bool:
-        return not self._dead and self._process is not None and self.returncode is None
+        return not self._dead and self._started and self.returncode is None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         command_read, command_write = os.pipe()
         result_read, result_write = os.pipe()
         try:
-            self._process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bgjobd.worker",
-                str(command_read),
-                str(result_write),
-                pass_fds=(command_read, result_write),
-                start_new_session=True,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-                env=self._env,
-                cwd=self._cwd,
-            )
+            if self._template is not None:
+                self.pid = await self._template.fork(command_read, result_write)
+                self.forked = True
+                exit_code: Coroutine[None, None, int | None] = wait_forked(self.pid)
+            else:
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "bgjobd.worker",
+                    str(command_read),
+                    str(result_write),
+                    pass_fds=(command_read, result_write),
+                    start_new_session=True,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL,
+                    env=self._env,
+                    cwd=self._cwd,
+                )
+                self.pid = process.pid
+                exit_code = process.wait()
+        except BaseException:
+            for fd in (command_write, result_read):
+                os.close(fd)
+            raise
         finally:
             os.close(command_read)
             os.close(result_write)
-        self.pid = self._process.pid
+        self._started = True
         # Before the worker reads its Setup, so no job code runs outside the cgroup.
         if self._cgroups is not None:
             self.cgroup = self._cgroups.place(self.pid)
         self._exited = loop.create_future()
-        self._in_background(self._watch_exit(self._process))
+        self._in_background(self._watch_exit(exit_code))
         self._commands, _ = await loop.connect_write_pipe(
             asyncio.Protocol, os.fdopen(command_write, "wb", buffering=0)
         )
@@ -209,8 +225,8 @@ class WorkerProcess:
         if ready.import_error is not None:
             self.import_error = ready.import_error.summary()
 
-    async def _watch_exit(self, process: asyncio.subprocess.Process) -> None:
-        code = await process.wait()
+    async def _watch_exit(self, exit_code: Coroutine[None, None, int | None]) -> None:
+        code = await exit_code
         self.returncode = code
         self._dead = True
         if self.cgroup is not None:
@@ -330,7 +346,7 @@ class WorkerProcess:
         """SIGTERM the worker's process group (the job's `finally` blocks run, and the
         worker kills what the job started), then after `grace` seconds, or as soon as the
         worker has exited, SIGKILL the group and the worker's cgroup."""
-        if self._process is None or self._exited is None:
+        if not self._started or self._exited is None:
             return
         self._dead = True
         if self.returncode is None:

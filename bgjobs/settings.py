@@ -94,6 +94,10 @@ class DaemonSettings(_Table, frozen=True):
     """Seconds between SIGTERM and SIGKILL when an attempt is stopped."""
     isolation: Literal["warm", "fresh"] = "warm"
     """`fresh`: a new interpreter for every attempt instead of warm workers."""
+    worker_start: Literal["fork", "spawn"] = "fork"
+    """How warm workers start: `fork`, forked from a template process that has imported
+    the jobs package once (they share its memory); `spawn`, each a new interpreter that
+    imports it. Where forking is not possible (no subreaper or pidfd), `spawn`."""
     max_jobs_per_worker: NonNegativeInt = 0
     """Recycle a warm worker after this many attempts; 0 never does."""
     fsync: bool = False

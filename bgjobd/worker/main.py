@@ -1,6 +1,7 @@
 """The worker process's main loop.
 
-Started in its own session by the daemon (and in a cgroup of its own where the host allows),
+Started in its own session by the daemon, or forked by the template process
+(`bgjobd.worker.template`), and in a cgroup of its own where the host allows,
 it reads `Setup` and then `RunAttempt` messages from one pipe and answers on another. While
 an attempt runs, file descriptors 1 and 2 point at the job's output file, so the output of
 any process the job starts is captured too.
@@ -126,7 +127,8 @@ def main(argv: list[str]) -> int:
         setup = commands.next()
         if not isinstance(setup, Setup):
             return 0
-        sys.path.insert(0, setup.base_dir)
+        if sys.path[:1] != [setup.base_dir]:  # a forked worker's template has put it there
+            sys.path.insert(0, setup.base_dir)
         _start_tracing(setup)
         try:
             package = execute.import_jobs(setup)

@@ -6,7 +6,7 @@ names the messages, which never leave the machine or the daemon's own process tr
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -89,5 +89,30 @@ class Progress(msgspec.Struct, tag=True, frozen=True, kw_only=True):
     message: str | None = None
 
 
+TEMPLATE_MESSAGE_BYTES: Final = 64 * 1024
+"""The largest message on the template's socket (a `Setup` with a long allow-list)."""
+
+
+class TemplateReady(msgspec.Struct, tag=True, frozen=True, kw_only=True):
+    """The template process has imported what its workers share (see
+    `bgjobd.worker.template`)."""
+
+    pid: int
+    imported: bool
+    """The jobs package was imported (not with tracing on, nor when its import failed: then
+    each worker imports it itself, and reports the error as a fresh one does)."""
+    threads: int
+    """Threads running in the template after the import: more than one means the jobs
+    package started some, which a forked worker does not have."""
+
+
+class Forked(msgspec.Struct, tag=True, frozen=True, kw_only=True):
+    """A worker forked by the template; pid 0 if the fork failed (with why)."""
+
+    pid: int
+    error: str | None = None
+
+
 ToWorker = Setup | RunAttempt
 FromWorker = Ready | Started | AttemptDone | Progress
+FromTemplate = TemplateReady | Forked

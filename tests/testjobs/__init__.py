@@ -42,5 +42,6 @@ from testjobs.fallback import Then  # noqa: F401
 from testjobs.progress import Reporting, Talker  # noqa: F401
 from testjobs.sizes import BigResult, Flood, Stubborn  # noqa: F401
 from testjobs.store import SlowBigResult  # noqa: F401
+from testjobs.template import Imported  # noqa: F401
 from testjobs.text import Controls, RetryIn, Surrogates  # noqa: F401
 from testjobs.tracing import AsyncTraced, LoadedModules, Traced, TracingLoaded  # noqa: F401
