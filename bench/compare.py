@@ -16,13 +16,16 @@ Each round measures both daemons, one after the other, on two workloads:
 
 The base revision is checked out into a temporary git worktree and its daemon started
 from there (the client is this checkout's: the protocol must not have changed between
-the two). Medians and their ratio come last; the machine is shared and noisy, so compare
-medians of interleaved rounds, never single runs.
+the two). Each line also says how busy the whole machine was meanwhile (`machine %`, ours
+included). Medians and their ratio come last, and the median of the rounds' own ratios
+(`paired`); the machine is shared and noisy, so compare medians of interleaved rounds,
+never single runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -125,6 +128,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=4000)
     parser.add_argument("--workloads", default="w1,drain,w2", help="of w1,drain,w2,w2quiet")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0.0,
+        help="before each run, wait up to this many seconds for the machine to be idle",
+    )
     args = parser.parse_args()
     workloads = [name for name in args.workloads.split(",") if name]
     with tempfile.TemporaryDirectory(prefix="bgb-base-") as directory:
@@ -138,7 +147,14 @@ def main() -> int:
             for round_number in range(1, args.rounds + 1):
                 for workload in workloads:
                     for label, code in (("base", base), ("this", None)):
+                        if args.quiet_wait:
+                            procs.wait_for_quiet(timeout=args.quiet_wait)
+                        machine_before = procs.machine_busy()[0]
+                        started = time.perf_counter()
                         result = measure(code, workload, args.jobs)
+                        busy = procs.machine_busy()[0] - machine_before
+                        cores = os.cpu_count() or 1
+                        result["machine %"] = 100 * busy / ((time.perf_counter() - started) * cores)
                         figures.setdefault((workload, label), []).append(result)
                         shown = ", ".join(f"{key} {value:,.0f}" for key, value in result.items())
                         print(f"round {round_number} {workload:5} {label:4}  {shown}", flush=True)
@@ -146,13 +162,18 @@ def main() -> int:
             subprocess.run(
                 ["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)], check=False
             )
-    print(f"\nmedians of {args.rounds} rounds ({args.base} = base):")
+    print(f"\nmedians of {args.rounds} rounds ({args.base} = base; paired: the median of each")
+    print("round's own ratio, which a drift of the machine's load between rounds does not move):")
     for workload in workloads:
-        for key in figures[(workload, "base")][0]:
-            old = statistics.median(run[key] for run in figures[(workload, "base")])
-            new = statistics.median(run[key] for run in figures[(workload, "this")])
-            ratio = new / old
-            print(f"  {workload:5} {key:15} base {old:8,.0f}  this {new:8,.0f}  ratio {ratio:.2f}")
+        olds, news = figures[(workload, "base")], figures[(workload, "this")]
+        for key in olds[0]:
+            old = statistics.median(run[key] for run in olds)
+            new = statistics.median(run[key] for run in news)
+            paired = statistics.median(b[key] / a[key] for a, b in zip(olds, news, strict=True))
+            print(
+                f"  {workload:5} {key:15} base {old:8,.0f}  this {new:8,.0f}  "
+                f"ratio {new / old:.2f}  paired {paired:.2f}"
+            )
     return 0
 
 
