@@ -725,10 +725,11 @@ class SQLiteStore(Store):
         reason: str | None = None,
         count_attempt: bool = True,
     ) -> JobInfo:
-        if attempt.owner is not None and not self.attempt_is_current(
-            job_id, attempt.owner, attempt.number, attempt.round
-        ):
-            raise StaleAttempt(f"job {job_id}: attempt {attempt.number} of {attempt.owner}")
+        # Fencing in the statement that records the end (no SELECT of its own): it
+        # matches no row once the attempt is no longer the owner's, and then nothing is
+        # written.
+        fence, fenced = self._fence(attempt)
+        stale = StaleAttempt(f"job {job_id}: attempt {attempt.number} of {attempt.owner}")
         error = None if attempt.error is None else _encode(attempt.error)
         final = state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
         if final and count_attempt:
@@ -736,7 +737,8 @@ class SQLiteStore(Store):
             row = self._write(
                 "UPDATE jobs SET state = ?, result = ?, error = coalesce(?, error), reason = ?, "
                 "finished_at = ?, started_at = coalesce(started_at, ?), outcome = ?, "
-                f"max_attempts = coalesce(?, max_attempts) WHERE id = ? RETURNING {_COLUMNS}",
+                f"max_attempts = coalesce(?, max_attempts) WHERE id = ?{fence} "
+                f"RETURNING {_COLUMNS}",
                 (
                     state.value,
                     None if result is None else _encode(result),
@@ -747,13 +749,16 @@ class SQLiteStore(Store):
                     attempt.outcome.value,
                     max_attempts,
                     job_id,
+                    *fenced,
                 ),
             ).fetchone()
+            if row is None:
+                raise stale
             return _row_to_job(row)
-        self._write(
+        inserted = self._write(
             "INSERT INTO attempts (job_id, number, round, started_at, finished_at, outcome, "
             "worker_pid, error, duration, node) SELECT id, ?, round, coalesce(started_at, ?), "
-            "?, ?, worker_pid, ?, ?, owner FROM jobs WHERE id = ?",
+            f"?, ?, worker_pid, ?, ?, owner FROM jobs WHERE id = ?{fence}",
             (
                 attempt.number,
                 attempt.finished_at - attempt.duration,
@@ -762,8 +767,11 @@ class SQLiteStore(Store):
                 error,
                 attempt.duration,
                 job_id,
+                *fenced,
             ),
         )
+        if inserted.rowcount == 0 and attempt.owner is not None:
+            raise stale  # nothing written: the row's update below needs no fence
         row = self._write(
             "UPDATE jobs SET state = ?, result = ?, error = coalesce(?, error), reason = ?, "
             "finished_at = ?, run_at = coalesce(?, run_at), "
@@ -782,6 +790,17 @@ class SQLiteStore(Store):
             ),
         ).fetchone()
         return _row_to_job(row)
+
+    @staticmethod
+    def _fence(attempt: FinishedAttempt) -> tuple[str, tuple[Any, ...]]:
+        """The WHERE terms (and their arguments) that hold while `attempt.owner` still
+        runs this attempt of the job; none when the attempt names no owner."""
+        if attempt.owner is None:
+            return "", ()
+        terms = " AND state = 'running' AND owner = ? AND attempts = ?"
+        if attempt.round is None:
+            return terms, (attempt.owner, attempt.number)
+        return f"{terms} AND round = ?", (attempt.owner, attempt.number, attempt.round)
 
     def _keep_final_attempts(self, job_ids: Sequence[int], states: str) -> None:
         """Before a finished job runs again, its final attempt moves from its row (where
