@@ -15,8 +15,10 @@ the submits (`add`), whose clients are told their jobs were not stored.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,6 +74,14 @@ _ADDED_COLUMNS: Final = (
 )
 """Columns added since schema 1, in order, with their tables and types (see `_upgrade`)."""
 _BUSY_TIMEOUT_MS: Final = 10_000
+_CONTENDED_BEGIN_SECONDS: Final = 0.0005
+"""A BEGIN IMMEDIATE that waited longer than this met another process's write lock (the
+uncontended one takes a few µs): from then on the store waits for the lock in short steps
+of its own (see `_begin_immediate`)."""
+_LOCK_POLL_SECONDS: Final = (0.00005, 0.0001, 0.0002, 0.0005, 0.001)
+"""The waits between tries for a write lock another process holds, then the last one
+repeated. SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25... ms, so a lock freed
+just after a try is noticed up to that step late, and the event loop waits meanwhile."""
 _TRUNCATE_WAIT_MS: Final = 1_000
 _CHECKPOINT_SECONDS: Final = 0.5
 _CHECKPOINT_BACKOFF_MAX: Final = 5.0
@@ -242,6 +252,8 @@ class SQLiteStore(Store):
         """The open transaction's writes other than submits, to redo after a rollback."""
         self._kept_or_submitted = False
         """Whether the open transaction holds any write (kept or a submit's)."""
+        self._contended = False
+        """Whether a write lock was ever found taken by another process."""
         self.rollbacks = 0
         """How many times SQLite rolled the open transaction back under a failing statement
         (the kept writes were redone, the submits' were lost): a submit made before the
@@ -273,6 +285,7 @@ class SQLiteStore(Store):
         store._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         store.on_begin = None
         store._checkpointer = None
+        store._contended = False
         return store
 
     def _upgrade(self) -> None:
@@ -324,7 +337,7 @@ class SQLiteStore(Store):
 
     def _write(self, sql: str, args: Sequence[Any] = (), *, submit: bool = False) -> sqlite3.Cursor:
         if not self._db.in_transaction:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._begin_immediate()
             if self.on_begin is not None:
                 self.on_begin()
         try:
@@ -340,6 +353,31 @@ class SQLiteStore(Store):
         if not submit:
             self._kept.append((sql, args))
         return cursor
+
+    def _begin_immediate(self) -> None:
+        """Take the write lock. Alone on the store that is SQLite's BEGIN IMMEDIATE with
+        its busy timeout; once another process's lock was met (several nodes on one
+        store), the lock is tried without SQLite's coarse busy waits and again after a
+        short wait of our own, up to the same timeout: the caller (the event loop's thread)
+        goes on within a fraction of a millisecond of the other's commit."""
+        if not self._contended:
+            started = time.perf_counter()
+            self._db.execute("BEGIN IMMEDIATE")
+            self._contended = time.perf_counter() - started > _CONTENDED_BEGIN_SECONDS
+            return
+        self._db.execute("PRAGMA busy_timeout = 0")
+        try:
+            deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+            for attempt in itertools.count():
+                try:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                        raise
+                time.sleep(_LOCK_POLL_SECONDS[min(attempt, len(_LOCK_POLL_SECONDS) - 1)])
+        finally:
+            self._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
 
     def commit(self) -> None:
         if self._db.in_transaction:
@@ -364,7 +402,7 @@ class SQLiteStore(Store):
         self.rollback()
         if not kept:
             return 0
-        self._db.execute("BEGIN IMMEDIATE")
+        self._begin_immediate()
         try:
             for sql, args in kept:
                 self._db.execute(sql, args)
@@ -880,7 +918,7 @@ class SQLiteStore(Store):
         """Open the write transaction now (reads after this see what no other process can
         change until the commit)."""
         if not self._db.in_transaction:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._begin_immediate()
             if self.on_begin is not None:
                 self.on_begin()
 
