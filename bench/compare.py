@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/compare.py --base HEAD~1            # 5 rounds, interleaved
     .venv/bin/python bench/compare.py --base c4bc6d7 --rounds 3 --jobs 3000
+    .venv/bin/python bench/compare.py --base f4ddbe6,main --rounds 7   # three daemons
 
 Each round measures both daemons, one after the other, on two workloads:
 
@@ -16,13 +17,16 @@ Each round measures both daemons, one after the other, on two workloads:
 
 The base revision is checked out into a temporary git worktree and its daemon started
 from there (the client is this checkout's: the protocol must not have changed between
-the two). Medians and their ratio come last; the machine is shared and noisy, so compare
-medians of interleaved rounds, never single runs.
+the two). Each line also says how busy the whole machine was meanwhile (`machine %`, ours
+included). Medians and their ratio come last, and the median of the rounds' own ratios
+(`paired`); the machine is shared and noisy, so compare medians of interleaved rounds,
+never single runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -121,39 +125,79 @@ def measure(code: Path | None, workload: str, jobs: int) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", required=True, help="the revision to compare with")
+    parser.add_argument(
+        "--base",
+        required=True,
+        help="the revision to compare with; several, comma-separated, are measured in turn "
+        "and each compared with the first",
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=4000)
     parser.add_argument("--workloads", default="w1,drain,w2", help="of w1,drain,w2,w2quiet")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0.0,
+        help="before each run, wait up to this many seconds for the machine to be idle",
+    )
     args = parser.parse_args()
     workloads = [name for name in args.workloads.split(",") if name]
+    revisions = [name for name in args.base.split(",") if name]
     with tempfile.TemporaryDirectory(prefix="bgb-base-") as directory:
-        base = Path(directory) / "bgjobs"
-        subprocess.run(
-            ["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(base), args.base],
-            check=True,
-        )
+        checkouts: list[tuple[str, Path | None]] = []
         try:
-            figures: dict[tuple[str, str], list[dict[str, float]]] = {}
-            for round_number in range(1, args.rounds + 1):
-                for workload in workloads:
-                    for label, code in (("base", base), ("this", None)):
-                        result = measure(code, workload, args.jobs)
-                        figures.setdefault((workload, label), []).append(result)
-                        shown = ", ".join(f"{key} {value:,.0f}" for key, value in result.items())
-                        print(f"round {round_number} {workload:5} {label:4}  {shown}", flush=True)
+            for number, revision in enumerate(revisions):
+                checkout = Path(directory) / f"bgjobs{number}"
+                add = ["git", "-C", str(REPO), "worktree", "add", "--detach", "-q"]
+                subprocess.run([*add, str(checkout), revision], check=True)
+                checkouts.append((revision, checkout))
+            checkouts.append(("this", None))
+            figures = measure_rounds(checkouts, workloads, args)
         finally:
-            subprocess.run(
-                ["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)], check=False
-            )
-    print(f"\nmedians of {args.rounds} rounds ({args.base} = base):")
+            for _, checkout in checkouts:
+                if checkout is not None:
+                    subprocess.run(
+                        ["git", "-C", str(REPO), "worktree", "remove", "--force", str(checkout)],
+                        check=False,
+                    )
+    first = revisions[0]
+    print(f"\nmedians of {args.rounds} rounds ({first} = base; paired: the median of each")
+    print("round's own ratio, which a drift of the machine's load between rounds does not move):")
     for workload in workloads:
-        for key in figures[(workload, "base")][0]:
-            old = statistics.median(run[key] for run in figures[(workload, "base")])
-            new = statistics.median(run[key] for run in figures[(workload, "this")])
-            ratio = new / old
-            print(f"  {workload:5} {key:15} base {old:8,.0f}  this {new:8,.0f}  ratio {ratio:.2f}")
+        olds = figures[(workload, first)]
+        for label, _ in checkouts[1:]:
+            news = figures[(workload, label)]
+            for key in olds[0]:
+                old = statistics.median(run[key] for run in olds)
+                new = statistics.median(run[key] for run in news)
+                paired = statistics.median(b[key] / a[key] for a, b in zip(olds, news, strict=True))
+                print(
+                    f"  {workload:5} {key:15} base {old:8,.0f}  {label:>8} {new:8,.0f}  "
+                    f"ratio {new / old:.2f}  paired {paired:.2f}"
+                )
     return 0
+
+
+def measure_rounds(
+    checkouts: list[tuple[str, Path | None]], workloads: list[str], args: argparse.Namespace
+) -> dict[tuple[str, str], list[dict[str, float]]]:
+    """Round after round, each workload on each checkout in turn."""
+    figures: dict[tuple[str, str], list[dict[str, float]]] = {}
+    cores = os.cpu_count() or 1
+    for round_number in range(1, args.rounds + 1):
+        for workload in workloads:
+            for label, code in checkouts:
+                if args.quiet_wait:
+                    procs.wait_for_quiet(timeout=args.quiet_wait)
+                machine_before = procs.machine_busy()[0]
+                started = time.perf_counter()
+                result = measure(code, workload, args.jobs)
+                busy = procs.machine_busy()[0] - machine_before
+                result["machine %"] = 100 * busy / ((time.perf_counter() - started) * cores)
+                figures.setdefault((workload, label), []).append(result)
+                shown = ", ".join(f"{key} {value:,.0f}" for key, value in result.items())
+                print(f"round {round_number} {workload:5} {label:8}  {shown}", flush=True)
+    return figures
 
 
 if __name__ == "__main__":

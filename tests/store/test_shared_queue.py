@@ -215,6 +215,13 @@ def test_the_same_node_cannot_end_an_older_attempt(store: Store) -> None:
         )
     store.finish_attempt(job_id, attempt(2, Outcome.SUCCEEDED, owner="node-a"), JobState.SUCCEEDED)
     assert state_of(store, job_id) is JobState.SUCCEEDED
+    job = store.get(job_id)
+    assert job is not None
+    # The stale end wrote no attempt of its own.
+    assert [(a.number, a.outcome) for a in job.history] == [
+        (1, Outcome.INTERRUPTED),
+        (2, Outcome.SUCCEEDED),
+    ]
 
 
 def test_a_finished_attempt_cannot_end_twice(store: Store) -> None:
