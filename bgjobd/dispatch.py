@@ -1,6 +1,9 @@
 """Dispatch: free workers take jobs from the store, one claim each, and hand them their
 attempts; an attempt's end frees its slot for the next claim.
 
+What a claim may take is the `Claims` given: a daemon's `SharedQueue` (every job of the
+store's queue), or a one-shot runner's own jobs (`bgjobd.oneshot.OwnJobs`).
+
 The store is the queue (`Store.claim_next` honours priorities and every class's limit
 across all the processes sharing it), so no queue is kept here: only how many slots are
 free, a flag saying whether a claim may find work (it found none, and no news came since:
@@ -17,7 +20,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Final
+from typing import Final, Protocol
 
 from bgjobd.attempts import AttemptResult, Attempts
 from bgjobd.duetimer import DueTimer
@@ -34,6 +37,50 @@ another node (or a cancel sent to one) is seen here, when it did not wake us its
 Record = Callable[[JobInfo, AttemptResult], None]
 
 
+class Claims(Protocol):
+    """The jobs a dispatcher takes, and their due times."""
+
+    def claim(
+        self, owner: str, worker_pid: int, now: float, limits: Mapping[str, int]
+    ) -> JobInfo | None:
+        """Start the next job's attempt as `owner`'s, honouring `limits` across every
+        process; None if there is none to start now."""
+        ...
+
+    def waiting(self, most: int) -> int:
+        """How many jobs (up to `most`) are queued for a claim."""
+        ...
+
+    def next_due(self) -> float | None:
+        """The earliest due time of a scheduled job."""
+        ...
+
+    def promote_due(self, now: float) -> list[int]:
+        """Scheduled jobs due by `now` join the queue; returns them."""
+        ...
+
+
+class SharedQueue:
+    """A daemon's claims: any job of the store's queue (not `run_job.py`'s own)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def claim(
+        self, owner: str, worker_pid: int, now: float, limits: Mapping[str, int]
+    ) -> JobInfo | None:
+        return self._store.claim_next(owner, worker_pid, now, limits)
+
+    def waiting(self, most: int) -> int:
+        return len(self._store.queued_in_order(most))
+
+    def next_due(self) -> float | None:
+        return self._store.next_due()
+
+    def promote_due(self, now: float) -> list[int]:
+        return self._store.promote_due(now)
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -45,8 +92,10 @@ class Dispatcher:
         limits: Mapping[str, int],
         publisher: Publisher,
         record: Record,
+        claims: Claims | None = None,
     ) -> None:
         self._store = store
+        self._claims = claims or SharedQueue(store)
         self._attempts = attempts
         self._pool = attempts.pool
         self._log = log
@@ -55,7 +104,7 @@ class Dispatcher:
         """Per-class concurrency limits (`max_concurrency`, 1 for `overlap = false`)."""
         self._publisher = publisher
         self._record = record
-        self.due = DueTimer(store, self._on_due)
+        self.due = DueTimer(self._claims, self._on_due)
         self._may_claim = True
         """Whether a claim may find work: False once one found none, until news."""
         self._free_slots = self._pool.size
@@ -135,7 +184,7 @@ class Dispatcher:
         if self._draining:
             return
         try:
-            promoted = self._store.promote_due(time.time())
+            promoted = self._claims.promote_due(time.time())
         except Exception as exc:  # noqa: BLE001  # the next due time or change retries
             self._log.error(NO_JOB, f"queueing due jobs failed: {exc!r}")
             return
@@ -169,7 +218,7 @@ class Dispatcher:
         """No worker is idle (they are starting, or each attempt gets a fresh one): one
         waits for a worker per queued job that a free slot could take, and claims once
         it has one (the claim names the worker)."""
-        wanted = min(self._free_slots, len(self._store.queued_in_order(self._free_slots)))
+        wanted = self._claims.waiting(self._free_slots)
         if not wanted:
             self._may_claim = False
             return
@@ -198,7 +247,7 @@ class Dispatcher:
 
     def _claim(self, worker: WorkerProcess) -> JobInfo | None:
         try:
-            job = self._store.claim_next(self._owner, worker.pid, time.time(), self.limits)
+            job = self._claims.claim(self._owner, worker.pid, time.time(), self.limits)
         except Exception as exc:  # noqa: BLE001  # one claim's trouble must not stop the daemon
             self._log.error(NO_JOB, f"claiming a job failed: {exc!r}")
             job = None

@@ -26,7 +26,7 @@ from msgspec.structs import replace as replace_struct
 from bgjobd import outcomes
 from bgjobd.actions import Actions
 from bgjobd.attempts import AttemptResult, Attempts, RunningAttempt
-from bgjobd.dispatch import Dispatcher
+from bgjobd.dispatch import Claims, Dispatcher
 from bgjobd.events import EventHub
 from bgjobd.intake import Intake, OnStored
 from bgjobd.joblog import JobLog
@@ -53,7 +53,9 @@ class Engine:
         events: EventHub,
         joblog: JobLog,
         owner: str,
+        claims: Claims | None = None,
     ) -> None:
+        """`claims`: what this process runs (by default the store's shared queue)."""
         self.config = config
         self.store = store
         self.journal = journal
@@ -69,6 +71,7 @@ class Engine:
             limits=config.concurrency_limits,
             publisher=self.publisher,
             record=self.record_attempt,
+            claims=claims,
         )
         self.intake = Intake(
             config=config,
