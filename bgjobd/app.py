@@ -32,6 +32,7 @@ from bgjobd.ops import Ops
 from bgjobd.pool import WorkerPool
 from bgjobd.recovery import recover
 from bgjobd.server import ConnectionLimits, Connections, Gate
+from bgjobd.service import QueueService
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobd.storehealth import StoreHealth, mark_lost, open_store, refuse_if_lost
 from bgjobs.config import Config, load_config
@@ -64,6 +65,8 @@ class Daemon:
         self._services: list[Service] = []
         self._connections: Connections | None = None
         self.engine: Engine | None = None
+        self.service: QueueService | None = None
+        """The queue as handlers and the dashboard see it."""
         self.leases: Leases | None = None
         self._health: StoreHealth | None = None
         self.ops: Ops | None = None
@@ -117,15 +120,7 @@ class Daemon:
         )
         owner = config.node_name
         attempts = Attempts(config, pool, self.log, owner)
-        self.engine = engine = Engine(
-            config=config,
-            store=store,
-            journal=journal,
-            attempts=attempts,
-            events=EventHub(),
-            joblog=self.log,
-            owner=owner,
-        )
+        engine, service = self._core(store, journal, attempts)
         leases = self._join(engine, health, store)
         try:
             recovered = recover(engine, began)
@@ -136,7 +131,7 @@ class Daemon:
             leases.start()
             attempts.start_watching_locks()
             health.start()
-            await self._listen(engine)
+            await self._listen(service)
             # Jobs spooled by clients while no daemon answered: imported from a task, in
             # batches, so the daemon answers at once however many there are.
             self._services.append(spoolimport.start(engine, lambda m: self.say(m, error=True)))
@@ -166,6 +161,22 @@ class Daemon:
             return ExitCode.FAILED
         self.say("stopped")
         return ExitCode.OK
+
+    def _core(
+        self, store: SQLiteStore, journal: Journal, attempts: Attempts
+    ) -> tuple[Engine, QueueService]:
+        """The engine, and the service through which requests and the dashboard reach it."""
+        self.engine = Engine(
+            config=self.config,
+            store=store,
+            journal=journal,
+            attempts=attempts,
+            events=EventHub(),
+            joblog=self.log,
+            owner=self.config.node_name,
+        )
+        self.service = QueueService(self.engine, self.started_at)
+        return self.engine, self.service
 
     def _join(self, engine: Engine, health: StoreHealth, store: SQLiteStore) -> Leases:
         """Take this node's name in the store, before any claim and before recovering its
@@ -198,7 +209,7 @@ class Daemon:
         daemon = self.config.settings.daemon
         return daemon.listen if daemon.transport == "tcp" else str(self.config.socket_path)
 
-    async def _listen(self, engine: Engine) -> None:
+    async def _listen(self, service: QueueService) -> None:
         daemon = self.config.settings.daemon
         loop = asyncio.get_running_loop()
         if daemon.transport == "tcp":
@@ -210,7 +221,7 @@ class Daemon:
             self._bound_socket = True
 
         def make_context(send: Callable[[Reply], None]) -> Context:
-            return Context(engine=engine, started_at=self.started_at, send=send, ops=self.ops)
+            return Context(service=service, send=send)
 
         def on_error(message: str) -> None:
             self.say(message, error=True)
@@ -234,6 +245,8 @@ class Daemon:
         assert self.engine is not None
         self.ops = Ops.of(self.engine, lambda message: self.say(message, error=True))
         self.ops.start()
+        if self.service is not None:
+            self.service.ops = self.ops
         self._services.append(self.ops)
         if not self.config.settings.dashboard.enabled:
             return
@@ -289,8 +302,6 @@ class Daemon:
         self.config = new
         self.log.set_format(new.settings.logging.format)
         assert self.engine is not None
-        self.engine.attempts.config = new
-        self.engine.attempts.pool.reconfigure(new)
         self.engine.reconfigure(new)
         if self._health is not None:
             self._health.reconfigure(new)

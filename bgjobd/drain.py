@@ -6,13 +6,14 @@ runs, so at most one drains per storage. Nothing but paths on its command line.
 
 It imports spooled jobs a few at a time into the store as one-shot jobs with their keys
 (a key already there is the same job: the daemon's, left alone; or an earlier drainer's,
-taken up), and runs them one attempt at a time with run_job.py's machinery (worker,
-retries, chains, logs). A job's spool file is removed once the job has ended. Every
-~0.5 s it pings the daemon; once it answers, the drainer exits after its current
-attempt, and the daemon takes the rest over from the spool (see `bgjobd.spoolimport`).
-It also exits after `BGJOBS_DRAIN_IDLE_SECONDS` (default 2) with nothing to do, and on
-SIGTERM/SIGINT after its current attempt (jobs are never cancelled by it: what is left
-stays in the spool). It runs at niceness 10: the application comes first.
+taken up), and runs them one attempt at a time with the daemon's parts (a worker from the
+pool, `Attempts`, retry rules and chains through `bgjobd.outcomes`, logs). A job's spool
+file is removed once the job has ended. Every ~0.5 s it pings the daemon; once it
+answers, the drainer exits after its current attempt, and the daemon takes the rest over
+from the spool (see `bgjobd.spoolimport`). It also exits after `BGJOBS_DRAIN_IDLE_SECONDS`
+(default 2) with nothing to do, and on SIGTERM/SIGINT after its current attempt (jobs are
+never cancelled by it: what is left stays in the spool). It runs at niceness 10: the
+application comes first.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final, Literal
 
-from bgjobd import filemodes, handover, spool, submission
+from bgjobd import filemodes, handover, outcomes, spool, submission
+from bgjobd.attempts import Attempts
 from bgjobd.joblog import NO_JOB, JobLog, describe_params
-from bgjobd.oneshot import OneShot
+from bgjobd.pool import WorkerPool
 from bgjobd.store.base import KeyTaken
+from bgjobd.store.sqlite import SQLiteStore
 from bgjobs.config import Config, load_config
 from bgjobs.errors import BadParams, BgjobsError, RefusedError, TooLarge
 from bgjobs.model import JobInfo, JobState
@@ -52,11 +55,16 @@ NICENESS: Final = 10
 Ending = Literal["idle", "daemon", "stopped"]
 
 
-class Drainer(OneShot):
+class Drainer:
     def __init__(
         self, config: Config, joblog: JobLog, daemon_answers: Callable[[], bool], idle: float
     ) -> None:
-        super().__init__(config, joblog, handover.owner_name())
+        self.config = config
+        self.log = joblog
+        self.owner = handover.owner_name()
+        self.store = SQLiteStore(config.database_path, fsync=config.settings.daemon.fsync)
+        self.pool = WorkerPool(config, size=1, on_error=lambda text: joblog.error(NO_JOB, text))
+        self.attempts = Attempts(config, self.pool, joblog, self.owner)
         self.spool = spool.directory_of(config.storage_dir)
         self.daemon_answers = daemon_answers
         self.idle = idle
@@ -68,6 +76,33 @@ class Drainer(OneShot):
 
     def _claim(self, job_id: int, worker_pid: int) -> JobInfo | None:
         return self.store.claim_oneshot(job_id, self.owner, worker_pid, time.time())
+
+    async def _attempt(self, job_id: int) -> bool:
+        """One attempt of the job, recorded; False if it could not be claimed (the daemon
+        took it over). Not cancelled by SIGTERM (`stop` is checked between attempts): the
+        job is the application's, and the rest of the spool waits for the daemon or a
+        drainer. A cancel sent through the store stops it."""
+        async with self.attempts.worker() as worker:
+            job = self._claim(job_id, worker.pid)
+            self.store.commit()
+            if job is None:
+                return False
+            watcher = asyncio.create_task(self._obey_cancels(job_id))
+            try:
+                result = await self.attempts.run(worker, job, job.attempts)
+            finally:
+                watcher.cancel()
+        outcomes.record(self.config, self.store, self.log, job, result)
+        self.store.commit()
+        return True
+
+    async def _obey_cancels(self, job_id: int) -> None:
+        while True:
+            await asyncio.sleep(_NAP)
+            for requested, reason in self.store.cancel_requests(self.owner):
+                if requested == job_id:
+                    self.attempts.cancel(job_id, reason)
+                    return
 
     async def drain(self) -> Ending:
         if await asyncio.to_thread(self.daemon_answers):
@@ -112,9 +147,7 @@ class Drainer(OneShot):
         if job_id is None:
             return False
         try:
-            # Not cancelled by SIGTERM (`stop` is checked between attempts): the job is the
-            # application's, and the rest of the spool waits for the daemon or a drainer.
-            await self._attempt(job_id, asyncio.Event())
+            await self._attempt(job_id)
         except sqlite3.OperationalError as exc:
             # The store is busy (a paused daemon may hold its write lock): the job stays
             # as it was, or is settled by `_settle_lost` when we look again.

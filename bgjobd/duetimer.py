@@ -15,13 +15,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Protocol
 
-from bgjobd.store.base import Store
 from bgjobs.times import clamp_due_time, due_time_is_sane
 
 
+class DueSource(Protocol):
+    """Where the due times are: the store's whole queue (a daemon), or one runner's own
+    jobs (`run_job.py`)."""
+
+    def next_due(self) -> float | None: ...
+
+
 class DueTimer:
-    def __init__(self, store: Store, on_due: Callable[[], None]) -> None:
+    def __init__(self, store: DueSource, on_due: Callable[[], None]) -> None:
         self._store = store
         self._on_due = on_due
         self._timer: asyncio.TimerHandle | None = None

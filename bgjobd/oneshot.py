@@ -18,14 +18,18 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Mapping, Sequence
 
 import msgspec
 
 from bgjobd import filemodes, locks, outcomes, submission
 from bgjobd.attempts import Attempts
+from bgjobd.engine import Engine
+from bgjobd.events import EventHub
 from bgjobd.joblog import NO_JOB, JobLog, describe_params
+from bgjobd.journal import Journal
 from bgjobd.pool import WorkerPool
-from bgjobd.store.base import KeyTaken, NewJob, UniqueTaken
+from bgjobd.store.base import KeyTaken, NewJob, Store, UniqueTaken
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobs.config import Config, load_config
 from bgjobs.errors import BgjobsError, ExitCode, RefusedError, UsageError
@@ -34,8 +38,8 @@ from bgjobs.params import parse_delay, parse_json_params, split_params
 
 PROG = "run_job.py"
 WAIT_POLL_SECONDS = 0.1
-"""How often a runner looks again: for room under its class's concurrency limit (held by
-other runners or nodes), and for a cancel sent through another process."""
+"""How often a runner looks whether its job or chain has ended (besides hearing of each
+attempt's end)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -106,14 +110,65 @@ def owner_name() -> str:
     return f"{PROG}@{socket.gethostname()}:{os.getpid()}"
 
 
+class OwnJobs:
+    """The claims of a one-shot runner (see `bgjobd.dispatch.Claims`): its own jobs only,
+    the links of its chain in order. They are stored `oneshot`, which no daemon claims or
+    promotes, so a job of `run_job.py` runs in its runner and nowhere else, and ends with
+    it (a daemon of the host ends the jobs of a runner that died: bgjobd.recovery). Each is
+    claimed by id under its class's limit, counted over every process sharing the store."""
+
+    def __init__(self, store: Store, job_ids: Sequence[int]) -> None:
+        self._store = store
+        self._ids = list(job_ids)
+
+    def jobs(self) -> list[JobInfo]:
+        return [job for job in map(self._store.get, self._ids) if job is not None]
+
+    def _in(self, state: JobState) -> list[JobInfo]:
+        return [job for job in self.jobs() if job.state is state]
+
+    def claim(
+        self, owner: str, worker_pid: int, now: float, limits: Mapping[str, int]
+    ) -> JobInfo | None:
+        queued = self._in(JobState.QUEUED)
+        if not queued:
+            return None
+        job = queued[0]  # the links in order: one at a time
+        return self._store.claim(job.id, owner, worker_pid, now, limit=limits.get(job.class_name))
+
+    def waiting(self, most: int) -> int:
+        return min(most, len(self._in(JobState.QUEUED)))
+
+    def next_due(self) -> float | None:
+        return min((job.run_at.timestamp() for job in self._in(JobState.SCHEDULED)), default=None)
+
+    def promote_due(self, now: float) -> list[int]:
+        due = [job.id for job in self._in(JobState.SCHEDULED) if job.run_at.timestamp() <= now]
+        return self._store.promote(due) if due else []
+
+    def outcome(self) -> JobInfo | None:
+        """The job that ended the run (the first link that did not succeed, or the last
+        link), or None while the chain goes on."""
+        jobs = self.jobs()
+        for job in jobs:
+            if not job.state.is_final:
+                return None
+            if job.state is not JobState.SUCCEEDED:
+                return job
+        return jobs[-1] if jobs else None
+
+
 class OneShot:
+    """The engine in a burst mode: one worker, claiming only this runner's own jobs
+    (`OwnJobs`), until its job or chain has ended. Registry, limits, uniqueness, retry
+    rules, chains, locks, logs and cancels (through the store, or by removing the lock
+    file) are the daemon's own code."""
+
     def __init__(self, config: Config, joblog: JobLog, owner: str | None = None) -> None:
         self.config = config
         self.log = joblog
         self.owner = owner or owner_name()
         self.store = SQLiteStore(config.database_path, fsync=config.settings.daemon.fsync)
-        self.pool = WorkerPool(config, size=1, on_error=lambda text: joblog.error(NO_JOB, text))
-        self.attempts = Attempts(config, self.pool, joblog, self.owner)
 
     async def run(self, spec: JobSpec) -> int:
         now = time.time()
@@ -140,30 +195,82 @@ class OneShot:
             self.log.info(
                 label, f"job {ids[0]} run by {PROG} (params: {describe_params(first.params)})"
             )
-        await self.pool.start()
-        self.attempts.start_watching_locks()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        try:
-            job_id: int | None = ids[0]
-            final: JobInfo | None = None
-            while job_id is not None:
-                final = await self._run_job(job_id, stop)
-                job_id = None
-                if final.state is JobState.SUCCEEDED and final.chain_id is not None:
-                    following = [
-                        j for j in self.store.chain(final.chain_id) if j.state is JobState.QUEUED
-                    ]
-                    job_id = following[0].id if following else None
-        finally:
-            await self.attempts.stop_watching_locks()
-            await self.pool.close()
-            self.store.close()
-        assert final is not None
+        final = await self._burst(OwnJobs(self.store, ids))
         report(final)
         return ExitCode.OK if final.state is JobState.SUCCEEDED else ExitCode.FAILED
+
+    async def _burst(self, own: OwnJobs) -> JobInfo:
+        """Run the jobs to their end on the engine, with one worker."""
+        journal = Journal(self.store, lambda message: self.log.error(NO_JOB, message))
+        pool = WorkerPool(
+            self.config,
+            size=1,
+            on_error=lambda text: self.log.error(NO_JOB, text),
+            after_commit=journal.after_commit,
+        )
+        attempts = Attempts(self.config, pool, self.log, self.owner)
+        engine = Engine(
+            config=self.config,
+            store=self.store,
+            journal=journal,
+            attempts=attempts,
+            events=EventHub(),
+            joblog=self.log,
+            owner=self.owner,
+            claims=own,
+        )
+        ended = asyncio.Event()
+        engine.attempt_listeners.append(lambda job, result: ended.set())
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def interrupt() -> None:
+            stop.set()
+            ended.set()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, interrupt)
+        await pool.start()
+        attempts.start_watching_locks()
+        engine.start()
+        try:
+            while (final := own.outcome()) is None:
+                if stop.is_set():
+                    final = await self._interrupted(engine, own, ended)
+                    break
+                ended.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ended.wait(), WAIT_POLL_SECONDS)
+        finally:
+            await engine.drain(0)
+            await attempts.stop_watching_locks()
+            await pool.close()
+            journal.flush()  # the last writes, then what waited for them (the worker's files)
+            journal.close()
+            self.store.close()
+        return final
+
+    async def _interrupted(self, engine: Engine, own: OwnJobs, ended: asyncio.Event) -> JobInfo:
+        """SIGTERM or SIGINT: an attempt under way is cancelled (and recorded so), a job
+        still waiting is cancelled with the rest of its chain."""
+        reason = f"{PROG} was interrupted"
+        running = [job for job in own.jobs() if engine.attempts.cancel(job.id, reason)]
+        while running and (final := own.outcome()) is None:
+            ended.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), WAIT_POLL_SECONDS)
+        if running and final is not None:
+            return final
+        await engine.drain(0)  # no claim from now on
+        waiting = next((job for job in own.jobs() if not job.state.is_final), None)
+        if waiting is not None:
+            cancelled = self.store.cancel_waiting(waiting.id, reason, time.time())
+            outcomes.end_chain(self.store, self.log, cancelled or waiting)
+            self.store.commit()
+            self.log.warning(waiting.label, f"job {waiting.id} cancelled: {reason}")
+        final = own.outcome()
+        assert final is not None
+        return final
 
     def _already_stored(self, first: NewJob, taken: KeyTaken) -> int:
         """The submit's idempotency key is in the store: the daemon (or another runner)
@@ -189,71 +296,6 @@ class OneShot:
         )
         print(f"{PROG}: not run: the equal unique job {taken.job_id} is still waiting or running")
         return ExitCode.OK
-
-    async def _run_job(self, job_id: int, stop: asyncio.Event) -> JobInfo:
-        while True:
-            job = self.store.get(job_id)
-            assert job is not None
-            if job.state.is_final:
-                return job
-            if job.state is JobState.SCHEDULED:
-                await self._sleep_until(job.run_at.timestamp(), stop)
-                if stop.is_set():
-                    return self._abandon(job)
-                self.store.promote([job_id])
-                self.store.commit()
-            if not await self._attempt(job_id, stop):
-                # Its class is at its concurrency limit (counted over every process).
-                await self._sleep_until(time.time() + WAIT_POLL_SECONDS, stop)
-                if stop.is_set():
-                    return self._abandon(self.store.get(job_id) or job)
-
-    def _claim(self, job_id: int, worker_pid: int) -> JobInfo | None:
-        job = self.store.get(job_id)
-        limit = None if job is None else self.config.concurrency_limits.get(job.class_name)
-        return self.store.claim(job_id, self.owner, worker_pid, time.time(), limit=limit)
-
-    async def _attempt(self, job_id: int, stop: asyncio.Event) -> bool:
-        """One attempt of the job, recorded; False if it could not be claimed."""
-        async with self.attempts.worker() as worker:
-            job = self._claim(job_id, worker.pid)
-            self.store.commit()
-            if job is None:
-                return False
-            watcher = asyncio.create_task(self._cancel_on(stop, job_id))
-            try:
-                result = await self.attempts.run(worker, job, job.attempts)
-            finally:
-                watcher.cancel()
-        outcomes.record(self.config, self.store, self.log, job, result)
-        self.store.commit()
-        return True
-
-    async def _cancel_on(self, stop: asyncio.Event, job_id: int) -> None:
-        """Stop the attempt when this runner is interrupted, or when another process (a
-        daemon's `cancel`) asks through the store."""
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), WAIT_POLL_SECONDS)
-            for requested, reason in self.store.cancel_requests(self.owner):
-                if requested == job_id:
-                    self.attempts.cancel(job_id, reason)
-                    return
-        self.attempts.cancel(job_id, f"{PROG} was interrupted")
-
-    def _abandon(self, job: JobInfo) -> JobInfo:
-        cancelled = self.store.cancel_waiting(job.id, f"{PROG} was interrupted", time.time())
-        outcomes.end_chain(self.store, self.log, cancelled or job)
-        self.store.commit()
-        self.log.warning(job.label, f"job {job.id} cancelled: {PROG} was interrupted")
-        return self.store.get(job.id) or job
-
-    @staticmethod
-    async def _sleep_until(when: float, stop: asyncio.Event) -> None:
-        delay = when - time.time()
-        if delay > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
 
 
 def report(job: JobInfo) -> None:

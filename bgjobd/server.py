@@ -24,12 +24,12 @@ import os
 import socket
 import struct
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Final, cast
 
 from bgjobd.budget import BufferBudget
-from bgjobd.handlers import dispatch
+from bgjobd.handlers import dispatch, submit_at_once
 from bgjobd.handlers.context import Context
 from bgjobs import __version__
 from bgjobs.errors import BadParams, BgjobsError, RefusedError, RequestFailed
@@ -227,6 +227,10 @@ class Connection(asyncio.Protocol):
         """Bytes of the budget taken for the large frame being received."""
         self._reading_paused = False
         self._writing_paused = False
+        self._writable = asyncio.Event()
+        """Set while the transport takes more: a handler waits for it before it starts, so
+        that a client that does not read its replies gets no more of them built."""
+        self._writable.set()
         self._resume_scheduled = False
         self._in_flight: dict[int, int] = {}
         """Requests being handled, by rid (a client may reuse one)."""
@@ -262,9 +266,11 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writing_paused = True
+        self._writable.clear()
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        self._writable.set()
         self._schedule_resume()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -272,8 +278,6 @@ class Connection(asyncio.Protocol):
         self._release_buffers()
         context, self._context = self._context, None
         if context is not None:
-            for token in context.subscriptions:
-                context.engine.events.unsubscribe(token)
             context.detach()
         for task in self._tasks:
             task.cancel()
@@ -461,32 +465,27 @@ class Connection(asyncio.Protocol):
         self._in_flight[request.rid] = self._in_flight.get(request.rid, 0) + 1
         self._in_flight_total += 1
         try:
-            outcome = dispatch(context, request)
+            if submit_at_once(context, request):
+                return  # replied from inside its commit
         except Exception as exc:  # noqa: BLE001  # every failure becomes a typed Error reply
             self._send(self._error_reply(request.rid, exc))
             return
-        if outcome is None:
-            return  # the handler replies by itself
-        if isinstance(outcome, asyncio.Future):
-            outcome.add_done_callback(lambda done: self._reply_from(request.rid, done))
-        elif isinstance(outcome, Coroutine):
-            task = asyncio.create_task(self._finish(request.rid, outcome))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        else:
-            self._send(outcome)
+        task = asyncio.create_task(self._reply(context, request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    def _reply_from(self, rid: int, done: asyncio.Future[Reply]) -> None:
-        error = done.exception()
-        self._send(self._error_reply(rid, error) if error is not None else done.result())
-
-    async def _finish(self, rid: int, outcome: Coroutine[Any, Any, Reply]) -> None:
+    async def _reply(self, context: Context, request: Request) -> None:
+        """The request handled, and its reply (or the Error its failure makes) sent. Not
+        begun while the client leaves earlier replies unread: requests read before the
+        backlog stopped the reading wait, rather than each building its reply."""
+        while self._writing_paused:  # again after each wake: the one before may refill it
+            await self._writable.wait()
         try:
-            reply = await outcome
+            reply = await dispatch(context, request)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001  # every failure becomes a typed Error reply
-            reply = self._error_reply(rid, exc)
+            reply = self._error_reply(request.rid, exc)
         self._send(reply)
 
     def _error_reply(self, rid: int, exc: BaseException) -> Error:

@@ -1,4 +1,4 @@
-"""Cancel and retry, by job id, through the engine's own methods: exactly what `bgjobctl
+"""Cancel and retry, by job id, through the queue service's actions: exactly what `bgjobctl
 cancel` and `bgjobctl retry` do. A form post (no script) is answered with a redirect back
 to the page it came from; the page's script and API clients get JSON."""
 
@@ -47,7 +47,7 @@ async def _refused(request: web.Request, job_id: int, exc: Exception) -> web.Str
         return await _answer(
             request, 404, f"no job {job_id}", notice={"notice": "not_found", "job": str(job_id)}
         )
-    current = dashboard_of(request).engine.store.get(job_id)
+    current = dashboard_of(request).service.find(job_id)
     state = current.state.value if current else ""
     return await _answer(
         request,
@@ -61,7 +61,7 @@ async def _refused(request: web.Request, job_id: int, exc: Exception) -> web.Str
 async def cancel(request: web.Request) -> web.StreamResponse:
     job_id = int(request.match_info["job_id"])
     try:
-        job = await dashboard_of(request).engine.cancel(job_id, CANCEL_REASON)
+        job = await dashboard_of(request).service.cancel(job_id, CANCEL_REASON)
     except (NotFound, InvalidState) as exc:
         return await _refused(request, job_id, exc)
     return await _answer(
@@ -76,7 +76,7 @@ async def cancel(request: web.Request) -> web.StreamResponse:
 async def retry(request: web.Request) -> web.StreamResponse:
     job_id = int(request.match_info["job_id"])
     try:
-        job = await dashboard_of(request).engine.retry(job_id)
+        job = await dashboard_of(request).service.retry(job_id)
     except (NotFound, InvalidState) as exc:
         return await _refused(request, job_id, exc)
     return await _answer(
@@ -96,7 +96,7 @@ async def retry_failed(request: web.Request) -> web.StreamResponse:
         not isinstance(class_name, str) or len(class_name) > MAX_CLASS_NAME
     ):
         return json_response({"ok": False, "message": "class: not a class name"}, status=400)
-    ids = await dashboard_of(request).engine.retry_failed(class_name)
+    ids = await dashboard_of(request).service.retry_failed(class_name)
     return await _answer(
         request,
         200,

@@ -35,12 +35,12 @@ async def list_jobs(request: web.Request) -> web.StreamResponse:
         filters = parse_filters(request.query)
     except BadFilter as exc:
         return json_error(400, str(exc))
-    return json_response(queries.listing(dashboard_of(request).engine, filters))
+    return json_response(queries.listing(dashboard_of(request).service, filters))
 
 
 async def get_job(request: web.Request) -> web.StreamResponse:
     job_id = int(request.match_info["job_id"])
-    detail = await queries.detail(dashboard_of(request).engine, job_id)
+    detail = await queries.detail(dashboard_of(request).service, job_id)
     if detail is None:
         return json_error(404, f"no job {job_id}")
     return json_response(detail)
@@ -48,12 +48,12 @@ async def get_job(request: web.Request) -> web.StreamResponse:
 
 async def stats(request: web.Request) -> web.StreamResponse:
     dashboard = dashboard_of(request)
-    return json_response(queries.stats(dashboard.engine, dashboard.started_at))
+    return json_response(queries.stats(dashboard.service))
 
 
 async def overview(request: web.Request) -> web.StreamResponse:
     dashboard = dashboard_of(request)
-    return json_response(queries.overview(dashboard.engine, dashboard.recent))
+    return json_response(queries.overview(dashboard.service, dashboard.recent))
 
 
 async def logs(request: web.Request) -> web.StreamResponse:

@@ -11,25 +11,21 @@ from bgjobd.dashboard.live import LiveHub
 from bgjobd.dashboard.metrics import Metrics
 from bgjobd.dashboard.recent import RecentFinishes
 from bgjobd.dashboard.security import GUARD, Guard
-from bgjobd.engine import Engine
-from bgjobd.ops import Ops
+from bgjobd.service import QueueService
 from bgjobs.config import Config
 
 
 @dataclass
 class Dashboard:
-    engine: Engine
-    started_at: float
+    service: QueueService
     live: LiveHub
     metrics: Metrics
     recent: RecentFinishes
-    ops: Ops | None = None
-    """Schedules and retention, for the schedules section."""
 
     @property
     def config(self) -> Config:
         """The running configuration (SIGHUP may replace it)."""
-        return self.engine.config
+        return self.service.config
 
 
 DASHBOARD: Final = web.AppKey("dashboard", Dashboard)

@@ -1,6 +1,6 @@
-"""Live updates: the engine's job events, streamed to browsers as server-sent events.
+"""Live updates: the queue's job events, streamed to browsers as server-sent events.
 
-The hub subscribes to the engine only while somebody watches, because publishing makes the
+The hub subscribes to the events only while somebody watches, because publishing makes the
 engine read every changed job back from the store. Events are only a nudge ("these jobs
 changed"); the page then asks the JSON API for the truth, so a slow browser that misses
 events loses nothing: its backlog collapses into one "reload everything".
@@ -16,7 +16,7 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
-from bgjobd.events import EventHub
+from bgjobd.service import QueueService
 from bgjobs.model import JobEvent
 
 HEARTBEAT_SECONDS: Final = 15.0
@@ -65,8 +65,8 @@ class _Watcher:
 
 
 class LiveHub:
-    def __init__(self, events: EventHub) -> None:
-        self._events = events
+    def __init__(self, service: QueueService) -> None:
+        self._service = service
         self._watchers: set[_Watcher] = set()
         self._token: int | None = None
         self._closed = False
@@ -82,12 +82,12 @@ class LiveHub:
     def _join(self, watcher: _Watcher) -> None:
         self._watchers.add(watcher)
         if self._token is None:
-            self._token = self._events.subscribe(self._publish)
+            self._token = self._service.subscribe(self._publish)
 
     def _leave(self, watcher: _Watcher) -> None:
         self._watchers.discard(watcher)
         if not self._watchers and self._token is not None:
-            self._events.unsubscribe(self._token)
+            self._service.unsubscribe(self._token)
             self._token = None
 
     def close(self) -> None:

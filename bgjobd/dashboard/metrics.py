@@ -1,7 +1,7 @@
 """`/metrics` in the Prometheus text format, from a registry of the dashboard's own (the
 global one would mix in whatever else the process imported, and collide across tests).
 
-Attempt counters and durations are fed by the engine's attempt listeners; job counts, queue
+Attempt counters and durations are fed by an attempt listener; job counts, queue
 depth and workers are read from the store and the pool at scrape time, so they are true
 even for jobs that `run_job.py` wrote to the same store.
 """
@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from bgjobd.attempts import AttemptResult
-from bgjobd.engine import Engine
+from bgjobd.service import QueueService
 from bgjobs.model import JobInfo, JobState, Outcome
 
 DURATION_BUCKETS: Final = (
@@ -31,13 +31,12 @@ FAILED_OUTCOMES: Final = frozenset({Outcome.FAILED, Outcome.TIMED_OUT, Outcome.C
 class _LiveState:
     """Gauges computed when Prometheus scrapes."""
 
-    def __init__(self, engine: Engine, started_at: float) -> None:
-        self._engine = engine
-        self._started_at = started_at
+    def __init__(self, service: QueueService) -> None:
+        self._service = service
 
     def collect(self) -> Iterator[Metric]:
-        engine = self._engine
-        counts = engine.store.counts()
+        service = self._service
+        counts = service.counts()
         jobs = GaugeMetricFamily("bgjobs_jobs", "Jobs in the store by state.", labels=["state"])
         for state in JobState:
             jobs.add_metric([state.value], counts.get(state, 0))
@@ -48,20 +47,20 @@ class _LiveState:
             value=counts.get(JobState.QUEUED, 0),
         )
         yield GaugeMetricFamily(
-            "bgjobs_workers", "Worker processes of the daemon.", value=engine.attempts.pool.size
+            "bgjobs_workers", "Worker processes of the daemon.", value=service.worker_count
         )
         yield GaugeMetricFamily(
-            "bgjobs_workers_busy", "Workers running an attempt now.", value=engine.busy
+            "bgjobs_workers_busy", "Workers running an attempt now.", value=service.busy
         )
         yield GaugeMetricFamily(
             "bgjobs_uptime_seconds",
             "Seconds since the daemon started.",
-            value=time.time() - self._started_at,
+            value=time.time() - service.started_at,
         )
 
 
 class Metrics:
-    def __init__(self, engine: Engine, started_at: float) -> None:
+    def __init__(self, service: QueueService) -> None:
         self.registry = CollectorRegistry()
         self._attempts = Counter(
             "bgjobs_attempts",
@@ -82,17 +81,17 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_LiveState(engine, started_at))
+        self.registry.register(_LiveState(service))
         # Series of every allow-listed class exist from the start, at zero, so that rates
         # and alerts work before a class first fails.
-        for class_name in engine.config.settings.allowed_jobs:
+        for class_name in service.config.settings.allowed_jobs:
             self._failures.labels(class_name)
             self._durations.labels(class_name)
             for outcome in Outcome:
                 self._attempts.labels(class_name, outcome.value)
 
     def on_attempt(self, job: JobInfo, result: AttemptResult) -> None:
-        """An engine attempt listener."""
+        """An attempt listener (`QueueService.watch_attempts`)."""
         self._attempts.labels(job.class_name, result.outcome.value).inc()
         if result.outcome in FAILED_OUTCOMES:
             self._failures.labels(job.class_name).inc()

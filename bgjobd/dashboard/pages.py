@@ -26,26 +26,28 @@ async def jobs(request: web.Request) -> web.StreamResponse:
     except BadFilter as exc:
         return error_page(request, 400, str(exc))
     now = time.time()
-    engine = dashboard.engine
+    service = dashboard.service
     return render(
         request,
         "jobs.html",
         {
             "filters": filters,
-            "stats": queries.stats(engine, dashboard.started_at, now),
-            "overview": None if filters.active else queries.overview(engine, dashboard.recent, now),
-            "listing": queries.listing(engine, filters, now) if filters.active else None,
+            "stats": queries.stats(service, now),
+            "overview": None
+            if filters.active
+            else queries.overview(service, dashboard.recent, now),
+            "listing": queries.listing(service, filters, now) if filters.active else None,
             "logs": await daemon_logs(dashboard.config.logs_dir, LOG_LINES),
             "classes": sorted(dashboard.config.settings.allowed_jobs),
             "notice": notice(request.query),
-            "schedules": dashboard.ops.schedules.states() if dashboard.ops else [],
+            "schedules": service.schedules() if service.ops else [],
         },
     )
 
 
 async def job(request: web.Request) -> web.StreamResponse:
     job_id = int(request.match_info["job_id"])
-    detail = await queries.detail(dashboard_of(request).engine, job_id)
+    detail = await queries.detail(dashboard_of(request).service, job_id)
     if detail is None:
         return error_page(request, 404, f"There is no job #{job_id}.")
     return render(request, "job.html", {"detail": detail, "notice": notice(request.query)})

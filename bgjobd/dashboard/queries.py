@@ -1,4 +1,4 @@
-"""What the pages and the API show, read from the engine and the store: a filtered listing,
+"""What the pages and the API show, read through the queue's service: a filtered listing,
 the overview's sections, a job's details, the daemon's figures."""
 
 from __future__ import annotations
@@ -16,26 +16,25 @@ from bgjobd.dashboard.logtail import tail_output
 from bgjobd.dashboard.present import job_detail, job_summary, node_row
 from bgjobd.dashboard.queue import dispatch_order, queue_head, queued_rows
 from bgjobd.dashboard.recent import RecentFinishes
-from bgjobd.engine import Engine
-from bgjobd.handlers.stats import collect
-from bgjobd.store.base import JobQuery, Store
+from bgjobd.service import QueueService
+from bgjobd.store.base import JobQuery
 from bgjobs.model import JobInfo, JobState
 
 SECTION_LIMIT: Final = 10
 """Jobs shown per section of the overview; the section links to its full listing."""
 
 
-def listing(engine: Engine, filters: Filters, now: float | None = None) -> dict[str, Any]:
+def listing(service: QueueService, filters: Filters, now: float | None = None) -> dict[str, Any]:
     """A page of the jobs matching the filters: the queue in dispatch order, the rest newest
     first."""
     now = time.time() if now is None else now
     offset = (filters.page - 1) * filters.per_page
     if filters.states == (JobState.QUEUED,):
-        queue = dispatch_order(engine, filters.class_name, filters.search)
-        rows = queued_rows(engine, queue, offset, filters.per_page, now)
+        queue = dispatch_order(service, filters.class_name, filters.search)
+        rows = queued_rows(service, queue, offset, filters.per_page, now)
         total, order = len(queue.ids), "dispatch"
     else:
-        jobs, total = engine.store.search(
+        jobs, total = service.search(
             JobQuery(
                 states=filters.states,
                 class_name=filters.class_name or None,
@@ -44,7 +43,7 @@ def listing(engine: Engine, filters: Filters, now: float | None = None) -> dict[
                 offset=offset,
             )
         )
-        rows, order = [job_summary(engine.with_progress(job), now) for job in jobs], "newest"
+        rows, order = [job_summary(job, now) for job in jobs], "newest"
     return {
         "jobs": rows,
         "total": total,
@@ -56,17 +55,17 @@ def listing(engine: Engine, filters: Filters, now: float | None = None) -> dict[
     }
 
 
-def overview(engine: Engine, recent: RecentFinishes, now: float | None = None) -> dict[str, Any]:
+def overview(
+    service: QueueService, recent: RecentFinishes, now: float | None = None
+) -> dict[str, Any]:
     """The sections of the main page, each its first jobs and how many there are."""
     now = time.time() if now is None else now
-    store = engine.store
-    counts = store.counts()
-    running, _ = store.search(
+    counts = service.counts()
+    running, _ = service.search(
         JobQuery(states=[JobState.RUNNING], limit=SECTION_LIMIT, oldest_first=True)
     )
-    running = [engine.with_progress(job) for job in running]
-    scheduled = [store.get(entry.job_id) for entry in store.scheduled(None, SECTION_LIMIT)]
-    failed, _ = store.search(JobQuery(states=[JobState.FAILED], limit=SECTION_LIMIT))
+    scheduled = [service.find(entry.job_id) for entry in service.scheduled(SECTION_LIMIT)]
+    failed, _ = service.search(JobQuery(states=[JobState.FAILED], limit=SECTION_LIMIT))
 
     def section(state: str, rows: list[dict[str, Any]], total: int) -> dict[str, Any]:
         return {"total": total, "jobs": rows, "more": f"/dashboard/jobs?state={state}"}
@@ -82,39 +81,41 @@ def overview(engine: Engine, recent: RecentFinishes, now: float | None = None) -
             counts[JobState.SCHEDULED],
         ),
         "queued": section(
-            "queued", queue_head(engine, SECTION_LIMIT, now), counts[JobState.QUEUED]
+            "queued", queue_head(service, SECTION_LIMIT, now), counts[JobState.QUEUED]
         ),
         "recent": section(
             "finished",
-            rows(recent.latest(store, SECTION_LIMIT)),
+            rows(recent.latest(service, SECTION_LIMIT)),
             sum(counts[state] for state in FINISHED),
         ),
         "failed": section("failed", rows(failed), counts[JobState.FAILED]),
     }
 
 
-def stats(engine: Engine, started_at: float, now: float | None = None) -> dict[str, Any]:
+def stats(service: QueueService, now: float | None = None) -> dict[str, Any]:
     """The daemon's figures and the throughput of the last hour."""
     now = time.time() if now is None else now
-    data: dict[str, Any] = msgspec.to_builtins(collect(engine, started_at))
-    series = throughput(engine.store, now)
+    data: dict[str, Any] = msgspec.to_builtins(service.stats())
+    series = throughput(service, now)
     data.update(
         total=sum(data["counts"].values()),
-        busy=engine.busy,
-        worker_count=engine.attempts.pool.size,
+        busy=service.busy,
+        worker_count=service.worker_count,
         uptime_text=fmt_age(data["uptime"]),
         throughput=series,
         chart=chart.bars(series),
-        nodes=[node_row(node, engine.config.node_name, now) for node in engine.store.nodes()],
+        nodes=[node_row(node, service.node_name, now) for node in service.nodes()],
     )
     return data
 
 
-def throughput(store: Store, now: float, minutes: int = chart.MINUTES) -> list[dict[str, Any]]:
+def throughput(
+    service: QueueService, now: float, minutes: int = chart.MINUTES
+) -> list[dict[str, Any]]:
     """Jobs finished per minute by final state, oldest minute first, the current one last."""
     first = int(now // 60) - minutes + 1
     table = {minute: dict.fromkeys(FINISHED, 0) for minute in range(first, first + minutes)}
-    for minute, state, count in store.finished_per_minute(first * 60.0):
+    for minute, state, count in service.finished_per_minute(first * 60.0):
         if minute in table and state in table[minute]:
             table[minute][state] += count
     return [
@@ -123,13 +124,14 @@ def throughput(store: Store, now: float, minutes: int = chart.MINUTES) -> list[d
     ]
 
 
-async def detail(engine: Engine, job_id: int, now: float | None = None) -> dict[str, Any] | None:
+async def detail(
+    service: QueueService, job_id: int, now: float | None = None
+) -> dict[str, Any] | None:
     """Everything about one job, or None when there is no such job."""
-    job = engine.store.get(job_id)
+    job = service.find(job_id)
     if job is None:
         return None
-    job = engine.with_progress(job)
-    chain = engine.store.chain(job.chain_id) if job.chain_id is not None else []
-    batch = engine.store.batch_members(job.batch_id) if job.batch_id is not None else []
-    output = await tail_output(engine.config.job_output_dir / f"{job.id}.log")
+    chain = service.chain(job.chain_id) if job.chain_id is not None else []
+    batch = service.batch_members(job.batch_id) if job.batch_id is not None else []
+    output = await tail_output(service.output_path(job.id))
     return job_detail(job, chain, output, now, batch)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bgjobd.dashboard.present import job_summary
-from bgjobd.engine import Engine
+from bgjobd.service import QueueService
 from bgjobd.store.base import JobQuery
 from bgjobs.model import JobState
 
@@ -21,12 +21,12 @@ class Queue:
     """Those parked by their class's concurrency limit: they start when a slot frees."""
 
 
-def dispatch_order(engine: Engine, class_name: str = "", search: str = "") -> Queue:
+def dispatch_order(service: QueueService, class_name: str = "", search: str = "") -> Queue:
     """The store's queued jobs in the order claims take them; those of a class at its
     concurrency limit (counted over every node) are held."""
-    queued = engine.store.queued()
+    queued = service.queued()
     if class_name or search:
-        found, _ = engine.store.search(
+        found, _ = service.search(
             JobQuery(
                 states=[JobState.QUEUED],
                 class_name=class_name or None,
@@ -36,39 +36,40 @@ def dispatch_order(engine: Engine, class_name: str = "", search: str = "") -> Qu
         )
         wanted = {job.id for job in found}
         queued = [entry for entry in queued if entry.job_id in wanted]
-    full = _classes_at_limit(engine)
+    full = _classes_at_limit(service)
     ready = [entry.job_id for entry in queued if entry.class_name not in full]
     held = [entry.job_id for entry in queued if entry.class_name in full]
     return Queue(ids=ready + held, held=frozenset(held))
 
 
-def _classes_at_limit(engine: Engine) -> set[str]:
-    if not engine.limits:
+def _classes_at_limit(service: QueueService) -> set[str]:
+    limits = service.limits
+    if not limits:
         return set()
-    running = Counter(job.class_name for job in engine.store.running())
-    return {name for name, limit in engine.limits.items() if running[name] >= limit}
+    running = Counter(job.class_name for job in service.running())
+    return {name for name, limit in limits.items() if running[name] >= limit}
 
 
-def queue_head(engine: Engine, limit: int, now: float) -> list[dict[str, Any]]:
+def queue_head(service: QueueService, limit: int, now: float) -> list[dict[str, Any]]:
     """The first jobs of the queue without reading all of it from the store (the overview
     is redrawn on every burst of events, and a backlog may be long). Only when a class is
     held by its limit is the whole queue ordered."""
-    if _classes_at_limit(engine):
-        return queued_rows(engine, dispatch_order(engine), 0, limit, now)
+    if _classes_at_limit(service):
+        return queued_rows(service, dispatch_order(service), 0, limit, now)
     rows: list[dict[str, Any]] = []
-    for entry in engine.store.queued_in_order(limit):
-        job = engine.store.get(entry.job_id)
+    for entry in service.queued_in_order(limit):
+        job = service.find(entry.job_id)
         if job is not None:
             rows.append({**job_summary(job, now), "position": len(rows) + 1, "held": False})
     return rows
 
 
 def queued_rows(
-    engine: Engine, queue: Queue, offset: int, limit: int, now: float
+    service: QueueService, queue: Queue, offset: int, limit: int, now: float
 ) -> list[dict[str, Any]]:
     rows = []
     for position, job_id in enumerate(queue.ids[offset : offset + limit], start=offset + 1):
-        job = engine.store.get(job_id)
+        job = service.find(job_id)
         if job is None:
             continue
         row = job_summary(job, now)

@@ -6,7 +6,8 @@ from collections import deque
 
 from bgjobd.attempts import AttemptResult
 from bgjobd.dashboard.filters import FINISHED
-from bgjobd.store.base import JobQuery, Store
+from bgjobd.service import QueueService
+from bgjobd.store.base import JobQuery
 from bgjobs.model import JobInfo
 
 
@@ -18,17 +19,17 @@ class RecentFinishes:
         self._ids: deque[int] = deque(maxlen=size)
 
     def on_attempt(self, job: JobInfo, result: AttemptResult) -> None:
-        """An engine attempt listener."""
+        """An attempt listener (`QueueService.watch_attempts`)."""
         self._ids.append(job.id)
 
-    def latest(self, store: Store, limit: int) -> list[JobInfo]:
+    def latest(self, service: QueueService, limit: int) -> list[JobInfo]:
         found: dict[int, JobInfo] = {}
         for job_id in dict.fromkeys(reversed(self._ids)):
-            job = store.get(job_id)
+            job = service.find(job_id)
             if job is not None and job.state.is_final:
                 found[job_id] = job
         # Jobs cancelled before they ran, and those of before a restart, only the store knows.
-        newest, _ = store.search(JobQuery(states=FINISHED, limit=limit))
+        newest, _ = service.search(JobQuery(states=FINISHED, limit=limit))
         for job in newest:
             found.setdefault(job.id, job)
         ordered = sorted(

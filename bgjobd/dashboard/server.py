@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -53,18 +54,22 @@ def make_app(dashboard: Dashboard, guard: Guard) -> web.Application:
 
 
 class DashboardService:
-    def __init__(self, runner: web.AppRunner, dashboard: Dashboard, url: str) -> None:
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        dashboard: Dashboard,
+        url: str,
+        unwatch: list[Callable[[], None]],
+    ) -> None:
         self._runner = runner
         self._dashboard = dashboard
         self.url = url
+        self._unwatch = unwatch
 
     async def stop(self) -> None:
-        dashboard = self._dashboard
-        dashboard.live.close()
-        listeners = dashboard.engine.attempt_listeners
-        for listener in (dashboard.metrics.on_attempt, dashboard.recent.on_attempt):
-            if listener in listeners:
-                listeners.remove(listener)
+        self._dashboard.live.close()
+        for unwatch in self._unwatch:
+            unwatch()
         await self._runner.cleanup()
 
 
@@ -72,9 +77,9 @@ async def start_dashboard(daemon: Daemon) -> DashboardService:
     """Serve the dashboard on `[dashboard] listen`, behind a login; ConfigError when that
     address is not loopback and no token was chosen (the daemon then refuses to start)."""
     settings = daemon.config.settings.dashboard
-    engine = daemon.engine
-    if engine is None:
-        raise RuntimeError("start_dashboard needs the daemon's engine")
+    service = daemon.service
+    if service is None:
+        raise RuntimeError("start_dashboard needs the daemon's queue service")
     try:
         host, port = parse_address(settings.listen, "dashboard.listen")
     except BgjobsError as exc:
@@ -83,12 +88,10 @@ async def start_dashboard(daemon: Daemon) -> DashboardService:
     token = settings.token or ensure_token(daemon.config.dashboard_token_path)
     check_exposure(host, token, chosen=chosen, public_metrics=settings.public_metrics)
     dashboard = Dashboard(
-        engine=engine,
-        started_at=daemon.started_at,
-        live=LiveHub(engine.events),
-        metrics=Metrics(engine, daemon.started_at),
+        service=service,
+        live=LiveHub(service),
+        metrics=Metrics(service),
         recent=RecentFinishes(),
-        ops=daemon.ops,
     )
     guard = Guard(token=token, listen_host=host, port=port, public_metrics=settings.public_metrics)
     runner = web.AppRunner(
@@ -104,9 +107,12 @@ async def start_dashboard(daemon: Daemon) -> DashboardService:
         raise BgjobsError(
             f"dashboard.listen: cannot listen on {settings.listen}: {exc.strerror or exc}"
         ) from None
-    engine.attempt_listeners.extend([dashboard.metrics.on_attempt, dashboard.recent.on_attempt])
+    unwatch = [
+        service.watch_attempts(dashboard.metrics.on_attempt),
+        service.watch_attempts(dashboard.recent.on_attempt),
+    ]
     bound_port = runner.addresses[0][1] if runner.addresses else port
     guard.hosts.port = bound_port
     url = f"http://{f'[{host}]' if ':' in host else host}:{bound_port}/"
     daemon.say(f"dashboard on {url} (`bgjobctl dashboard` opens it logged in)")
-    return DashboardService(runner, dashboard, url)
+    return DashboardService(runner, dashboard, url, unwatch)

@@ -1,10 +1,11 @@
-"""One handler per request kind; `dispatch` is the single place that routes them."""
+"""One handler per request kind, each `async def handle(ctx, request) -> Reply`, routed by
+`dispatch`; a handler's failure (a `RequestFailed`, a refusal, bad parameters) is raised,
+and the server turns it into an `Error` reply.
+
+The one second route, named as such: `submit_at_once`, the hot path of a submit, whose
+reply leaves from inside its commit (see `handlers.submit` for why and what it saves)."""
 
 from __future__ import annotations
-
-import asyncio
-from collections.abc import Coroutine
-from typing import Any
 
 from bgjobd.handlers import cancel, get, logs, nodes, ops, ping, retry, stats, submit, subscribe
 from bgjobd.handlers import list as list_jobs
@@ -35,47 +36,54 @@ from bgjobs.protocol import (
 SHUTTING_DOWN = "the daemon is stopping and accepts no requests; nothing was done"
 
 
-def dispatch(  # noqa: C901, PLR0911, PLR0912  # one arm per request kind
+def submit_at_once(ctx: Context, request: Request) -> bool:
+    """A submit is stored here and now, and replies through `ctx.send` once committed;
+    True if `request` was one (False: it goes through `dispatch`). Raises what refuses it,
+    storing nothing."""
+    if not isinstance(request, Submit) or not ctx.service.accepting:
+        return False
+    submit.handle(ctx, request)
+    return True
+
+
+async def dispatch(  # noqa: C901, PLR0911, PLR0912  # one arm per request kind
     ctx: Context, request: Request
-) -> Reply | asyncio.Future[Reply] | Coroutine[Any, Any, Reply] | None:
-    """The reply; or, for requests that wait (a kill), a future or a coroutine that makes
-    it; or None from a handler that replies by itself through `ctx.send` (a submit, from
-    inside its commit).
+) -> Reply:
+    """The request's reply.
 
     Once the daemon has begun to stop, every request is refused with SHUTTING_DOWN (nothing
     done): clients read it as "unreachable" and fall back, where an error from a store being
     closed would reach the caller as a failure."""
-    if ctx.engine.shutting_down:
+    if not ctx.service.accepting:
         return Error(rid=request.rid, code=ErrorCode.SHUTTING_DOWN, message=SHUTTING_DOWN)
     match request:
         case Ping():
-            return ping.handle(request)
+            return await ping.handle(ctx, request)
         case Submit():
-            submit.handle(ctx, request)
-            return None
+            raise RequestFailed(ErrorCode.INTERNAL, "a submit takes `submit_at_once`")
         case Get():
-            return get.handle(ctx, request)
+            return await get.handle(ctx, request)
         case ListJobs():
-            return list_jobs.handle(ctx, request)
+            return await list_jobs.handle(ctx, request)
         case Cancel():
-            return cancel.handle(ctx, request)
+            return await cancel.handle(ctx, request)
         case RetryJob():
-            return retry.handle(ctx, request)
+            return await retry.handle(ctx, request)
         case RetryFailed():
-            return retry.handle_all(ctx, request)
+            return await retry.handle_all(ctx, request)
         case GetStats():
-            return stats.handle(ctx, request)
+            return await stats.handle(ctx, request)
         case Subscribe():
-            return subscribe.handle(ctx, request)
+            return await subscribe.handle(ctx, request)
         case ListSchedules():
-            return ops.schedules(ctx, request)
+            return await ops.schedules(ctx, request)
         case Prune():
-            return ops.prune(ctx, request)
+            return await ops.prune(ctx, request)
         case ListNodes():
-            return nodes.handle(ctx, request)
+            return await nodes.handle(ctx, request)
         case GetOutput():
-            return logs.output(ctx, request)
+            return await logs.output(ctx, request)
         case GetLog():
-            return logs.log(ctx, request)
+            return await logs.log(ctx, request)
         case Hello():
             raise RequestFailed(ErrorCode.BAD_REQUEST, "the handshake happens once, first")

@@ -5,4 +5,4 @@ from bgjobs.protocol import Cancel, JobReply
 
 
 async def handle(ctx: Context, request: Cancel) -> JobReply:
-    return JobReply(rid=request.rid, job=await ctx.engine.cancel(request.job_id))
+    return JobReply(rid=request.rid, job=await ctx.service.cancel(request.job_id))

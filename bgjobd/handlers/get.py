@@ -26,14 +26,14 @@ _EARLIER_MESSAGE: Final = 1024
 _encoder = msgspec.msgpack.Encoder()
 
 
-def handle(ctx: Context, request: Get) -> JobReply:
-    job = ctx.engine.get(request.job_id)
+async def handle(ctx: Context, request: Get) -> JobReply:
+    job = ctx.service.job(request.job_id)
     chain = []
     if request.with_chain and job.chain_id is not None:
-        chain = [summarize(link) for link in ctx.engine.store.chain(job.chain_id)]
+        chain = [summarize(link) for link in ctx.service.chain(job.chain_id)]
     batch = []
     if request.with_batch and job.batch_id is not None:
-        batch = [summarize(member) for member in ctx.engine.store.batch_members(job.batch_id)]
+        batch = [summarize(member) for member in ctx.service.batch_members(job.batch_id)]
     reply = JobReply(rid=request.rid, job=job, chain=chain, batch=batch)
     size = len(_encoder.encode(reply))
     if size <= MAX_REPLY_FRAME_BYTES:

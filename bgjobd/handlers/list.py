@@ -16,7 +16,7 @@ MAX_TEXT: Final = 4096
 """Characters of a search or a class name."""
 
 
-def handle(ctx: Context, request: ListJobs) -> JobList:
+async def handle(ctx: Context, request: ListJobs) -> JobList:
     """A page of job summaries (params and results cut to a preview, no tracebacks), so
     that no record, however large, can make a page too large to send."""
     if not 0 < request.limit <= MAX_LIMIT or not 0 <= request.offset <= MAX_OFFSET:
@@ -27,7 +27,7 @@ def handle(ctx: Context, request: ListJobs) -> JobList:
         raise BadParams(
             ErrorCode.BAD_PARAMS, f"search and class are limited to {MAX_TEXT} characters"
         )
-    jobs, total = ctx.engine.store.search(
+    jobs, total = ctx.service.search(
         JobQuery(
             states=request.states,
             class_name=without_surrogates(request.class_name) if request.class_name else None,
@@ -39,6 +39,6 @@ def handle(ctx: Context, request: ListJobs) -> JobList:
     )
     return JobList(
         rid=request.rid,
-        jobs=[summarize(ctx.engine.with_progress(job)) for job in jobs],
+        jobs=[summarize(job) for job in jobs],
         total=total,
     )

@@ -22,10 +22,8 @@ from pathlib import Path
 
 from bgjobd import filechunks
 from bgjobd.capture import STORED_TAIL_BYTES
-from bgjobd.engine import Engine
 from bgjobd.handlers.context import Context
-from bgjobd.joblog import ERROR_LOG, MAIN_LOG
-from bgjobd.outcomes import output_origin
+from bgjobd.service import QueueService
 from bgjobd.store.base import StoredOutput
 from bgjobs.model import JobInfo, JobState
 from bgjobs.outputs import scratch_path
@@ -41,7 +39,7 @@ from bgjobs.sizes import format_size
 
 
 async def log(ctx: Context, request: GetLog) -> LogChunk:
-    path = ctx.engine.config.logs_dir / (ERROR_LOG if request.errors else MAIN_LOG)
+    path = ctx.service.log_path(errors=request.errors)
     chunk = await asyncio.to_thread(
         filechunks.read_file,
         path,
@@ -72,14 +70,13 @@ async def log(ctx: Context, request: GetLog) -> LogChunk:
 
 
 async def output(ctx: Context, request: GetOutput) -> OutputChunk:
-    engine = ctx.engine
+    service = ctx.service
     # Read before the output: a job is final only once all its output is written.
-    job = engine.get(request.job_id)
+    job = service.job(request.job_id)
     max_bytes = min(request.max_bytes, MAX_CHUNK_BYTES)
-    path = engine.config.job_output_dir / f"{job.id}.log"
-    here = output_origin(engine.config)
-    elsewhere = engine.store.output_origins(job.id) - {here}
-    runner = None if elsewhere else _runner_here(engine, job)
+    path = service.output_path(job.id)
+    elsewhere = service.output_elsewhere(job.id)
+    runner = None if elsewhere else _runner_here(service, job)
     scratch = None if runner is None else scratch_path(path.parent, runner[0])
     if not elsewhere:
         local = await asyncio.to_thread(_read_local, path, scratch, request, max_bytes)
@@ -96,7 +93,7 @@ async def output(ctx: Context, request: GetOutput) -> OutputChunk:
                 more=local.more,
                 source=OutputSource.FILE,
             )
-    stored = engine.store.stored_outputs(job.id)
+    stored = service.stored_outputs(job.id)
     if stored:
         chunk = filechunks.read_bytes(_stream(stored), request.offset, request.lines, max_bytes)
         return _reply(
@@ -108,7 +105,7 @@ async def output(ctx: Context, request: GetOutput) -> OutputChunk:
             source=OutputSource.STORED,
             note=_stored_note(job, sorted(elsewhere)),
         )
-    away = job.state is JobState.RUNNING and runner is None and job.owner != engine.owner
+    away = job.state is JobState.RUNNING and runner is None and job.owner != service.node_name
     return _reply(
         request,
         job,
@@ -148,16 +145,16 @@ def _read_local(
     return _Local(data, start, more=len(data) == max_bytes, from_scratch=True)
 
 
-def _runner_here(engine: Engine, job: JobInfo) -> tuple[int, Callable[[], bool]] | None:
+def _runner_here(service: QueueService, job: JobInfo) -> tuple[int, Callable[[], bool]] | None:
     """The pid of the worker running the job's attempt on this node, with a check that the
     same attempt still runs; None when no attempt of the job runs here."""
-    running = engine.attempts.running.get(job.id)
+    running = service.attempt_here(job.id)
     if running is not None:
-        return running.worker.pid, lambda: engine.attempts.running.get(job.id) is running
+        return running.worker.pid, lambda: service.attempt_here(job.id) is running
     if (
         job.state is not JobState.RUNNING
         or job.worker_pid is None
-        or job.owner == engine.owner
+        or job.owner == service.node_name
         or _host_of(job.owner) != socket.gethostname()
     ):
         return None
@@ -166,7 +163,7 @@ def _runner_here(engine: Engine, job: JobInfo) -> tuple[int, Callable[[], bool]]
     pid = job.worker_pid
 
     def same_attempt() -> bool:
-        now = engine.store.get(job.id)
+        now = service.find(job.id)
         return (
             now is not None
             and now.state is JobState.RUNNING

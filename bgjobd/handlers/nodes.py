@@ -8,12 +8,12 @@ from bgjobd.handlers.context import Context
 from bgjobs.protocol import ListNodes, NodeList
 
 
-def handle(ctx: Context, request: ListNodes) -> NodeList:
+async def handle(ctx: Context, request: ListNodes) -> NodeList:
     # Every row, expired ones included: a node past its lease is shown as such (it may be
     # paused, and its jobs about to be reclaimed) until a live node expires it.
     return NodeList(
         rid=request.rid,
-        nodes=ctx.engine.store.nodes(),
-        answered_by=ctx.engine.config.node_name,
+        nodes=ctx.service.nodes(),
+        answered_by=ctx.service.node_name,
         now=datetime.now(UTC),
     )

@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 from bgjobd.handlers.context import Context
-from bgjobd.ops import Ops
-from bgjobs.errors import RequestFailed
-from bgjobs.protocol import ErrorCode, ListSchedules, Prune, Pruned, ScheduleInfo, ScheduleList
+from bgjobs.protocol import ListSchedules, Prune, Pruned, ScheduleInfo, ScheduleList
 
 
-def _ops(ctx: Context) -> Ops:
-    if ctx.ops is None:
-        raise RequestFailed(ErrorCode.INTERNAL, "schedules and retention are not running")
-    return ctx.ops
-
-
-def schedules(ctx: Context, request: ListSchedules) -> ScheduleList:
+async def schedules(ctx: Context, request: ListSchedules) -> ScheduleList:
     return ScheduleList(
         rid=request.rid,
         schedules=[
@@ -28,13 +20,13 @@ def schedules(ctx: Context, request: ListSchedules) -> ScheduleList:
                 next_run=state.next_run,
                 last_run=state.last_run,
             )
-            for state in _ops(ctx).schedules.states()
+            for state in ctx.service.schedules()
         ],
     )
 
 
 async def prune(ctx: Context, request: Prune) -> Pruned:
-    report = await _ops(ctx).retention.prune(dry_run=request.dry_run)
+    report = await ctx.service.prune(dry_run=request.dry_run)
     return Pruned(
         rid=request.rid,
         dry_run=report.dry_run,

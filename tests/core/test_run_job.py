@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
+from bgjobs.model import JobSpec, JobState
 from tests.support.procs import is_gone
+from tests.support.waiting import wait_for
 from tests.support.workspace import REPO, Workspace
 
 LINE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] \[(INFO|SUCCESS|ERROR|SECURITY|WARNING)\] ")
@@ -179,12 +184,6 @@ def test_stale_lock_files_are_removed_at_start(workspace: Workspace) -> None:
 
 
 def test_ctrl_c_cancels_the_job_and_stops_its_processes(workspace: Workspace) -> None:
-    import signal
-    import subprocess
-    import sys
-
-    from tests.support.waiting import wait_for
-
     pids = workspace.root / "pids"
     runner = subprocess.Popen(
         [sys.executable, str(REPO / "run_job.py"), "SpawnGrandchild", "handle", f"{pids},60"],
@@ -204,3 +203,61 @@ def test_ctrl_c_cancels_the_job_and_stops_its_processes(workspace: Workspace) ->
     finally:
         runner.kill()
         runner.wait()
+
+
+def _start_run_job(workspace: Workspace, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "run_job.py"), *args],
+        cwd=workspace.root,
+        env=workspace.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def test_ctrl_c_while_the_job_waits_cancels_it_and_the_rest_of_its_chain(
+    workspace: Workspace,
+) -> None:
+    runner = _start_run_job(workspace, "Echo", "handle", "x", "60", "--then", "Echo:handle")
+    try:
+        wait_for(lambda: "delayed 60s by run_job.py" in workspace.log())
+        runner.send_signal(signal.SIGINT)
+        assert runner.wait(15) == 1
+        assert workspace.client_store_job(1).state is JobState.CANCELLED
+        assert workspace.client_store_job(2).state is JobState.CANCELLED
+        assert "job 1 cancelled: run_job.py was interrupted" in workspace.error_log()
+    finally:
+        runner.kill()
+        runner.wait()
+
+
+def test_a_cancel_sent_to_a_daemon_stops_a_run_job_attempt(workspace: Workspace) -> None:
+    workspace.start_daemon()
+    pids = workspace.root / "pids"
+    runner = _start_run_job(workspace, "SpawnGrandchild", "handle", f"{pids},60")
+    try:
+        wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2)
+        worker, grandchild = (int(pid) for pid in pids.read_text().split())
+        cancelled = workspace.client().cancel(1)
+        assert cancelled.state is JobState.CANCELLED
+        assert runner.wait(15) == 1
+        assert is_gone(worker) and is_gone(grandchild)
+    finally:
+        runner.kill()
+        runner.wait()
+
+
+def test_run_job_waits_while_its_class_is_at_its_limit_in_a_daemon(
+    workspace: Workspace,
+) -> None:
+    workspace.write_config({"jobs": {"Sleep": {"max_concurrency": 1}}})
+    workspace.start_daemon()
+    client = workspace.client()
+    held = client.submit([JobSpec(class_name="Sleep", method="handle", params=[1.5])]).ids[0]
+    wait_for(lambda: client.get(held).state is JobState.RUNNING)
+    done = workspace.run_job("Sleep", "handle", "0")
+    assert done.returncode == 0, done.stderr
+    daemons = client.get(held)
+    mine = client.get(held + 1)
+    assert daemons.finished_at is not None and mine.started_at is not None
+    assert mine.started_at >= daemons.finished_at  # never both at once

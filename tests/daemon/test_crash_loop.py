@@ -142,7 +142,7 @@ def test_sigkill_under_load_loses_nothing_and_runs_nothing_twice(workspace: Work
         for entry, token in zip(links, ack.tokens, strict=True):
             link = client.get(entry.id)  # the chain's entries come without their histories
             extra = _unrecorded_runs(link, token, runs[token])
-            # A worker's claim commits a moment after its attempt begins (engine.py), so an
+            # A worker's claim commits a moment after its attempt begins (bgjobd/dispatch.py), so an
             # attempt under way at a kill may leave no record and run again: once per job,
             # at most one per worker per kill.
             assert extra <= 1, (token, runs[token], link.history)

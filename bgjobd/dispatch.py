@@ -1,0 +1,341 @@
+"""Dispatch: free workers take jobs from the store, one claim each, and hand them their
+attempts; an attempt's end frees its slot for the next claim.
+
+What a claim may take is the `Claims` given: a daemon's `SharedQueue` (every job of the
+store's queue), or a one-shot runner's own jobs (`bgjobd.oneshot.OwnJobs`).
+
+The store is the queue (`Store.claim_next` honours priorities and every class's limit
+across all the processes sharing it), so no queue is kept here: only how many slots are
+free, a flag saying whether a claim may find work (it found none, and no news came since:
+a submit, a due time, an end that frees a limit, another process's commit), the timer of
+the next due time, and a cheap poll of the store's change counter for other processes'
+commits (their submits claimed here, their cancels obeyed here).
+
+How an attempt's end is recorded is not decided here: `record` (the engine's) does it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Final, Protocol
+
+from bgjobd.attempts import AttemptResult, Attempts
+from bgjobd.duetimer import DueTimer
+from bgjobd.joblog import NO_JOB, JobLog
+from bgjobd.publisher import Publisher
+from bgjobd.store.base import NewJob, Store
+from bgjobd.workers import WorkerProcess
+from bgjobs.model import ErrorInfo, JobInfo, JobState, Outcome
+
+CHANGES_POLL_SECONDS: Final = 0.05
+"""How often the store's change counter is read: the delay before a job submitted through
+another node (or a cancel sent to one) is seen here, when it did not wake us itself."""
+
+Record = Callable[[JobInfo, AttemptResult], None]
+
+
+class Claims(Protocol):
+    """The jobs a dispatcher takes, and their due times."""
+
+    def claim(
+        self, owner: str, worker_pid: int, now: float, limits: Mapping[str, int]
+    ) -> JobInfo | None:
+        """Start the next job's attempt as `owner`'s, honouring `limits` across every
+        process; None if there is none to start now."""
+        ...
+
+    def waiting(self, most: int) -> int:
+        """How many jobs (up to `most`) are queued for a claim."""
+        ...
+
+    def next_due(self) -> float | None:
+        """The earliest due time of a scheduled job."""
+        ...
+
+    def promote_due(self, now: float) -> list[int]:
+        """Scheduled jobs due by `now` join the queue; returns them."""
+        ...
+
+
+class SharedQueue:
+    """A daemon's claims: any job of the store's queue (not `run_job.py`'s own)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def claim(
+        self, owner: str, worker_pid: int, now: float, limits: Mapping[str, int]
+    ) -> JobInfo | None:
+        return self._store.claim_next(owner, worker_pid, now, limits)
+
+    def waiting(self, most: int) -> int:
+        return len(self._store.queued_in_order(most))
+
+    def next_due(self) -> float | None:
+        return self._store.next_due()
+
+    def promote_due(self, now: float) -> list[int]:
+        return self._store.promote_due(now)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        attempts: Attempts,
+        log: JobLog,
+        owner: str,
+        limits: Mapping[str, int],
+        publisher: Publisher,
+        record: Record,
+        claims: Claims | None = None,
+    ) -> None:
+        self._store = store
+        self._claims = claims or SharedQueue(store)
+        self._attempts = attempts
+        self._pool = attempts.pool
+        self._log = log
+        self._owner = owner
+        self.limits = limits
+        """Per-class concurrency limits (`max_concurrency`, 1 for `overlap = false`)."""
+        self._publisher = publisher
+        self._record = record
+        self.due = DueTimer(self._claims, self._on_due)
+        self._may_claim = True
+        """Whether a claim may find work: False once one found none, until news."""
+        self._free_slots = self._pool.size
+        self._waiting: set[asyncio.Task[None]] = set()
+        """Dispatches waiting for a worker."""
+        self._in_flight = 0
+        """Attempts handed to workers and not yet recorded."""
+        self._all_ended = asyncio.Event()
+        self._all_ended.set()
+        self._draining = False
+        self._watcher: asyncio.Task[None] | None = None
+
+    # start and stop ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._store.changed()  # the baseline: what is there now is read below
+        self.due.refresh()
+        self._watcher = asyncio.create_task(self._watch_changes())
+        self.pump()
+
+    async def drain(self, timeout: float) -> None:
+        """Stop dispatching; wait up to `timeout` for running attempts, then interrupt them
+        (they stay queued for the next start without losing an attempt)."""
+        self._draining = True
+        self.due.stop()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        # Dispatches still waiting for a worker give up: their jobs stay queued.
+        for task in list(self._waiting):
+            task.cancel()
+        await asyncio.gather(*list(self._waiting), return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._all_ended.wait(), timeout)
+        if self._in_flight:
+            await self._attempts.interrupt_all()
+            await self._all_ended.wait()
+
+    @property
+    def busy(self) -> int:
+        """Slots taken: attempts running, or about to."""
+        return self._pool.size - self._free_slots
+
+    # news ----------------------------------------------------------------------------------
+
+    def notice_work(self) -> None:
+        """A claim may find work now (the next `pump` tries)."""
+        self._may_claim = True
+
+    def wake(self) -> None:
+        """A claim may find work: free slots claim at once."""
+        self._may_claim = True
+        self.pump()
+
+    async def _watch_changes(self) -> None:
+        """Another process committed: its submits may be ours to run, its cancels may be
+        for our attempts, its schedules may come due first."""
+        while True:
+            await asyncio.sleep(CHANGES_POLL_SECONDS)
+            try:
+                if self._store.changed():
+                    self.changed_elsewhere()
+            except Exception as exc:  # noqa: BLE001  # a store hiccup: the next poll retries
+                self._log.error(NO_JOB, f"reading the store's changes failed: {exc!r}")
+
+    def changed_elsewhere(self) -> None:
+        for job_id, reason in self._store.cancel_requests(self._owner):
+            self._attempts.cancel(job_id, reason)
+        if self._draining:
+            return
+        self.due.refresh()
+        self.wake()
+
+    def _on_due(self) -> None:
+        """The timer: every scheduled job now due joins the queue, in one statement."""
+        if self._draining:
+            return
+        try:
+            promoted = self._claims.promote_due(time.time())
+        except Exception as exc:  # noqa: BLE001  # the next due time or change retries
+            self._log.error(NO_JOB, f"queueing due jobs failed: {exc!r}")
+            return
+        if promoted:
+            self.wake()
+            # Those a free worker took at once went from scheduled straight to running (as
+            # their claim's event says); only the others are news as queued.
+            for job_id in promoted:
+                job = self._store.get(job_id) if self._publisher.watched else None
+                if job is not None and job.state is JobState.QUEUED:
+                    self._publisher.later(job)
+
+    # claiming ------------------------------------------------------------------------------
+
+    def pump(self) -> None:
+        """Claim jobs for free slots until the store has none to give. With a worker idle,
+        the attempt is handed over at once; else it starts once one is ready."""
+        while self._free_slots > 0 and self._may_claim and not self._draining:
+            worker = self._pool.take_idle()
+            if worker is None:
+                self._wait_for_workers()
+                return
+            job = self._claim(worker)
+            if job is None:
+                self._pool.release(worker, reusable=True)
+                return
+            self._free_slots -= 1
+            self._begin(worker, job)
+
+    def _wait_for_workers(self) -> None:
+        """No worker is idle (they are starting, or each attempt gets a fresh one): one
+        waits for a worker per queued job that a free slot could take, and claims once
+        it has one (the claim names the worker)."""
+        wanted = self._claims.waiting(self._free_slots)
+        if not wanted:
+            self._may_claim = False
+            return
+        for _ in range(wanted):
+            self._free_slots -= 1
+            self._wait(self._claim_when_ready())
+
+    def _wait(self, work: Coroutine[None, None, None]) -> None:
+        task = asyncio.create_task(work)
+        self._waiting.add(task)
+        task.add_done_callback(self._waiting.discard)
+
+    async def _claim_when_ready(self) -> None:
+        """Wait for a worker, then claim the next job for it (another may have taken the
+        one seen queued: the worker goes back, and the slot)."""
+        try:
+            worker = await self._pool.acquire()
+        except BaseException:
+            self._release_slot(None)
+            raise
+        job = self._claim(worker)
+        if job is None:
+            self._free_slot(worker)
+            return
+        self._begin(worker, job)
+
+    def _claim(self, worker: WorkerProcess) -> JobInfo | None:
+        try:
+            job = self._claims.claim(self._owner, worker.pid, time.time(), self.limits)
+        except Exception as exc:  # noqa: BLE001  # one claim's trouble must not stop the daemon
+            self._log.error(NO_JOB, f"claiming a job failed: {exc!r}")
+            job = None
+        if job is None:
+            self._may_claim = False
+            return None
+        # The claim commits with the next batch; the attempt does not wait for it. A crash
+        # before that re-runs the job from `queued`.
+        self._publisher.later(job)
+        return job
+
+    # the submit's fast path ----------------------------------------------------------------
+
+    def idle_worker_for(self, row: NewJob) -> WorkerProcess | None:
+        """The fast path of a submit: a job due now, with a worker idle and no job queued
+        ahead of it (as far as the last claim knows), is stored as already running (no
+        claim follows) and starts once committed (`start_stored`, or `give_back` if the
+        commit failed). Never for a class with a limit: only a claim counts its running
+        jobs across every node."""
+        eligible = (
+            row.state is JobState.QUEUED
+            and not self._draining
+            and self._free_slots > 0
+            and not self._may_claim
+            and row.class_name not in self.limits
+        )
+        worker = self._pool.take_idle() if eligible else None
+        if worker is not None:
+            self._free_slots -= 1
+        return worker
+
+    def start_stored(self, worker: WorkerProcess, job: JobInfo) -> None:
+        """A job stored as running with `worker` (the fast path) is committed: it begins."""
+        self._begin(worker, job)
+
+    def give_back(self, worker: WorkerProcess) -> None:
+        """A fast-path worker whose job was not stored, or not committed."""
+        self._free_slot(worker)
+
+    # attempts ------------------------------------------------------------------------------
+
+    def _begin(self, worker: WorkerProcess, job: JobInfo) -> None:
+        """Hand the attempt to its worker now; `_ended` records it."""
+
+        def ended(result: AttemptResult) -> None:
+            self._ended(worker, job, result)
+
+        try:
+            self._attempts.begin(worker, job, job.attempts, ended)
+        except Exception as exc:  # noqa: BLE001  # one job's trouble must not stop the daemon
+            self._internal_error(job, exc)
+            self._free_slot(worker)
+            return
+        self._in_flight += 1
+        self._all_ended.clear()
+
+    def _ended(self, worker: WorkerProcess, job: JobInfo, result: AttemptResult) -> None:
+        """An attempt ended: record it, then the worker takes the next job. Called from
+        the worker pipe's callback, so nothing may escape."""
+        try:
+            self._record(job, result)
+        except Exception as exc:  # noqa: BLE001  # one job's trouble must not stop the daemon
+            try:
+                self._internal_error(job, exc)
+            except Exception as again:  # noqa: BLE001  # e.g. the store itself is failing
+                self._log.error(NO_JOB, f"job {job.id}: could not record its end: {again!r}")
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._all_ended.set()
+            if job.class_name in self.limits:
+                self._may_claim = True  # a job its limit held back may go now
+            self._free_slot(worker)
+
+    def _internal_error(self, job: JobInfo, exc: Exception) -> None:
+        self._log.error(NO_JOB, f"job {job.id}: internal error: {exc!r}")
+        failure = ErrorInfo(type="InternalError", message=repr(exc), hierarchy=[])
+        now = time.time()
+        self._record(job, AttemptResult(Outcome.CRASHED, now, now, None, error=failure))
+
+    def _free_slot(self, worker: WorkerProcess | None) -> None:
+        """An attempt is over (or never began): see `_release_slot`; then the next job
+        starts."""
+        self._release_slot(worker)
+        self.pump()
+
+    def _release_slot(self, worker: WorkerProcess | None) -> None:
+        """The worker back to the pool (or replaced), the slot free."""
+        if worker is not None:
+            self._pool.release(worker, reusable=worker.alive)
+        self._free_slots += 1
