@@ -63,7 +63,12 @@ class Drainer:
         self.log = joblog
         self.owner = handover.owner_name()
         self.store = SQLiteStore(config.database_path, fsync=config.settings.daemon.fsync)
-        self.pool = WorkerPool(config, size=1, on_error=lambda text: joblog.error(NO_JOB, text))
+        self.pool = WorkerPool(
+            config,
+            size=1,
+            on_error=lambda text: joblog.error(NO_JOB, text),
+            worker_start="spawn",  # one worker: a template would only cost a process more
+        )
         self.attempts = Attempts(config, self.pool, joblog, self.owner)
         self.spool = spool.directory_of(config.storage_dir)
         self.daemon_answers = daemon_answers

@@ -207,6 +207,7 @@ class OneShot:
             size=1,
             on_error=lambda text: self.log.error(NO_JOB, text),
             after_commit=journal.after_commit,
+            worker_start="spawn",  # one worker: a template would only cost a process more
         )
         attempts = Attempts(self.config, pool, self.log, self.owner)
         engine = Engine(
