@@ -115,6 +115,10 @@ class ChainLink(msgspec.Struct, frozen=True, array_like=True):
     params: list[Any] = []
 
 
+DEFAULT_QUEUE: Final = "default"
+"""The queue of a job that names none: its workers are `[daemon] workers`."""
+QUEUE_NAME_PATTERN: Final = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
+"""A queue's name: letters, digits, `_`, `.` and `-`, at most 64."""
 MAX_KEY_LENGTH: Final = 200
 """Longest idempotency key a submit may carry."""
 MAX_BATCH_JOBS: Final = 1000
@@ -159,6 +163,9 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     run_callback_on_failure: bool = False
     """For a batch: run the callback even when a member failed or was cancelled (its
     result is then None); by default the callback is cancelled instead."""
+    queue: str | None = None
+    """The named queue to run it in (and its chain's links, its batch's jobs); None: each
+    job's class's `queue` from the configuration (or `default`)."""
 
 
 class JobInfo(msgspec.Struct, kw_only=True):
@@ -208,6 +215,8 @@ class JobInfo(msgspec.Struct, kw_only=True):
     """The id of its batch (the batch's callback job's own id); None outside a batch."""
     run_callback_on_failure: bool = False
     """On a batch's callback: whether it runs even when a member did not succeed."""
+    queue: str = DEFAULT_QUEUE
+    """The named queue whose workers run it."""
 
     @property
     def is_batch_callback(self) -> bool:

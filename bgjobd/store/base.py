@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bgjobs.model import ErrorInfo, JobInfo, JobState, NodeInfo, Outcome, Priority
+from bgjobs.model import DEFAULT_QUEUE, ErrorInfo, JobInfo, JobState, NodeInfo, Outcome, Priority
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,8 @@ class NewJob:
     Its id becomes the batch's id, stored on it and on every member."""
     run_callback_on_failure: bool = False
     """On a batch's callback: run it even when a member did not succeed."""
+    queue: str = DEFAULT_QUEUE
+    """The named queue whose workers run it (`[queues.NAME]`)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class JobQuery:
     states: Sequence[JobState] = ()
     class_name: str | None = None
     search: str | None = None
+    queue: str | None = None
     limit: int = 50
     offset: int = 0
     oldest_first: bool = False
@@ -114,6 +117,12 @@ class WaitingEntry:
         """The entry of a job, due at its own `run_at` unless another is given."""
         due = job.run_at.timestamp() if run_at is None else run_at
         return cls(due, job.id, job.priority.rank, job.class_name)
+
+
+def in_claim_order(entries: list[WaitingEntry], limit: int) -> list[WaitingEntry]:
+    """The first `limit` of several queues' queued jobs, as one queue would order them
+    (priority, due time, id): how the dashboard lists them all."""
+    return sorted(entries, key=lambda entry: (entry.rank, entry.run_at, entry.job_id))[:limit]
 
 
 @dataclass(frozen=True)
@@ -293,12 +302,19 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def claim_next(
-        self, owner: str, worker_pid: int | None, now: float, limits: Mapping[str, int]
+        self,
+        owner: str,
+        worker_pid: int | None,
+        now: float,
+        limits: Mapping[str, int],
+        *,
+        queue: str = DEFAULT_QUEUE,
     ) -> JobInfo | None:
-        """Take the first queued job (priority, then due time, then id) whose class is
-        under its limit (`limits`: class -> most running at once, counted over every
-        runner sharing the store) and start its next attempt as `owner`'s; None if there
-        is none. Atomic against every other process sharing the store."""
+        """Take the first queued job of `queue` (priority, then due time, then id) whose
+        class is under its limit (`limits`: class -> most running at once, counted over
+        every runner sharing the store, whatever their queues) and start its next attempt
+        as `owner`'s; None if there is none. Atomic against every other process sharing
+        the store."""
 
     @abc.abstractmethod
     def promote_due(self, now: float) -> list[int]:
@@ -309,8 +325,13 @@ class Store(abc.ABC):
         """The earliest due time of a scheduled job (daemon-run), if any."""
 
     @abc.abstractmethod
-    def queued_in_order(self, limit: int) -> list[WaitingEntry]:
-        """The first queued jobs in the order claims take them."""
+    def queued_in_order(self, limit: int, queue: str | None = None) -> list[WaitingEntry]:
+        """The first queued jobs of `queue` in the order claims take them; of every queue
+        (None), the first by that same order across them."""
+
+    @abc.abstractmethod
+    def queued_per_queue(self) -> dict[str, int]:
+        """How many jobs are queued in each queue that has any."""
 
     @abc.abstractmethod
     def attempt_is_current(

@@ -43,6 +43,7 @@ from bgjobd.store.base import (
     StoredOutput,
     UniqueTaken,
     WaitingEntry,
+    in_claim_order,
 )
 from bgjobd.store.rows import (
     COLUMNS,
@@ -53,10 +54,18 @@ from bgjobd.store.rows import (
     running_attempt,
     time_of,
 )
-from bgjobs.model import FINAL_STATES, AttemptInfo, JobInfo, JobState, NodeInfo, Outcome
+from bgjobs.model import (
+    DEFAULT_QUEUE,
+    FINAL_STATES,
+    AttemptInfo,
+    JobInfo,
+    JobState,
+    NodeInfo,
+    Outcome,
+)
 
 SCHEMA: Final = Path(__file__).with_name("schema_postgres.sql")
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 DEFAULT_SCHEMA: Final = "bgjobs"
 _LIVE: Final = "('queued', 'running', 'scheduled', 'waiting')"
 """As in the unique index's condition, literally, so that the planner uses the index."""
@@ -229,8 +238,8 @@ class PostgresStore(Store):
             "INSERT INTO jobs (class_name, method, params, priority, state, run_at, "
             "max_attempts, timeout, created_at, owner, chain_id, chain_position, "
             "chain_length, unique_key, oneshot, attempts, started_at, worker_pid, "
-            "idempotency_key, trace, batch_id, batch_on_failure) VALUES "
-            "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
+            "idempotency_key, trace, batch_id, batch_on_failure, queue) VALUES "
+            "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
             (
                 link.class_name,
                 link.method,
@@ -254,6 +263,7 @@ class PostgresStore(Store):
                 None if link.trace is None else encode(link.trace),
                 batch_id,
                 link.run_callback_on_failure if link.batch_callback else None,
+                link.queue,
             ),
         ).fetchone()
         assert row is not None
@@ -320,7 +330,7 @@ class PostgresStore(Store):
             f"SELECT {COLUMNS} FROM jobs {where} ORDER BY id {order} LIMIT %s OFFSET %s",
             (*args, query.limit, query.offset),
         ).fetchall()
-        if not (query.class_name or query.search):
+        if not (query.class_name or query.search or query.queue):
             counts = self.counts()
             total = sum(counts[s] for s in query.states) if query.states else sum(counts.values())
         else:
@@ -648,7 +658,13 @@ class PostgresStore(Store):
     # the shared queue ------------------------------------------------------------------------
 
     def claim_next(
-        self, owner: str, worker_pid: int | None, now: float, limits: Mapping[str, int]
+        self,
+        owner: str,
+        worker_pid: int | None,
+        now: float,
+        limits: Mapping[str, int],
+        *,
+        queue: str = DEFAULT_QUEUE,
     ) -> JobInfo | None:
         """The first queued job, its row locked (`SKIP LOCKED`: another claimer's rows are
         passed over, never waited for). A limited class is counted under a transaction-level
@@ -662,10 +678,10 @@ class PostgresStore(Store):
         full = self._full_classes(limits)
         while True:
             row = self._read(
-                "SELECT id, class_name FROM jobs WHERE state = 'queued' AND NOT oneshot "
-                "AND class_name <> ALL(%s::text[]) ORDER BY priority, run_at, id LIMIT 1 "
-                "FOR UPDATE SKIP LOCKED",
-                (full,),
+                "SELECT id, class_name FROM jobs WHERE queue = %s AND state = 'queued' "
+                "AND NOT oneshot AND class_name <> ALL(%s::text[]) "
+                "ORDER BY priority, run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                (queue, full),
             ).fetchone()
             if row is None:
                 return None
@@ -723,13 +739,35 @@ class PostgresStore(Store):
         ).fetchone()
         return None if row is None else float(row[0])
 
-    def queued_in_order(self, limit: int) -> list[WaitingEntry]:
+    def queued_in_order(self, limit: int, queue: str | None = None) -> list[WaitingEntry]:
+        names = [queue] if queue is not None else self._queues_with_jobs()
+        entries: list[WaitingEntry] = []
+        for name in names:
+            rows = self._read(
+                "SELECT run_at, id, priority, class_name FROM jobs WHERE queue = %s "
+                "AND state = 'queued' AND NOT oneshot ORDER BY priority, run_at, id LIMIT %s",
+                (name, limit),
+            )
+            entries.extend(WaitingEntry(*row) for row in rows)
+        return in_claim_order(entries, limit) if len(names) > 1 else entries
+
+    def _queues_with_jobs(self) -> list[str]:
+        """The queues that have queued jobs: one index seek each, not a scan."""
+        names: list[str] = []
+        while True:
+            row = self._read(
+                "SELECT min(queue) FROM jobs WHERE state = 'queued' AND NOT oneshot AND queue > %s",
+                (names[-1] if names else "",),
+            ).fetchone()
+            if row is None or row[0] is None:
+                return names
+            names.append(str(row[0]))
+
+    def queued_per_queue(self) -> dict[str, int]:
         rows = self._read(
-            "SELECT run_at, id, priority, class_name FROM jobs WHERE state = 'queued' "
-            "AND NOT oneshot ORDER BY priority, run_at, id LIMIT %s",
-            (limit,),
+            "SELECT queue, count(*) FROM jobs WHERE state = 'queued' AND NOT oneshot GROUP BY queue"
         )
-        return [WaitingEntry(*row) for row in rows]
+        return {str(name): int(count) for name, count in rows}
 
     def attempt_is_current(
         self, job_id: int, owner: str, number: int, round_number: int | None = None
@@ -975,6 +1013,9 @@ def _filters(query: JobQuery) -> tuple[str, list[Any]]:
     if query.class_name:
         clauses.append("class_name = %s")
         args.append(query.class_name)
+    if query.queue:
+        clauses.append("queue = %s")
+        args.append(query.queue)
     if query.search:
         # A byte search in the msgpack params, as SQLite's instr: `%` and `_` are plain text.
         needle = query.search.strip().encode("utf-8", "backslashreplace")

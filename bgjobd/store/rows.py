@@ -16,7 +16,7 @@ COLUMNS: Final = (
     "id, class_name, method, params, priority, state, run_at, attempts, max_attempts, "
     "timeout, created_at, started_at, finished_at, result, error, reason, worker_pid, owner, "
     "chain_id, chain_position, chain_length, unique_key, round, outcome, idempotency_key, trace, "
-    "batch_id, batch_on_failure"
+    "batch_id, batch_on_failure, queue"
 )
 
 encode = msgspec.msgpack.Encoder().encode
@@ -60,6 +60,7 @@ def row_to_job(row: tuple[Any, ...], history: list[AttemptInfo] | None = None) -
         history=history or [],
         batch_id=row[26],
         run_callback_on_failure=bool(row[27]),
+        queue=row[28],
     )
 
 

@@ -1,6 +1,7 @@
--- bgjobs SQLite schema, version 6 (1 lacked jobs.outcome, 2 jobs.idempotency_key, 3 jobs.trace,
--- 4 the batch columns, 5 jobs.cancel_reason and attempts.node; SQLiteStore adds them, and the
--- indexes on them: jobs_by_key, jobs_batch, jobs_unique_live, jobs_running). Times are Unix
+-- bgjobs SQLite schema, version 7 (1 lacked jobs.outcome, 2 jobs.idempotency_key, 3 jobs.trace,
+-- 4 the batch columns, 5 jobs.cancel_reason and attempts.node, 6 jobs.queue; SQLiteStore adds
+-- them, and the indexes on them: jobs_by_key, jobs_batch, jobs_unique_live, jobs_running,
+-- jobs_ready_in_queue). Times are Unix
 -- epoch seconds (REAL, UTC). Several processes (daemons: nodes; run_job.py) share it.
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- increasing and never reused
@@ -32,7 +33,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     trace BLOB,                            -- msgpack {traceparent, tracestate} of the submitter
     batch_id INTEGER,                      -- the batch's callback job's id, on it and its members
     batch_on_failure INTEGER,              -- on a batch's callback: 1 to run it after a failure
-    cancel_reason TEXT                     -- while running: someone asked its node to stop it
+    cancel_reason TEXT,                    -- while running: someone asked its node to stop it
+    queue TEXT NOT NULL DEFAULT 'default'  -- the named queue whose workers run it
 );
 
 -- Scheduled jobs in (run_at, id) order: the next due time. Partial indexes: a job touches
@@ -42,9 +44,9 @@ CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, id);
 CREATE INDEX IF NOT EXISTS jobs_by_class ON jobs (class_name, id);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_chain ON jobs (chain_id, chain_position) WHERE chain_id IS NOT NULL;
--- Claims take queued jobs in this order, whichever process claims.
-CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (priority, run_at, id)
-    WHERE state = 'queued' AND oneshot = 0;
+-- Claims take a queue's jobs in (priority, run_at, id) order, whichever process claims:
+-- jobs_ready_in_queue (queue, priority, run_at, id), made by SQLiteStore once jobs.queue is
+-- there (a schema 6 database gains it first).
 
 -- Every attempt but a job's final one, in the order they ended. The final attempt is
 -- described by the job's own row (number = attempts, started_at, finished_at, worker_pid,
@@ -89,7 +91,7 @@ CREATE TRIGGER IF NOT EXISTS count_delete AFTER DELETE ON jobs BEGIN
 END;
 
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '6');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '7');
 
 -- The processes sharing the queue. A node renews its lease while it lives; one whose
 -- lease ended is dead, and whoever removes its row reclaims its running jobs.

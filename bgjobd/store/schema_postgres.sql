@@ -1,5 +1,6 @@
--- bgjobs PostgreSQL schema, version 1: the tables, columns and meaning of schema.sql (SQLite
--- schema 6), in PostgreSQL's types. PostgresStore applies it inside its own schema (the
+-- bgjobs PostgreSQL schema, version 2: the tables, columns and meaning of schema.sql (SQLite
+-- schema 7), in PostgreSQL's types. Version 1 lacked jobs.queue: every statement here may
+-- run again on an older version's tables, which gain what they lack. PostgresStore applies it inside its own schema (the
 -- search_path names it), in one transaction under an advisory lock, so that nodes starting
 -- together migrate once. Times are Unix epoch seconds (DOUBLE PRECISION, UTC).
 CREATE TABLE IF NOT EXISTS jobs (
@@ -32,8 +33,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     trace BYTEA,                           -- msgpack {traceparent, tracestate} of the submitter
     batch_id BIGINT,                       -- the batch's callback job's id, on it and its members
     batch_on_failure BOOLEAN,              -- on a batch's callback: run it after a failure
-    cancel_reason TEXT                     -- while running: someone asked its node to stop it
+    cancel_reason TEXT,                    -- while running: someone asked its node to stop it
+    queue TEXT COLLATE "C" NOT NULL DEFAULT 'default'  -- the named queue whose workers run it
 );
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS queue TEXT COLLATE "C" NOT NULL DEFAULT 'default';
 
 -- Partial indexes: a job touches them only while it is in their state.
 CREATE INDEX IF NOT EXISTS jobs_scheduled ON jobs (oneshot, run_at, id) WHERE state = 'scheduled';
@@ -42,8 +45,10 @@ CREATE INDEX IF NOT EXISTS jobs_by_class ON jobs (class_name, id);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_chain ON jobs (chain_id, chain_position) WHERE chain_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_batch ON jobs (batch_id, state) WHERE batch_id IS NOT NULL;
--- Claims take queued jobs in this order, whichever node claims.
-CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (priority, run_at, id)
+-- Claims take a queue's jobs in this order, whichever node claims (version 1's jobs_ready
+-- had no queue).
+DROP INDEX IF EXISTS jobs_ready;
+CREATE INDEX IF NOT EXISTS jobs_ready_in_queue ON jobs (queue, priority, run_at, id)
     WHERE state = 'queued' AND NOT oneshot;
 -- A class's running jobs, counted against its limit at each claim of it.
 CREATE INDEX IF NOT EXISTS jobs_running ON jobs (class_name) WHERE state = 'running';
@@ -119,7 +124,8 @@ CREATE OR REPLACE TRIGGER jobs_changed AFTER INSERT OR UPDATE OR DELETE ON jobs
     FOR EACH STATEMENT EXECUTE FUNCTION notify_change();
 
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-INSERT INTO meta (key, value) VALUES ('schema_version', '1') ON CONFLICT (key) DO NOTHING;
+INSERT INTO meta (key, value) VALUES ('schema_version', '2')
+    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
 
 -- The processes sharing the queue. A node renews its lease while it lives; one whose
 -- lease ended is dead, and whoever removes its row reclaims its running jobs.

@@ -37,6 +37,7 @@ from bgjobd.store.base import (
     StoredOutput,
     UniqueTaken,
     WaitingEntry,
+    in_claim_order,
 )
 from bgjobd.store.rows import COLUMNS as _COLUMNS
 from bgjobd.store.rows import decode_error as _decode_error
@@ -46,6 +47,7 @@ from bgjobd.store.rows import row_to_job as _row_to_job
 from bgjobd.store.rows import running_attempt as _running_attempt
 from bgjobd.store.rows import time_of as _time
 from bgjobs.model import (
+    DEFAULT_QUEUE,
     FINAL_STATES,
     LIVE_STATES,
     AttemptInfo,
@@ -58,7 +60,7 @@ from bgjobs.model import (
 _LIVE: Final = ", ".join(f"'{state.value}'" for state in sorted(LIVE_STATES))
 _FINAL: Final = ", ".join(f"'{state.value}'" for state in sorted(FINAL_STATES))
 SCHEMA: Final = Path(__file__).with_name("schema.sql")
-SCHEMA_VERSION: Final = 6
+SCHEMA_VERSION: Final = 7
 _ADDED_COLUMNS: Final = (
     ("jobs", "outcome", "TEXT"),
     ("jobs", "idempotency_key", "TEXT"),
@@ -67,6 +69,7 @@ _ADDED_COLUMNS: Final = (
     ("jobs", "batch_on_failure", "INTEGER"),
     ("jobs", "cancel_reason", "TEXT"),
     ("attempts", "node", "TEXT"),
+    ("jobs", "queue", "TEXT NOT NULL DEFAULT 'default'"),
 )
 """Columns added since schema 1, in order, with their tables and types (see `_upgrade`)."""
 _BUSY_TIMEOUT_MS: Final = 10_000
@@ -241,9 +244,15 @@ class SQLiteStore(Store):
             "WHERE cancel_reason IS NOT NULL AND state = 'running'"
         )
         # Schema 5's plain index on live unique keys becomes a constraint: racing submits
-        # from any processes store one job. (The claims' jobs_ready replaces jobs_queued.)
+        # from any processes store one job. (The claims' jobs_ready_in_queue replaces
+        # jobs_queued and schema 6's jobs_ready, which had no queue.)
         self._db.execute("DROP INDEX IF EXISTS jobs_unique")
         self._db.execute("DROP INDEX IF EXISTS jobs_queued")
+        self._db.execute("DROP INDEX IF EXISTS jobs_ready")
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS jobs_ready_in_queue ON jobs (queue, priority, run_at, id) "
+            "WHERE state = 'queued' AND oneshot = 0"
+        )
         self._db.execute(
             f"CREATE UNIQUE INDEX IF NOT EXISTS jobs_unique_live ON jobs (unique_key) "
             f"WHERE unique_key IS NOT NULL AND state IN ({_LIVE})"
@@ -403,8 +412,8 @@ class SQLiteStore(Store):
             "INSERT INTO jobs (class_name, method, params, priority, state, run_at, "
             "max_attempts, timeout, created_at, owner, chain_id, chain_position, "
             "chain_length, unique_key, oneshot, attempts, started_at, worker_pid, "
-            "idempotency_key, trace, batch_id, batch_on_failure) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "idempotency_key, trace, batch_id, batch_on_failure, queue) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 link.class_name,
                 link.method,
@@ -428,6 +437,7 @@ class SQLiteStore(Store):
                 None if link.trace is None else _encode(link.trace),
                 first_id if batch else None,
                 int(link.run_callback_on_failure) if link.batch_callback else None,
+                link.queue,
             ),
             submit=True,
         )
@@ -496,7 +506,7 @@ class SQLiteStore(Store):
             f"SELECT {_COLUMNS} FROM jobs {where} ORDER BY id {order} LIMIT ? OFFSET ?",
             (*args, query.limit, query.offset),
         ).fetchall()
-        if not (query.class_name or query.search):
+        if not (query.class_name or query.search or query.queue):
             counts = self.counts()
             total = sum(counts[s] for s in query.states) if query.states else sum(counts.values())
         else:
@@ -513,6 +523,9 @@ class SQLiteStore(Store):
         if query.class_name:
             clauses.append("class_name = ?")
             args.append(query.class_name)
+        if query.queue:
+            clauses.append("queue = ?")
+            args.append(query.queue)
         if query.search:
             # instr, not LIKE: `%`, `_` and quotes are plain text. Only ASCII digits that fit
             # an SQLite integer are an id ('²'.isdigit() is true, int('²') fails); a lone
@@ -847,7 +860,13 @@ class SQLiteStore(Store):
                 self.on_begin()
 
     def claim_next(
-        self, owner: str, worker_pid: int | None, now: float, limits: Mapping[str, int]
+        self,
+        owner: str,
+        worker_pid: int | None,
+        now: float,
+        limits: Mapping[str, int],
+        *,
+        queue: str = DEFAULT_QUEUE,
     ) -> JobInfo | None:
         self._begin()
         full: list[str] = []
@@ -861,9 +880,9 @@ class SQLiteStore(Store):
             full = [name for name, running in counts if running >= limits[name]]
         skip = f" AND class_name NOT IN ({_placeholders(len(full))})" if full else ""
         row = self._db.execute(
-            f"SELECT id FROM jobs INDEXED BY jobs_ready WHERE state = 'queued' AND oneshot = 0"
-            f"{skip} ORDER BY priority, run_at, id LIMIT 1",
-            full,
+            "SELECT id FROM jobs INDEXED BY jobs_ready_in_queue WHERE queue = ? "
+            f"AND state = 'queued' AND oneshot = 0{skip} ORDER BY priority, run_at, id LIMIT 1",
+            (queue, *full),
         ).fetchone()
         if row is None:
             return None
@@ -889,13 +908,38 @@ class SQLiteStore(Store):
             return None
         return 0.0 if row[0] is None else float(row[0])
 
-    def queued_in_order(self, limit: int) -> list[WaitingEntry]:
+    def queued_in_order(self, limit: int, queue: str | None = None) -> list[WaitingEntry]:
+        names = [queue] if queue is not None else self._queues_with_jobs()
+        entries: list[WaitingEntry] = []
+        for name in names:
+            rows = self._db.execute(
+                "SELECT run_at, id, priority, class_name FROM jobs INDEXED BY jobs_ready_in_queue "
+                "WHERE queue = ? AND state = 'queued' AND oneshot = 0 "
+                "ORDER BY priority, run_at, id LIMIT ?",
+                (name, limit),
+            )
+            entries.extend(WaitingEntry(*row) for row in rows)
+        return in_claim_order(entries, limit) if len(names) > 1 else entries
+
+    def _queues_with_jobs(self) -> list[str]:
+        """The queues that have queued jobs: one index seek each, not a scan."""
+        names: list[str] = []
+        while True:
+            row = self._db.execute(
+                "SELECT min(queue) FROM jobs INDEXED BY jobs_ready_in_queue "
+                "WHERE state = 'queued' AND oneshot = 0 AND queue > ?",
+                (names[-1] if names else "",),
+            ).fetchone()
+            if row is None or row[0] is None:
+                return names
+            names.append(str(row[0]))
+
+    def queued_per_queue(self) -> dict[str, int]:
         rows = self._db.execute(
-            "SELECT run_at, id, priority, class_name FROM jobs INDEXED BY jobs_ready "
-            "WHERE state = 'queued' AND oneshot = 0 ORDER BY priority, run_at, id LIMIT ?",
-            (limit,),
+            "SELECT queue, count(*) FROM jobs INDEXED BY jobs_ready_in_queue "
+            "WHERE state = 'queued' AND oneshot = 0 GROUP BY queue"
         )
-        return [WaitingEntry(*row) for row in rows]
+        return {str(name): int(count) for name, count in rows}
 
     def attempt_is_current(
         self, job_id: int, owner: str, number: int, round_number: int | None = None
