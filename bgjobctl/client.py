@@ -282,9 +282,15 @@ class Client:
         search: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        queue: str | None = None,
     ) -> JobList:
         request = ListJobs(
-            states=list(states), class_name=class_name, search=search, limit=limit, offset=offset
+            states=list(states),
+            class_name=class_name,
+            search=search,
+            limit=limit,
+            offset=offset,
+            queue=queue,
         )
         return self._call(request, JobList)
 

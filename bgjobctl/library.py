@@ -14,6 +14,7 @@ and takes the rest over (bgjobctl.fallback); fallback="error" raises DaemonUnrea
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from bgjobs.errors import DaemonUnreachable, JobCancelled, JobFailed, TooLarge, 
 from bgjobs.model import (
     MAX_BATCH_JOBS,
     MAX_KEY_LENGTH,
+    QUEUE_NAME_PATTERN,
     ChainLink,
     JobInfo,
     JobSpec,
@@ -150,10 +152,12 @@ def make_spec(
     at: datetime | None = None,
     then: Sequence[LinkSpec] = (),
     key: str | None = None,
+    queue: str | None = None,
 ) -> JobSpec:
     """The spec of one submit, with a fresh idempotency key unless one is given (e.g. one
     derived from the caller's own request id, so that its retries are the same job), and
-    the trace context of the caller's current OpenTelemetry span, if any."""
+    the trace context of the caller's current OpenTelemetry span, if any. `queue` names
+    the queue to run it in (the daemon refuses one its configuration lacks)."""
     if at is not None and at.tzinfo is None:
         raise UsageError("at= must be a timezone-aware datetime")
     problem = run_at_problem(at) if at is not None else delay_problem(delay)
@@ -178,9 +182,18 @@ def make_spec(
         then=links,
         key=new_key() if key is None else _checked_key(key),
         trace=current_trace(),
+        queue=_checked_queue(queue),
     )
     _check_sendable(spec)
     return spec
+
+
+def _checked_queue(queue: str | None) -> str | None:
+    if queue is not None and not re.match(QUEUE_NAME_PATTERN, queue):
+        raise UsageError(
+            f"queue {queue[:80]!r}: a queue name is letters, digits, '_', '.' and '-' (up to 64)"
+        )
+    return queue
 
 
 def _check_sendable(spec: JobSpec) -> None:
@@ -305,14 +318,24 @@ def run_background_job(
     config: str | None = None,
     socket: str | None = None,
     key: str | None = None,
+    queue: str | None = None,
 ) -> JobHandle:
     """Run `class_name().method(*params)` in the background, after `delay` seconds (or at
     `at`), then each job of `then` with the previous result first. Returns at once.
 
     `key` is the submit's idempotency key (a fresh random one by default): a second call
-    with the same key returns the job of the first instead of a second job."""
+    with the same key returns the job of the first instead of a second job. `queue` runs
+    it (and its chain) in that named queue instead of its class's (`[queues.NAME]`)."""
     spec = make_spec(
-        class_name, method, params, delay, priority=priority, at=at, then=then, key=key
+        class_name,
+        method,
+        params,
+        delay,
+        priority=priority,
+        at=at,
+        then=then,
+        key=key,
+        queue=queue,
     )
     return _client_for(config, socket).submit(spec, fallback=fallback)
 
@@ -326,6 +349,7 @@ def make_batch_spec(
     priority: Priority | str | None = None,
     at: datetime | None = None,
     key: str | None = None,
+    queue: str | None = None,
 ) -> JobSpec:
     """The spec of a batch: `callback` with the batch's jobs as its `batch`."""
     if isinstance(jobs, str | bytes) or not 0 < len(jobs) <= MAX_BATCH_JOBS:
@@ -335,7 +359,14 @@ def make_batch_spec(
         check_encodable(member.params)
     first = _link(callback)
     spec = make_spec(
-        first.class_name, first.method, first.params, delay, priority=priority, at=at, key=key
+        first.class_name,
+        first.method,
+        first.params,
+        delay,
+        priority=priority,
+        at=at,
+        key=key,
+        queue=queue,
     )
     spec = msgspec.structs.replace(
         spec, batch=members, run_callback_on_failure=bool(run_callback_on_failure)
@@ -356,6 +387,7 @@ def run_batch(
     config: str | None = None,
     socket: str | None = None,
     key: str | None = None,
+    queue: str | None = None,
 ) -> JobHandle:
     """Run every job of `jobs` ((class, method) or (class, method, params)) in the
     background, then `callback` once all have ended, with the list of their results (in
@@ -374,5 +406,6 @@ def run_batch(
         priority=priority,
         at=at,
         key=key,
+        queue=queue,
     )
     return _client_for(config, socket).submit(spec, fallback=fallback)

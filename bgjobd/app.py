@@ -141,7 +141,8 @@ class Daemon:
             watchdog = self._start_watchdog()
             self.say(
                 f"started as node {owner} (pid {os.getpid()}, {pool.size} "
-                f"{config.settings.daemon.isolation} worker(s), listening on {self._address()})"
+                f"{config.settings.daemon.isolation} worker(s){_per_queue(config)}, "
+                f"listening on {self._address()})"
             )
             self.say(f"attempts contained by {pool.containment}")
             await self._stopping.wait()
@@ -299,6 +300,9 @@ class Daemon:
                     getattr(old_settings, table), key
                 ):
                     self.log.warning(NO_JOB, f"{table}.{key} changed; it applies after a restart")
+        if new.queue_workers != self.config.queue_workers:
+            # The pool and each queue's slots are sized once, at the start.
+            self.log.warning(NO_JOB, "queues changed; they apply after a restart")
         self.config = new
         self.log.set_format(new.settings.logging.format)
         assert self.engine is not None
@@ -371,3 +375,10 @@ class Daemon:
                 with contextlib.suppress(Exception):
                     store.redo_kept_writes()
         return False
+
+
+def _per_queue(config: Config) -> str:
+    """How the workers divide between named queues, when there are any."""
+    if len(config.queue_workers) == 1:
+        return ""
+    return " for queues " + ", ".join(f"{n} {w}" for n, w in config.queue_workers.items())

@@ -4,6 +4,11 @@ attempts; an attempt's end frees its slot for the next claim.
 What a claim may take is the `Claims` given: a daemon's `SharedQueue` (every job of the
 store's queue), or a one-shot runner's own jobs (`bgjobd.oneshot.OwnJobs`).
 
+Named queues (`[queues.NAME]`) share the worker pool but not its slots: each queue has its
+own number of them (`QueueSlots`), claims only its own jobs into them, and so a queue whose
+slots are all taken by long jobs never holds up another's. The pool has as many workers as
+all queues have slots, so a queue with a free slot always has a worker (idle, or starting).
+
 The store is the queue (`Store.claim_next` honours priorities and every class's limit
 across all the processes sharing it), so no queue is kept here: only how many slots are
 free, a flag saying whether a claim may find work (it found none, and no news came since:
@@ -20,6 +25,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from typing import Final, Protocol
 
 from bgjobd.attempts import AttemptResult, Attempts
@@ -28,7 +34,7 @@ from bgjobd.joblog import NO_JOB, JobLog
 from bgjobd.publisher import Publisher
 from bgjobd.store.base import NewJob, Store
 from bgjobd.workers import WorkerProcess
-from bgjobs.model import ErrorInfo, JobInfo, JobState, Outcome
+from bgjobs.model import DEFAULT_QUEUE, ErrorInfo, JobInfo, JobState, Outcome
 
 CHANGES_POLL_SECONDS: Final = 0.05
 """How often the store's change counter is read: the delay before a job submitted through
@@ -41,14 +47,14 @@ class Claims(Protocol):
     """The jobs a dispatcher takes, and their due times."""
 
     def claim(
-        self, owner: str, worker_pid: int, now: float, limits: Mapping[str, int]
+        self, owner: str, worker_pid: int, now: float, limits: Mapping[str, int], queue: str
     ) -> JobInfo | None:
-        """Start the next job's attempt as `owner`'s, honouring `limits` across every
-        process; None if there is none to start now."""
+        """Start the next job's attempt of `queue` as `owner`'s, honouring `limits` across
+        every process; None if there is none to start now."""
         ...
 
-    def waiting(self, most: int) -> int:
-        """How many jobs (up to `most`) are queued for a claim."""
+    def waiting(self, most: int, queue: str) -> int:
+        """How many jobs (up to `most`) of `queue` are queued for a claim."""
         ...
 
     def next_due(self) -> float | None:
@@ -67,18 +73,34 @@ class SharedQueue:
         self._store = store
 
     def claim(
-        self, owner: str, worker_pid: int, now: float, limits: Mapping[str, int]
+        self, owner: str, worker_pid: int, now: float, limits: Mapping[str, int], queue: str
     ) -> JobInfo | None:
-        return self._store.claim_next(owner, worker_pid, now, limits)
+        return self._store.claim_next(owner, worker_pid, now, limits, queue=queue)
 
-    def waiting(self, most: int) -> int:
-        return len(self._store.queued_in_order(most))
+    def waiting(self, most: int, queue: str) -> int:
+        return len(self._store.queued_in_order(most, queue))
 
     def next_due(self) -> float | None:
         return self._store.next_due()
 
     def promote_due(self, now: float) -> list[int]:
         return self._store.promote_due(now)
+
+
+@dataclass
+class QueueSlots:
+    """One queue's share of this node's workers."""
+
+    name: str
+    size: int
+    free: int
+    may_claim: bool = True
+    """Whether a claim may find work: False once one found none, until news."""
+
+    @property
+    def busy(self) -> int:
+        """Slots taken: attempts running, or about to."""
+        return self.size - self.free
 
 
 class Dispatcher:
@@ -93,7 +115,9 @@ class Dispatcher:
         publisher: Publisher,
         record: Record,
         claims: Claims | None = None,
+        queues: Mapping[str, int] | None = None,
     ) -> None:
+        """`queues`: each queue's slots (by default the pool's size, all `default`'s)."""
         self._store = store
         self._claims = claims or SharedQueue(store)
         self._attempts = attempts
@@ -105,9 +129,10 @@ class Dispatcher:
         self._publisher = publisher
         self._record = record
         self.due = DueTimer(self._claims, self._on_due)
-        self._may_claim = True
-        """Whether a claim may find work: False once one found none, until news."""
-        self._free_slots = self._pool.size
+        sizes = {DEFAULT_QUEUE: self._pool.size} if queues is None else queues
+        self.queues = {name: QueueSlots(name, size, size) for name, size in sizes.items()}
+        self._in_turn = [slots for slots in self.queues.values() if slots.size]
+        """The queues with slots, in the order a pump serves them."""
         self._waiting: set[asyncio.Task[None]] = set()
         """Dispatches waiting for a worker."""
         self._in_flight = 0
@@ -146,18 +171,22 @@ class Dispatcher:
 
     @property
     def busy(self) -> int:
-        """Slots taken: attempts running, or about to."""
-        return self._pool.size - self._free_slots
+        """Slots taken in every queue: attempts running, or about to."""
+        return sum(slots.busy for slots in self._in_turn)
 
     # news ----------------------------------------------------------------------------------
 
-    def notice_work(self) -> None:
-        """A claim may find work now (the next `pump` tries)."""
-        self._may_claim = True
+    def notice_work(self, queue: str | None = None) -> None:
+        """A claim (of `queue`, or of any) may find work now (the next `pump` tries)."""
+        if queue is None:
+            for slots in self._in_turn:
+                slots.may_claim = True
+        elif (named := self.queues.get(queue)) is not None:
+            named.may_claim = True
 
     def wake(self) -> None:
         """A claim may find work: free slots claim at once."""
-        self._may_claim = True
+        self.notice_work()
         self.pump()
 
     async def _watch_changes(self) -> None:
@@ -202,57 +231,61 @@ class Dispatcher:
     def pump(self) -> None:
         """Claim jobs for free slots until the store has none to give. With a worker idle,
         the attempt is handed over at once; else it starts once one is ready."""
-        while self._free_slots > 0 and self._may_claim and not self._draining:
+        for slots in self._in_turn:
+            self._pump(slots)
+
+    def _pump(self, slots: QueueSlots) -> None:
+        while slots.free > 0 and slots.may_claim and not self._draining:
             worker = self._pool.take_idle()
             if worker is None:
-                self._wait_for_workers()
+                self._wait_for_workers(slots)
                 return
-            job = self._claim(worker)
+            job = self._claim(worker, slots)
             if job is None:
                 self._pool.release(worker, reusable=True)
                 return
-            self._free_slots -= 1
-            self._begin(worker, job)
+            slots.free -= 1
+            self._begin(worker, job, slots)
 
-    def _wait_for_workers(self) -> None:
+    def _wait_for_workers(self, slots: QueueSlots) -> None:
         """No worker is idle (they are starting, or each attempt gets a fresh one): one
         waits for a worker per queued job that a free slot could take, and claims once
         it has one (the claim names the worker)."""
-        wanted = self._claims.waiting(self._free_slots)
+        wanted = self._claims.waiting(slots.free, slots.name)
         if not wanted:
-            self._may_claim = False
+            slots.may_claim = False
             return
         for _ in range(wanted):
-            self._free_slots -= 1
-            self._wait(self._claim_when_ready())
+            slots.free -= 1
+            self._wait(self._claim_when_ready(slots))
 
     def _wait(self, work: Coroutine[None, None, None]) -> None:
         task = asyncio.create_task(work)
         self._waiting.add(task)
         task.add_done_callback(self._waiting.discard)
 
-    async def _claim_when_ready(self) -> None:
+    async def _claim_when_ready(self, slots: QueueSlots) -> None:
         """Wait for a worker, then claim the next job for it (another may have taken the
         one seen queued: the worker goes back, and the slot)."""
         try:
             worker = await self._pool.acquire()
         except BaseException:
-            self._release_slot(None)
+            self._release_slot(None, slots)
             raise
-        job = self._claim(worker)
+        job = self._claim(worker, slots)
         if job is None:
-            self._free_slot(worker)
+            self._free_slot(worker, slots)
             return
-        self._begin(worker, job)
+        self._begin(worker, job, slots)
 
-    def _claim(self, worker: WorkerProcess) -> JobInfo | None:
+    def _claim(self, worker: WorkerProcess, slots: QueueSlots) -> JobInfo | None:
         try:
-            job = self._claims.claim(self._owner, worker.pid, time.time(), self.limits)
+            job = self._claims.claim(self._owner, worker.pid, time.time(), self.limits, slots.name)
         except Exception as exc:  # noqa: BLE001  # one claim's trouble must not stop the daemon
             self._log.error(NO_JOB, f"claiming a job failed: {exc!r}")
             job = None
         if job is None:
-            self._may_claim = False
+            slots.may_claim = False
             return None
         # The claim commits with the next batch; the attempt does not wait for it. A crash
         # before that re-runs the job from `queued`.
@@ -262,49 +295,53 @@ class Dispatcher:
     # the submit's fast path ----------------------------------------------------------------
 
     def idle_worker_for(self, row: NewJob) -> WorkerProcess | None:
-        """The fast path of a submit: a job due now, with a worker idle and no job queued
-        ahead of it (as far as the last claim knows), is stored as already running (no
-        claim follows) and starts once committed (`start_stored`, or `give_back` if the
-        commit failed). Never for a class with a limit: only a claim counts its running
-        jobs across every node."""
+        """The fast path of a submit: a job due now, with a worker idle, a free slot in its
+        queue and no job queued ahead of it there (as far as the last claim knows), is
+        stored as already running (no claim follows) and starts once committed
+        (`start_stored`, or `give_back` if the commit failed). Never for a class with a
+        limit: only a claim counts its running jobs across every node."""
+        slots = self.queues.get(row.queue)
         eligible = (
-            row.state is JobState.QUEUED
+            slots is not None
+            and row.state is JobState.QUEUED
             and not self._draining
-            and self._free_slots > 0
-            and not self._may_claim
+            and slots.free > 0
+            and not slots.may_claim
             and row.class_name not in self.limits
         )
         worker = self._pool.take_idle() if eligible else None
-        if worker is not None:
-            self._free_slots -= 1
+        if worker is not None and slots is not None:
+            slots.free -= 1
         return worker
 
     def start_stored(self, worker: WorkerProcess, job: JobInfo) -> None:
         """A job stored as running with `worker` (the fast path) is committed: it begins."""
-        self._begin(worker, job)
+        self._begin(worker, job, self.queues[job.queue])
 
-    def give_back(self, worker: WorkerProcess) -> None:
-        """A fast-path worker whose job was not stored, or not committed."""
-        self._free_slot(worker)
+    def give_back(self, worker: WorkerProcess, queue: str) -> None:
+        """A fast-path worker whose job (of `queue`) was not stored, or not committed."""
+        self._free_slot(worker, self.queues[queue])
 
     # attempts ------------------------------------------------------------------------------
 
-    def _begin(self, worker: WorkerProcess, job: JobInfo) -> None:
-        """Hand the attempt to its worker now; `_ended` records it."""
+    def _begin(self, worker: WorkerProcess, job: JobInfo, slots: QueueSlots) -> None:
+        """Hand the attempt to its worker now; `_ended` records it and frees its slot."""
 
         def ended(result: AttemptResult) -> None:
-            self._ended(worker, job, result)
+            self._ended(worker, job, result, slots)
 
         try:
             self._attempts.begin(worker, job, job.attempts, ended)
         except Exception as exc:  # noqa: BLE001  # one job's trouble must not stop the daemon
             self._internal_error(job, exc)
-            self._free_slot(worker)
+            self._free_slot(worker, slots)
             return
         self._in_flight += 1
         self._all_ended.clear()
 
-    def _ended(self, worker: WorkerProcess, job: JobInfo, result: AttemptResult) -> None:
+    def _ended(
+        self, worker: WorkerProcess, job: JobInfo, result: AttemptResult, slots: QueueSlots
+    ) -> None:
         """An attempt ended: record it, then the worker takes the next job. Called from
         the worker pipe's callback, so nothing may escape."""
         try:
@@ -319,8 +356,8 @@ class Dispatcher:
             if not self._in_flight:
                 self._all_ended.set()
             if job.class_name in self.limits:
-                self._may_claim = True  # a job its limit held back may go now
-            self._free_slot(worker)
+                self.notice_work()  # a job its limit held back may go now, in any queue
+            self._free_slot(worker, slots)
 
     def _internal_error(self, job: JobInfo, exc: Exception) -> None:
         self._log.error(NO_JOB, f"job {job.id}: internal error: {exc!r}")
@@ -328,14 +365,14 @@ class Dispatcher:
         now = time.time()
         self._record(job, AttemptResult(Outcome.CRASHED, now, now, None, error=failure))
 
-    def _free_slot(self, worker: WorkerProcess | None) -> None:
+    def _free_slot(self, worker: WorkerProcess | None, slots: QueueSlots) -> None:
         """An attempt is over (or never began): see `_release_slot`; then the next job
-        starts."""
-        self._release_slot(worker)
+        starts (in any queue: the worker may be the one another queue waits for)."""
+        self._release_slot(worker, slots)
         self.pump()
 
-    def _release_slot(self, worker: WorkerProcess | None) -> None:
+    def _release_slot(self, worker: WorkerProcess | None, slots: QueueSlots) -> None:
         """The worker back to the pool (or replaced), the slot free."""
         if worker is not None:
             self._pool.release(worker, reusable=worker.alive)
-        self._free_slots += 1
+        slots.free += 1

@@ -55,7 +55,8 @@ class Engine:
         owner: str,
         claims: Claims | None = None,
     ) -> None:
-        """`claims`: what this process runs (by default the store's shared queue)."""
+        """`claims`: what this process runs (by default the store's shared queue, each
+        named queue in its own slots)."""
         self.config = config
         self.store = store
         self.journal = journal
@@ -72,6 +73,7 @@ class Engine:
             publisher=self.publisher,
             record=self.record_attempt,
             claims=claims,
+            queues=config.queue_workers if claims is None else None,
         )
         self.intake = Intake(
             config=config,

@@ -83,8 +83,8 @@ class Intake:
 
         def on_commit(failure: BaseException | None) -> None:
             if failure is not None:
-                for worker, _ in submitted.started:
-                    self._dispatcher.give_back(worker)
+                for worker, job in submitted.started:
+                    self._dispatcher.give_back(worker, job.queue)
                 on_stored(failure)
                 return
             on_stored(submitted.results)
@@ -124,7 +124,7 @@ class Intake:
             ids = self._store.add(rows)
         except BaseException as exc:
             if worker is not None:
-                self._dispatcher.give_back(worker)
+                self._dispatcher.give_back(worker, rows[0].queue)
             if isinstance(exc, KeyTaken):
                 # Sent before (a resend after a timeout or a broken connection, or its
                 # fallback runner got there first): that job is the answer.
@@ -170,7 +170,7 @@ class Intake:
             self._dispatcher.due.add(row.run_at)
         elif row.state is JobState.QUEUED:
             # No line for a job queued to run now: its "started" line follows at once.
-            self._dispatcher.notice_work()
+            self._dispatcher.notice_work(row.queue)
         for link_id in ids:
             self._publisher.now_by_id(link_id)
 

@@ -115,7 +115,8 @@ class OwnJobs:
     the links of its chain in order. They are stored `oneshot`, which no daemon claims or
     promotes, so a job of `run_job.py` runs in its runner and nowhere else, and ends with
     it (a daemon of the host ends the jobs of a runner that died: bgjobd.recovery). Each is
-    claimed by id under its class's limit, counted over every process sharing the store."""
+    claimed by id under its class's limit, counted over every process sharing the store.
+    Whatever queue they name: the runner's one worker is theirs."""
 
     def __init__(self, store: Store, job_ids: Sequence[int]) -> None:
         self._store = store
@@ -128,7 +129,7 @@ class OwnJobs:
         return [job for job in self.jobs() if job.state is state]
 
     def claim(
-        self, owner: str, worker_pid: int, now: float, limits: Mapping[str, int]
+        self, owner: str, worker_pid: int, now: float, limits: Mapping[str, int], queue: str
     ) -> JobInfo | None:
         queued = self._in(JobState.QUEUED)
         if not queued:
@@ -136,7 +137,7 @@ class OwnJobs:
         job = queued[0]  # the links in order: one at a time
         return self._store.claim(job.id, owner, worker_pid, now, limit=limits.get(job.class_name))
 
-    def waiting(self, most: int) -> int:
+    def waiting(self, most: int, queue: str) -> int:
         return min(most, len(self._in(JobState.QUEUED)))
 
     def next_due(self) -> float | None:

@@ -72,6 +72,7 @@ class Schedule:
             params=list(self.settings.params),
             priority=self.settings.priority,
             key=tick_key(self.name, tick),
+            queue=self.settings.queue,
         )
 
     def due(self, cursor: datetime, now: datetime) -> list[datetime]:

@@ -27,7 +27,16 @@ from bgjobd.schedules import ScheduleState
 from bgjobd.store.base import JobQuery, StoredOutput, WaitingEntry
 from bgjobs.config import Config
 from bgjobs.errors import RequestFailed
-from bgjobs.model import JobInfo, JobSpec, JobState, NodeInfo, Stats, WorkerInfo
+from bgjobs.model import (
+    DEFAULT_QUEUE,
+    JobInfo,
+    JobSpec,
+    JobState,
+    NodeInfo,
+    QueueStats,
+    Stats,
+    WorkerInfo,
+)
 from bgjobs.protocol import ErrorCode
 
 CANCELLED_BY_REQUEST = "cancelled by request"
@@ -114,6 +123,22 @@ class QueueService:
     def worker_count(self) -> int:
         return self._engine.attempts.pool.size
 
+    def queue_stats(self) -> list[QueueStats]:
+        """Each queue this node knows or that has queued jobs, `default` first: this node's
+        workers and busy ones, and its queued jobs over every node."""
+        queued = self._store.queued_per_queue()
+        slots = self._engine.dispatcher.queues
+        names = sorted(set(slots) | set(queued), key=lambda name: (name != DEFAULT_QUEUE, name))
+        return [
+            QueueStats(
+                name=name,
+                workers=slots[name].size if name in slots else 0,
+                busy=slots[name].busy if name in slots else 0,
+                queued=queued.get(name, 0),
+            )
+            for name in names
+        ]
+
     def stats(self) -> Stats:
         finished = self._engine.finishes.count()
         return Stats(
@@ -131,6 +156,7 @@ class QueueService:
             ],
             uptime=time.time() - self.started_at,
             daemon_pid=os.getpid(),
+            queues=self.queue_stats(),
         )
 
     def finished_per_minute(self, since: float) -> list[tuple[int, JobState, int]]:

@@ -110,7 +110,15 @@ def check(config: Config, spec: JobSpec, links: list[ChainLink], now: float) -> 
         check_params_size(config, link)
     run_at = due_time(spec, now)
     check_key(spec.key)
+    check_queue(config, spec.queue)
     return run_at
+
+
+def check_queue(config: Config, queue: str | None) -> None:
+    """A queue named by a submit is one the configuration has (`[queues.NAME]`)."""
+    if queue is not None and not config.knows_queue(queue):
+        known = ", ".join(sorted(config.queue_workers))
+        raise BadParams(ErrorCode.BAD_PARAMS, f"unknown queue {queue!r} (configured: {known})")
 
 
 def new_row(
@@ -141,6 +149,7 @@ def new_row(
         owner=owner,
         key=spec.key if first else None,
         trace=spec.trace,
+        queue=spec.queue or config.queue_of(link.class_name),
         **extra,
     )
 
@@ -170,5 +179,6 @@ def started_job(row: NewJob, ids: list[int]) -> JobInfo:
         unique_key=row.unique_key,
         key=row.key,
         trace=row.trace,
+        queue=row.queue,
         history=[AttemptInfo(number=1, started_at=started, worker_pid=row.worker_pid)],
     )

@@ -22,9 +22,15 @@ import msgspec
 from bgjobs.cron import Cron
 from bgjobs.durations import parse_duration
 from bgjobs.errors import ConfigError
-from bgjobs.model import Priority
+from bgjobs.model import DEFAULT_QUEUE, QUEUE_NAME_PATTERN, Priority
 from bgjobs.protocol import MAX_FRAME_BYTES
-from bgjobs.settings import ExceptionRule, JobSettings, ScheduleSettings, Settings
+from bgjobs.settings import (
+    ExceptionRule,
+    JobSettings,
+    QueueSettings,
+    ScheduleSettings,
+    Settings,
+)
 from bgjobs.sizes import format_size, parse_size
 
 CONFIG_ENV: Final = "BGJOBS_CONFIG"
@@ -131,7 +137,25 @@ class Config:
 
     @cached_property
     def workers(self) -> int:
-        return self.settings.daemon.workers or os.cpu_count() or 1
+        """This node's worker processes, over every queue."""
+        return sum(self.queue_workers.values())
+
+    @cached_property
+    def queue_workers(self) -> dict[str, int]:
+        """Each queue this node knows, with its workers here: `default` (`[daemon] workers`,
+        or `[queues.default]`), then each `[queues.NAME]`."""
+        queues = self.settings.queues
+        default = self.settings.daemon.workers or os.cpu_count() or 1
+        workers = {DEFAULT_QUEUE: default}
+        workers.update((name, queue.workers) for name, queue in queues.items())
+        return workers
+
+    def queue_of(self, class_name: str) -> str:
+        """The queue a job of this class goes to unless its submit names one."""
+        return self.job_settings(class_name).queue or DEFAULT_QUEUE
+
+    def knows_queue(self, name: str) -> bool:
+        return name in self.queue_workers
 
     def job_settings(self, class_name: str) -> JobSettings:
         return self.settings.jobs.get(class_name) or _NO_OVERRIDES
@@ -279,6 +303,7 @@ def _check_keyed_tables(raw: Mapping[str, Any]) -> None:
         _convert(overrides, JobSettings, key)
     _check_rules(raw, "exceptions")
     _check_schedule_tables(raw)
+    _check_queue_tables(raw)
 
 
 def _check_rules(container: Mapping[str, Any], key: str) -> None:
@@ -302,6 +327,7 @@ def _check_consistency(settings: Settings) -> None:
     _check_sizes(settings)
     _check_schedules(settings)
     _check_retention(settings)
+    _check_queues(settings)
 
 
 def _check_store(settings: Settings) -> None:
@@ -444,3 +470,40 @@ def _check_retention(settings: Settings) -> None:
             raise ConfigError(f"retention.{state}: {exc}") from None
     if parse_duration(retention.interval) < 1:
         raise ConfigError("retention.interval: at least 1 s")
+
+
+# Named queues -----------------------------------------------------------------------------
+
+_QUEUE_NAME = re.compile(QUEUE_NAME_PATTERN)
+
+
+def _check_queue_tables(raw: Mapping[str, Any]) -> None:
+    """Each `[queues.NAME]` on its own, so that an error names the queue."""
+    for name, table in _table(raw, "queues").items():
+        key = f"queues.{name}"
+        if not _QUEUE_NAME.match(name):
+            raise ConfigError(
+                f"{key}: a queue name is letters, digits, '_', '.' and '-' (up to 64)"
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(f"{key}: expected a table")
+        _convert(table, QueueSettings, key)
+
+
+def _check_queues(settings: Settings) -> None:
+    """Every queue named (by a class, a schedule) is configured, the default queue's
+    workers are set in one place, and the node runs some worker."""
+    queues = settings.queues
+    if DEFAULT_QUEUE in queues and settings.daemon.workers is not None:
+        raise ConfigError(
+            f"queues.{DEFAULT_QUEUE}: the default queue's workers are daemon.workers; "
+            "set one of them"
+        )
+    named = [(f"jobs.{name}.queue", job.queue) for name, job in settings.jobs.items()]
+    named += [(f"schedules.{name}.queue", s.queue) for name, s in settings.schedules.items()]
+    for key, queue in named:
+        if queue is not None and queue != DEFAULT_QUEUE and queue not in queues:
+            raise ConfigError(f"{key}: no queue {queue!r} (add [queues.{queue}])")
+    default = DEFAULT_QUEUE not in queues or queues[DEFAULT_QUEUE].workers > 0
+    if not default and not any(queue.workers for queue in queues.values()):
+        raise ConfigError("queues: every queue has 0 workers; this node would run nothing")

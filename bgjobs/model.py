@@ -272,6 +272,18 @@ class NodeInfo(msgspec.Struct, frozen=True, kw_only=True):
     workers_total: int = 0
 
 
+class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
+    """A named queue: this node's workers for it, and its queued jobs (on every node)."""
+
+    name: str
+    workers: int
+    """This node's workers for the queue (0: other nodes run it)."""
+    busy: int
+    """Of those, running an attempt (or about to)."""
+    queued: int
+    """Its jobs waiting for a worker, in the whole store."""
+
+
 class Stats(msgspec.Struct, kw_only=True):
     counts: dict[str, int]
     """Jobs per state (every state present, zero included)."""
@@ -282,3 +294,5 @@ class Stats(msgspec.Struct, kw_only=True):
     workers: list[WorkerInfo]
     uptime: float
     daemon_pid: int
+    queues: list[QueueStats] = []
+    """Each queue this node runs or that has queued jobs, `default` first."""

@@ -106,6 +106,8 @@ class ListJobs(_Message):
     limit: Count = 50
     offset: Count = 0
     oldest_first: bool = False
+    queue: str | None = None
+    """Only jobs of this named queue."""
 
 
 class Cancel(_Message):

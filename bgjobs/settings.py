@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from bgjobs.model import Priority
+from bgjobs.model import QUEUE_NAME_PATTERN, Priority
 from bgjobs.times import MAX_DELAY
 
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
@@ -23,6 +23,8 @@ PositiveFloat = Annotated[float, msgspec.Meta(gt=0, le=MAX_DELAY)]
 Backoff = Literal["fixed", "exponential"]
 NodeName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")]
 """Letters, digits and `._:@-`, at most 64: it is shown in every listing and log line."""
+QueueName = Annotated[str, msgspec.Meta(pattern=QUEUE_NAME_PATTERN)]
+"""Letters, digits and `_.-`, at most 64 (see `[queues.NAME]`)."""
 LeaseSeconds = Annotated[float, msgspec.Meta(ge=1, le=3600)]
 Size = Annotated[int, msgspec.Meta(ge=0)] | str
 """Bytes, or a string such as `"512MiB"` (see `bgjobs.sizes`); `Config` gives them in bytes."""
@@ -68,6 +70,17 @@ class JobSettings(RetrySettings, frozen=True):
     """A submit equal (class, method, params) to a job still waiting or running returns
     that job's id instead of creating another."""
     exceptions: dict[str, ExceptionRule] = {}
+    queue: QueueName | None = None
+    """The named queue (`[queues.NAME]`) whose workers run this class's jobs; None: the
+    `default` queue. A submit may name another (`--queue`, `queue=`)."""
+
+
+class QueueSettings(_Table, frozen=True):
+    """`[queues.NAME]`: a named queue and this node's workers for it."""
+
+    workers: NonNegativeInt
+    """Worker processes of this queue on this node; 0: the queue is known here (submits
+    to it are accepted) but other nodes sharing the store run its jobs."""
 
 
 class DaemonSettings(_Table, frozen=True):
@@ -196,6 +209,8 @@ class ScheduleSettings(_Table, frozen=True):
     missed: Literal["skip", "run_once"] = "skip"
     """After downtime: `skip` the ticks that passed, or `run_once` for all of them."""
     priority: Priority | None = None
+    queue: QueueName | None = None
+    """The named queue of its jobs; None: its class's (see `[jobs.CLASS] queue`)."""
 
 
 class RetentionSettings(_Table, frozen=True):
@@ -241,4 +256,5 @@ class Settings(_Table, frozen=True):
     jobs: dict[str, JobSettings] = {}
     exceptions: dict[str, ExceptionRule] = {}
     schedules: dict[str, ScheduleSettings] = {}
+    queues: dict[str, QueueSettings] = {}
     retention: RetentionSettings = RetentionSettings()

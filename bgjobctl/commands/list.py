@@ -18,6 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="only jobs in this state (repeatable)",
     )
     parser.add_argument("--class", dest="class_name", metavar="CLASS")
+    parser.add_argument("--queue", metavar="QUEUE", help="only jobs of this named queue")
     parser.add_argument("--search", metavar="TEXT", help="a job id, or text in the params")
     parser.add_argument("--limit", type=count, default=50)
     parser.add_argument("--offset", type=count, default=0)
@@ -28,6 +29,7 @@ def run(ctx: CommandContext) -> int:
     listing = ctx.client.list_jobs(
         states=[JobState(state) for state in args.state or []],
         class_name=args.class_name,
+        queue=args.queue,
         search=args.search,
         limit=args.limit,
         offset=args.offset,

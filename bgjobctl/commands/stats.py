@@ -5,7 +5,7 @@ import argparse
 from bgjobctl.context import CommandContext
 from bgjobs.errors import ExitCode
 
-HELP = "counts per state, throughput and workers"
+HELP = "counts per state, throughput, queues and workers"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +26,11 @@ def run(ctx: CommandContext) -> int:
         f"jobs finished in the last minute: {stats.finished_last_minute} "
         f"({stats.throughput_per_second:.2f}/s); daemon pid {stats.daemon_pid}, "
         f"up {stats.uptime:.0f}s"
+    )
+    print_table(
+        ("QUEUE", "WORKERS", "BUSY", "QUEUED"),
+        [(q.name, str(q.workers), str(q.busy), str(q.queued)) for q in stats.queues],
+        title="queues (workers of this node; queued on every node)",
     )
     print_table(
         ("PID", "BUSY WITH", "ATTEMPTS RUN", "STARTED"),

@@ -30,6 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--priority", choices=["high", "medium", "low"])
     parser.add_argument(
+        "--queue",
+        metavar="QUEUE",
+        help="run it in this named queue ([queues.NAME]) instead of its class's",
+    )
+    parser.add_argument(
         "--then",
         metavar="CLASS:METHOD[:p1,p2]",
         action="append",
@@ -92,6 +97,7 @@ def run(ctx: CommandContext) -> int:
         at=parse_at(args.at),
         then=[(link.class_name, link.method, link.params) for link in links],
         key=args.key,
+        queue=args.queue,
     )
     submitted = ctx.client.submit([spec])
     job_id = submitted.ids[0]

@@ -43,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delay", metavar="SECONDS", help="run the jobs after this many seconds")
     parser.add_argument("--at", metavar="ISO-TIME", help="run the jobs at this time (ISO 8601)")
     parser.add_argument("--priority", choices=["high", "medium", "low"])
+    parser.add_argument(
+        "--queue",
+        metavar="QUEUE",
+        help="run it in this named queue ([queues.NAME]) instead of its class's",
+    )
     parser.add_argument("--key", metavar="KEY", help="idempotency key (default: a fresh one)")
     parser.add_argument(
         "--wait",
@@ -93,6 +98,7 @@ def run(ctx: CommandContext) -> int:
         priority=args.priority,
         at=parse_at(args.at),
         key=args.key,
+        queue=args.queue,
     )
     submitted = ctx.client.submit([spec])
     batch_id = submitted.ids[0]

@@ -1,4 +1,5 @@
-"""The jobs page's filters: state, class, search and page, from and to query strings."""
+"""The jobs page's filters: state, class, queue, search and page, from and to query
+strings."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ class Filters:
     """An id, or text to find in the params."""
     page: int = 1
     per_page: int = 25
+    queue: str = ""
+    """A named queue, or "" for every queue."""
 
     @property
     def states(self) -> tuple[JobState, ...]:
@@ -41,7 +44,7 @@ class Filters:
 
     @property
     def active(self) -> bool:
-        return bool(self.state or self.class_name or self.search)
+        return bool(self.state or self.class_name or self.search or self.queue)
 
     def query(self, **changes: Any) -> str:
         """The query string of these filters with some changed (for links)."""
@@ -49,6 +52,7 @@ class Filters:
         params = {
             "state": values["state"],
             "class": values["class_name"],
+            "queue": values["queue"],
             "q": values["search"],
             "page": values["page"] if values["page"] != 1 else "",
             "per_page": values["per_page"] if values["per_page"] != 25 else "",
@@ -59,6 +63,7 @@ class Filters:
         return {
             "state": self.state,
             "class": self.class_name,
+            "queue": self.queue,
             "q": self.search,
             "page": self.page,
             "per_page": self.per_page,
@@ -72,15 +77,16 @@ def parse_filters(query: Mapping[str, str]) -> Filters:
     # A query string may decode to lone surrogates, which no UTF-8 text (nor SQLite) takes.
     search = without_surrogates(query.get("q", "").strip())
     class_name = without_surrogates(query.get("class", "").strip())
-    if len(search) > MAX_SEARCH or len(class_name) > MAX_SEARCH:
-        raise BadFilter(f"search and class are limited to {MAX_SEARCH} characters")
+    queue = without_surrogates(query.get("queue", "").strip())
+    if max(len(search), len(class_name), len(queue)) > MAX_SEARCH:
+        raise BadFilter(f"search, class and queue are limited to {MAX_SEARCH} characters")
     page = _number(query, "page", 1)
     per_page = _number(query, "per_page", 25)
     if page < 1:
         raise BadFilter("page: must be 1 or more")
     if per_page not in PER_PAGE_CHOICES:
         raise BadFilter(f"per_page: one of {', '.join(map(str, PER_PAGE_CHOICES))}")
-    return Filters(state, class_name, search, page, per_page)
+    return Filters(state, class_name, search, page, per_page, queue)
 
 
 def _number(query: Mapping[str, str], key: str, default: int) -> int:

@@ -39,6 +39,7 @@ async def jobs(request: web.Request) -> web.StreamResponse:
             "listing": queries.listing(service, filters, now) if filters.active else None,
             "logs": await daemon_logs(dashboard.config.logs_dir, LOG_LINES),
             "classes": sorted(dashboard.config.settings.allowed_jobs),
+            "queues": sorted(dashboard.config.queue_workers),
             "notice": notice(request.query),
             "schedules": service.schedules() if service.ops else [],
         },

@@ -30,7 +30,7 @@ def listing(service: QueueService, filters: Filters, now: float | None = None) -
     now = time.time() if now is None else now
     offset = (filters.page - 1) * filters.per_page
     if filters.states == (JobState.QUEUED,):
-        queue = dispatch_order(service, filters.class_name, filters.search)
+        queue = dispatch_order(service, filters.class_name, filters.search, filters.queue)
         rows = queued_rows(service, queue, offset, filters.per_page, now)
         total, order = len(queue.ids), "dispatch"
     else:
@@ -39,6 +39,7 @@ def listing(service: QueueService, filters: Filters, now: float | None = None) -
                 states=filters.states,
                 class_name=filters.class_name or None,
                 search=filters.search or None,
+                queue=filters.queue or None,
                 limit=filters.per_page,
                 offset=offset,
             )
@@ -101,12 +102,25 @@ def stats(service: QueueService, now: float | None = None) -> dict[str, Any]:
         total=sum(data["counts"].values()),
         busy=service.busy,
         worker_count=service.worker_count,
+        queues_text=queues_text(data["queues"]),
         uptime_text=fmt_age(data["uptime"]),
         throughput=series,
         chart=chart.bars(series),
         nodes=[node_row(node, service.node_name, now) for node in service.nodes()],
     )
     return data
+
+
+def queues_text(queues: list[dict[str, Any]]) -> str:
+    """Each queue's workers busy of all on this node, and its jobs waiting on any node
+    (`fast 1/2, 3 queued · slow 2/2, 40 queued`); empty with the default queue alone."""
+    if len(queues) < 2:
+        return ""
+    return " · ".join(
+        f"{q['name']} {q['busy']}/{q['workers']}"
+        + (f", {q['queued']} queued" if q["queued"] else "")
+        for q in queues
+    )
 
 
 def throughput(

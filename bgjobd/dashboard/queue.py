@@ -21,16 +21,20 @@ class Queue:
     """Those parked by their class's concurrency limit: they start when a slot frees."""
 
 
-def dispatch_order(service: QueueService, class_name: str = "", search: str = "") -> Queue:
-    """The store's queued jobs in the order claims take them; those of a class at its
-    concurrency limit (counted over every node) are held."""
+def dispatch_order(
+    service: QueueService, class_name: str = "", search: str = "", queue: str = ""
+) -> Queue:
+    """The store's queued jobs in the order claims take them (each queue's in that order,
+    the queues side by side); those of a class at its concurrency limit (counted over
+    every node) are held."""
     queued = service.queued()
-    if class_name or search:
+    if class_name or search or queue:
         found, _ = service.search(
             JobQuery(
                 states=[JobState.QUEUED],
                 class_name=class_name or None,
                 search=search or None,
+                queue=queue or None,
                 limit=max(len(queued), 1),
             )
         )

@@ -23,15 +23,17 @@ async def handle(ctx: Context, request: ListJobs) -> JobList:
         raise BadParams(
             ErrorCode.BAD_PARAMS, f"limit must be 1..{MAX_LIMIT} and offset 0..{MAX_OFFSET}"
         )
-    if len(request.search or "") > MAX_TEXT or len(request.class_name or "") > MAX_TEXT:
+    longest = max(len(text or "") for text in (request.search, request.class_name, request.queue))
+    if longest > MAX_TEXT:
         raise BadParams(
-            ErrorCode.BAD_PARAMS, f"search and class are limited to {MAX_TEXT} characters"
+            ErrorCode.BAD_PARAMS, f"search, class and queue are limited to {MAX_TEXT} characters"
         )
     jobs, total = ctx.service.search(
         JobQuery(
             states=request.states,
             class_name=without_surrogates(request.class_name) if request.class_name else None,
             search=request.search,
+            queue=without_surrogates(request.queue) if request.queue else None,
             limit=request.limit,
             offset=request.offset,
             oldest_first=request.oldest_first,

@@ -120,6 +120,7 @@
         h("a", { class: "job-label", href: jobUrl(j) }, h("span", { class: "cls" }, j.class_name), h("span", { class: "meth" }, `::${j.method}`)),
         j.chain_text ? [" ", h("span", { class: "chip", title: "link of a chain" }, `chain ${j.chain_text}`)] : null,
         j.batch_text ? [" ", h("span", { class: "chip", title: "in a batch" }, `batch ${j.batch_text}`)] : null,
+        j.queue && j.queue !== "default" ? [" ", h("span", { class: "chip", title: "its named queue" }, `queue ${j.queue}`)] : null,
       ),
     params: (j) => h("td", { class: "c-params" }, h("code", { title: j.params_text }, j.params_text)),
     progress: (j) =>
