@@ -33,6 +33,7 @@ def describe(config: Config) -> str:
         if config.settings.daemon.transport == "unix"
         else config.settings.daemon.listen,
         "workers": config.workers,
+        "queues": config.queue_workers,
         "settings": msgspec.to_builtins(config.settings),
     }
     return msgspec.json.format(msgspec.json.encode(resolved)).decode()

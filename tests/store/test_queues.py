@@ -4,16 +4,20 @@ are the default queue's."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from bgjobd.store.base import JobQuery, Store
+from bgjobd.store.postgres import SCHEMA as SCHEMA_POSTGRES
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobs.model import DEFAULT_QUEUE, JobState, Priority
-from tests.store.support import new_job
+from tests.store.support import PG_DSN, address_of, new_job, open_store, postgres_unavailable
 from tests.store.test_contract import older_schema
 
 NO_LIMITS: dict[str, int] = {}
@@ -144,3 +148,57 @@ def test_a_schema_6_databases_jobs_join_the_default_queue(tmp_path: Path) -> Non
     indexes = {name for (name,) in check.execute("SELECT name FROM sqlite_master")}
     assert "jobs_ready_in_queue" in indexes and "jobs_ready" not in indexes
     check.close()
+
+
+def test_a_version_1_postgresql_schema_gains_queues(tmp_path: Path) -> None:
+    """A schema made by bgjobs before queues (version 1: no jobs.queue, jobs_ready) is
+    upgraded in place when a node opens it: its jobs are the default queue's."""
+    if (why := postgres_unavailable()) is not None:
+        pytest.skip(why)
+    _, schema = address_of("postgresql", tmp_path)
+    old = (
+        SCHEMA_POSTGRES.read_text()
+        .replace("'schema_version', '2'", "'schema_version', '1'")
+        .replace("ALTER TABLE jobs ADD COLUMN IF NOT EXISTS queue", "-- ")
+        .replace("CREATE INDEX IF NOT EXISTS jobs_ready_in_queue ON jobs (queue, ", "-- ")
+        .replace("    WHERE state = 'queued' AND NOT oneshot;\n", "", 1)
+    )
+    old = re.sub(r",(\s+--[^\n]*)\n\s+queue TEXT[^\n]*\n", r"\1\n", old)
+    old += (
+        "CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (priority, run_at, id) "
+        "WHERE state = 'queued' AND NOT oneshot;\n"
+        "INSERT INTO jobs (class_name, method, params, priority, state, run_at, "
+        "max_attempts, timeout, created_at) VALUES ('Echo', 'handle', '\\x90', 1, 'queued', "
+        "1.0, 3, 30, 1.0);\n"
+    )
+    with psycopg.connect(PG_DSN, autocommit=True) as db:
+        db.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        with db.transaction():
+            db.execute(old.encode())
+        assert db.execute(
+            "SELECT count(*) FROM information_schema.columns "
+            "WHERE table_schema = %s AND column_name = 'queue'",
+            (schema,),
+        ).fetchone() == (0,)
+    store = open_store(("postgresql", schema))
+    try:
+        assert store.queued_per_queue() == {DEFAULT_QUEUE: 1}
+        assert len(claimed_ids(store, DEFAULT_QUEUE)) == 1
+        store.commit()
+    finally:
+        store.close()
+    with psycopg.connect(PG_DSN, autocommit=True) as db:
+        indexes = {
+            str(name)
+            for (name,) in db.execute(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,)
+            )
+        }
+        version = db.execute(
+            sql.SQL("SELECT value FROM {}.meta WHERE key = 'schema_version'").format(
+                sql.Identifier(schema)
+            )
+        ).fetchone()
+    assert "jobs_ready_in_queue" in indexes and "jobs_ready" not in indexes
+    assert version == ("2",)
