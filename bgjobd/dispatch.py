@@ -27,9 +27,12 @@ from bgjobd.duetimer import DueTimer
 from bgjobd.joblog import NO_JOB, JobLog
 from bgjobd.publisher import Publisher
 from bgjobd.store.base import NewJob, Store
+from bgjobd.store.sqlite import is_busy
 from bgjobd.workers import WorkerProcess
 from bgjobs.model import ErrorInfo, JobInfo, JobState, Outcome
 
+UNRECORDED_RETRY_SECONDS: Final = 1.0
+"""How often the ends of attempts that found the store busy are offered to it again."""
 CHANGES_POLL_SECONDS: Final = 0.05
 """How often the store's change counter is read: the delay before a job submitted through
 another node (or a cancel sent to one) is seen here, when it did not wake us itself."""
@@ -116,6 +119,9 @@ class Dispatcher:
         self._all_ended.set()
         self._draining = False
         self._watcher: asyncio.Task[None] | None = None
+        self._unrecorded: list[tuple[JobInfo, AttemptResult]] = []
+        """Ends of attempts that found the store locked, to offer it again."""
+        self._retry_timer: asyncio.TimerHandle | None = None
 
     # start and stop ----------------------------------------------------------------------
 
@@ -310,6 +316,9 @@ class Dispatcher:
         try:
             self._record(job, result)
         except Exception as exc:  # noqa: BLE001  # one job's trouble must not stop the daemon
+            if is_busy(exc):
+                self._record_later(job, result, exc)
+                return
             try:
                 self._internal_error(job, exc)
             except Exception as again:  # noqa: BLE001  # e.g. the store itself is failing
@@ -321,6 +330,35 @@ class Dispatcher:
             if job.class_name in self.limits:
                 self._may_claim = True  # a job its limit held back may go now
             self._free_slot(worker)
+
+    def _record_later(self, job: JobInfo, result: AttemptResult, exc: Exception) -> None:
+        """The store stayed locked by another process past its wait (a node stopped while
+        it wrote): the end is kept and offered again until the store takes it (or, fenced,
+        refuses it), rather than failing the job or leaving it running for ever."""
+        self._log.warning(
+            job.label, f"job {job.id}: the store is busy ({exc}); its end is recorded later"
+        )
+        self._unrecorded.append((job, result))
+        if self._retry_timer is None:
+            loop = asyncio.get_running_loop()
+            self._retry_timer = loop.call_later(UNRECORDED_RETRY_SECONDS, self._record_unrecorded)
+
+    def _record_unrecorded(self) -> None:
+        self._retry_timer = None
+        pending, self._unrecorded = self._unrecorded, []
+        for job, result in pending:
+            try:
+                self._record(job, result)
+            except Exception as exc:  # noqa: BLE001  # kept again, or said
+                if is_busy(exc):
+                    self._unrecorded.append((job, result))
+                else:
+                    self._log.error(NO_JOB, f"job {job.id}: could not record its end: {exc!r}")
+        if self._unrecorded:
+            loop = asyncio.get_running_loop()
+            self._retry_timer = loop.call_later(UNRECORDED_RETRY_SECONDS, self._record_unrecorded)
+        else:
+            self.pump()
 
     def _internal_error(self, job: JobInfo, exc: Exception) -> None:
         self._log.error(NO_JOB, f"job {job.id}: internal error: {exc!r}")

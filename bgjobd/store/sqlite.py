@@ -87,6 +87,11 @@ def _placeholders(count: int) -> str:
     return ",".join("?" * count)
 
 
+def is_busy(exc: BaseException) -> bool:
+    """Whether an SQLite error means another process held the lock past the wait."""
+    return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 def is_full(exc: BaseException) -> bool:
     """Whether an SQLite error means the disk (or its quota) is full."""
     return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
