@@ -30,9 +30,14 @@ from bgjobd.store.base import NewJob, Store
 from bgjobd.store.sqlite import is_busy
 from bgjobd.workers import WorkerProcess
 from bgjobs.model import ErrorInfo, JobInfo, JobState, Outcome
+from bgjobs.rates import Rate
 
 UNRECORDED_RETRY_SECONDS: Final = 1.0
 """How often the ends of attempts that found the store busy are offered to it again."""
+RATE_SLOT_LATE_SECONDS: Final = 0.001
+"""The rate timer fires this long after a window frees a start: never before it (the
+store's clock and the loop's may differ by rounding), which would claim nothing and re-arm
+the timer for the same instant."""
 CHANGES_POLL_SECONDS: Final = 0.05
 """How often the store's change counter is read: the delay before a job submitted through
 another node (or a cancel sent to one) is seen here, when it did not wake us itself."""
@@ -44,10 +49,19 @@ class Claims(Protocol):
     """The jobs a dispatcher takes, and their due times."""
 
     def claim(
-        self, owner: str, worker_pid: int, now: float, limits: Mapping[str, int]
+        self,
+        owner: str,
+        worker_pid: int,
+        now: float,
+        limits: Mapping[str, int],
+        rates: Mapping[str, Rate] | None = None,
     ) -> JobInfo | None:
-        """Start the next job's attempt as `owner`'s, honouring `limits` across every
-        process; None if there is none to start now."""
+        """Start the next job's attempt as `owner`'s, honouring `limits` and `rates`
+        across every process; None if there is none to start now."""
+        ...
+
+    def next_rate_slot(self, rates: Mapping[str, Rate], now: float) -> float | None:
+        """When a start frees for a job that waits for its class's rate, if one does."""
         ...
 
     def waiting(self, most: int) -> int:
@@ -70,9 +84,17 @@ class SharedQueue:
         self._store = store
 
     def claim(
-        self, owner: str, worker_pid: int, now: float, limits: Mapping[str, int]
+        self,
+        owner: str,
+        worker_pid: int,
+        now: float,
+        limits: Mapping[str, int],
+        rates: Mapping[str, Rate] | None = None,
     ) -> JobInfo | None:
-        return self._store.claim_next(owner, worker_pid, now, limits)
+        return self._store.claim_next(owner, worker_pid, now, limits, rates)
+
+    def next_rate_slot(self, rates: Mapping[str, Rate], now: float) -> float | None:
+        return self._store.next_rate_slot(rates, now)
 
     def waiting(self, most: int) -> int:
         return len(self._store.queued_in_order(most))
@@ -96,6 +118,7 @@ class Dispatcher:
         publisher: Publisher,
         record: Record,
         claims: Claims | None = None,
+        rates: Mapping[str, Rate] | None = None,
     ) -> None:
         self._store = store
         self._claims = claims or SharedQueue(store)
@@ -105,6 +128,11 @@ class Dispatcher:
         self._owner = owner
         self.limits = limits
         """Per-class concurrency limits (`max_concurrency`, 1 for `overlap = false`)."""
+        self.rates: Mapping[str, Rate] = rates or {}
+        """Per-class rate limits (`rate_limit`)."""
+        self._rate_timer: asyncio.TimerHandle | None = None
+        """Armed while a job waits for its rate: when the window frees a start for it."""
+        self._rate_timer_at = float("inf")
         self._publisher = publisher
         self._record = record
         self.due = DueTimer(self._claims, self._on_due)
@@ -136,6 +164,7 @@ class Dispatcher:
         (they stay queued for the next start without losing an attempt)."""
         self._draining = True
         self.due.stop()
+        self._disarm_rate_timer()
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -253,17 +282,50 @@ class Dispatcher:
 
     def _claim(self, worker: WorkerProcess) -> JobInfo | None:
         try:
-            job = self._claims.claim(self._owner, worker.pid, time.time(), self.limits)
+            job = self._claims.claim(self._owner, worker.pid, time.time(), self.limits, self.rates)
         except Exception as exc:  # noqa: BLE001  # one claim's trouble must not stop the daemon
             self._log.error(NO_JOB, f"claiming a job failed: {exc!r}")
             job = None
         if job is None:
             self._may_claim = False
+            self._arm_rate_timer()
             return None
         # The claim commits with the next batch; the attempt does not wait for it. A crash
         # before that re-runs the job from `queued`.
         self._publisher.later(job)
         return job
+
+    # rates ---------------------------------------------------------------------------------
+
+    def _arm_rate_timer(self) -> None:
+        """A claim found nothing: if a job waits for its rate, wake when a start frees for
+        it (no store change announces that)."""
+        if not self.rates or self._draining:
+            return
+        try:
+            slot = self._claims.next_rate_slot(self.rates, time.time())
+        except Exception as exc:  # noqa: BLE001  # the next claim that finds nothing retries
+            self._log.error(NO_JOB, f"reading the rate limits' windows failed: {exc!r}")
+            return
+        if slot is None or slot >= self._rate_timer_at:
+            return
+        self._disarm_rate_timer()
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, slot - time.time()) + RATE_SLOT_LATE_SECONDS
+        self._rate_timer = loop.call_later(delay, self._rate_slot_freed)
+        self._rate_timer_at = slot
+
+    def _disarm_rate_timer(self) -> None:
+        if self._rate_timer is not None:
+            self._rate_timer.cancel()
+            self._rate_timer = None
+        self._rate_timer_at = float("inf")
+
+    def _rate_slot_freed(self) -> None:
+        self._rate_timer = None
+        self._rate_timer_at = float("inf")
+        if not self._draining:
+            self.wake()
 
     # the submit's fast path ----------------------------------------------------------------
 
@@ -272,13 +334,14 @@ class Dispatcher:
         ahead of it (as far as the last claim knows), is stored as already running (no
         claim follows) and starts once committed (`start_stored`, or `give_back` if the
         commit failed). Never for a class with a limit: only a claim counts its running
-        jobs across every node."""
+        jobs (and starts) across every node."""
         eligible = (
             row.state is JobState.QUEUED
             and not self._draining
             and self._free_slots > 0
             and not self._may_claim
             and row.class_name not in self.limits
+            and row.class_name not in self.rates
         )
         worker = self._pool.take_idle() if eligible else None
         if worker is not None:

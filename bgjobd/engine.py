@@ -72,6 +72,7 @@ class Engine:
             publisher=self.publisher,
             record=self.record_attempt,
             claims=claims,
+            rates=config.rate_limits,
         )
         self.intake = Intake(
             config=config,
@@ -124,6 +125,7 @@ class Engine:
         self.attempts.config = config
         self.attempts.pool.reconfigure(config)
         self.dispatcher.limits = config.concurrency_limits
+        self.dispatcher.rates = config.rate_limits
         self.wake()
 
     async def drain(self, timeout: float) -> None:

@@ -35,6 +35,7 @@ from bgjobs.config import Config, load_config
 from bgjobs.errors import BgjobsError, ExitCode, RefusedError, UsageError
 from bgjobs.model import ChainLink, JobInfo, JobSpec, JobState
 from bgjobs.params import parse_delay, parse_json_params, split_params
+from bgjobs.rates import Rate
 
 PROG = "run_job.py"
 WAIT_POLL_SECONDS = 0.1
@@ -128,13 +129,29 @@ class OwnJobs:
         return [job for job in self.jobs() if job.state is state]
 
     def claim(
-        self, owner: str, worker_pid: int, now: float, limits: Mapping[str, int]
+        self,
+        owner: str,
+        worker_pid: int,
+        now: float,
+        limits: Mapping[str, int],
+        rates: Mapping[str, Rate] | None = None,
     ) -> JobInfo | None:
         queued = self._in(JobState.QUEUED)
         if not queued:
             return None
         job = queued[0]  # the links in order: one at a time
-        return self._store.claim(job.id, owner, worker_pid, now, limit=limits.get(job.class_name))
+        return self._store.claim(
+            job.id,
+            owner,
+            worker_pid,
+            now,
+            limit=limits.get(job.class_name),
+            rate=(rates or {}).get(job.class_name),
+        )
+
+    def next_rate_slot(self, rates: Mapping[str, Rate], now: float) -> float | None:
+        queued = self._in(JobState.QUEUED)
+        return self._store.next_rate_slot(rates, now, queued[0].id) if queued else None
 
     def waiting(self, most: int) -> int:
         return min(most, len(self._in(JobState.QUEUED)))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bgjobs.model import ErrorInfo, JobInfo, JobState, NodeInfo, Outcome, Priority
+from bgjobs.rates import Rate
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class NewJob:
     Its id becomes the batch's id, stored on it and on every member."""
     run_callback_on_failure: bool = False
     """On a batch's callback: run it even when a member did not succeed."""
+    limit_key: str = ""
+    """What the class's limits count per (`limit_by`: a digest of one parameter's value);
+    "" counts the whole class. Claims count running jobs and starts per (class, key)."""
 
 
 @dataclass(frozen=True)
@@ -229,10 +233,12 @@ class Store(abc.ABC):
         now: float,
         *,
         limit: int | None = None,
+        rate: Rate | None = None,
     ) -> JobInfo | None:
         """queued, or scheduled and due by `now` -> running, starting the next attempt;
         None if the job is in neither state, or (`limit`) if that many jobs of its class
-        run already, in any process."""
+        (and limit key) run already, in any process, or (`rate`) if its class (and limit
+        key) started that many within the rate's window."""
 
     @abc.abstractmethod
     def claim_oneshot(
@@ -293,12 +299,27 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def claim_next(
-        self, owner: str, worker_pid: int | None, now: float, limits: Mapping[str, int]
+        self,
+        owner: str,
+        worker_pid: int | None,
+        now: float,
+        limits: Mapping[str, int],
+        rates: Mapping[str, Rate] | None = None,
     ) -> JobInfo | None:
         """Take the first queued job (priority, then due time, then id) whose class is
         under its limit (`limits`: class -> most running at once, counted over every
-        runner sharing the store) and start its next attempt as `owner`'s; None if there
-        is none. Atomic against every other process sharing the store."""
+        runner sharing the store) and its rate (`rates`: class -> most starts within any
+        window of the rate's length, counted over every runner) and start its next attempt
+        as `owner`'s; None if there is none. Both count per (class, limit key). Atomic
+        against every other process sharing the store."""
+
+    @abc.abstractmethod
+    def next_rate_slot(
+        self, rates: Mapping[str, Rate], now: float, job_id: int | None = None
+    ) -> float | None:
+        """When a job held back by its rate (the daemon's queued jobs, or this one job)
+        may start next: the earliest time a window frees a start for one of them; None if
+        no such job waits for its rate."""
 
     @abc.abstractmethod
     def promote_due(self, now: float) -> list[int]:

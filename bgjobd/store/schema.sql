@@ -1,5 +1,6 @@
--- bgjobs SQLite schema, version 6 (1 lacked jobs.outcome, 2 jobs.idempotency_key, 3 jobs.trace,
--- 4 the batch columns, 5 jobs.cancel_reason and attempts.node; SQLiteStore adds them, and the
+-- bgjobs SQLite schema, version 7 (1 lacked jobs.outcome, 2 jobs.idempotency_key, 3 jobs.trace,
+-- 4 the batch columns, 5 jobs.cancel_reason and attempts.node, 6 jobs.limit_key; SQLiteStore
+-- adds them, and the
 -- indexes on them: jobs_by_key, jobs_batch, jobs_unique_live, jobs_running). Times are Unix
 -- epoch seconds (REAL, UTC). Several processes (daemons: nodes; run_job.py) share it.
 CREATE TABLE IF NOT EXISTS jobs (
@@ -32,7 +33,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     trace BLOB,                            -- msgpack {traceparent, tracestate} of the submitter
     batch_id INTEGER,                      -- the batch's callback job's id, on it and its members
     batch_on_failure INTEGER,              -- on a batch's callback: 1 to run it after a failure
-    cancel_reason TEXT                     -- while running: someone asked its node to stop it
+    cancel_reason TEXT,                    -- while running: someone asked its node to stop it
+    limit_key TEXT NOT NULL DEFAULT ''     -- limits count per (class, key): `limit_by`'s value
 );
 
 -- Scheduled jobs in (run_at, id) order: the next due time. Partial indexes: a job touches
@@ -89,7 +91,7 @@ CREATE TRIGGER IF NOT EXISTS count_delete AFTER DELETE ON jobs BEGIN
 END;
 
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '6');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '7');
 
 -- The processes sharing the queue. A node renews its lease while it lives; one whose
 -- lease ended is dead, and whoever removes its row reclaims its running jobs.
@@ -120,3 +122,13 @@ CREATE TABLE IF NOT EXISTS outputs (
     tail BLOB NOT NULL,
     PRIMARY KEY (job_id, round, attempt)
 );  -- not WITHOUT ROWID: its rows are large
+
+-- rate limits -------------------------------------------------------------------------------
+-- The recent starts of rate-limited classes (per limit key), written by the claim that
+-- starts an attempt and deleted a while after they leave their window (bgjobd.store.ratewindow).
+CREATE TABLE IF NOT EXISTS starts (
+    class_name TEXT NOT NULL,
+    limit_key TEXT NOT NULL,
+    started_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS starts_by_group ON starts (class_name, limit_key, started_at);

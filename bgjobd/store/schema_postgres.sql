@@ -1,5 +1,5 @@
--- bgjobs PostgreSQL schema, version 1: the tables, columns and meaning of schema.sql (SQLite
--- schema 6), in PostgreSQL's types. PostgresStore applies it inside its own schema (the
+-- bgjobs PostgreSQL schema, version 2: the tables, columns and meaning of schema.sql (SQLite
+-- schema 7), in PostgreSQL's types. PostgresStore applies it inside its own schema (the
 -- search_path names it), in one transaction under an advisory lock, so that nodes starting
 -- together migrate once. Times are Unix epoch seconds (DOUBLE PRECISION, UTC).
 CREATE TABLE IF NOT EXISTS jobs (
@@ -32,8 +32,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     trace BYTEA,                           -- msgpack {traceparent, tracestate} of the submitter
     batch_id BIGINT,                       -- the batch's callback job's id, on it and its members
     batch_on_failure BOOLEAN,              -- on a batch's callback: run it after a failure
-    cancel_reason TEXT                     -- while running: someone asked its node to stop it
+    cancel_reason TEXT,                    -- while running: someone asked its node to stop it
+    limit_key TEXT NOT NULL DEFAULT ''  -- limits count per (class, key): `limit_by`'s value
 );
+-- Schema 1 lacked it.
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS limit_key TEXT NOT NULL DEFAULT '';
 
 -- Partial indexes: a job touches them only while it is in their state.
 CREATE INDEX IF NOT EXISTS jobs_scheduled ON jobs (oneshot, run_at, id) WHERE state = 'scheduled';
@@ -119,7 +122,8 @@ CREATE OR REPLACE TRIGGER jobs_changed AFTER INSERT OR UPDATE OR DELETE ON jobs
     FOR EACH STATEMENT EXECUTE FUNCTION notify_change();
 
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-INSERT INTO meta (key, value) VALUES ('schema_version', '1') ON CONFLICT (key) DO NOTHING;
+INSERT INTO meta (key, value) VALUES ('schema_version', '2')
+    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
 
 -- The processes sharing the queue. A node renews its lease while it lives; one whose
 -- lease ended is dead, and whoever removes its row reclaims its running jobs.
@@ -145,3 +149,14 @@ CREATE TABLE IF NOT EXISTS outputs (
     tail BYTEA NOT NULL,
     PRIMARY KEY (job_id, round, attempt)
 );
+
+-- rate limits -------------------------------------------------------------------------------
+-- The recent starts of rate-limited classes (per limit key), written by the claim that
+-- starts an attempt (under the group's advisory lock) and deleted a while after they leave
+-- their window (bgjobd.store.ratewindow).
+CREATE TABLE IF NOT EXISTS starts (
+    class_name TEXT NOT NULL,
+    limit_key TEXT NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX IF NOT EXISTS starts_by_group ON starts (class_name, limit_key, started_at);

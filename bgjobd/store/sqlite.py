@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from bgjobd.store import ratewindow
 from bgjobd.store.base import (
     AttemptOutput,
     FinishedAttempt,
@@ -54,11 +55,12 @@ from bgjobs.model import (
     NodeInfo,
     Outcome,
 )
+from bgjobs.rates import Rate
 
 _LIVE: Final = ", ".join(f"'{state.value}'" for state in sorted(LIVE_STATES))
 _FINAL: Final = ", ".join(f"'{state.value}'" for state in sorted(FINAL_STATES))
 SCHEMA: Final = Path(__file__).with_name("schema.sql")
-SCHEMA_VERSION: Final = 6
+SCHEMA_VERSION: Final = 7
 _ADDED_COLUMNS: Final = (
     ("jobs", "outcome", "TEXT"),
     ("jobs", "idempotency_key", "TEXT"),
@@ -67,6 +69,7 @@ _ADDED_COLUMNS: Final = (
     ("jobs", "batch_on_failure", "INTEGER"),
     ("jobs", "cancel_reason", "TEXT"),
     ("attempts", "node", "TEXT"),
+    ("jobs", "limit_key", "TEXT NOT NULL DEFAULT ''"),
 )
 """Columns added since schema 1, in order, with their tables and types (see `_upgrade`)."""
 _BUSY_TIMEOUT_MS: Final = 10_000
@@ -90,6 +93,10 @@ def _placeholders(count: int) -> str:
 def is_busy(exc: BaseException) -> bool:
     """Whether an SQLite error means another process held the lock past the wait."""
     return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _pairs(count: int) -> str:
+    return ",".join(["(?,?)"] * count)
 
 
 def is_full(exc: BaseException) -> bool:
@@ -408,8 +415,8 @@ class SQLiteStore(Store):
             "INSERT INTO jobs (class_name, method, params, priority, state, run_at, "
             "max_attempts, timeout, created_at, owner, chain_id, chain_position, "
             "chain_length, unique_key, oneshot, attempts, started_at, worker_pid, "
-            "idempotency_key, trace, batch_id, batch_on_failure) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "idempotency_key, trace, batch_id, batch_on_failure, limit_key) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 link.class_name,
                 link.method,
@@ -433,6 +440,7 @@ class SQLiteStore(Store):
                 None if link.trace is None else _encode(link.trace),
                 first_id if batch else None,
                 int(link.run_callback_on_failure) if link.batch_callback else None,
+                link.limit_key,
             ),
             submit=True,
         )
@@ -626,6 +634,7 @@ class SQLiteStore(Store):
         now: float,
         *,
         limit: int | None = None,
+        rate: Rate | None = None,
     ) -> JobInfo | None:
         # One statement: the attempt's own row is written when it ends (or by recovery).
         under_limit = ""
@@ -633,9 +642,15 @@ class SQLiteStore(Store):
         if limit is not None:
             under_limit = (
                 " AND (SELECT count(*) FROM jobs AS other WHERE other.state = 'running' "
-                "AND other.class_name = jobs.class_name) < ?"
+                "AND other.class_name = jobs.class_name AND other.limit_key = jobs.limit_key) < ?"
             )
             args = (*args, limit)
+        if rate is not None:
+            under_limit += (
+                " AND (SELECT count(*) FROM starts WHERE starts.class_name = jobs.class_name "
+                "AND starts.limit_key = jobs.limit_key AND starts.started_at > ?) < ?"
+            )
+            args = (*args, ratewindow.window_start(rate, now), rate.starts)
         row = self._write(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?, "
             "worker_pid = ?, owner = ?, cancel_reason = NULL WHERE id = ? "
@@ -643,7 +658,23 @@ class SQLiteStore(Store):
             f"RETURNING {_COLUMNS}",
             args,
         ).fetchone()
+        if row is not None and rate is not None:
+            self._count_start(job_id, rate, now)
         return None if row is None else _row_to_job(row, [_running_attempt(row)])
+
+    def _count_start(self, job_id: int, rate: Rate, now: float) -> None:
+        """A claimed job of a rate-limited class: its start counts against the rate (and
+        the starts of its group no claim counts any more go)."""
+        group = "(SELECT class_name, limit_key FROM jobs WHERE id = ?)"
+        self._write(
+            f"DELETE FROM starts WHERE (class_name, limit_key) = {group} AND started_at <= ?",
+            (job_id, ratewindow.prune_before(rate, now)),
+        )
+        self._write(
+            "INSERT INTO starts (class_name, limit_key, started_at) "
+            "SELECT class_name, limit_key, ? FROM jobs WHERE id = ?",
+            (now, job_id),
+        )
 
     def claim_oneshot(
         self, job_id: int, owner: str, worker_pid: int | None, now: float
@@ -852,29 +883,84 @@ class SQLiteStore(Store):
                 self.on_begin()
 
     def claim_next(
-        self, owner: str, worker_pid: int | None, now: float, limits: Mapping[str, int]
+        self,
+        owner: str,
+        worker_pid: int | None,
+        now: float,
+        limits: Mapping[str, int],
+        rates: Mapping[str, Rate] | None = None,
     ) -> JobInfo | None:
         self._begin()
-        full: list[str] = []
-        if limits:
-            names = list(limits)
-            counts = self._db.execute(
-                "SELECT class_name, count(*) FROM jobs WHERE state = 'running' "
-                f"AND class_name IN ({_placeholders(len(names))}) GROUP BY class_name",
-                names,
-            )
-            full = [name for name, running in counts if running >= limits[name]]
-        skip = f" AND class_name NOT IN ({_placeholders(len(full))})" if full else ""
+        full = self._held_back(limits, rates or {}, now)
+        skip = f" AND (class_name, limit_key) NOT IN (VALUES {_pairs(len(full))})" if full else ""
         row = self._db.execute(
-            f"SELECT id FROM jobs INDEXED BY jobs_ready WHERE state = 'queued' AND oneshot = 0"
-            f"{skip} ORDER BY priority, run_at, id LIMIT 1",
-            full,
+            f"SELECT id, class_name FROM jobs INDEXED BY jobs_ready WHERE state = 'queued' "
+            f"AND oneshot = 0{skip} ORDER BY priority, run_at, id LIMIT 1",
+            [part for pair in full for part in pair],
         ).fetchone()
         if row is None:
             return None
         # By id: a commit that fails is redone statement by statement, and must take the
         # job the daemon started, whatever another process did meanwhile.
-        return self.claim(int(row[0]), owner, worker_pid, now)
+        job = self.claim(int(row[0]), owner, worker_pid, now)
+        rate = (rates or {}).get(str(row[1]))
+        if job is not None and rate is not None:
+            self._count_start(job.id, rate, now)
+        return job
+
+    def _held_back(
+        self, limits: Mapping[str, int], rates: Mapping[str, Rate], now: float
+    ) -> list[tuple[str, str]]:
+        """The (class, limit key) groups at their concurrency limit or their rate now."""
+        full: list[tuple[str, str]] = []
+        if limits:
+            names = list(limits)
+            counts = self._db.execute(
+                "SELECT class_name, limit_key, count(*) FROM jobs WHERE state = 'running' "
+                f"AND class_name IN ({_placeholders(len(names))}) GROUP BY class_name, limit_key",
+                names,
+            )
+            full += [(name, key) for name, key, running in counts if running >= limits[name]]
+        for name, rate in rates.items():
+            started = self._db.execute(
+                "SELECT limit_key, count(*) FROM starts WHERE class_name = ? AND started_at > ? "
+                "GROUP BY limit_key",
+                (name, ratewindow.window_start(rate, now)),
+            )
+            full += [(name, key) for key, count in started if count >= rate.starts]
+        return full
+
+    def next_rate_slot(
+        self, rates: Mapping[str, Rate], now: float, job_id: int | None = None
+    ) -> float | None:
+        if not rates:
+            return None
+        names = list(rates)
+        marks = _placeholders(len(names))
+        if job_id is None:
+            groups = self._db.execute(
+                "SELECT DISTINCT class_name, limit_key FROM jobs INDEXED BY jobs_ready "
+                f"WHERE state = 'queued' AND oneshot = 0 AND class_name IN ({marks})",
+                names,
+            ).fetchall()
+        else:
+            groups = self._db.execute(
+                "SELECT class_name, limit_key FROM jobs WHERE id = ? "
+                f"AND state IN ('queued', 'scheduled') AND class_name IN ({marks})",
+                (job_id, *names),
+            ).fetchall()
+        slots = []
+        for name, key in groups:
+            rate = rates[name]
+            started = self._db.execute(
+                "SELECT started_at FROM starts WHERE class_name = ? AND limit_key = ? "
+                "AND started_at > ? ORDER BY started_at",
+                (name, key, ratewindow.window_start(rate, now)),
+            )
+            slot = ratewindow.next_slot(rate, [float(at) for (at,) in started])
+            if slot is not None:
+                slots.append(slot)
+        return min(slots, default=None)
 
     def promote_due(self, now: float) -> list[int]:
         # A NULL due time is a NaN that SQLite stored: due at once rather than never.

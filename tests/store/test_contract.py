@@ -286,15 +286,20 @@ def test_a_schema_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     finally:
         store.close()
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("6",)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("7",)
     check.close()
 
 
 def older_schema(version: int) -> str:
-    """schema.sql as it was: version 5 lacks jobs.cancel_reason and attempts.node, 4 also
-    the batch columns, 3 also jobs.trace, 2 also jobs.idempotency_key, 1 also jobs.outcome."""
-    text = SCHEMA.read_text().replace("'schema_version', '6'", f"'schema_version', '{version}'")
+    """schema.sql as it was: version 6 lacks jobs.limit_key, 5 also jobs.cancel_reason and
+    attempts.node, 4 also the batch columns, 3 also jobs.trace, 2 also
+    jobs.idempotency_key, 1 also jobs.outcome."""
+    text = SCHEMA.read_text().replace("'schema_version', '7'", f"'schema_version', '{version}'")
     # The last column goes with the comma before it.
+    text, dropped = re.subn(r",(\s+--[^\n]*)\n\s+limit_key TEXT[^\n]*\n", r"\1\n", text)
+    assert dropped == 1
+    if version == 6:
+        return text
     for column in ("cancel_reason TEXT", "node TEXT"):
         text, dropped = re.subn(rf",(\s+--[^\n]*)\n\s+{column}[^\n]*\n", r"\1\n", text)
         assert dropped == 1
@@ -343,7 +348,7 @@ def test_a_schema_2_database_gains_idempotency_keys(tmp_path: Path) -> None:
     finally:
         store.close()
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("6",)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("7",)
     check.close()
 
 
@@ -479,7 +484,7 @@ def test_a_schema_3_database_gains_trace_contexts(tmp_path: Path) -> None:
     finally:
         store.close()
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("6",)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("7",)
     check.close()
 
 
@@ -533,7 +538,7 @@ def test_a_schema_4_database_gains_batches(tmp_path: Path) -> None:
     finally:
         store.close()
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("6",)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("7",)
     kind = check.execute("SELECT typeof(batch_id) FROM jobs WHERE id = 2").fetchone()
     assert kind == ("integer",)
     check.close()
