@@ -15,6 +15,7 @@ the submits (`add`), whose clients are told their jobs were not stored.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import sqlite3
 import threading
@@ -38,6 +39,7 @@ from bgjobd.store.base import (
     UniqueTaken,
     WaitingEntry,
 )
+from bgjobd.store.pauses import held_back, pause_infos
 from bgjobd.store.rows import COLUMNS as _COLUMNS
 from bgjobd.store.rows import decode_error as _decode_error
 from bgjobd.store.rows import encode as _encode
@@ -53,6 +55,8 @@ from bgjobs.model import (
     JobState,
     NodeInfo,
     Outcome,
+    PauseInfo,
+    PauseKind,
 )
 
 _LIVE: Final = ", ".join(f"'{state.value}'" for state in sorted(LIVE_STATES))
@@ -850,6 +854,9 @@ class SQLiteStore(Store):
         self, owner: str, worker_pid: int | None, now: float, limits: Mapping[str, int]
     ) -> JobInfo | None:
         self._begin()
+        held = held_back(self._db.execute("SELECT kind, name FROM pauses"))
+        if held.everything:
+            return None
         full: list[str] = []
         if limits:
             names = list(limits)
@@ -859,17 +866,30 @@ class SQLiteStore(Store):
                 names,
             )
             full = [name for name, running in counts if running >= limits[name]]
+        full += held.classes
         skip = f" AND class_name NOT IN ({_placeholders(len(full))})" if full else ""
+        paused_queues = self._queue_clause(held.queues)
         row = self._db.execute(
             f"SELECT id FROM jobs INDEXED BY jobs_ready WHERE state = 'queued' AND oneshot = 0"
-            f"{skip} ORDER BY priority, run_at, id LIMIT 1",
-            full,
+            f"{skip}{paused_queues[0]} ORDER BY priority, run_at, id LIMIT 1",
+            (*full, *paused_queues[1]),
         ).fetchone()
         if row is None:
             return None
         # By id: a commit that fails is redone statement by statement, and must take the
         # job the daemon started, whatever another process did meanwhile.
         return self.claim(int(row[0]), owner, worker_pid, now)
+
+    def _queue_clause(self, paused: list[str]) -> tuple[str, list[Any]]:
+        """Paused queues, held back once jobs have a `queue` column (until then a queue's
+        pause is stored and shown only: no job is in a queue)."""
+        if not paused or not self._has_queue_column:
+            return "", []
+        return f" AND queue NOT IN ({_placeholders(len(paused))})", paused
+
+    @functools.cached_property
+    def _has_queue_column(self) -> bool:
+        return any(row[1] == "queue" for row in self._db.execute("PRAGMA table_info(jobs)"))
 
     def promote_due(self, now: float) -> list[int]:
         # A NULL due time is a NaN that SQLite stored: due at once rather than never.
@@ -928,6 +948,37 @@ class SQLiteStore(Store):
         changed = version != getattr(self, "_data_version", None)
         self._data_version = version
         return changed
+
+    # pauses ---------------------------------------------------------------------------------
+
+    def pause(self, kind: PauseKind, name: str, now: float) -> bool:
+        row = self._write(
+            "INSERT INTO pauses (kind, name, since) VALUES (?, ?, ?) "
+            "ON CONFLICT (kind, name) DO NOTHING RETURNING kind",
+            (kind.value, name, now),
+        ).fetchone()
+        return row is not None
+
+    def resume(self, kind: PauseKind, name: str) -> bool:
+        row = self._write(
+            "DELETE FROM pauses WHERE kind = ? AND name = ? RETURNING kind", (kind.value, name)
+        ).fetchone()
+        return row is not None
+
+    def pauses(self) -> list[PauseInfo]:
+        return pause_infos(
+            self._db.execute("SELECT kind, name, since FROM pauses ORDER BY kind, name")
+        )
+
+    # bulk actions ----------------------------------------------------------------------------
+
+    def matching_ids(self, query: JobQuery, after: int, limit: int) -> list[int]:
+        where, args = self._filters(query)
+        where = f"{where} AND id > ?" if where else "WHERE id > ?"
+        rows = self._db.execute(
+            f"SELECT id FROM jobs {where} ORDER BY id LIMIT ?", (*args, after, limit)
+        )
+        return [int(job_id) for (job_id,) in rows]
 
     # nodes ---------------------------------------------------------------------------------
 
