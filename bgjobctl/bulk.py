@@ -45,7 +45,7 @@ def confirm(ctx: CommandContext, verb: str, states: list[JobState]) -> int:
     """How many jobs match, once the user agreed to `verb` them (0: nothing to ask)."""
     args = ctx.args
     matching = ctx.client.list_jobs(
-        states=states, class_name=args.class_name, search=args.search, limit=0
+        states=states, class_name=args.class_name, search=args.search, limit=1
     ).total
     if matching == 0 or args.yes:
         return matching

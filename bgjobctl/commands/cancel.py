@@ -35,16 +35,12 @@ def run(ctx: CommandContext) -> int:
 def _cancel_matching(ctx: CommandContext) -> int:
     args = ctx.args
     states = bulk.states_of(args, LIVE_STATES)
-    matching = bulk.confirm(ctx, "cancel", states)
-    if matching == 0:
-        done = None
-    else:
-        done = ctx.client.cancel_matching(states, args.class_name, args.search)
+    bulk.confirm(ctx, "cancel", states)
+    # Sent when nothing matched too: the daemon says if the class is unknown.
+    done = ctx.client.cancel_matching(states, args.class_name, args.search)
     if ctx.json:
-        ctx.print_json(
-            {"cancelled": done.done if done else 0, "skipped": done.skipped if done else 0}
-        )
-    elif done is None:
+        ctx.print_json({"cancelled": done.done, "skipped": done.skipped})
+    elif not done.done and not done.skipped:
         ctx.print(f"no job matches ({bulk.describe(args, states)}): nothing cancelled")
     else:
         skipped = f"; {done.skipped} skipped (they ended meanwhile)" if done.skipped else ""

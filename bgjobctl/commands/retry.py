@@ -54,19 +54,14 @@ def _retry_failed(ctx: CommandContext) -> int:
 def _retry_matching(ctx: CommandContext) -> int:
     args = ctx.args
     states = bulk.states_of(args, [JobState.FAILED])
-    matching = bulk.confirm(ctx, "retry", states)
-    done = ctx.client.retry_matching(states, args.class_name, args.search) if matching else None
+    bulk.confirm(ctx, "retry", states)
+    # Sent when nothing matched too: the daemon says if the class is unknown.
+    done = ctx.client.retry_matching(states, args.class_name, args.search)
     if ctx.json:
-        ctx.print_json(
-            {"retried": done.done if done else 0, "skipped": done.skipped if done else 0}
-        )
-    elif done is None:
+        ctx.print_json({"retried": done.done, "skipped": done.skipped})
+    elif not done.done and not done.skipped:
         ctx.print(f"no job matches ({bulk.describe(args, states)}): nothing retried")
     else:
-        skipped = (
-            f"; {done.skipped} skipped (changed meanwhile, or not retryable)"
-            if done.skipped
-            else ""
-        )
+        skipped = f"; {done.skipped} skipped (changed, or not retryable)" if done.skipped else ""
         ctx.print(f"retried {done.done} job(s){skipped}")
     return ExitCode.OK
