@@ -4,6 +4,10 @@ matches a filter, after a count and a confirmation (`--yes` off a terminal)."""
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
+import sys
 from pathlib import Path
 
 from bgjobctl.client import Client
@@ -88,3 +92,37 @@ def test_bad_bulk_requests_change_nothing(workspace: Workspace) -> None:
     assert workspace.bgjobctl("cancel", "1", "--class", "Echo").returncode == 2
     assert workspace.bgjobctl("retry", "--all-failed", "--search", "x").returncode == 2
     assert client.get(kept).state is JobState.SCHEDULED
+
+
+def _answered(workspace: Workspace, answer: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """bgjobctl with a terminal as its stdin, to which `answer` is typed."""
+    primary, secondary = pty.openpty()
+    try:
+        os.write(primary, answer.encode() + b"\n")
+        return subprocess.run(
+            [sys.executable, "-m", "bgjobctl", *args],
+            check=False,
+            cwd=workspace.root,
+            env=workspace.env,
+            stdin=secondary,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(primary)
+        os.close(secondary)
+
+
+def test_on_a_terminal_bulk_cancel_asks_first(workspace: Workspace) -> None:
+    workspace.start_daemon()
+    client = workspace.client()
+    ids = [later(client, "Echo", "x") for _ in range(2)]
+    declined = _answered(workspace, "n", "cancel", "--class", "Echo")
+    assert declined.returncode == 1, declined.stderr
+    assert "cancel 2 matching job(s)" in declined.stderr and "nothing cancelled" in declined.stderr
+    assert states(client, ids) == [JobState.SCHEDULED] * 2
+    agreed = _answered(workspace, "y", "cancel", "--class", "Echo")
+    assert agreed.returncode == 0, agreed.stderr
+    assert "cancelled 2 job(s)" in agreed.stdout
+    assert states(client, ids) == [JobState.CANCELLED] * 2

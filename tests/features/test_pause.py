@@ -88,3 +88,12 @@ def test_bad_pause_requests_change_nothing(workspace: Workspace) -> None:
     assert workspace.bgjobctl("pause", "--class", "Echo", "--all").returncode == 2
     assert workspace.bgjobctl("pause", "--queue", "").returncode == 2
     assert "paused: nothing" in workspace.bgjobctl("stats").stdout
+
+
+def test_run_job_runs_a_paused_class_and_says_so(workspace: Workspace) -> None:
+    workspace.start_daemon()
+    assert workspace.bgjobctl("pause", "--class", "Echo").returncode == 0
+    ran = workspace.run_job("Echo", "handle", "hi")
+    assert ran.returncode == 0, ran.stderr
+    assert "class Echo paused; run_job.py runs it anyway" in ran.stderr
+    assert "succeeded" in ran.stdout
