@@ -334,7 +334,8 @@ class Dispatcher:
         ahead of it (as far as the last claim knows), is stored as already running (no
         claim follows) and starts once committed (`start_stored`, or `give_back` if the
         commit failed). Never for a class with a limit: only a claim counts its running
-        jobs (and starts) across every node."""
+        jobs (and starts) across every node; nor while any pause is stored: a claim checks
+        them."""
         eligible = (
             row.state is JobState.QUEUED
             and not self._draining
@@ -342,6 +343,7 @@ class Dispatcher:
             and not self._may_claim
             and row.class_name not in self.limits
             and row.class_name not in self.rates
+            and not self._store.pauses()
         )
         worker = self._pool.take_idle() if eligible else None
         if worker is not None:

@@ -33,7 +33,7 @@ from bgjobd.store.base import KeyTaken, NewJob, Store, UniqueTaken
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobs.config import Config, load_config
 from bgjobs.errors import BgjobsError, ExitCode, RefusedError, UsageError
-from bgjobs.model import ChainLink, JobInfo, JobSpec, JobState
+from bgjobs.model import ChainLink, JobInfo, JobSpec, JobState, PauseKind
 from bgjobs.params import parse_delay, parse_json_params, split_params
 from bgjobs.rates import Rate
 
@@ -212,9 +212,24 @@ class OneShot:
             self.log.info(
                 label, f"job {ids[0]} run by {PROG} (params: {describe_params(first.params)})"
             )
+        self._note_pause(first)
         final = await self._burst(OwnJobs(self.store, ids))
         report(final)
         return ExitCode.OK if final.state is JobState.SUCCEEDED else ExitCode.FAILED
+
+    def _note_pause(self, first: NewJob) -> None:
+        """A pause holds back the daemons' claims, not this runner: `run_job.py` is an
+        explicit foreground command and runs its job anyway, saying so."""
+        pauses = [
+            pause
+            for pause in self.store.pauses()
+            if pause.kind is PauseKind.ALL
+            or (pause.kind is PauseKind.CLASS and pause.name == first.class_name)
+        ]
+        if pauses:
+            why = f"{pauses[0].label} paused; {PROG} runs it anyway (a foreground run)"
+            self.log.warning(f"{first.class_name}::{first.method}", why)
+            print(f"{PROG}: {why}", file=sys.stderr)
 
     async def _burst(self, own: OwnJobs) -> JobInfo:
         """Run the jobs to their end on the engine, with one worker."""

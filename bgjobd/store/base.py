@@ -14,7 +14,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bgjobs.model import ErrorInfo, JobInfo, JobState, NodeInfo, Outcome, Priority
+from bgjobs.model import (
+    ErrorInfo,
+    JobInfo,
+    JobState,
+    NodeInfo,
+    Outcome,
+    PauseInfo,
+    PauseKind,
+    Priority,
+)
 from bgjobs.rates import Rate
 
 
@@ -309,9 +318,10 @@ class Store(abc.ABC):
         """Take the first queued job (priority, then due time, then id) whose class is
         under its limit (`limits`: class -> most running at once, counted over every
         runner sharing the store) and its rate (`rates`: class -> most starts within any
-        window of the rate's length, counted over every runner) and start its next attempt
-        as `owner`'s; None if there is none. Both count per (class, limit key). Atomic
-        against every other process sharing the store."""
+        window of the rate's length, counted over every runner), and that no pause holds
+        back (`pauses`), and start its next attempt as `owner`'s; None if there is none.
+        Limits and rates count per (class, limit key). Atomic against every other process
+        sharing the store."""
 
     @abc.abstractmethod
     def next_rate_slot(
@@ -405,6 +415,29 @@ class Store(abc.ABC):
         """Give back the space of a write-ahead log (a backend without one: nothing to do).
         Blocking: run it on a thread."""
         return True
+
+    # pauses ---------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def pause(self, kind: PauseKind, name: str, now: float) -> bool:
+        """Store a pause (`name` empty for ALL): from its commit no `claim_next` of any
+        process takes a job it names (running ones go on). False if it was there already."""
+
+    @abc.abstractmethod
+    def resume(self, kind: PauseKind, name: str) -> bool:
+        """Remove a pause; False if there was none."""
+
+    @abc.abstractmethod
+    def pauses(self) -> list[PauseInfo]:
+        """The pauses in force, by kind and name."""
+
+    # bulk actions ----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def matching_ids(self, query: JobQuery, after: int, limit: int) -> list[int]:
+        """The ids above `after` of the jobs matching `query` (its states, class and
+        search; not its paging), in id order, at most `limit`: a bulk action's next page,
+        stable while the action changes the states of those before it."""
 
     # outputs -------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ its own WAL and checks its own pages, and a failed COMMIT is reported, never hal
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +46,7 @@ from bgjobd.store.base import (
     UniqueTaken,
     WaitingEntry,
 )
+from bgjobd.store.pauses import HeldBack, held_back, pause_infos
 from bgjobd.store.rows import (
     COLUMNS,
     decode_error,
@@ -54,7 +56,16 @@ from bgjobd.store.rows import (
     running_attempt,
     time_of,
 )
-from bgjobs.model import FINAL_STATES, AttemptInfo, JobInfo, JobState, NodeInfo, Outcome
+from bgjobs.model import (
+    FINAL_STATES,
+    AttemptInfo,
+    JobInfo,
+    JobState,
+    NodeInfo,
+    Outcome,
+    PauseInfo,
+    PauseKind,
+)
 from bgjobs.rates import Rate
 
 SCHEMA: Final = Path(__file__).with_name("schema_postgres.sql")
@@ -109,9 +120,15 @@ class PostgresStore(Store):
                         f"schema {self.schema!r} is of version {version}, newer than this "
                         f"bgjobd's ({SCHEMA_VERSION}): upgrade bgjobs"
                     )
-                if version == SCHEMA_VERSION:
+                if version == SCHEMA_VERSION and self._has_added_tables():
                     return
             self._db.execute(SCHEMA.read_text().encode())
+
+    def _has_added_tables(self) -> bool:
+        """Whether a schema of this version has the tables added to it since (`pauses`);
+        if not, the schema file, every statement of which may run again, adds them."""
+        found = self._db.execute("SELECT to_regclass('pauses') IS NOT NULL").fetchone()
+        return bool(found and found[0])
 
     # transactions ------------------------------------------------------------------------
 
@@ -696,16 +713,26 @@ class PostgresStore(Store):
         Limits and rates count per (class, limit key), each such group with a lock of its
         own."""
         self._begin()
+        paused = self._paused()
+        if paused.everything:
+            return None
         rates = rates or {}
         full = self._held_back(limits, rates, now)
+        paused_queues = self._queue_clause(paused.queues)
         while True:
             row = self._read(
                 "SELECT id, class_name, limit_key FROM jobs WHERE state = 'queued' "
-                "AND NOT oneshot AND NOT EXISTS (SELECT FROM unnest(%s::text[], %s::text[]) "
+                "AND NOT oneshot AND class_name <> ALL(%s::text[]) "
+                "AND NOT EXISTS (SELECT FROM unnest(%s::text[], %s::text[]) "
                 "AS held (class_name, limit_key) WHERE held.class_name = jobs.class_name "
-                "AND held.limit_key = jobs.limit_key) ORDER BY priority, run_at, id LIMIT 1 "
-                "FOR UPDATE SKIP LOCKED",
-                ([name for name, _ in full], [key for _, key in full]),
+                f"AND held.limit_key = jobs.limit_key){paused_queues[0]} "
+                "ORDER BY priority, run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                (
+                    paused.classes,
+                    [name for name, _ in full],
+                    [key for _, key in full],
+                    *paused_queues[1],
+                ),
             ).fetchone()
             if row is None:
                 return None
@@ -749,6 +776,26 @@ class PostgresStore(Store):
             )
             full += [(name, key) for key, count in started if count >= rate.starts]
         return full
+
+    def _paused(self) -> HeldBack:
+        """What the stored pauses hold back."""
+        return held_back(self._read("SELECT kind, name FROM pauses").fetchall())
+
+    def _queue_clause(self, paused: list[str]) -> tuple[str, list[Any]]:
+        """Paused queues, held back once jobs have a `queue` column (until then a queue's
+        pause is stored and shown only: no job is in a queue)."""
+        if not paused or not self._has_queue_column:
+            return "", []
+        return " AND queue <> ALL(%s::text[])", [paused]
+
+    @functools.cached_property
+    def _has_queue_column(self) -> bool:
+        found = self._read(
+            "SELECT count(*) FROM information_schema.columns WHERE table_schema = %s "
+            "AND table_name = 'jobs' AND column_name = 'queue'",
+            (self.schema,),
+        ).fetchone()
+        return bool(found and found[0])
 
     def _slot_free(
         self, class_name: str, key: str, limit: int | None, rate: Rate | None, now: float
@@ -869,6 +916,35 @@ class PostgresStore(Store):
         mine = self._db.info.backend_pid
         notices = list(self._db.notifies(timeout=0))
         return any(notice.pid != mine for notice in notices)
+
+    # pauses ---------------------------------------------------------------------------------
+
+    def pause(self, kind: PauseKind, name: str, now: float) -> bool:
+        row = self._write(
+            "INSERT INTO pauses (kind, name, since) VALUES (%s, %s, %s) "
+            "ON CONFLICT (kind, name) DO NOTHING RETURNING kind",
+            (kind.value, name, now),
+        ).fetchone()
+        return row is not None
+
+    def resume(self, kind: PauseKind, name: str) -> bool:
+        row = self._write(
+            "DELETE FROM pauses WHERE kind = %s AND name = %s RETURNING kind", (kind.value, name)
+        ).fetchone()
+        return row is not None
+
+    def pauses(self) -> list[PauseInfo]:
+        return pause_infos(self._read("SELECT kind, name, since FROM pauses ORDER BY kind, name"))
+
+    # bulk actions ----------------------------------------------------------------------------
+
+    def matching_ids(self, query: JobQuery, after: int, limit: int) -> list[int]:
+        where, args = _filters(query)
+        where = f"{where} AND id > %s" if where else "WHERE id > %s"
+        rows = self._read(
+            f"SELECT id FROM jobs {where} ORDER BY id LIMIT %s", (*args, after, limit)
+        )
+        return [int(job_id) for (job_id,) in rows]
 
     # nodes ---------------------------------------------------------------------------------
 

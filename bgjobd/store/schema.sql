@@ -107,6 +107,15 @@ CREATE TABLE IF NOT EXISTS nodes (
     workers_total INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 
+-- Pauses (`bgjobctl pause`): no claim, by any process, takes a job that one names. `kind`
+-- is 'all' (name ''), 'class' or 'queue' (a job's queue, once jobs have that column).
+CREATE TABLE IF NOT EXISTS pauses (
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    since REAL NOT NULL,
+    PRIMARY KEY (kind, name)
+) WITHOUT ROWID;
+
 -- outputs ----------------------------------------------------------------------------------
 -- The end of each attempt's captured output (at most `bgjobd.capture.STORED_TAIL_BYTES`),
 -- so that any node can show a job's output, also one whose output file is on another

@@ -160,3 +160,14 @@ CREATE TABLE IF NOT EXISTS starts (
     started_at DOUBLE PRECISION NOT NULL
 );
 CREATE INDEX IF NOT EXISTS starts_by_group ON starts (class_name, limit_key, started_at);
+
+-- Pauses (see schema.sql's `pauses`). PostgresStore also creates the table in a schema of
+-- version 1 made before it existed. A change wakes the other nodes (a resume: claim now).
+CREATE TABLE IF NOT EXISTS pauses (
+    kind TEXT COLLATE "C" NOT NULL,
+    name TEXT COLLATE "C" NOT NULL,
+    since DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (kind, name)
+);
+CREATE OR REPLACE TRIGGER pauses_changed AFTER INSERT OR UPDATE OR DELETE ON pauses
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_change();

@@ -15,6 +15,7 @@ the submits (`add`), whose clients are told their jobs were not stored.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import sqlite3
 import threading
@@ -39,6 +40,7 @@ from bgjobd.store.base import (
     UniqueTaken,
     WaitingEntry,
 )
+from bgjobd.store.pauses import held_back, pause_infos
 from bgjobd.store.rows import COLUMNS as _COLUMNS
 from bgjobd.store.rows import decode_error as _decode_error
 from bgjobd.store.rows import encode as _encode
@@ -54,6 +56,8 @@ from bgjobs.model import (
     JobState,
     NodeInfo,
     Outcome,
+    PauseInfo,
+    PauseKind,
 )
 from bgjobs.rates import Rate
 
@@ -891,12 +895,20 @@ class SQLiteStore(Store):
         rates: Mapping[str, Rate] | None = None,
     ) -> JobInfo | None:
         self._begin()
+        held = held_back(self._db.execute("SELECT kind, name FROM pauses"))
+        if held.everything:
+            return None
         full = self._held_back(limits, rates or {}, now)
         skip = f" AND (class_name, limit_key) NOT IN (VALUES {_pairs(len(full))})" if full else ""
+        args: list[Any] = [part for pair in full for part in pair]
+        if held.classes:
+            skip += f" AND class_name NOT IN ({_placeholders(len(held.classes))})"
+            args += held.classes
+        paused_queues = self._queue_clause(held.queues)
         row = self._db.execute(
             f"SELECT id, class_name FROM jobs INDEXED BY jobs_ready WHERE state = 'queued' "
-            f"AND oneshot = 0{skip} ORDER BY priority, run_at, id LIMIT 1",
-            [part for pair in full for part in pair],
+            f"AND oneshot = 0{skip}{paused_queues[0]} ORDER BY priority, run_at, id LIMIT 1",
+            (*args, *paused_queues[1]),
         ).fetchone()
         if row is None:
             return None
@@ -962,6 +974,17 @@ class SQLiteStore(Store):
                 slots.append(slot)
         return min(slots, default=None)
 
+    def _queue_clause(self, paused: list[str]) -> tuple[str, list[Any]]:
+        """Paused queues, held back once jobs have a `queue` column (until then a queue's
+        pause is stored and shown only: no job is in a queue)."""
+        if not paused or not self._has_queue_column:
+            return "", []
+        return f" AND queue NOT IN ({_placeholders(len(paused))})", paused
+
+    @functools.cached_property
+    def _has_queue_column(self) -> bool:
+        return any(row[1] == "queue" for row in self._db.execute("PRAGMA table_info(jobs)"))
+
     def promote_due(self, now: float) -> list[int]:
         # A NULL due time is a NaN that SQLite stored: due at once rather than never.
         rows = self._write(
@@ -1019,6 +1042,37 @@ class SQLiteStore(Store):
         changed = version != getattr(self, "_data_version", None)
         self._data_version = version
         return changed
+
+    # pauses ---------------------------------------------------------------------------------
+
+    def pause(self, kind: PauseKind, name: str, now: float) -> bool:
+        row = self._write(
+            "INSERT INTO pauses (kind, name, since) VALUES (?, ?, ?) "
+            "ON CONFLICT (kind, name) DO NOTHING RETURNING kind",
+            (kind.value, name, now),
+        ).fetchone()
+        return row is not None
+
+    def resume(self, kind: PauseKind, name: str) -> bool:
+        row = self._write(
+            "DELETE FROM pauses WHERE kind = ? AND name = ? RETURNING kind", (kind.value, name)
+        ).fetchone()
+        return row is not None
+
+    def pauses(self) -> list[PauseInfo]:
+        return pause_infos(
+            self._db.execute("SELECT kind, name, since FROM pauses ORDER BY kind, name")
+        )
+
+    # bulk actions ----------------------------------------------------------------------------
+
+    def matching_ids(self, query: JobQuery, after: int, limit: int) -> list[int]:
+        where, args = self._filters(query)
+        where = f"{where} AND id > ?" if where else "WHERE id > ?"
+        rows = self._db.execute(
+            f"SELECT id FROM jobs {where} ORDER BY id LIMIT ?", (*args, after, limit)
+        )
+        return [int(job_id) for (job_id,) in rows]
 
     # nodes ---------------------------------------------------------------------------------
 
