@@ -16,11 +16,13 @@ import msgspec
 from bgjobctl.address import Address
 from bgjobctl.replies import expect
 from bgjobs.errors import DaemonUnreachable, ProtocolError
-from bgjobs.model import JobEvent, JobInfo, JobSpec, JobState, Stats
+from bgjobs.model import JobEvent, JobInfo, JobSpec, JobState, PauseKind, Stats
 from bgjobs.protocol import (
     MAX_REPLY_FRAME_BYTES,
     PROTOCOL_VERSION,
+    BulkDone,
     Cancel,
+    CancelMatching,
     Event,
     FrameEncoder,
     FrameError,
@@ -38,6 +40,8 @@ from bgjobs.protocol import (
     LogChunk,
     NodeList,
     OutputChunk,
+    PauseJobs,
+    PauseReply,
     Ping,
     Pong,
     Prune,
@@ -47,6 +51,7 @@ from bgjobs.protocol import (
     RetriedMany,
     RetryFailed,
     RetryJob,
+    RetryMatching,
     ScheduleInfo,
     ScheduleList,
     StatsReply,
@@ -299,6 +304,34 @@ class Client:
 
     def retry(self, job_id: int) -> JobInfo:
         return self._call(RetryJob(job_id=job_id), JobReply).job
+
+    def pause(self, kind: PauseKind, name: str = "", *, resume: bool = False) -> PauseReply:
+        """Pause (or resume) claiming the jobs of a class, a queue, or all."""
+        return self._call(PauseJobs(kind=kind, name=name, resume=resume), PauseReply)
+
+    def cancel_matching(
+        self,
+        states: Sequence[JobState] = (),
+        class_name: str | None = None,
+        search: str | None = None,
+        queue: str | None = None,
+    ) -> BulkDone:
+        request = CancelMatching(
+            states=list(states), class_name=class_name, search=search, queue=queue
+        )
+        return self._call(request, BulkDone)
+
+    def retry_matching(
+        self,
+        states: Sequence[JobState] = (),
+        class_name: str | None = None,
+        search: str | None = None,
+        queue: str | None = None,
+    ) -> BulkDone:
+        request = RetryMatching(
+            states=list(states), class_name=class_name, search=search, queue=queue
+        )
+        return self._call(request, BulkDone)
 
     def retry_failed(self, class_name: str | None = None) -> list[int]:
         return self._call(RetryFailed(class_name=class_name), RetriedMany).ids

@@ -60,10 +60,19 @@ class Actions:
             raise InvalidState(ErrorCode.INVALID_STATE, f"job {job_id} already {job.state.value}")
         if job.state is JobState.RUNNING:
             return await self._cancel_running(job, reason)
+        if self.cancel_waiting(job, reason) is None:  # it started meanwhile
+            return await self.cancel(job_id, reason)
+        await self._journal.committed()
+        return self._get(job_id)
+
+    def cancel_waiting(self, job: JobInfo, reason: str) -> JobInfo | None:
+        """Cancel a job that waits (not running), with what follows for its chain and
+        batch, in the open transaction; None if it is no longer waiting."""
+        job_id = job.id
         recorded = batches.cancel_reason(job, reason)
         cancelled = self._store.cancel_waiting(job_id, recorded, time.time())
-        if cancelled is None:  # it started meanwhile
-            return await self.cancel(job_id, reason)
+        if cancelled is None:
+            return None
         self._log.warning(job.label, f"job {job_id} cancelled while {job.state.value} ({reason})")
         for link_id in outcomes.end_chain(self._store, self._log, cancelled):
             self._publisher.later_by_id(link_id)
@@ -74,8 +83,7 @@ class Actions:
         for other_id in followup.cancelled:
             self._publisher.later_by_id(other_id)
         self._publisher.later(cancelled)
-        await self._journal.committed()
-        return self._get(job_id)
+        return cancelled
 
     def attempt_recorded(self, job_id: int) -> None:
         """The job's attempt was recorded: a cancel waiting for it answers once that is
@@ -126,6 +134,20 @@ class Actions:
                 ErrorCode.INVALID_STATE,
                 f"job {job_id} is {job.state.value}; only failed or cancelled jobs are retried",
             )
+        requeued = self.requeue(job)
+        await self._journal.committed()
+        self.published(requeued)
+        self._dispatcher.wake()
+        return requeued
+
+    def published(self, job: JobInfo) -> None:
+        """Announce a job changed by an action, once its change is committed."""
+        self._publisher.later(job)
+
+    def requeue(self, job: JobInfo) -> JobInfo:
+        """Queue a failed or cancelled job again, with its chain and batch, in the open
+        transaction (the caller publishes it once committed); InvalidState if it may not."""
+        job_id = job.id
         refusal = batches.retry_refusal(job)
         if refusal:
             raise InvalidState(ErrorCode.INVALID_STATE, refusal)
@@ -141,9 +163,6 @@ class Actions:
         chains.revive_rest(self._store, job)
         batches.revive(self._store, job)
         self._log.info(job.label, f"job {job_id} retried with fresh attempts")
-        await self._journal.committed()
-        self._publisher.later(requeued)
-        self._dispatcher.wake()
         return requeued
 
     async def retry_failed(self, class_name: str | None) -> list[int]:

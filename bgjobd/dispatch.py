@@ -33,9 +33,17 @@ from bgjobd.duetimer import DueTimer
 from bgjobd.joblog import NO_JOB, JobLog
 from bgjobd.publisher import Publisher
 from bgjobd.store.base import NewJob, Store
+from bgjobd.store.sqlite import is_busy
 from bgjobd.workers import WorkerProcess
 from bgjobs.model import DEFAULT_QUEUE, ErrorInfo, JobInfo, JobState, Outcome
+from bgjobs.rates import Rate
 
+UNRECORDED_RETRY_SECONDS: Final = 1.0
+"""How often the ends of attempts that found the store busy are offered to it again."""
+RATE_SLOT_LATE_SECONDS: Final = 0.001
+"""The rate timer fires this long after a window frees a start: never before it (the
+store's clock and the loop's may differ by rounding), which would claim nothing and re-arm
+the timer for the same instant."""
 CHANGES_POLL_SECONDS: Final = 0.05
 """How often the store's change counter is read: the delay before a job submitted through
 another node (or a cancel sent to one) is seen here, when it did not wake us itself."""
@@ -47,10 +55,21 @@ class Claims(Protocol):
     """The jobs a dispatcher takes, and their due times."""
 
     def claim(
-        self, owner: str, worker_pid: int, now: float, limits: Mapping[str, int], queue: str
+        self,
+        owner: str,
+        worker_pid: int,
+        now: float,
+        limits: Mapping[str, int],
+        queue: str,
+        *,
+        rates: Mapping[str, Rate] | None = None,
     ) -> JobInfo | None:
-        """Start the next job's attempt of `queue` as `owner`'s, honouring `limits` across
-        every process; None if there is none to start now."""
+        """Start the next job's attempt of `queue` as `owner`'s, honouring `limits` and
+        `rates` across every process; None if there is none to start now."""
+        ...
+
+    def next_rate_slot(self, rates: Mapping[str, Rate], now: float) -> float | None:
+        """When a start frees for a job that waits for its class's rate, if one does."""
         ...
 
     def waiting(self, most: int, queue: str) -> int:
@@ -73,9 +92,19 @@ class SharedQueue:
         self._store = store
 
     def claim(
-        self, owner: str, worker_pid: int, now: float, limits: Mapping[str, int], queue: str
+        self,
+        owner: str,
+        worker_pid: int,
+        now: float,
+        limits: Mapping[str, int],
+        queue: str,
+        *,
+        rates: Mapping[str, Rate] | None = None,
     ) -> JobInfo | None:
-        return self._store.claim_next(owner, worker_pid, now, limits, queue=queue)
+        return self._store.claim_next(owner, worker_pid, now, limits, rates, queue=queue)
+
+    def next_rate_slot(self, rates: Mapping[str, Rate], now: float) -> float | None:
+        return self._store.next_rate_slot(rates, now)
 
     def waiting(self, most: int, queue: str) -> int:
         return len(self._store.queued_in_order(most, queue))
@@ -116,6 +145,7 @@ class Dispatcher:
         record: Record,
         claims: Claims | None = None,
         queues: Mapping[str, int] | None = None,
+        rates: Mapping[str, Rate] | None = None,
     ) -> None:
         """`queues`: each queue's slots (by default the pool's size, all `default`'s)."""
         self._store = store
@@ -126,6 +156,11 @@ class Dispatcher:
         self._owner = owner
         self.limits = limits
         """Per-class concurrency limits (`max_concurrency`, 1 for `overlap = false`)."""
+        self.rates: Mapping[str, Rate] = rates or {}
+        """Per-class rate limits (`rate_limit`)."""
+        self._rate_timer: asyncio.TimerHandle | None = None
+        """Armed while a job waits for its rate: when the window frees a start for it."""
+        self._rate_timer_at = float("inf")
         self._publisher = publisher
         self._record = record
         self.due = DueTimer(self._claims, self._on_due)
@@ -141,6 +176,9 @@ class Dispatcher:
         self._all_ended.set()
         self._draining = False
         self._watcher: asyncio.Task[None] | None = None
+        self._unrecorded: list[tuple[JobInfo, AttemptResult]] = []
+        """Ends of attempts that found the store locked, to offer it again."""
+        self._retry_timer: asyncio.TimerHandle | None = None
 
     # start and stop ----------------------------------------------------------------------
 
@@ -155,6 +193,7 @@ class Dispatcher:
         (they stay queued for the next start without losing an attempt)."""
         self._draining = True
         self.due.stop()
+        self._disarm_rate_timer()
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -280,17 +319,52 @@ class Dispatcher:
 
     def _claim(self, worker: WorkerProcess, slots: QueueSlots) -> JobInfo | None:
         try:
-            job = self._claims.claim(self._owner, worker.pid, time.time(), self.limits, slots.name)
+            job = self._claims.claim(
+                self._owner, worker.pid, time.time(), self.limits, slots.name, rates=self.rates
+            )
         except Exception as exc:  # noqa: BLE001  # one claim's trouble must not stop the daemon
             self._log.error(NO_JOB, f"claiming a job failed: {exc!r}")
             job = None
         if job is None:
             slots.may_claim = False
+            self._arm_rate_timer()
             return None
         # The claim commits with the next batch; the attempt does not wait for it. A crash
         # before that re-runs the job from `queued`.
         self._publisher.later(job)
         return job
+
+    # rates ---------------------------------------------------------------------------------
+
+    def _arm_rate_timer(self) -> None:
+        """A claim found nothing: if a job waits for its rate, wake when a start frees for
+        it (no store change announces that)."""
+        if not self.rates or self._draining:
+            return
+        try:
+            slot = self._claims.next_rate_slot(self.rates, time.time())
+        except Exception as exc:  # noqa: BLE001  # the next claim that finds nothing retries
+            self._log.error(NO_JOB, f"reading the rate limits' windows failed: {exc!r}")
+            return
+        if slot is None or slot >= self._rate_timer_at:
+            return
+        self._disarm_rate_timer()
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, slot - time.time()) + RATE_SLOT_LATE_SECONDS
+        self._rate_timer = loop.call_later(delay, self._rate_slot_freed)
+        self._rate_timer_at = slot
+
+    def _disarm_rate_timer(self) -> None:
+        if self._rate_timer is not None:
+            self._rate_timer.cancel()
+            self._rate_timer = None
+        self._rate_timer_at = float("inf")
+
+    def _rate_slot_freed(self) -> None:
+        self._rate_timer = None
+        self._rate_timer_at = float("inf")
+        if not self._draining:
+            self.wake()
 
     # the submit's fast path ----------------------------------------------------------------
 
@@ -299,7 +373,8 @@ class Dispatcher:
         queue and no job queued ahead of it there (as far as the last claim knows), is
         stored as already running (no claim follows) and starts once committed
         (`start_stored`, or `give_back` if the commit failed). Never for a class with a
-        limit: only a claim counts its running jobs across every node."""
+        limit: only a claim counts its running jobs (and starts) across every node; nor
+        while any pause is stored: a claim checks them."""
         slots = self.queues.get(row.queue)
         eligible = (
             slots is not None
@@ -308,6 +383,8 @@ class Dispatcher:
             and slots.free > 0
             and not slots.may_claim
             and row.class_name not in self.limits
+            and row.class_name not in self.rates
+            and not self._store.pauses()
         )
         worker = self._pool.take_idle() if eligible else None
         if worker is not None and slots is not None:
@@ -347,6 +424,9 @@ class Dispatcher:
         try:
             self._record(job, result)
         except Exception as exc:  # noqa: BLE001  # one job's trouble must not stop the daemon
+            if is_busy(exc):
+                self._record_later(job, result, exc)
+                return
             try:
                 self._internal_error(job, exc)
             except Exception as again:  # noqa: BLE001  # e.g. the store itself is failing
@@ -358,6 +438,35 @@ class Dispatcher:
             if job.class_name in self.limits:
                 self.notice_work()  # a job its limit held back may go now, in any queue
             self._free_slot(worker, slots)
+
+    def _record_later(self, job: JobInfo, result: AttemptResult, exc: Exception) -> None:
+        """The store stayed locked by another process past its wait (a node stopped while
+        it wrote): the end is kept and offered again until the store takes it (or, fenced,
+        refuses it), rather than failing the job or leaving it running for ever."""
+        self._log.warning(
+            job.label, f"job {job.id}: the store is busy ({exc}); its end is recorded later"
+        )
+        self._unrecorded.append((job, result))
+        if self._retry_timer is None:
+            loop = asyncio.get_running_loop()
+            self._retry_timer = loop.call_later(UNRECORDED_RETRY_SECONDS, self._record_unrecorded)
+
+    def _record_unrecorded(self) -> None:
+        self._retry_timer = None
+        pending, self._unrecorded = self._unrecorded, []
+        for job, result in pending:
+            try:
+                self._record(job, result)
+            except Exception as exc:  # noqa: BLE001  # kept again, or said
+                if is_busy(exc):
+                    self._unrecorded.append((job, result))
+                else:
+                    self._log.error(NO_JOB, f"job {job.id}: could not record its end: {exc!r}")
+        if self._unrecorded:
+            loop = asyncio.get_running_loop()
+            self._retry_timer = loop.call_later(UNRECORDED_RETRY_SECONDS, self._record_unrecorded)
+        else:
+            self.pump()
 
     def _internal_error(self, job: JobInfo, exc: Exception) -> None:
         self._log.error(NO_JOB, f"job {job.id}: internal error: {exc!r}")

@@ -74,6 +74,7 @@ class Engine:
             record=self.record_attempt,
             claims=claims,
             queues=config.queue_workers if claims is None else None,
+            rates=config.rate_limits,
         )
         self.intake = Intake(
             config=config,
@@ -126,6 +127,7 @@ class Engine:
         self.attempts.config = config
         self.attempts.pool.reconfigure(config)
         self.dispatcher.limits = config.concurrency_limits
+        self.dispatcher.rates = config.rate_limits
         self.wake()
 
     async def drain(self, timeout: float) -> None:

@@ -46,6 +46,7 @@ class Leases:
             workers_total=engine.attempts.pool.size,
         )
         self._task: asyncio.Task[None] | None = None
+        self._last_beat = now
 
     @property
     def _lease(self) -> float:
@@ -90,6 +91,8 @@ class Leases:
     def beat(self) -> None:
         engine = self._engine
         now = time.time()
+        stalled = now - self._last_beat > self._lease
+        self._last_beat = now
         self.node = replace(
             self.node,
             heartbeat_at=_at(now),
@@ -102,6 +105,13 @@ class Leases:
             self._say(f"{LOST_LEASE}; stopped its {stopped} attempt(s) and registers again")
             self.node = replace(self.node, started_at=_at(now))
             self.register()
+        if stalled:
+            # This node could not beat for a whole lease (its loop was blocked, e.g. on a
+            # write lock another node held while stopped; or it was stopped itself): the
+            # others were likely held up by the same cause. They get a lease to renew
+            # before anyone is declared dead, rather than every node reclaiming the others'.
+            self._say("this node went a whole lease without a heartbeat; expiring no node now")
+            return
         for dead in engine.store.expire_nodes(now):
             count = engine.reclaim(dead, "stopped renewing its lease")
             engine.log.warning(

@@ -33,8 +33,9 @@ from bgjobd.store.base import KeyTaken, NewJob, Store, UniqueTaken
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobs.config import Config, load_config
 from bgjobs.errors import BgjobsError, ExitCode, RefusedError, UsageError
-from bgjobs.model import ChainLink, JobInfo, JobSpec, JobState
+from bgjobs.model import ChainLink, JobInfo, JobSpec, JobState, PauseKind
 from bgjobs.params import parse_delay, parse_json_params, split_params
+from bgjobs.rates import Rate
 
 PROG = "run_job.py"
 WAIT_POLL_SECONDS = 0.1
@@ -129,13 +130,31 @@ class OwnJobs:
         return [job for job in self.jobs() if job.state is state]
 
     def claim(
-        self, owner: str, worker_pid: int, now: float, limits: Mapping[str, int], queue: str
+        self,
+        owner: str,
+        worker_pid: int,
+        now: float,
+        limits: Mapping[str, int],
+        queue: str,
+        *,
+        rates: Mapping[str, Rate] | None = None,
     ) -> JobInfo | None:
         queued = self._in(JobState.QUEUED)
         if not queued:
             return None
         job = queued[0]  # the links in order: one at a time
-        return self._store.claim(job.id, owner, worker_pid, now, limit=limits.get(job.class_name))
+        return self._store.claim(
+            job.id,
+            owner,
+            worker_pid,
+            now,
+            limit=limits.get(job.class_name),
+            rate=(rates or {}).get(job.class_name),
+        )
+
+    def next_rate_slot(self, rates: Mapping[str, Rate], now: float) -> float | None:
+        queued = self._in(JobState.QUEUED)
+        return self._store.next_rate_slot(rates, now, queued[0].id) if queued else None
 
     def waiting(self, most: int, queue: str) -> int:
         return min(most, len(self._in(JobState.QUEUED)))
@@ -196,9 +215,25 @@ class OneShot:
             self.log.info(
                 label, f"job {ids[0]} run by {PROG} (params: {describe_params(first.params)})"
             )
+        self._note_pause(first)
         final = await self._burst(OwnJobs(self.store, ids))
         report(final)
         return ExitCode.OK if final.state is JobState.SUCCEEDED else ExitCode.FAILED
+
+    def _note_pause(self, first: NewJob) -> None:
+        """A pause holds back the daemons' claims, not this runner: `run_job.py` is an
+        explicit foreground command and runs its job anyway, saying so."""
+        pauses = [
+            pause
+            for pause in self.store.pauses()
+            if pause.kind is PauseKind.ALL
+            or (pause.kind is PauseKind.CLASS and pause.name == first.class_name)
+            or (pause.kind is PauseKind.QUEUE and pause.name == first.queue)
+        ]
+        if pauses:
+            why = f"{pauses[0].label} paused; {PROG} runs it anyway (a foreground run)"
+            self.log.warning(f"{first.class_name}::{first.method}", why)
+            print(f"{PROG}: {why}", file=sys.stderr)
 
     async def _burst(self, own: OwnJobs) -> JobInfo:
         """Run the jobs to their end on the engine, with one worker."""

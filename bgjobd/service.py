@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bgjobd.attempts import RunningAttempt
+from bgjobd.bulk import RETRYABLE, Bulk, BulkReport
 from bgjobd.engine import AttemptListener, Engine
 from bgjobd.events import Listener
 from bgjobd.intake import OnStored
@@ -26,13 +27,16 @@ from bgjobd.retention import PruneReport
 from bgjobd.schedules import ScheduleState
 from bgjobd.store.base import JobQuery, StoredOutput, WaitingEntry
 from bgjobs.config import Config
-from bgjobs.errors import RequestFailed
+from bgjobs.errors import BadParams, RequestFailed
 from bgjobs.model import (
     DEFAULT_QUEUE,
+    LIVE_STATES,
     JobInfo,
     JobSpec,
     JobState,
     NodeInfo,
+    PauseInfo,
+    PauseKind,
     QueueStats,
     Stats,
     WorkerInfo,
@@ -49,6 +53,9 @@ class QueueService:
         self.started_at = started_at
         self.ops = ops
         """Schedules and retention (None in a daemon without them, or before they start)."""
+        self._bulk = Bulk(
+            store=engine.store, journal=engine.journal, actions=engine.actions, wake=engine.wake
+        )
 
     @property
     def config(self) -> Config:
@@ -157,6 +164,7 @@ class QueueService:
             uptime=time.time() - self.started_at,
             daemon_pid=os.getpid(),
             queues=self.queue_stats(),
+            paused=self._store.pauses(),
         )
 
     def finished_per_minute(self, since: float) -> list[tuple[int, JobState, int]]:
@@ -214,6 +222,70 @@ class QueueService:
 
     async def retry_failed(self, class_name: str | None) -> list[int]:
         return await self._engine.actions.retry_failed(class_name)
+
+    # pause and resume ----------------------------------------------------------------------
+
+    def pauses(self) -> list[PauseInfo]:
+        """The pauses in force on every node sharing the store."""
+        return self._store.pauses()
+
+    async def pause(self, kind: PauseKind, name: str) -> bool:
+        """Store a pause (see `Store.pause`); False if it was there already."""
+        name = self._pause_target(kind, name)
+        added = self._store.pause(kind, name, time.time())
+        await self._engine.journal.committed()
+        return added
+
+    async def resume(self, kind: PauseKind, name: str) -> bool:
+        """Remove a pause; its jobs are claimed at once. False if there was none."""
+        name = self._pause_target(kind, name)
+        removed = self._store.resume(kind, name)
+        await self._engine.journal.committed()
+        self._engine.wake()
+        return removed
+
+    def _pause_target(self, kind: PauseKind, name: str) -> str:
+        """The name a pause is stored under; BAD_PARAMS for an unknown class."""
+        if kind is PauseKind.ALL:
+            return ""
+        if not name or not name.isidentifier():
+            raise BadParams(ErrorCode.BAD_PARAMS, f"{kind.value} name {name!r}: not a name")
+        if kind is PauseKind.CLASS:
+            self.check_class(name)
+        return name
+
+    def check_class(self, class_name: str) -> None:
+        """BAD_PARAMS for a class that is neither allow-listed nor has a job in the store:
+        most likely a typo, which would otherwise match nothing and say nothing."""
+        if class_name in self.config.settings.allowed_jobs:
+            return
+        if self._store.matching_ids(JobQuery(class_name=class_name), 0, 1):
+            return
+        raise BadParams(
+            ErrorCode.BAD_PARAMS,
+            f"unknown class {class_name!r}: not in allowed_jobs and no job of it is stored",
+        )
+
+    # bulk actions --------------------------------------------------------------------------
+
+    async def cancel_matching(
+        self, query: JobQuery, reason: str = CANCELLED_BY_REQUEST
+    ) -> BulkReport:
+        """Cancel every matching job that is not final, running ones too (see `Bulk`)."""
+        self._check_bulk(query, LIVE_STATES, "cancelled")
+        return await self._bulk.cancel(query, reason)
+
+    async def retry_matching(self, query: JobQuery) -> BulkReport:
+        """Queue again every matching failed (or cancelled, if asked) job."""
+        self._check_bulk(query, RETRYABLE, "retried")
+        return await self._bulk.retry(query)
+
+    def _check_bulk(self, query: JobQuery, allowed: Collection[JobState], verb: str) -> None:
+        if query.class_name is not None:
+            self.check_class(query.class_name)
+        wrong = [state.value for state in query.states if state not in allowed]
+        if wrong:
+            raise BadParams(ErrorCode.BAD_PARAMS, f"{', '.join(wrong)} jobs cannot be {verb}")
 
     # watching ------------------------------------------------------------------------------
 

@@ -24,6 +24,24 @@ def unique_key(class_name: str, method: str, params: list[Any]) -> str:
     return digest.hexdigest()[:32]
 
 
+def limit_key(config: Config, link: ChainLink) -> str:
+    """What the class's limits count per (`limit_by`): a digest of that parameter's value
+    as submitted, or "" (the whole class). BadParams if the job has no such parameter."""
+    index = config.limit_by_of(link.class_name)
+    if index is None:
+        return ""
+    if index >= len(link.params):
+        raise BadParams(
+            ErrorCode.BAD_PARAMS,
+            f"{link.class_name} counts its limits per parameter {index} "
+            f"(jobs.{link.class_name}.limit_by), and this job has {len(link.params)} "
+            "parameter(s)",
+        )
+    import hashlib
+
+    return hashlib.sha256(msgspec.msgpack.encode(link.params[index])).hexdigest()[:32]
+
+
 def check_allowed(config: Config, class_name: str, method: str) -> None:
     reason = refusal(config, class_name, method)
     if reason:
@@ -150,6 +168,7 @@ def new_row(
         key=spec.key if first else None,
         trace=spec.trace,
         queue=spec.queue or config.queue_of(link.class_name),
+        limit_key=limit_key(config, link),
         **extra,
     )
 

@@ -24,6 +24,7 @@ from bgjobs.durations import parse_duration
 from bgjobs.errors import ConfigError
 from bgjobs.model import DEFAULT_QUEUE, QUEUE_NAME_PATTERN, Priority
 from bgjobs.protocol import MAX_FRAME_BYTES
+from bgjobs.rates import Rate, parse_rate
 from bgjobs.settings import (
     ExceptionRule,
     JobSettings,
@@ -172,6 +173,20 @@ class Config:
             elif not settings.overlap:
                 limits[class_name] = 1
         return limits
+
+    @cached_property
+    def rate_limits(self) -> dict[str, Rate]:
+        """Every allow-listed class with a `rate_limit` (starts per window, counted over
+        every process sharing the store)."""
+        return {
+            class_name: parse_rate(rate)
+            for class_name in self.settings.allowed_jobs
+            if (rate := self.job_settings(class_name).rate_limit) is not None
+        }
+
+    def limit_by_of(self, class_name: str) -> int | None:
+        """The parameter whose values the class's limits count separately (`limit_by`)."""
+        return self.job_settings(class_name).limit_by
 
     def priority_of(self, class_name: str) -> Priority:
         return self.settings.job_priority.get(class_name, Priority.MEDIUM)
@@ -328,6 +343,7 @@ def _check_consistency(settings: Settings) -> None:
     _check_schedules(settings)
     _check_retention(settings)
     _check_queues(settings)
+    _check_rates(settings)
 
 
 def _check_store(settings: Settings) -> None:
@@ -507,3 +523,20 @@ def _check_queues(settings: Settings) -> None:
     default = DEFAULT_QUEUE not in queues or queues[DEFAULT_QUEUE].workers > 0
     if not default and not any(queue.workers for queue in queues.values()):
         raise ConfigError("queues: every queue has 0 workers; this node would run nothing")
+
+
+def _check_rates(settings: Settings) -> None:
+    """`rate_limit` parses; `limit_by` divides some limit of its class."""
+    for class_name, job in settings.jobs.items():
+        key = f"jobs.{class_name}"
+        if job.rate_limit is not None:
+            try:
+                parse_rate(job.rate_limit)
+            except ValueError as exc:
+                raise ConfigError(f"{key}.rate_limit: {exc}") from None
+        limited = job.rate_limit is not None or job.max_concurrency is not None or not job.overlap
+        if job.limit_by is not None and not limited:
+            raise ConfigError(
+                f"{key}.limit_by: counts rate_limit, max_concurrency or overlap = false per "
+                "value of a parameter; the class has none of them"
+            )

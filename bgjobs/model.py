@@ -284,6 +284,27 @@ class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
     """Its jobs waiting for a worker, in the whole store."""
 
 
+class PauseKind(enum.StrEnum):
+    """What a pause holds back: every job, one class's, or one queue's."""
+
+    ALL = "all"
+    CLASS = "class"
+    QUEUE = "queue"
+
+
+class PauseInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored pause: no node claims the jobs it names until it is resumed."""
+
+    kind: PauseKind
+    name: str
+    """The class or queue; empty for `ALL`."""
+    since: datetime
+
+    @property
+    def label(self) -> str:
+        return "all jobs" if self.kind is PauseKind.ALL else f"{self.kind.value} {self.name}"
+
+
 class Stats(msgspec.Struct, kw_only=True):
     counts: dict[str, int]
     """Jobs per state (every state present, zero included)."""
@@ -296,3 +317,5 @@ class Stats(msgspec.Struct, kw_only=True):
     daemon_pid: int
     queues: list[QueueStats] = []
     """Each queue this node runs or that has queued jobs, `default` first."""
+    paused: list[PauseInfo] = []
+    """The pauses in force (stored: they hold on every node sharing the store)."""

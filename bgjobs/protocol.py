@@ -16,7 +16,16 @@ from typing import Annotated, Final
 
 import msgspec
 
-from bgjobs.model import JobEvent, JobInfo, JobSpec, JobState, NodeInfo, Stats
+from bgjobs.model import (
+    JobEvent,
+    JobInfo,
+    JobSpec,
+    JobState,
+    NodeInfo,
+    PauseInfo,
+    PauseKind,
+    Stats,
+)
 
 PROTOCOL_VERSION: Final = 1
 MAX_FRAME_BYTES: Final = 4 * 1024 * 1024
@@ -170,6 +179,35 @@ class GetLog(_Message):
     max_bytes: Count = MAX_CHUNK_BYTES
 
 
+class PauseJobs(_Message):
+    """Pause claiming the jobs of a class, of a queue, or all (`name` empty); with `resume`,
+    remove that pause. Stored: it holds on every node sharing the store."""
+
+    kind: PauseKind
+    name: str = ""
+    resume: bool = False
+
+
+class CancelMatching(_Message):
+    """Cancel every job that matches (as `ListJobs` filters), running ones too; `states`
+    empty means every live state (final ones are refused)."""
+
+    states: list[JobState] = []
+    class_name: str | None = None
+    search: str | None = None
+    queue: str | None = None
+
+
+class RetryMatching(_Message):
+    """Queue again every job that matches; `states` empty means failed (only failed and
+    cancelled are allowed)."""
+
+    states: list[JobState] = []
+    class_name: str | None = None
+    search: str | None = None
+    queue: str | None = None
+
+
 Request = (
     Hello
     | Ping
@@ -186,6 +224,9 @@ Request = (
     | ListNodes
     | GetOutput
     | GetLog
+    | PauseJobs
+    | CancelMatching
+    | RetryMatching
 )
 
 
@@ -321,6 +362,20 @@ class LogChunk(_Message):
     """The file on the daemon's host, for messages."""
 
 
+class PauseReply(_Message):
+    changed: bool
+    """False: the pause was there already (or, to resume, was not)."""
+    paused: list[PauseInfo]
+    """The pauses in force now."""
+
+
+class BulkDone(_Message):
+    done: int
+    """Jobs cancelled (or queued again)."""
+    skipped: int
+    """Matching jobs left as they were (they changed meanwhile, or may not be retried)."""
+
+
 Reply = (
     Welcome
     | Pong
@@ -337,6 +392,8 @@ Reply = (
     | NodeList
     | OutputChunk
     | LogChunk
+    | PauseReply
+    | BulkDone
 )
 
 

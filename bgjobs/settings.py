@@ -66,6 +66,12 @@ class JobSettings(RetrySettings, frozen=True):
     overlap: bool = True
     """False: at most one job of this class runs at a time; the rest wait their turn."""
     max_concurrency: PositiveInt | None = None
+    rate_limit: str | None = None
+    """`"N/s"`, `"N/m"` or `"N/h"`: at most N starts in any such window, across every
+    process sharing the store; the rest wait their turn (see `bgjobs.rates`)."""
+    limit_by: NonNegativeInt | None = None
+    """A parameter index: `rate_limit`, `max_concurrency` and `overlap` count per distinct
+    value of that parameter (a customer, an account) instead of per class."""
     unique: bool = False
     """A submit equal (class, method, params) to a job still waiting or running returns
     that job's id instead of creating another."""

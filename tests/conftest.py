@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from multiprocessing import resource_tracker
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,14 @@ def _new_descendants(before: set[int]) -> set[int]:
         for pid in procs.descendants(os.getpid()) - older
         if "multiprocessing.resource_tracker" not in procs.describe(pid)
     }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def multiprocessing_helper() -> None:
+    """Start the interpreter's multiprocessing helper (its resource tracker) before any
+    test: older than every test, it is never taken for one's leftover, whichever test
+    first spawns a process (the racing store tests, the kill loop, the fallback's)."""
+    resource_tracker.ensure_running()
 
 
 @pytest.fixture(autouse=True)

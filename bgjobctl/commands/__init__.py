@@ -9,8 +9,10 @@ from bgjobctl.commands import (
     dashboard,
     logs,
     nodes,
+    pause,
     ping,
     prune,
+    resume,
     retry,
     schedules,
     show,
@@ -36,4 +38,6 @@ COMMANDS: dict[str, ModuleType] = {
     "schedules": schedules,
     "prune": prune,
     "nodes": nodes,
+    "pause": pause,
+    "resume": resume,
 }

@@ -27,6 +27,9 @@ def run(ctx: CommandContext) -> int:
         f"({stats.throughput_per_second:.2f}/s); daemon pid {stats.daemon_pid}, "
         f"up {stats.uptime:.0f}s"
     )
+    from bgjobctl.pausing import summary
+
+    ctx.print(summary(stats.paused))
     print_table(
         ("QUEUE", "WORKERS", "BUSY", "QUEUED"),
         [(q.name, str(q.workers), str(q.busy), str(q.queued)) for q in stats.queues],

@@ -52,6 +52,14 @@ class _LiveState:
         yield GaugeMetricFamily(
             "bgjobs_workers_busy", "Workers running an attempt now.", value=service.busy
         )
+        paused = GaugeMetricFamily(
+            "bgjobs_paused",
+            "1 for each pause in force (kind: all, class or queue; name: the class or queue).",
+            labels=["kind", "name"],
+        )
+        for pause in service.pauses():
+            paused.add_metric([pause.kind.value, pause.name], 1)
+        yield paused
         yield GaugeMetricFamily(
             "bgjobs_uptime_seconds",
             "Seconds since the daemon started.",

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from aiohttp import web
 
 from bgjobd.dashboard import queries
+from bgjobd.dashboard.actions import bulk_query
 from bgjobd.dashboard.context import dashboard_of
-from bgjobd.dashboard.filters import BadFilter, parse_filters
+from bgjobd.dashboard.filters import BadFilter, Filters, parse_filters
 from bgjobd.dashboard.logtail import daemon_logs
 from bgjobd.dashboard.render import DEFAULT_PAGE, error_page, notice, render
+from bgjobd.service import QueueService
 
 LOG_LINES = 60
 
@@ -42,8 +45,20 @@ async def jobs(request: web.Request) -> web.StreamResponse:
             "queues": sorted(dashboard.config.queue_workers),
             "notice": notice(request.query),
             "schedules": service.schedules() if service.ops else [],
+            "bulk": bulk_counts(service, filters) if filters.active else None,
+            "confirm": request.query.get("confirm") if filters.active else None,
         },
     )
+
+
+def bulk_counts(service: QueueService, filters: Filters) -> dict[str, int]:
+    """How many jobs of the listing "Cancel all" and "Retry all" would change."""
+    counts = {"cancel": 0, "retry": 0}
+    for verb in counts:
+        query = bulk_query(filters, cancel=verb == "cancel")
+        if query is not None:
+            counts[verb] = service.search(replace(query, limit=1))[1]
+    return counts
 
 
 async def job(request: web.Request) -> web.StreamResponse:

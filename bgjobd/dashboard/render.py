@@ -34,6 +34,11 @@ NOTICES: Final = {
     "retried_all": "{count} failed job(s) queued again.",
     "not_found": "There is no job #{job}.",
     "refused": "Job #{job} is {state}: that cannot be done now.",
+    "paused": "Paused: {count} pause(s) in force. Running jobs finish; the others wait.",
+    "resumed": "Resumed: {count} pause(s) left in force.",
+    "cancelled_matching": "{count} matching job(s) cancelled.",
+    "retried_matching": "{count} matching job(s) queued again.",
+    "bad_filter": "Nothing was changed: no such class, or no job of that state can be.",
 }
 
 

@@ -7,12 +7,25 @@ reply leaves from inside its commit (see `handlers.submit` for why and what it s
 
 from __future__ import annotations
 
-from bgjobd.handlers import cancel, get, logs, nodes, ops, ping, retry, stats, submit, subscribe
+from bgjobd.handlers import (
+    cancel,
+    get,
+    logs,
+    nodes,
+    ops,
+    pause,
+    ping,
+    retry,
+    stats,
+    submit,
+    subscribe,
+)
 from bgjobd.handlers import list as list_jobs
 from bgjobd.handlers.context import Context
 from bgjobs.errors import RequestFailed
 from bgjobs.protocol import (
     Cancel,
+    CancelMatching,
     Error,
     ErrorCode,
     Get,
@@ -23,12 +36,14 @@ from bgjobs.protocol import (
     ListJobs,
     ListNodes,
     ListSchedules,
+    PauseJobs,
     Ping,
     Prune,
     Reply,
     Request,
     RetryFailed,
     RetryJob,
+    RetryMatching,
     Submit,
     Subscribe,
 )
@@ -85,5 +100,11 @@ async def dispatch(  # noqa: C901, PLR0911, PLR0912  # one arm per request kind
             return await logs.output(ctx, request)
         case GetLog():
             return await logs.log(ctx, request)
+        case PauseJobs():
+            return await pause.pause(ctx, request)
+        case CancelMatching():
+            return await pause.cancel_matching(ctx, request)
+        case RetryMatching():
+            return await pause.retry_matching(ctx, request)
         case Hello():
             raise RequestFailed(ErrorCode.BAD_REQUEST, "the handshake happens once, first")

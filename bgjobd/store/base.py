@@ -14,7 +14,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bgjobs.model import DEFAULT_QUEUE, ErrorInfo, JobInfo, JobState, NodeInfo, Outcome, Priority
+from bgjobs.model import (
+    DEFAULT_QUEUE,
+    ErrorInfo,
+    JobInfo,
+    JobState,
+    NodeInfo,
+    Outcome,
+    PauseInfo,
+    PauseKind,
+    Priority,
+)
+from bgjobs.rates import Rate
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,9 @@ class NewJob:
     Its id becomes the batch's id, stored on it and on every member."""
     run_callback_on_failure: bool = False
     """On a batch's callback: run it even when a member did not succeed."""
+    limit_key: str = ""
+    """What the class's limits count per (`limit_by`: a digest of one parameter's value);
+    "" counts the whole class. Claims count running jobs and starts per (class, key)."""
     queue: str = DEFAULT_QUEUE
     """The named queue whose workers run it (`[queues.NAME]`)."""
 
@@ -238,10 +252,12 @@ class Store(abc.ABC):
         now: float,
         *,
         limit: int | None = None,
+        rate: Rate | None = None,
     ) -> JobInfo | None:
         """queued, or scheduled and due by `now` -> running, starting the next attempt;
         None if the job is in neither state, or (`limit`) if that many jobs of its class
-        run already, in any process."""
+        (and limit key) run already, in any process, or (`rate`) if its class (and limit
+        key) started that many within the rate's window."""
 
     @abc.abstractmethod
     def claim_oneshot(
@@ -307,14 +323,25 @@ class Store(abc.ABC):
         worker_pid: int | None,
         now: float,
         limits: Mapping[str, int],
+        rates: Mapping[str, Rate] | None = None,
         *,
         queue: str = DEFAULT_QUEUE,
     ) -> JobInfo | None:
         """Take the first queued job of `queue` (priority, then due time, then id) whose
         class is under its limit (`limits`: class -> most running at once, counted over
-        every runner sharing the store, whatever their queues) and start its next attempt
-        as `owner`'s; None if there is none. Atomic against every other process sharing
-        the store."""
+        every runner sharing the store, whatever their queues) and its rate (`rates`:
+        class -> most starts within any window of the rate's length, counted over every
+        runner), and that no pause holds back (`pauses`: all, its class or its queue), and
+        start its next attempt as `owner`'s; None if there is none. Limits and rates count
+        per (class, limit key). Atomic against every other process sharing the store."""
+
+    @abc.abstractmethod
+    def next_rate_slot(
+        self, rates: Mapping[str, Rate], now: float, job_id: int | None = None
+    ) -> float | None:
+        """When a job held back by its rate (the daemon's queued jobs, or this one job)
+        may start next: the earliest time a window frees a start for one of them; None if
+        no such job waits for its rate."""
 
     @abc.abstractmethod
     def promote_due(self, now: float) -> list[int]:
@@ -405,6 +432,29 @@ class Store(abc.ABC):
         """Give back the space of a write-ahead log (a backend without one: nothing to do).
         Blocking: run it on a thread."""
         return True
+
+    # pauses ---------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def pause(self, kind: PauseKind, name: str, now: float) -> bool:
+        """Store a pause (`name` empty for ALL): from its commit no `claim_next` of any
+        process takes a job it names (running ones go on). False if it was there already."""
+
+    @abc.abstractmethod
+    def resume(self, kind: PauseKind, name: str) -> bool:
+        """Remove a pause; False if there was none."""
+
+    @abc.abstractmethod
+    def pauses(self) -> list[PauseInfo]:
+        """The pauses in force, by kind and name."""
+
+    # bulk actions ----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def matching_ids(self, query: JobQuery, after: int, limit: int) -> list[int]:
+        """The ids above `after` of the jobs matching `query` (its states, class and
+        search; not its paging), in id order, at most `limit`: a bulk action's next page,
+        stable while the action changes the states of those before it."""
 
     # outputs -------------------------------------------------------------------------------
 

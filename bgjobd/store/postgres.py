@@ -30,6 +30,7 @@ import psycopg
 from psycopg import errors, sql
 from psycopg.pq import TransactionStatus
 
+from bgjobd.store import ratewindow
 from bgjobd.store.base import (
     AttemptOutput,
     FinishedAttempt,
@@ -45,6 +46,7 @@ from bgjobd.store.base import (
     WaitingEntry,
     in_claim_order,
 )
+from bgjobd.store.pauses import HeldBack, held_back, pause_infos
 from bgjobd.store.rows import (
     COLUMNS,
     decode_error,
@@ -62,10 +64,13 @@ from bgjobs.model import (
     JobState,
     NodeInfo,
     Outcome,
+    PauseInfo,
+    PauseKind,
 )
+from bgjobs.rates import Rate
 
 SCHEMA: Final = Path(__file__).with_name("schema_postgres.sql")
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 DEFAULT_SCHEMA: Final = "bgjobs"
 _LIVE: Final = "('queued', 'running', 'scheduled', 'waiting')"
 """As in the unique index's condition, literally, so that the planner uses the index."""
@@ -116,9 +121,15 @@ class PostgresStore(Store):
                         f"schema {self.schema!r} is of version {version}, newer than this "
                         f"bgjobd's ({SCHEMA_VERSION}): upgrade bgjobs"
                     )
-                if version == SCHEMA_VERSION:
+                if version == SCHEMA_VERSION and self._has_added_tables():
                     return
             self._db.execute(SCHEMA.read_text().encode())
+
+    def _has_added_tables(self) -> bool:
+        """Whether a schema of this version has the tables added to it since (`pauses`);
+        if not, the schema file, every statement of which may run again, adds them."""
+        found = self._db.execute("SELECT to_regclass('pauses') IS NOT NULL").fetchone()
+        return bool(found and found[0])
 
     # transactions ------------------------------------------------------------------------
 
@@ -238,8 +249,9 @@ class PostgresStore(Store):
             "INSERT INTO jobs (class_name, method, params, priority, state, run_at, "
             "max_attempts, timeout, created_at, owner, chain_id, chain_position, "
             "chain_length, unique_key, oneshot, attempts, started_at, worker_pid, "
-            "idempotency_key, trace, batch_id, batch_on_failure, queue) VALUES "
-            "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
+            "idempotency_key, trace, batch_id, batch_on_failure, limit_key, queue) VALUES "
+            "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+            "RETURNING id",
             (
                 link.class_name,
                 link.method,
@@ -263,6 +275,7 @@ class PostgresStore(Store):
                 None if link.trace is None else encode(link.trace),
                 batch_id,
                 link.run_callback_on_failure if link.batch_callback else None,
+                link.limit_key,
                 link.queue,
             ),
         ).fetchone()
@@ -442,30 +455,57 @@ class PostgresStore(Store):
         now: float,
         *,
         limit: int | None = None,
+        rate: Rate | None = None,
     ) -> JobInfo | None:
         under_limit = ""
         args: tuple[Any, ...] = (now, worker_pid, owner, job_id, now)
-        if limit is not None:
-            found = self._write("SELECT class_name FROM jobs WHERE id = %s", (job_id,)).fetchone()
+        if limit is not None or rate is not None:
+            found = self._write(
+                "SELECT class_name, limit_key FROM jobs WHERE id = %s", (job_id,)
+            ).fetchone()
             if found is None:
                 return None
-            # Waits for a claimer of the class to commit; the count below (a statement of
-            # its own, so a snapshot taken after the wait) then sees its claim.
+            # Waits for a claimer of the group to commit; the counts below (a statement of
+            # their own, so a snapshot taken after the wait) then see its claim.
             self._write(
                 "SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(%s))",
-                (_CLASS_LOCK, found[0]),
+                (_CLASS_LOCK, _group_lock(found[0], found[1])),
             )
+        if limit is not None:
             under_limit = (
                 " AND (SELECT count(*) FROM jobs AS other WHERE other.state = 'running' "
-                "AND other.class_name = jobs.class_name) < %s"
+                "AND other.class_name = jobs.class_name AND other.limit_key = jobs.limit_key) < %s"
             )
             args = (*args, limit)
-        return self._start(
+        if rate is not None:
+            under_limit += (
+                " AND (SELECT count(*) FROM starts WHERE starts.class_name = jobs.class_name "
+                "AND starts.limit_key = jobs.limit_key AND starts.started_at > %s) < %s"
+            )
+            args = (*args, ratewindow.window_start(rate, now), rate.starts)
+        job = self._start(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = %s, "
             "worker_pid = %s, owner = %s, cancel_reason = NULL WHERE id = %s "
             f"AND (state = 'queued' OR (state = 'scheduled' AND run_at <= %s)){under_limit} "
             f"RETURNING {COLUMNS}",
             args,
+        )
+        if job is not None and rate is not None:
+            self._count_start(job_id, rate, now)
+        return job
+
+    def _count_start(self, job_id: int, rate: Rate, now: float) -> None:
+        """A claimed job of a rate-limited class (its group's advisory lock held): its
+        start counts against the rate (and the starts no claim counts any more go)."""
+        group = "(SELECT class_name, limit_key FROM jobs WHERE id = %s)"
+        self._write(
+            f"DELETE FROM starts WHERE (class_name, limit_key) = {group} AND started_at <= %s",
+            (job_id, ratewindow.prune_before(rate, now)),
+        )
+        self._write(
+            "INSERT INTO starts (class_name, limit_key, started_at) "
+            "SELECT class_name, limit_key, %s FROM jobs WHERE id = %s",
+            (now, job_id),
         )
 
     def _start(self, query: str, args: Sequence[Any]) -> JobInfo | None:
@@ -663,6 +703,7 @@ class PostgresStore(Store):
         worker_pid: int | None,
         now: float,
         limits: Mapping[str, int],
+        rates: Mapping[str, Rate] | None = None,
         *,
         queue: str = DEFAULT_QUEUE,
     ) -> JobInfo | None:
@@ -673,55 +714,128 @@ class PostgresStore(Store):
         count one slot free in their own snapshot and both take it. The lock is only tried
         (`pg_try_advisory_xact_lock`): a node that cannot have it passes over that class
         for this claim, as over a locked row, because waiting for it while holding another
-        class's lock (one transaction claims several jobs) could deadlock two nodes."""
+        class's lock (one transaction claims several jobs) could deadlock two nodes.
+        Limits and rates count per (class, limit key), each such group with a lock of its
+        own."""
         self._begin()
-        full = self._full_classes(limits)
+        paused = self._paused()
+        if paused.everything or queue in paused.queues:
+            return None
+        rates = rates or {}
+        full = self._held_back(limits, rates, now)
         while True:
             row = self._read(
-                "SELECT id, class_name FROM jobs WHERE queue = %s AND state = 'queued' "
+                "SELECT id, class_name, limit_key FROM jobs WHERE queue = %s AND state = 'queued' "
                 "AND NOT oneshot AND class_name <> ALL(%s::text[]) "
+                "AND NOT EXISTS (SELECT FROM unnest(%s::text[], %s::text[]) "
+                "AS held (class_name, limit_key) WHERE held.class_name = jobs.class_name "
+                "AND held.limit_key = jobs.limit_key) "
                 "ORDER BY priority, run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                (queue, full),
+                (queue, paused.classes, [name for name, _ in full], [key for _, key in full]),
             ).fetchone()
             if row is None:
                 return None
-            job_id, class_name = int(row[0]), str(row[1])
-            limit = limits.get(class_name)
-            if limit is not None and not self._slot_free(class_name, limit):
-                # The row stays locked until the commit: claimers of that class skip it,
+            job_id, class_name, key = int(row[0]), str(row[1]), str(row[2])
+            limit, rate = limits.get(class_name), rates.get(class_name)
+            if (limit is not None or rate is not None) and not self._slot_free(
+                class_name, key, limit, rate, now
+            ):
+                # The row stays locked until the commit: claimers of that group skip it,
                 # and it is not theirs to run now anyway.
-                full.append(class_name)
+                full.append((class_name, key))
                 continue
-            return self._start(
+            job = self._start(
                 "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = %s, "
                 "worker_pid = %s, owner = %s, cancel_reason = NULL WHERE id = %s "
                 f"AND state = 'queued' RETURNING {COLUMNS}",
                 (now, worker_pid, owner, job_id),
             )
+            if job is not None and rate is not None:
+                self._count_start(job_id, rate, now)
+            return job
 
-    def _full_classes(self, limits: Mapping[str, int]) -> list[str]:
-        """The limited classes at their limit now (a first sieve, without locks)."""
-        if not limits:
-            return []
-        counts = self._read(
-            "SELECT class_name, count(*) FROM jobs WHERE state = 'running' "
-            "AND class_name = ANY(%s) GROUP BY class_name",
-            (list(limits),),
-        )
-        return [name for name, running in counts if running >= limits[name]]
+    def _held_back(
+        self, limits: Mapping[str, int], rates: Mapping[str, Rate], now: float
+    ) -> list[tuple[str, str]]:
+        """The (class, limit key) groups at their limit or their rate now (a first sieve,
+        without locks)."""
+        full: list[tuple[str, str]] = []
+        if limits:
+            counts = self._read(
+                "SELECT class_name, limit_key, count(*) FROM jobs WHERE state = 'running' "
+                "AND class_name = ANY(%s) GROUP BY class_name, limit_key",
+                (list(limits),),
+            )
+            full += [(name, key) for name, key, running in counts if running >= limits[name]]
+        for name, rate in rates.items():
+            started = self._read(
+                "SELECT limit_key, count(*) FROM starts WHERE class_name = %s "
+                "AND started_at > %s GROUP BY limit_key",
+                (name, ratewindow.window_start(rate, now)),
+            )
+            full += [(name, key) for key, count in started if count >= rate.starts]
+        return full
 
-    def _slot_free(self, class_name: str, limit: int) -> bool:
+    def _paused(self) -> HeldBack:
+        """What the stored pauses hold back."""
+        return held_back(self._read("SELECT kind, name FROM pauses").fetchall())
+
+    def _slot_free(
+        self, class_name: str, key: str, limit: int | None, rate: Rate | None, now: float
+    ) -> bool:
         locked = self._read(
             "SELECT pg_try_advisory_xact_lock(hashtext(%s), hashtext(%s))",
-            (_CLASS_LOCK, class_name),
+            (_CLASS_LOCK, _group_lock(class_name, key)),
         ).fetchone()
         if not (locked and locked[0]):
             return False
-        running = self._read(
-            "SELECT count(*) FROM jobs WHERE state = 'running' AND class_name = %s",
-            (class_name,),
-        ).fetchone()
-        return running is not None and int(running[0]) < limit
+        if limit is not None:
+            running = self._read(
+                "SELECT count(*) FROM jobs WHERE state = 'running' AND class_name = %s "
+                "AND limit_key = %s",
+                (class_name, key),
+            ).fetchone()
+            if running is None or int(running[0]) >= limit:
+                return False
+        if rate is not None:
+            started = self._read(
+                "SELECT count(*) FROM starts WHERE class_name = %s AND limit_key = %s "
+                "AND started_at > %s",
+                (class_name, key, ratewindow.window_start(rate, now)),
+            ).fetchone()
+            if started is None or int(started[0]) >= rate.starts:
+                return False
+        return True
+
+    def next_rate_slot(
+        self, rates: Mapping[str, Rate], now: float, job_id: int | None = None
+    ) -> float | None:
+        if not rates:
+            return None
+        if job_id is None:
+            groups = self._read(
+                "SELECT DISTINCT class_name, limit_key FROM jobs WHERE state = 'queued' "
+                "AND NOT oneshot AND class_name = ANY(%s)",
+                (list(rates),),
+            ).fetchall()
+        else:
+            groups = self._read(
+                "SELECT class_name, limit_key FROM jobs WHERE id = %s "
+                "AND state IN ('queued', 'scheduled') AND class_name = ANY(%s)",
+                (job_id, list(rates)),
+            ).fetchall()
+        slots = []
+        for name, key in groups:
+            rate = rates[name]
+            started = self._read(
+                "SELECT started_at FROM starts WHERE class_name = %s AND limit_key = %s "
+                "AND started_at > %s ORDER BY started_at",
+                (name, key, ratewindow.window_start(rate, now)),
+            )
+            slot = ratewindow.next_slot(rate, [float(at) for (at,) in started])
+            if slot is not None:
+                slots.append(slot)
+        return min(slots, default=None)
 
     def promote_due(self, now: float) -> list[int]:
         # NaN sorts above every number in PostgreSQL: a job due at NaN is due at once.
@@ -807,6 +921,35 @@ class PostgresStore(Store):
         mine = self._db.info.backend_pid
         notices = list(self._db.notifies(timeout=0))
         return any(notice.pid != mine for notice in notices)
+
+    # pauses ---------------------------------------------------------------------------------
+
+    def pause(self, kind: PauseKind, name: str, now: float) -> bool:
+        row = self._write(
+            "INSERT INTO pauses (kind, name, since) VALUES (%s, %s, %s) "
+            "ON CONFLICT (kind, name) DO NOTHING RETURNING kind",
+            (kind.value, name, now),
+        ).fetchone()
+        return row is not None
+
+    def resume(self, kind: PauseKind, name: str) -> bool:
+        row = self._write(
+            "DELETE FROM pauses WHERE kind = %s AND name = %s RETURNING kind", (kind.value, name)
+        ).fetchone()
+        return row is not None
+
+    def pauses(self) -> list[PauseInfo]:
+        return pause_infos(self._read("SELECT kind, name, since FROM pauses ORDER BY kind, name"))
+
+    # bulk actions ----------------------------------------------------------------------------
+
+    def matching_ids(self, query: JobQuery, after: int, limit: int) -> list[int]:
+        where, args = _filters(query)
+        where = f"{where} AND id > %s" if where else "WHERE id > %s"
+        rows = self._read(
+            f"SELECT id FROM jobs {where} ORDER BY id LIMIT %s", (*args, after, limit)
+        )
+        return [int(job_id) for (job_id,) in rows]
 
     # nodes ---------------------------------------------------------------------------------
 
@@ -1026,3 +1169,9 @@ def _filters(query: JobQuery) -> tuple[str, list[Any]]:
             clauses.append("position(%s::bytea in params) > 0")
             args.append(needle)
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def _group_lock(class_name: str, limit_key: str) -> str:
+    """What names the advisory lock of a class's group: the class alone when its limits
+    count the whole class (as before limit keys), else the class and the key."""
+    return f"{class_name}/{limit_key}" if limit_key else class_name

@@ -1,7 +1,7 @@
--- bgjobs SQLite schema, version 7 (1 lacked jobs.outcome, 2 jobs.idempotency_key, 3 jobs.trace,
--- 4 the batch columns, 5 jobs.cancel_reason and attempts.node, 6 jobs.queue; SQLiteStore adds
--- them, and the indexes on them: jobs_by_key, jobs_batch, jobs_unique_live, jobs_running,
--- jobs_ready_in_queue). Times are Unix
+-- bgjobs SQLite schema, version 8 (1 lacked jobs.outcome, 2 jobs.idempotency_key, 3 jobs.trace,
+-- 4 the batch columns, 5 jobs.cancel_reason and attempts.node, 6 jobs.limit_key, 7 jobs.queue;
+-- SQLiteStore adds them, and the indexes on them: jobs_by_key, jobs_batch, jobs_unique_live,
+-- jobs_running, jobs_ready_in_queue). Times are Unix
 -- epoch seconds (REAL, UTC). Several processes (daemons: nodes; run_job.py) share it.
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- increasing and never reused
@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     batch_id INTEGER,                      -- the batch's callback job's id, on it and its members
     batch_on_failure INTEGER,              -- on a batch's callback: 1 to run it after a failure
     cancel_reason TEXT,                    -- while running: someone asked its node to stop it
+    limit_key TEXT NOT NULL DEFAULT '',    -- limits count per (class, key): `limit_by`'s value
     queue TEXT NOT NULL DEFAULT 'default'  -- the named queue whose workers run it
 );
 
@@ -91,7 +92,7 @@ CREATE TRIGGER IF NOT EXISTS count_delete AFTER DELETE ON jobs BEGIN
 END;
 
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '7');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '8');
 
 -- The processes sharing the queue. A node renews its lease while it lives; one whose
 -- lease ended is dead, and whoever removes its row reclaims its running jobs.
@@ -105,6 +106,15 @@ CREATE TABLE IF NOT EXISTS nodes (
     lease_until REAL NOT NULL,
     workers_busy INTEGER NOT NULL DEFAULT 0,
     workers_total INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+-- Pauses (`bgjobctl pause`): no claim, by any process, takes a job that one names. `kind`
+-- is 'all' (name ''), 'class' or 'queue' (a job's queue, once jobs have that column).
+CREATE TABLE IF NOT EXISTS pauses (
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    since REAL NOT NULL,
+    PRIMARY KEY (kind, name)
 ) WITHOUT ROWID;
 
 -- outputs ----------------------------------------------------------------------------------
@@ -122,3 +132,13 @@ CREATE TABLE IF NOT EXISTS outputs (
     tail BLOB NOT NULL,
     PRIMARY KEY (job_id, round, attempt)
 );  -- not WITHOUT ROWID: its rows are large
+
+-- rate limits -------------------------------------------------------------------------------
+-- The recent starts of rate-limited classes (per limit key), written by the claim that
+-- starts an attempt and deleted a while after they leave their window (bgjobd.store.ratewindow).
+CREATE TABLE IF NOT EXISTS starts (
+    class_name TEXT NOT NULL,
+    limit_key TEXT NOT NULL,
+    started_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS starts_by_group ON starts (class_name, limit_key, started_at);

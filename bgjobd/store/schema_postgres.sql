@@ -1,6 +1,7 @@
--- bgjobs PostgreSQL schema, version 2: the tables, columns and meaning of schema.sql (SQLite
--- schema 7), in PostgreSQL's types. Version 1 lacked jobs.queue: every statement here may
--- run again on an older version's tables, which gain what they lack. PostgresStore applies it inside its own schema (the
+-- bgjobs PostgreSQL schema, version 3: the tables, columns and meaning of schema.sql (SQLite
+-- schema 8), in PostgreSQL's types. Version 1 lacked jobs.limit_key and jobs.queue, version 2
+-- jobs.queue: every statement here may run again on an older version's tables, which gain
+-- what they lack. PostgresStore applies it inside its own schema (the
 -- search_path names it), in one transaction under an advisory lock, so that nodes starting
 -- together migrate once. Times are Unix epoch seconds (DOUBLE PRECISION, UTC).
 CREATE TABLE IF NOT EXISTS jobs (
@@ -34,8 +35,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     batch_id BIGINT,                       -- the batch's callback job's id, on it and its members
     batch_on_failure BOOLEAN,              -- on a batch's callback: run it after a failure
     cancel_reason TEXT,                    -- while running: someone asked its node to stop it
+    limit_key TEXT NOT NULL DEFAULT '',    -- limits count per (class, key): `limit_by`'s value
     queue TEXT COLLATE "C" NOT NULL DEFAULT 'default'  -- the named queue whose workers run it
 );
+-- Version 1 lacked both, version 2 lacked queue.
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS limit_key TEXT NOT NULL DEFAULT '';
 ALTER TABLE jobs ADD COLUMN IF NOT EXISTS queue TEXT COLLATE "C" NOT NULL DEFAULT 'default';
 
 -- Partial indexes: a job touches them only while it is in their state.
@@ -124,7 +128,7 @@ CREATE OR REPLACE TRIGGER jobs_changed AFTER INSERT OR UPDATE OR DELETE ON jobs
     FOR EACH STATEMENT EXECUTE FUNCTION notify_change();
 
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-INSERT INTO meta (key, value) VALUES ('schema_version', '2')
+INSERT INTO meta (key, value) VALUES ('schema_version', '3')
     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
 
 -- The processes sharing the queue. A node renews its lease while it lives; one whose
@@ -151,3 +155,25 @@ CREATE TABLE IF NOT EXISTS outputs (
     tail BYTEA NOT NULL,
     PRIMARY KEY (job_id, round, attempt)
 );
+
+-- rate limits -------------------------------------------------------------------------------
+-- The recent starts of rate-limited classes (per limit key), written by the claim that
+-- starts an attempt (under the group's advisory lock) and deleted a while after they leave
+-- their window (bgjobd.store.ratewindow).
+CREATE TABLE IF NOT EXISTS starts (
+    class_name TEXT NOT NULL,
+    limit_key TEXT NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX IF NOT EXISTS starts_by_group ON starts (class_name, limit_key, started_at);
+
+-- Pauses (see schema.sql's `pauses`). PostgresStore also creates the table in a schema of
+-- version 1 made before it existed. A change wakes the other nodes (a resume: claim now).
+CREATE TABLE IF NOT EXISTS pauses (
+    kind TEXT COLLATE "C" NOT NULL,
+    name TEXT COLLATE "C" NOT NULL,
+    since DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (kind, name)
+);
+CREATE OR REPLACE TRIGGER pauses_changed AFTER INSERT OR UPDATE OR DELETE ON pauses
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_change();

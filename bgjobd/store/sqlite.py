@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from bgjobd.store import ratewindow
 from bgjobd.store.base import (
     AttemptOutput,
     FinishedAttempt,
@@ -39,6 +40,7 @@ from bgjobd.store.base import (
     WaitingEntry,
     in_claim_order,
 )
+from bgjobd.store.pauses import held_back, pause_infos
 from bgjobd.store.rows import COLUMNS as _COLUMNS
 from bgjobd.store.rows import decode_error as _decode_error
 from bgjobd.store.rows import encode as _encode
@@ -55,12 +57,15 @@ from bgjobs.model import (
     JobState,
     NodeInfo,
     Outcome,
+    PauseInfo,
+    PauseKind,
 )
+from bgjobs.rates import Rate
 
 _LIVE: Final = ", ".join(f"'{state.value}'" for state in sorted(LIVE_STATES))
 _FINAL: Final = ", ".join(f"'{state.value}'" for state in sorted(FINAL_STATES))
 SCHEMA: Final = Path(__file__).with_name("schema.sql")
-SCHEMA_VERSION: Final = 7
+SCHEMA_VERSION: Final = 8
 _ADDED_COLUMNS: Final = (
     ("jobs", "outcome", "TEXT"),
     ("jobs", "idempotency_key", "TEXT"),
@@ -69,6 +74,7 @@ _ADDED_COLUMNS: Final = (
     ("jobs", "batch_on_failure", "INTEGER"),
     ("jobs", "cancel_reason", "TEXT"),
     ("attempts", "node", "TEXT"),
+    ("jobs", "limit_key", "TEXT NOT NULL DEFAULT ''"),
     ("jobs", "queue", "TEXT NOT NULL DEFAULT 'default'"),
 )
 """Columns added since schema 1, in order, with their tables and types (see `_upgrade`)."""
@@ -88,6 +94,15 @@ _CHECKPOINT_BACKOFF_MAX: Final = 5.0
 
 def _placeholders(count: int) -> str:
     return ",".join("?" * count)
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether an SQLite error means another process held the lock past the wait."""
+    return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _pairs(count: int) -> str:
+    return ",".join(["(?,?)"] * count)
 
 
 def is_full(exc: BaseException) -> bool:
@@ -412,8 +427,8 @@ class SQLiteStore(Store):
             "INSERT INTO jobs (class_name, method, params, priority, state, run_at, "
             "max_attempts, timeout, created_at, owner, chain_id, chain_position, "
             "chain_length, unique_key, oneshot, attempts, started_at, worker_pid, "
-            "idempotency_key, trace, batch_id, batch_on_failure, queue) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "idempotency_key, trace, batch_id, batch_on_failure, limit_key, queue) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 link.class_name,
                 link.method,
@@ -437,6 +452,7 @@ class SQLiteStore(Store):
                 None if link.trace is None else _encode(link.trace),
                 first_id if batch else None,
                 int(link.run_callback_on_failure) if link.batch_callback else None,
+                link.limit_key,
                 link.queue,
             ),
             submit=True,
@@ -634,6 +650,7 @@ class SQLiteStore(Store):
         now: float,
         *,
         limit: int | None = None,
+        rate: Rate | None = None,
     ) -> JobInfo | None:
         # One statement: the attempt's own row is written when it ends (or by recovery).
         under_limit = ""
@@ -641,9 +658,15 @@ class SQLiteStore(Store):
         if limit is not None:
             under_limit = (
                 " AND (SELECT count(*) FROM jobs AS other WHERE other.state = 'running' "
-                "AND other.class_name = jobs.class_name) < ?"
+                "AND other.class_name = jobs.class_name AND other.limit_key = jobs.limit_key) < ?"
             )
             args = (*args, limit)
+        if rate is not None:
+            under_limit += (
+                " AND (SELECT count(*) FROM starts WHERE starts.class_name = jobs.class_name "
+                "AND starts.limit_key = jobs.limit_key AND starts.started_at > ?) < ?"
+            )
+            args = (*args, ratewindow.window_start(rate, now), rate.starts)
         row = self._write(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?, "
             "worker_pid = ?, owner = ?, cancel_reason = NULL WHERE id = ? "
@@ -651,7 +674,23 @@ class SQLiteStore(Store):
             f"RETURNING {_COLUMNS}",
             args,
         ).fetchone()
+        if row is not None and rate is not None:
+            self._count_start(job_id, rate, now)
         return None if row is None else _row_to_job(row, [_running_attempt(row)])
+
+    def _count_start(self, job_id: int, rate: Rate, now: float) -> None:
+        """A claimed job of a rate-limited class: its start counts against the rate (and
+        the starts of its group no claim counts any more go)."""
+        group = "(SELECT class_name, limit_key FROM jobs WHERE id = ?)"
+        self._write(
+            f"DELETE FROM starts WHERE (class_name, limit_key) = {group} AND started_at <= ?",
+            (job_id, ratewindow.prune_before(rate, now)),
+        )
+        self._write(
+            "INSERT INTO starts (class_name, limit_key, started_at) "
+            "SELECT class_name, limit_key, ? FROM jobs WHERE id = ?",
+            (now, job_id),
+        )
 
     def claim_oneshot(
         self, job_id: int, owner: str, worker_pid: int | None, now: float
@@ -865,30 +904,88 @@ class SQLiteStore(Store):
         worker_pid: int | None,
         now: float,
         limits: Mapping[str, int],
+        rates: Mapping[str, Rate] | None = None,
         *,
         queue: str = DEFAULT_QUEUE,
     ) -> JobInfo | None:
         self._begin()
-        full: list[str] = []
-        if limits:
-            names = list(limits)
-            counts = self._db.execute(
-                "SELECT class_name, count(*) FROM jobs WHERE state = 'running' "
-                f"AND class_name IN ({_placeholders(len(names))}) GROUP BY class_name",
-                names,
-            )
-            full = [name for name, running in counts if running >= limits[name]]
-        skip = f" AND class_name NOT IN ({_placeholders(len(full))})" if full else ""
+        held = held_back(self._db.execute("SELECT kind, name FROM pauses"))
+        if held.everything or queue in held.queues:
+            return None
+        full = self._held_back(limits, rates or {}, now)
+        skip = f" AND (class_name, limit_key) NOT IN (VALUES {_pairs(len(full))})" if full else ""
+        args: list[Any] = [part for pair in full for part in pair]
+        if held.classes:
+            skip += f" AND class_name NOT IN ({_placeholders(len(held.classes))})"
+            args += held.classes
         row = self._db.execute(
-            "SELECT id FROM jobs INDEXED BY jobs_ready_in_queue WHERE queue = ? "
+            "SELECT id, class_name FROM jobs INDEXED BY jobs_ready_in_queue WHERE queue = ? "
             f"AND state = 'queued' AND oneshot = 0{skip} ORDER BY priority, run_at, id LIMIT 1",
-            (queue, *full),
+            (queue, *args),
         ).fetchone()
         if row is None:
             return None
         # By id: a commit that fails is redone statement by statement, and must take the
         # job the daemon started, whatever another process did meanwhile.
-        return self.claim(int(row[0]), owner, worker_pid, now)
+        job = self.claim(int(row[0]), owner, worker_pid, now)
+        rate = (rates or {}).get(str(row[1]))
+        if job is not None and rate is not None:
+            self._count_start(job.id, rate, now)
+        return job
+
+    def _held_back(
+        self, limits: Mapping[str, int], rates: Mapping[str, Rate], now: float
+    ) -> list[tuple[str, str]]:
+        """The (class, limit key) groups at their concurrency limit or their rate now."""
+        full: list[tuple[str, str]] = []
+        if limits:
+            names = list(limits)
+            counts = self._db.execute(
+                "SELECT class_name, limit_key, count(*) FROM jobs WHERE state = 'running' "
+                f"AND class_name IN ({_placeholders(len(names))}) GROUP BY class_name, limit_key",
+                names,
+            )
+            full += [(name, key) for name, key, running in counts if running >= limits[name]]
+        for name, rate in rates.items():
+            started = self._db.execute(
+                "SELECT limit_key, count(*) FROM starts WHERE class_name = ? AND started_at > ? "
+                "GROUP BY limit_key",
+                (name, ratewindow.window_start(rate, now)),
+            )
+            full += [(name, key) for key, count in started if count >= rate.starts]
+        return full
+
+    def next_rate_slot(
+        self, rates: Mapping[str, Rate], now: float, job_id: int | None = None
+    ) -> float | None:
+        if not rates:
+            return None
+        names = list(rates)
+        marks = _placeholders(len(names))
+        if job_id is None:
+            groups = self._db.execute(
+                "SELECT DISTINCT class_name, limit_key FROM jobs INDEXED BY jobs_ready_in_queue "
+                f"WHERE state = 'queued' AND oneshot = 0 AND class_name IN ({marks})",
+                names,
+            ).fetchall()
+        else:
+            groups = self._db.execute(
+                "SELECT class_name, limit_key FROM jobs WHERE id = ? "
+                f"AND state IN ('queued', 'scheduled') AND class_name IN ({marks})",
+                (job_id, *names),
+            ).fetchall()
+        slots = []
+        for name, key in groups:
+            rate = rates[name]
+            started = self._db.execute(
+                "SELECT started_at FROM starts WHERE class_name = ? AND limit_key = ? "
+                "AND started_at > ? ORDER BY started_at",
+                (name, key, ratewindow.window_start(rate, now)),
+            )
+            slot = ratewindow.next_slot(rate, [float(at) for (at,) in started])
+            if slot is not None:
+                slots.append(slot)
+        return min(slots, default=None)
 
     def promote_due(self, now: float) -> list[int]:
         # A NULL due time is a NaN that SQLite stored: due at once rather than never.
@@ -972,6 +1069,37 @@ class SQLiteStore(Store):
         changed = version != getattr(self, "_data_version", None)
         self._data_version = version
         return changed
+
+    # pauses ---------------------------------------------------------------------------------
+
+    def pause(self, kind: PauseKind, name: str, now: float) -> bool:
+        row = self._write(
+            "INSERT INTO pauses (kind, name, since) VALUES (?, ?, ?) "
+            "ON CONFLICT (kind, name) DO NOTHING RETURNING kind",
+            (kind.value, name, now),
+        ).fetchone()
+        return row is not None
+
+    def resume(self, kind: PauseKind, name: str) -> bool:
+        row = self._write(
+            "DELETE FROM pauses WHERE kind = ? AND name = ? RETURNING kind", (kind.value, name)
+        ).fetchone()
+        return row is not None
+
+    def pauses(self) -> list[PauseInfo]:
+        return pause_infos(
+            self._db.execute("SELECT kind, name, since FROM pauses ORDER BY kind, name")
+        )
+
+    # bulk actions ----------------------------------------------------------------------------
+
+    def matching_ids(self, query: JobQuery, after: int, limit: int) -> list[int]:
+        where, args = self._filters(query)
+        where = f"{where} AND id > ?" if where else "WHERE id > ?"
+        rows = self._db.execute(
+            f"SELECT id FROM jobs {where} ORDER BY id LIMIT ?", (*args, after, limit)
+        )
+        return [int(job_id) for (job_id,) in rows]
 
     # nodes ---------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from bgjobd.intake import Stored
 from bgjobd.joblog import JobLog
 from bgjobd.journal import Journal
 from bgjobd.pool import WorkerPool
+from bgjobd.store import sqlite as sqlite_store
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobd.throughput import FinishCounter
 from bgjobs.config import load_config
@@ -181,3 +183,33 @@ def test_the_finish_window_forgets_what_is_older_than_a_minute() -> None:
     assert counter.count(now=1061.0) == 1
     counter.add(1100.0)
     assert counter.count(now=1100.0) == 1
+
+
+def test_an_end_that_finds_the_store_locked_is_recorded_once_it_is_free(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process holds the write lock past the store's wait (a node stopped while it
+    wrote): the attempt's end is kept and recorded when the lock is free, once; the job is
+    neither failed as an internal error nor left running."""
+    monkeypatch.setattr(sqlite_store, "_BUSY_TIMEOUT_MS", 200)
+
+    async def test(core: Core) -> None:
+        ((ids, _),) = await core.submit(sleep(0.3))
+        await core.until(lambda: core.store.get(ids[0]).state is JobState.RUNNING)  # type: ignore[union-attr]
+        await core.engine.journal.committed()
+        other = sqlite3.connect(core.store.path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            # It ends while the lock is held, waits for the store in vain, and is kept.
+            await core.until(lambda: "its end is recorded later" in workspace.error_log())
+            job = core.store.get(ids[0])
+            assert job is not None and job.state is JobState.RUNNING
+        finally:
+            other.execute("COMMIT")
+            other.close()
+        await core.until(lambda: core.finished() == 1)
+        job = core.store.get(ids[0])
+        assert job is not None and job.state is JobState.SUCCEEDED and job.attempts == 1
+        assert not [e for e in core.errors if "internal error" in e]
+
+    run(workspace, {"daemon": {"workers": 1}}, test)

@@ -58,6 +58,33 @@ def test_long_jobs_in_one_queue_do_not_hold_up_another_queue(workspace: Workspac
         client.cancel(job_id)
 
 
+def test_a_queue_pause_and_a_bulk_cancel_by_queue(workspace: Workspace) -> None:
+    """A paused queue's job stays queued while a later job of the same class in another
+    queue runs; resumed, it runs. `cancel --queue` cancels that queue's jobs only."""
+    workspace.write_config(QUEUES)
+    workspace.start_daemon()
+    client = workspace.client()
+    assert workspace.bgjobctl("pause", "--queue", "fast").returncode == 0
+    held = client.submit([JobSpec(class_name="Echo", method="handle", params=["h"], queue="fast")])
+    free = client.submit([JobSpec(class_name="Echo", method="handle", params=["f"])])
+    assert client.wait(free.ids[0], 20).state is JobState.SUCCEEDED
+    assert client.get(held.ids[0]).state is JobState.QUEUED
+    assert workspace.bgjobctl("resume", "--queue", "fast").returncode == 0
+    assert client.wait(held.ids[0], 20).state is JobState.SUCCEEDED
+
+    def later(queue: str | None) -> int:
+        spec = JobSpec(class_name="Echo", method="handle", params=["x"], delay=3600, queue=queue)
+        return client.submit([spec]).ids[0]
+
+    fast = [later("fast") for _ in range(2)]
+    others = [later(None), later("slow")]
+    done = workspace.bgjobctl("cancel", "--queue", "fast", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert "cancelled 2 job(s)" in done.stdout
+    assert _states(client, fast) == [JobState.CANCELLED] * 2
+    assert _states(client, others) == [JobState.SCHEDULED] * 2
+
+
 def test_a_submits_queue_overrides_its_classs(workspace: Workspace) -> None:
     workspace.write_config(QUEUES)
     workspace.start_daemon()

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from bgjobd.store.base import FinishedAttempt, Store, UniqueTaken
 from bgjobs.model import JobInfo, JobState, Outcome
+from bgjobs.rates import Rate
 from tests.store.support import StoreAddress, new_job, node, open_store
 
 MODES = ("threads", "processes")
@@ -94,6 +95,42 @@ def claim_and_finish(
     finally:
         store.close()
     return {"ids": ids, "intervals": intervals}
+
+
+def claim_at_rate(
+    gate: Gate,
+    address: StoreAddress,
+    owner: str,
+    rates: dict[str, tuple[int, float]],
+    limits: dict[str, int],
+    deadline: float,
+) -> list[tuple[str, float]]:
+    """Claim jobs under rate limits (class -> (starts, window seconds)) and finish each at
+    once, until none is left queued. Returns (class and first param, start time as the
+    store recorded it) per job."""
+    store = open_store(address)
+    by_class = {name: Rate(starts, seconds) for name, (starts, seconds) in rates.items()}
+    started: list[tuple[str, float]] = []
+    try:
+        gate.wait(GATE_SECONDS)
+        while True:
+            _check(deadline, f"{owner} claiming at a rate")
+            job = store.claim_next(owner, os.getpid(), time.time(), limits, by_class)
+            if job is None:
+                left = store.counts()[JobState.QUEUED]
+                store.commit()
+                if not left:
+                    break
+                time.sleep(0.001)  # the queued jobs wait for their rate: poll again
+                continue
+            assert job.started_at is not None
+            end = FinishedAttempt(job.attempts, Outcome.SUCCEEDED, time.time(), 0.0, owner=owner)
+            store.finish_attempt(job.id, end, JobState.SUCCEEDED, result=owner)
+            store.commit()
+            started.append((f"{job.class_name}:{job.params[0]}", job.started_at.timestamp()))
+    finally:
+        store.close()
+    return started
 
 
 def add_unique(gate: Gate, address: StoreAddress, keys: list[str]) -> list[tuple[int, bool]]:

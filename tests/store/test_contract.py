@@ -286,15 +286,15 @@ def test_a_schema_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     finally:
         store.close()
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("7",)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("8",)
     check.close()
 
 
 def older_schema(version: int) -> str:
-    """schema.sql as it was: version 6 lacks jobs.queue (and had jobs_ready), 5 also
-    jobs.cancel_reason and attempts.node, 4 also the batch columns, 3 also jobs.trace, 2 also
-    jobs.idempotency_key, 1 also jobs.outcome."""
-    text = SCHEMA.read_text().replace("'schema_version', '7'", f"'schema_version', '{version}'")
+    """schema.sql as it was: version 7 lacks jobs.queue (and had jobs_ready), 6 also
+    jobs.limit_key, 5 also jobs.cancel_reason and attempts.node, 4 also the batch columns,
+    3 also jobs.trace, 2 also jobs.idempotency_key, 1 also jobs.outcome."""
+    text = SCHEMA.read_text().replace("'schema_version', '8'", f"'schema_version', '{version}'")
     # The last column goes with the comma before it.
     text, dropped = re.subn(r",(\s+--[^\n]*)\n\s+queue TEXT[^\n]*\n", r"\1\n", text)
     assert dropped == 1
@@ -302,6 +302,10 @@ def older_schema(version: int) -> str:
         "CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (priority, run_at, id) "
         "WHERE state = 'queued' AND oneshot = 0;\n"
     )
+    if version == 7:
+        return text
+    text, dropped = re.subn(r",(\s+--[^\n]*)\n\s+limit_key TEXT[^\n]*\n", r"\1\n", text)
+    assert dropped == 1
     if version == 6:
         return text
     for column in ("cancel_reason TEXT", "node TEXT"):
@@ -352,7 +356,7 @@ def test_a_schema_2_database_gains_idempotency_keys(tmp_path: Path) -> None:
     finally:
         store.close()
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("7",)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("8",)
     check.close()
 
 
@@ -488,7 +492,7 @@ def test_a_schema_3_database_gains_trace_contexts(tmp_path: Path) -> None:
     finally:
         store.close()
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("7",)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("8",)
     check.close()
 
 
@@ -542,7 +546,7 @@ def test_a_schema_4_database_gains_batches(tmp_path: Path) -> None:
     finally:
         store.close()
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("7",)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("8",)
     kind = check.execute("SELECT typeof(batch_id) FROM jobs WHERE id = 2").fetchone()
     assert kind == ("integer",)
     check.close()

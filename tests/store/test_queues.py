@@ -125,10 +125,10 @@ def test_a_class_limit_counts_its_running_jobs_in_every_queue(store: Store) -> N
 
 
 @pytest.mark.sqlite_only("upgrades a database of an older SQLite schema")
-def test_a_schema_6_databases_jobs_join_the_default_queue(tmp_path: Path) -> None:
+def test_a_schema_7_databases_jobs_join_the_default_queue(tmp_path: Path) -> None:
     path = tmp_path / "bgjobs.db"
     old = sqlite3.connect(path)
-    old.executescript(older_schema(6))
+    old.executescript(older_schema(7))
     old.execute(
         "INSERT INTO jobs (id, class_name, method, params, priority, state, run_at, "
         "max_attempts, timeout, created_at) VALUES (1, 'Echo', 'handle', X'90', 1, 'queued', "
@@ -150,15 +150,15 @@ def test_a_schema_6_databases_jobs_join_the_default_queue(tmp_path: Path) -> Non
     check.close()
 
 
-def test_a_version_1_postgresql_schema_gains_queues(tmp_path: Path) -> None:
-    """A schema made by bgjobs before queues (version 1: no jobs.queue, jobs_ready) is
+def test_a_version_2_postgresql_schema_gains_queues(tmp_path: Path) -> None:
+    """A schema made by bgjobs before queues (version 2: no jobs.queue, jobs_ready) is
     upgraded in place when a node opens it: its jobs are the default queue's."""
     if (why := postgres_unavailable()) is not None:
         pytest.skip(why)
     _, schema = address_of("postgresql", tmp_path)
     old = (
         SCHEMA_POSTGRES.read_text()
-        .replace("'schema_version', '2'", "'schema_version', '1'")
+        .replace("'schema_version', '3'", "'schema_version', '2'")
         .replace("ALTER TABLE jobs ADD COLUMN IF NOT EXISTS queue", "-- ")
         .replace("CREATE INDEX IF NOT EXISTS jobs_ready_in_queue ON jobs (queue, ", "-- ")
         .replace("    WHERE state = 'queued' AND NOT oneshot;\n", "", 1)
@@ -201,4 +201,4 @@ def test_a_version_1_postgresql_schema_gains_queues(tmp_path: Path) -> None:
             )
         ).fetchone()
     assert "jobs_ready_in_queue" in indexes and "jobs_ready" not in indexes
-    assert version == ("2",)
+    assert version == ("3",)
