@@ -25,10 +25,15 @@ class Orphans:
         self.enabled = False
         self._pending = False
         self._watching: dict[int, int] = {}
+        self._own: set[int] = set()
+        """Children from before `start`: not a worker's orphans."""
 
     def start(self) -> None:
-        """Become a subreaper (before the first worker starts)."""
+        """Become a subreaper (before the first worker starts). The children this process
+        has already are its own (the engine may run inside another program, e.g. a test
+        run with its multiprocessing helper): never orphans of a worker."""
         self.enabled = self.enabled or containment.become_subreaper()
+        self._own = set(containment.children(os.getpid()))
 
     def sweep(self) -> None:
         """Kill and reap every child that is not a worker (and what is below it)."""
@@ -39,7 +44,7 @@ class Orphans:
         if workers is None:
             return
         for pid in containment.children(os.getpid()):
-            if pid in workers or pid in self._watching:
+            if pid in workers or pid in self._watching or pid in self._own:
                 continue
             for below in containment.descendants(pid):
                 containment.kill(below)

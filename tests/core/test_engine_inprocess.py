@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sqlite3
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -213,3 +214,23 @@ def test_an_end_that_finds_the_store_locked_is_recorded_once_it_is_free(
         assert not [e for e in core.errors if "internal error" in e]
 
     run(workspace, {"daemon": {"workers": 1}}, test)
+
+
+def test_children_the_host_process_had_before_are_not_taken_for_orphans(
+    workspace: Workspace,
+) -> None:
+    """The engine inside another program (here, the test run): its sweep of a killed
+    worker's orphans leaves the program's own earlier children alone (pytest's
+    multiprocessing helper was killed that way)."""
+    own = subprocess.Popen(["sleep", "60"])
+    try:
+
+        async def test(core: Core) -> None:
+            await core.submit(JobSpec(class_name="Crash", method="handle"))
+            await core.until(lambda: core.finished() == 1)  # its worker died: a sweep ran
+
+        run(workspace, {"daemon": {"workers": 1}}, test)
+        assert own.poll() is None
+    finally:
+        own.kill()
+        own.wait()
