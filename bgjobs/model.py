@@ -193,7 +193,8 @@ class JobInfo(msgspec.Struct, kw_only=True):
     """Why a job was cancelled or failed without an exception (e.g. a rule said so)."""
     worker_pid: int | None = None
     owner: str = ""
-    """Who runs it: `bgjobd@HOST` or `run_job.py@HOST:PID`."""
+    """Who runs it (its latest attempt): a node (`[daemon] node`) or a one-shot runner
+    (`run_job.py@HOST:PID`)."""
     chain_id: int | None = None
     """The id of the chain's first link; None for a job outside a chain."""
     chain_position: int | None = None

@@ -176,7 +176,8 @@ def _runner_here(service: QueueService, job: JobInfo) -> tuple[int, Callable[[],
 
 
 def _host_of(owner: str) -> str:
-    """The host in a runner's name: `bgjobd@HOST`, `run_job.py@HOST:PID`."""
+    """The host in a one-shot runner's name (`run_job.py@HOST:PID`, a drainer's
+    `bgjobd.drain@HOST:PID`); a node's name has none."""
     host = owner.partition("@")[2]
     name, _, pid = host.rpartition(":")
     return name if name and pid.isdigit() else host
