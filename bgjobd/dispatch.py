@@ -207,6 +207,14 @@ class Dispatcher:
         if self._in_flight:
             await self._attempts.interrupt_all()
             await self._all_ended.wait()
+        # Ends still waiting for a locked store get a last try now, before the store
+        # closes (their timer must not fire after it); what still fails is recorded at the
+        # next start, from the workers' outcome files.
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+            self._retry_timer = None
+        if self._unrecorded:
+            self._record_unrecorded()
 
     @property
     def busy(self) -> int:
@@ -462,10 +470,10 @@ class Dispatcher:
                     self._unrecorded.append((job, result))
                 else:
                     self._log.error(NO_JOB, f"job {job.id}: could not record its end: {exc!r}")
-        if self._unrecorded:
+        if self._unrecorded and not self._draining:
             loop = asyncio.get_running_loop()
             self._retry_timer = loop.call_later(UNRECORDED_RETRY_SECONDS, self._record_unrecorded)
-        else:
+        elif not self._unrecorded:
             self.pump()
 
     def _internal_error(self, job: JobInfo, exc: Exception) -> None:
