@@ -189,8 +189,14 @@ class OneShot:
         self.log = joblog
         self.owner = owner or owner_name()
         self.store = SQLiteStore(config.database_path, fsync=config.settings.daemon.fsync)
+        self._stop = asyncio.Event()
 
     async def run(self, spec: JobSpec) -> int:
+        # Before anything is stored or logged: a Ctrl-C from then on cancels the job
+        # rather than killing this process between its log line and its worker.
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
         now = time.time()
         rows = [
             dataclasses.replace(row, oneshot=True)
@@ -258,7 +264,7 @@ class OneShot:
         )
         ended = asyncio.Event()
         engine.attempt_listeners.append(lambda job, result: ended.set())
-        stop = asyncio.Event()
+        stop = self._stop
         loop = asyncio.get_running_loop()
 
         def interrupt() -> None:
