@@ -16,7 +16,7 @@ from bgjobd.attempts import AttemptResult, log_outcome
 from bgjobd.capture import STORED_TAIL_BYTES
 from bgjobd.joblog import JobLog
 from bgjobd.retries import Decision, decide
-from bgjobd.store.base import AttemptOutput, FinishedAttempt, StaleAttempt, Store
+from bgjobd.store.base import AttemptOutput, FinishedAttempt, Store
 from bgjobs.config import Config
 from bgjobs.model import ErrorInfo, JobInfo, JobState, Outcome
 
@@ -50,39 +50,50 @@ def output_origin(config: Config) -> str:
 def record(
     config: Config, store: Store, joblog: JobLog, job: JobInfo, result: AttemptResult
 ) -> Recorded:
-    """Raises StaleAttempt, recording nothing, when the job's runner (`job.owner`) no
-    longer holds this attempt (fencing: another node reclaimed it)."""
+    """Raises StaleAttempt, recording and logging nothing, when the job's runner
+    (`job.owner`) no longer holds this attempt (fencing: another node reclaimed it). The
+    check is the recording statement's own (`FinishedAttempt.owner`): no read before it,
+    and the log line and the output's tail follow it."""
     number = job.attempts
-    round_number = job.history[-1].round if job.history else None
-    if not store.attempt_is_current(job.id, job.owner, number, round_number):
-        raise StaleAttempt(f"job {job.id}: attempt {number} is no longer {job.owner}'s")
+    attempt = FinishedAttempt(
+        number,
+        result.outcome,
+        result.finished_at,
+        result.duration,
+        result.error,
+        owner=job.owner,
+        round=job.history[-1].round if job.history else None,
+    )
+    if result.outcome is Outcome.SUCCEEDED:
+        done = store.finish_attempt(job.id, attempt, JobState.SUCCEEDED, result=result.result)
+        _keep_output(config, store, job, result)
+        log_outcome(joblog, job, number, result, None)
+        return _after_success(store, joblog, done, result)
+    if result.outcome is Outcome.CANCELLED:
+        done = store.finish_attempt(
+            job.id, attempt, JobState.CANCELLED, reason=result.cancel_reason
+        )
+        _keep_output(config, store, job, result)
+        log_outcome(joblog, job, number, result, None)
+        return _ended(store, joblog, done, end_chain(store, joblog, done))
+    if result.outcome is Outcome.INTERRUPTED and result.error is None:
+        # A shutdown stopped it through no fault of the job: queued again, attempt given back.
+        done = store.finish_attempt(
+            job.id, attempt, JobState.QUEUED, run_at=time.time(), count_attempt=False
+        )
+        _keep_output(config, store, job, result)
+        log_outcome(joblog, job, number, result, None)
+        return Recorded(done)
+    return _after_failure(config, store, joblog, job, attempt=attempt, result=result)
+
+
+def _keep_output(config: Config, store: Store, job: JobInfo, result: AttemptResult) -> None:
     printed = result.printed
     if printed is not None:
         # The worker runs job code: what it reports is capped again here.
         tail = printed.tail[-STORED_TAIL_BYTES:]
         output = AttemptOutput(tail, max(printed.size, len(tail)), output_origin(config))
-        store.keep_output(job.id, number, output)
-    attempt = FinishedAttempt(
-        number, result.outcome, result.finished_at, result.duration, result.error
-    )
-    if result.outcome is Outcome.SUCCEEDED:
-        log_outcome(joblog, job, number, result, None)
-        done = store.finish_attempt(job.id, attempt, JobState.SUCCEEDED, result=result.result)
-        return _after_success(store, joblog, done, result)
-    if result.outcome is Outcome.CANCELLED:
-        log_outcome(joblog, job, number, result, None)
-        done = store.finish_attempt(
-            job.id, attempt, JobState.CANCELLED, reason=result.cancel_reason
-        )
-        return _ended(store, joblog, done, end_chain(store, joblog, done))
-    if result.outcome is Outcome.INTERRUPTED and result.error is None:
-        # A shutdown stopped it through no fault of the job: queued again, attempt given back.
-        log_outcome(joblog, job, number, result, None)
-        done = store.finish_attempt(
-            job.id, attempt, JobState.QUEUED, run_at=time.time(), count_attempt=False
-        )
-        return Recorded(done)
-    return _after_failure(config, store, joblog, job, attempt=attempt, result=result)
+        store.keep_output(job.id, job.attempts, output)
 
 
 def _after_success(store: Store, joblog: JobLog, done: JobInfo, result: AttemptResult) -> Recorded:
@@ -111,7 +122,6 @@ def _after_failure(
         decision = Decision(False, 0.0, job.max_attempts, result.no_retry)
     else:
         decision = decide(config, job.class_name, number, error, result.directive)
-    log_outcome(joblog, job, number, result, decision)
     if decision.retry:
         retry_at = time.time() + decision.delay
         updated = store.finish_attempt(
@@ -121,6 +131,8 @@ def _after_failure(
             run_at=retry_at,
             max_attempts=decision.max_attempts,
         )
+        _keep_output(config, store, job, result)
+        log_outcome(joblog, job, number, result, decision)
         return Recorded(updated, retry_at=retry_at)
     done = store.finish_attempt(
         job.id,
@@ -129,6 +141,8 @@ def _after_failure(
         max_attempts=decision.max_attempts,
         reason=f"{decision.decided_by}: no retry" if decision.decided_by else None,
     )
+    _keep_output(config, store, job, result)
+    log_outcome(joblog, job, number, result, decision)
     plural = "s" if number > 1 else ""
     joblog.error(
         job.label, f"job {job.id} failed after {number} attempt{plural}: {error.summary()}"
