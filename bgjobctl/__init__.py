@@ -2,6 +2,7 @@
 
 from bgjobctl import run_background_job            # blocking apps
 from bgjobctl import run_background_job_async      # asyncio apps
+from bgjobctl import run_background_jobs           # many at once
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bgjobctl.aclient import AsyncJobHandle, run_background_job_async, run_batch_async
     from bgjobctl.library import JobClient, JobHandle, run_background_job, run_batch
+    from bgjobctl.many import BulkIncomplete, run_background_jobs
     from bgjobs.errors import DaemonUnreachable, JobCancelled, JobFailed, RefusedError
 
 __all__ = [
     "AsyncJobHandle",
+    "BulkIncomplete",
     "DaemonUnreachable",
     "JobCancelled",
     "JobClient",
@@ -23,6 +26,7 @@ __all__ = [
     "RefusedError",
     "run_background_job",
     "run_background_job_async",
+    "run_background_jobs",
     "run_batch",
     "run_batch_async",
 ]
@@ -38,6 +42,8 @@ _HOMES = {
     "run_background_job_async": "bgjobctl.aclient",
     "AsyncJobHandle": "bgjobctl.aclient",
     "run_batch": "bgjobctl.library",
+    "run_background_jobs": "bgjobctl.many",
+    "BulkIncomplete": "bgjobctl.many",
     "run_batch_async": "bgjobctl.aclient",
 }
 

@@ -78,8 +78,9 @@ class Intake:
         now = time.time()
         built = [self.rows_of(spec, now) for spec in specs]
         submitted = _Submitted()
-        for rows in built:
-            self._store_rows(rows, submitted, now, may_start=len(built) == 1)
+        if not self._store_each(built, submitted):
+            for rows in built:
+                self._store_rows(rows, submitted, now, may_start=len(built) == 1)
 
         def on_commit(failure: BaseException | None) -> None:
             if failure is not None:
@@ -103,6 +104,23 @@ class Intake:
                 f"refused submit: {exc} (params: {describe_params(spec.params)})",
             )
             raise
+
+    def _store_each(self, built: list[list[NewJob]], submitted: _Submitted) -> bool:
+        """A bulk submit of single jobs (no chain, batch or unique key) stored with
+        `Store.add_each`; False, storing nothing, when that does not apply or one of them
+        conflicts (then each is stored on its own, to learn which)."""
+        rows = [links[0] for links in built if len(links) == 1]
+        if len(built) < 2 or len(rows) < len(built):
+            return False
+        if any(row.batch_callback or row.unique_key for row in rows):
+            return False
+        ids = self._store.add_each(rows)
+        if ids is None:
+            return False
+        for row, job_id in zip(rows, ids, strict=True):
+            submitted.added.append((row, [job_id]))
+            submitted.results.append(([job_id], False))
+        return True
 
     def _store_rows(
         self, rows: list[NewJob], submitted: _Submitted, now: float, *, may_start: bool
@@ -149,6 +167,10 @@ class Intake:
     # accepted: committed -------------------------------------------------------------------
 
     def _accepted(self, submitted: _Submitted) -> None:
+        with self._log.batched():  # a bulk submit's lines: one write
+            self._accepted_rows(submitted)
+
+    def _accepted_rows(self, submitted: _Submitted) -> None:
         for worker, job in submitted.started:
             self._publisher.later(job)
             self._dispatcher.start_stored(worker, job)

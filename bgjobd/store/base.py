@@ -183,6 +183,13 @@ class Store(abc.ABC):
         A RUNNING job starts its first attempt at once, as if claimed. Raises KeyTaken,
         inserting nothing, when the first link's idempotency key is already stored."""
 
+    def add_each(self, jobs: Sequence[NewJob]) -> list[int] | None:
+        """Insert single jobs (no chain, no batch, none running), a row each, all or none,
+        for a bulk submit: their ids in order; or None, inserting nothing, when one of them
+        conflicts (an idempotency key or a live unique key stored already) or the backend
+        has no quicker way than `add` for each, which the caller then does."""
+        return None
+
     @abc.abstractmethod
     def find_by_key(self, key: str) -> list[int] | None:
         """The ids of the job stored with this idempotency key (then its chain's later

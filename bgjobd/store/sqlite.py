@@ -96,6 +96,47 @@ def _placeholders(count: int) -> str:
     return ",".join("?" * count)
 
 
+_INSERTED: Final = (
+    "class_name, method, params, priority, state, run_at, max_attempts, timeout, created_at, "
+    "owner, chain_id, chain_position, chain_length, unique_key, oneshot, attempts, "
+    "started_at, worker_pid, idempotency_key, trace, batch_id, batch_on_failure, limit_key, "
+    "queue"
+)
+_INSERTED_COUNT: Final = _INSERTED.count(",") + 1
+ADD_EACH_ROWS: Final = 32766 // _INSERTED_COUNT // 2
+"""Rows per INSERT of `add_each`: well within SQLite's limit on a statement's parameters."""
+
+
+def _inserted_values(link: NewJob, first_id: int | None, batch: bool) -> tuple[Any, ...]:
+    """A row's values, in the order of _INSERTED."""
+    return (
+        link.class_name,
+        link.method,
+        _encode(link.params),
+        link.priority.rank,
+        link.state.value,
+        link.run_at,
+        link.max_attempts,
+        link.timeout,
+        link.created_at,
+        link.owner,
+        None if batch else first_id,
+        link.chain_position,
+        link.chain_length,
+        link.unique_key,
+        int(link.oneshot),
+        1 if link.state is JobState.RUNNING else 0,
+        link.started_at,
+        link.worker_pid,
+        link.key,
+        None if link.trace is None else _encode(link.trace),
+        first_id if batch else None,
+        int(link.run_callback_on_failure) if link.batch_callback else None,
+        link.limit_key,
+        link.queue,
+    )
+
+
 def is_busy(exc: BaseException) -> bool:
     """Whether an SQLite error means another process held the lock past the wait."""
     return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
@@ -422,43 +463,41 @@ class SQLiteStore(Store):
     def _insert(self, link: NewJob, first_id: int | None, batch: bool) -> int:
         """`first_id`: the first row's id, once it is stored: the chain's id, or in a batch
         (the first row is the callback) the batch's."""
-        chain_id = None if batch else first_id
         cursor = self._write(
-            "INSERT INTO jobs (class_name, method, params, priority, state, run_at, "
-            "max_attempts, timeout, created_at, owner, chain_id, chain_position, "
-            "chain_length, unique_key, oneshot, attempts, started_at, worker_pid, "
-            "idempotency_key, trace, batch_id, batch_on_failure, limit_key, queue) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                link.class_name,
-                link.method,
-                _encode(link.params),
-                link.priority.rank,
-                link.state.value,
-                link.run_at,
-                link.max_attempts,
-                link.timeout,
-                link.created_at,
-                link.owner,
-                chain_id,
-                link.chain_position,
-                link.chain_length,
-                link.unique_key,
-                int(link.oneshot),
-                1 if link.state is JobState.RUNNING else 0,
-                link.started_at,
-                link.worker_pid,
-                link.key,
-                None if link.trace is None else _encode(link.trace),
-                first_id if batch else None,
-                int(link.run_callback_on_failure) if link.batch_callback else None,
-                link.limit_key,
-                link.queue,
-            ),
+            f"INSERT INTO jobs ({_INSERTED}) VALUES ({_placeholders(_INSERTED_COUNT)})",
+            _inserted_values(link, first_id, batch),
             submit=True,
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
+
+    def add_each(self, jobs: Sequence[NewJob]) -> list[int] | None:
+        # One statement per ADD_EACH_ROWS rows: a statement that meets a conflict is undone
+        # alone, and the earlier ones are deleted again (all or none).
+        ids: list[int] = []
+        row = f"({_placeholders(_INSERTED_COUNT)})"
+        for start in range(0, len(jobs), ADD_EACH_ROWS):
+            part = jobs[start : start + ADD_EACH_ROWS]
+            values = [value for job in part for value in _inserted_values(job, None, False)]
+            try:
+                stored = self._write(
+                    f"INSERT INTO jobs ({_INSERTED}) VALUES {','.join([row] * len(part))} "
+                    "RETURNING id",
+                    values,
+                    submit=True,
+                ).fetchall()
+            except sqlite3.IntegrityError:
+                if ids:
+                    self._write(
+                        f"DELETE FROM jobs WHERE id IN ({_placeholders(len(ids))})",
+                        ids,
+                        submit=True,
+                    )
+                return None
+            # Rows get ascending ids in the order of VALUES (RETURNING's own order is not
+            # promised).
+            ids += sorted(int(job_id) for (job_id,) in stored)
+        return ids
 
     def find_by_key(self, key: str) -> list[int] | None:
         row = self._db.execute(

@@ -123,3 +123,27 @@ def test_several_processes_append_whole_lines(tmp_path: Path) -> None:
         assert attempts == list(range(1, lines + 1))
     JobLog(tmp_path, "both").write(Status.INFO, NO_JOB, "daemon news")
     assert _json_lines(tmp_path / JSONL_LOG)[-1]["class"] is None
+
+
+def test_lines_written_in_a_batch_reach_every_file_whole_and_in_order(tmp_path: Path) -> None:
+    """`JobLog.batched` (a bulk submit's lines in one write): nothing is written until it
+    ends, or until HELD_LINES_MAX lines wait; nested, the outer one writes."""
+    from bgjobd.joblog import HELD_LINES_MAX, MAIN_LOG
+
+    joblog = JobLog(tmp_path, "both")
+    count = HELD_LINES_MAX + 10
+    with joblog.batched():
+        with joblog.batched():
+            joblog.info("Echo::handle", "job 0 queued")
+        assert not (tmp_path / MAIN_LOG).exists() or (tmp_path / MAIN_LOG).read_text() == ""
+        for n in range(1, count):
+            joblog.info("Echo::handle", f"job {n} queued")
+        written = (tmp_path / MAIN_LOG).read_text().count("\n")
+        assert written == HELD_LINES_MAX  # the first HELD_LINES_MAX, at once
+    joblog.error("Echo::handle", "after the batch")
+    joblog.close()
+    texts = [message for _, _, _, message in _text_events(tmp_path / MAIN_LOG)]
+    assert texts == [f"job {n} queued" for n in range(count)]
+    records = _json_lines(tmp_path / JSONL_LOG)
+    assert [record["job_id"] for record in records[:count]] == list(range(count))
+    assert records[-1]["message"] == "after the batch"

@@ -589,3 +589,25 @@ def test_an_attempt_given_back_and_run_again_replaces_its_output(store: Store) -
     store.keep_output(job_id, 1, AttemptOutput(b"ran\n", 4, "h:/s"))
     store.commit()
     assert store.stored_outputs(job_id) == [StoredOutput(1, 1, AttemptOutput(b"ran\n", 4, "h:/s"))]
+
+
+def test_add_each_stores_all_in_order_or_none(store: Store) -> None:
+    """A bulk submit's rows (more than one statement's worth): their ids in order; with
+    one idempotency key taken, in a later statement than the first, nothing at all."""
+    rows = [new_job(params=[n], key=f"bulk-{n}") for n in range(1500)]
+    ids = store.add_each(rows)
+    store.commit()
+    if ids is None:  # this backend has no bulk path: the caller adds them one by one
+        assert store.counts().get(JobState.QUEUED, 0) == 0
+        return
+    assert len(ids) == len(rows) and ids == sorted(set(ids))
+    for index in (0, 681, 682, 1499):
+        job = store.get(ids[index])
+        assert job is not None and job.params == [index] and job.key == f"bulk-{index}"
+    assert store.counts()[JobState.QUEUED] == len(rows)
+    clashing = [new_job(params=[n], key=f"more-{n}") for n in range(1000)]
+    clashing[900] = new_job(key="bulk-7")
+    assert store.add_each(clashing) is None
+    store.commit()
+    assert store.counts()[JobState.QUEUED] == len(rows)
+    assert store.find_by_key("more-1") is None
