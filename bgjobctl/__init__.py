@@ -2,6 +2,7 @@
 
 from bgjobctl import run_background_job            # blocking apps
 from bgjobctl import run_background_job_async      # asyncio apps
+from bgjobctl import enqueue_in                    # PostgreSQL: in the app's own transaction
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bgjobctl.aclient import AsyncJobHandle, run_background_job_async, run_batch_async
     from bgjobctl.library import JobClient, JobHandle, run_background_job, run_batch
+    from bgjobctl.transactional import enqueue_in, enqueue_in_async
     from bgjobs.errors import DaemonUnreachable, JobCancelled, JobFailed, RefusedError
 
 __all__ = [
@@ -21,6 +23,8 @@ __all__ = [
     "JobFailed",
     "JobHandle",
     "RefusedError",
+    "enqueue_in",
+    "enqueue_in_async",
     "run_background_job",
     "run_background_job_async",
     "run_batch",
@@ -39,6 +43,8 @@ _HOMES = {
     "AsyncJobHandle": "bgjobctl.aclient",
     "run_batch": "bgjobctl.library",
     "run_batch_async": "bgjobctl.aclient",
+    "enqueue_in": "bgjobctl.transactional",
+    "enqueue_in_async": "bgjobctl.transactional",
 }
 
 
