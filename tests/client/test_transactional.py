@@ -303,3 +303,25 @@ def test_the_search_path_of_the_application_is_kept(
         row = app.execute("SHOW search_path").fetchone()
     assert row == ("pg_temp, public",)
     assert len(job_ids(store)) == 1
+
+
+def test_the_sqlalchemy_recipe(config: Config, store: PostgresStore) -> None:
+    """The README's recipe: the session's own psycopg connection, in the session's
+    transaction (SQLAlchemy's psycopg dialect)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.orm import Session
+
+    engine = create_engine(PG_DSN.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with Session(engine) as session:
+            with session.begin():
+                session.execute(text("SELECT 1"))
+                raw = session.connection().connection.driver_connection
+                kept = enqueue_in(raw, "Echo", "handle", ["kept"], config=config)
+            with pytest.raises(RuntimeError), session.begin():
+                raw = session.connection().connection.driver_connection
+                enqueue_in(raw, "Echo", "handle", ["lost"], config=config)
+                raise RuntimeError("rolled back")
+    finally:
+        engine.dispose()
+    assert job_ids(store) == [kept]
