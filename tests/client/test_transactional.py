@@ -317,9 +317,11 @@ def test_the_sqlalchemy_recipe(config: Config, store: PostgresStore) -> None:
             with session.begin():
                 session.execute(text("SELECT 1"))
                 raw = session.connection().connection.driver_connection
+                assert isinstance(raw, psycopg.Connection)
                 kept = enqueue_in(raw, "Echo", "handle", ["kept"], config=config)
             with pytest.raises(RuntimeError), session.begin():
                 raw = session.connection().connection.driver_connection
+                assert isinstance(raw, psycopg.Connection)
                 enqueue_in(raw, "Echo", "handle", ["lost"], config=config)
                 raise RuntimeError("rolled back")
     finally:
