@@ -269,7 +269,8 @@ def test_a_store_a_real_daemon_used(workspace: Workspace, pg_config: Path, targe
     refused = migrate(pg_config, "--from", str(source))
     assert refused.returncode == 1 and "a daemon uses this store" in refused.stderr
     workspace.daemons[0].stop()
-    done = migrate(pg_config, "--from", str(source))
+    # No --from: the configuration's own <storage>/bgjobs.db (the same file here).
+    done = migrate(pg_config)
     assert done.returncode == 0, done.stderr
     assert "carried 5 job(s)" in done.stdout and "1 scheduled" in done.stdout
     lite, pg = SQLiteStore(source), target()
