@@ -329,3 +329,29 @@ def test_the_sqlalchemy_recipe(config: Config, store: PostgresStore) -> None:
     finally:
         engine.dispose()
     assert job_ids(store) == [kept]
+
+
+def test_the_rights_the_readme_names_are_enough(config: Config, schema: str) -> None:
+    """An application's role with only the README's grants enqueues a chain with a key."""
+    role = f"{schema}_app"
+    grants = [
+        "CREATE ROLE {role} LOGIN",
+        "GRANT USAGE ON SCHEMA {schema} TO {role}",
+        "GRANT SELECT, INSERT, UPDATE ON {schema}.jobs TO {role}",
+        "GRANT INSERT ON {schema}.state_counts TO {role}",
+    ]
+    names = {"role": sql.Identifier(role), "schema": sql.Identifier(schema)}
+    with psycopg.connect(PG_DSN, autocommit=True) as admin:
+        for grant in grants:
+            admin.execute(sql.SQL(grant).format(**names))
+        try:
+            dsn = psycopg.conninfo.make_conninfo(PG_DSN, user=role)
+            with psycopg.connect(dsn) as connection, connection.transaction():
+                first = enqueue_in(
+                    connection, "Echo", "handle", then=[("Echo", "handle")], key="k", config=config
+                )
+                again = enqueue_in(connection, "Echo", "handle", key="k", config=config)
+            assert again == first
+        finally:
+            admin.execute(sql.SQL("DROP OWNED BY {role}").format(**names))
+            admin.execute(sql.SQL("DROP ROLE {role}").format(**names))
