@@ -6,7 +6,6 @@ PostgresStore, as a daemon makes it; dropped after the test)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ from tests.store.support import (
     address_of,
     drop_schemas,
     open_store,
-    postgres_unavailable,
+    require_postgres,
 )
 from tests.support.waiting import wait_for
 from tests.support.workspace import DEFAULT_SETTINGS, merged
@@ -37,11 +36,7 @@ from tests.support.workspace import DEFAULT_SETTINGS, merged
 def schema(tmp_path: Path) -> Iterator[str]:
     """A schema of this test's own, its tables made as a daemon makes them. Skipped without
     a server, except under CI (`CI=true`), where that fails."""
-    why = postgres_unavailable()
-    if why is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
+    require_postgres()
     _, name = address_of("postgresql", tmp_path)
     open_store(("postgresql", name)).close()
     yield name

@@ -5,24 +5,17 @@ is found as an application finds it (`$BGJOBS_CONFIG`)."""
 
 from __future__ import annotations
 
-import os
-
 import psycopg
-import pytest
 from psycopg import sql
 
 from bgjobs.model import JobState
 from tests.examples.test_django_backend import PROJECT, django
-from tests.store.support import PG_DSN, address_of, drop_schemas, open_store, postgres_unavailable
+from tests.store.support import PG_DSN, address_of, drop_schemas, open_store, require_postgres
 from tests.support.workspace import Workspace
 
 
 def test_enqueue_in_a_django_transaction(workspace: Workspace) -> None:
-    why = postgres_unavailable()
-    if why is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
+    require_postgres()
     _, schema = address_of("postgresql", workspace.root)
     app_schema = f"{schema}_app"
     open_store(("postgresql", schema)).close()  # the store's tables, as a daemon makes them

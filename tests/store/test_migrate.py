@@ -29,18 +29,14 @@ from tests.store.support import (
     new_job,
     node,
     open_store,
-    postgres_unavailable,
+    require_postgres,
 )
 from tests.support.workspace import DEFAULT_SETTINGS, Workspace, merged
 
 
 @pytest.fixture
 def schema(tmp_path: Path) -> str:
-    why = postgres_unavailable()
-    if why is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
+    require_postgres()
     return address_of("postgresql", tmp_path)[1]
 
 
