@@ -95,7 +95,14 @@ def enqueue_in(
     with connection.cursor(row_factory=tuple_row) as cursor:
 
         def execute(query: str, args: Sequence[Any]) -> pgsubmit.Rows:
-            cursor.execute(query, args)
+            if connection.pgconn.pipeline_status:
+                # The application's pipeline: each statement's result is needed before the
+                # next, so each is synced.
+                with connection.pipeline() as pipeline:
+                    cursor.execute(query, args)
+                    pipeline.sync()
+            else:
+                cursor.execute(query, args)
             return cursor.fetchall() if cursor.description is not None else []
 
         if own:
@@ -136,7 +143,12 @@ async def enqueue_in_async(
     async with connection.cursor(row_factory=tuple_row) as cursor:
 
         async def execute(query: str, args: Sequence[Any]) -> pgsubmit.Rows:
-            await cursor.execute(query, args)
+            if connection.pgconn.pipeline_status:
+                async with connection.pipeline() as pipeline:
+                    await cursor.execute(query, args)
+                    await pipeline.sync()
+            else:
+                await cursor.execute(query, args)
             return await cursor.fetchall() if cursor.description is not None else []
 
         if own:

@@ -270,7 +270,7 @@ def test_an_autocommit_connection_outside_a_transaction_commits_at_once(
 
 
 def test_the_asyncio_twin(config: Config, store: PostgresStore) -> None:
-    async def main() -> tuple[int, int]:
+    async def main() -> tuple[int, int, int]:
         async with await psycopg.AsyncConnection.connect(PG_DSN) as connection:
             async with connection.transaction():
                 kept = await enqueue_in_async(connection, "Echo", "handle", ["a"], config=config)
@@ -284,10 +284,14 @@ def test_the_asyncio_twin(config: Config, store: PostgresStore) -> None:
                 again = await enqueue_in_async(connection, "Record", "handle", ["u"], config=config)
                 same = await enqueue_in_async(connection, "Record", "handle", ["u"], config=config)
                 assert same == again
-            return kept, again
+            async with connection.pipeline(), connection.transaction():
+                keyed = await enqueue_in_async(connection, "Echo", "handle", key="k", config=config)
+                found = await enqueue_in_async(connection, "Echo", "handle", key="k", config=config)
+                assert found == keyed
+            return kept, again, keyed
 
-    kept, unique = asyncio.run(main())
-    assert job_ids(store) == sorted([kept, unique])
+    stored = sorted(asyncio.run(main()))
+    assert job_ids(store) == stored
 
 
 def test_the_search_path_of_the_application_is_kept(
@@ -350,3 +354,18 @@ def test_the_rights_the_readme_names_are_enough(config: Config, schema: str) -> 
         finally:
             admin.execute(sql.SQL("DROP OWNED BY {role}").format(**names))
             admin.execute(sql.SQL("DROP ROLE {role}").format(**names))
+
+
+def test_a_connection_with_its_own_row_factory_or_in_pipeline_mode(
+    config: Config, store: PostgresStore
+) -> None:
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(PG_DSN, row_factory=dict_row) as connection:
+        with connection.transaction():
+            first = enqueue_in(connection, "Record", "handle", ["d"], config=config)
+            assert enqueue_in(connection, "Record", "handle", ["d"], config=config) == first
+        with connection.pipeline(), connection.transaction():
+            second = enqueue_in(connection, "Echo", "handle", ["p"], key="p", config=config)
+            assert enqueue_in(connection, "Echo", "handle", key="p", config=config) == second
+    assert job_ids(store) == sorted([first, second])
