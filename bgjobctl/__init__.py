@@ -3,6 +3,7 @@
 from bgjobctl import run_background_job            # blocking apps
 from bgjobctl import run_background_job_async      # asyncio apps
 from bgjobctl import run_background_jobs           # many at once
+from bgjobctl import enqueue_in                    # PostgreSQL: in the app's own transaction
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
     from bgjobctl.aclient import AsyncJobHandle, run_background_job_async, run_batch_async
     from bgjobctl.library import JobClient, JobHandle, run_background_job, run_batch
     from bgjobctl.many import BulkIncomplete, run_background_jobs
+    from bgjobctl.transactional import enqueue_in, enqueue_in_async
     from bgjobs.errors import DaemonUnreachable, JobCancelled, JobFailed, RefusedError
 
 __all__ = [
@@ -24,6 +26,8 @@ __all__ = [
     "JobFailed",
     "JobHandle",
     "RefusedError",
+    "enqueue_in",
+    "enqueue_in_async",
     "run_background_job",
     "run_background_job_async",
     "run_background_jobs",
@@ -45,6 +49,8 @@ _HOMES = {
     "run_background_jobs": "bgjobctl.many",
     "BulkIncomplete": "bgjobctl.many",
     "run_batch_async": "bgjobctl.aclient",
+    "enqueue_in": "bgjobctl.transactional",
+    "enqueue_in_async": "bgjobctl.transactional",
 }
 
 

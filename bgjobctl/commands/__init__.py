@@ -17,6 +17,7 @@ from bgjobctl.commands import (
     schedules,
     show,
     stats,
+    store,
     submit,
     submit_batch,
     watch,
@@ -40,4 +41,5 @@ COMMANDS: dict[str, ModuleType] = {
     "nodes": nodes,
     "pause": pause,
     "resume": resume,
+    "store": store,
 }

@@ -30,12 +30,11 @@ import psycopg
 from psycopg import errors, sql
 from psycopg.pq import TransactionStatus
 
-from bgjobd.store import ratewindow
+from bgjobd.store import pgsubmit, ratewindow
 from bgjobd.store.base import (
     AttemptOutput,
     FinishedAttempt,
     JobQuery,
-    KeyTaken,
     NewJob,
     PrunedJob,
     PruneRules,
@@ -72,8 +71,7 @@ from bgjobs.rates import Rate
 SCHEMA: Final = Path(__file__).with_name("schema_postgres.sql")
 SCHEMA_VERSION: Final = 3
 DEFAULT_SCHEMA: Final = "bgjobs"
-_LIVE: Final = "('queued', 'running', 'scheduled', 'waiting')"
-"""As in the unique index's condition, literally, so that the planner uses the index."""
+_LIVE: Final = pgsubmit.LIVE
 _FINAL: Final = [state.value for state in sorted(FINAL_STATES)]
 _FOLD_ROWS: Final = 1_000
 """state_counts rows past which `counts()` folds them into one per state."""
@@ -204,103 +202,22 @@ class PostgresStore(Store):
     # submitting ----------------------------------------------------------------------------
 
     def add(self, links: Sequence[NewJob]) -> list[int]:
-        if not any(link.key is not None or link.unique_key is not None for link in links):
-            return self._add(links)  # nothing can collide: no savepoint's round trips
-        try:
-            with self._savepoint():
-                return self._add(links)
-        except errors.UniqueViolation as exc:
-            # Every row of the submit was undone with the savepoint; the transaction goes on.
-            refusal = self._refusal(exc.diag.constraint_name, links)
-            if refusal is None:
-                raise
-            raise refusal from None
+        # The statements are pgsubmit's, shared with an application's transactional enqueue.
+        return pgsubmit.run(self._write_rows, pgsubmit.add(links))
 
-    def _refusal(self, constraint: str | None, links: Sequence[NewJob]) -> Exception | None:
-        """What a violated unique index means for a submit: its key is taken, or an equal
-        unique job is live (stored by another node, perhaps a moment ago)."""
-        key = links[0].key
-        if constraint == "jobs_by_key" and key is not None:
-            found = self.find_by_key(key)
-            return None if found is None else KeyTaken(key, found)
-        if constraint == "jobs_unique_live":
-            for link in links:
-                if link.unique_key is not None:
-                    live = self.find_live_unique(link.unique_key)
-                    if live is not None:
-                        return UniqueTaken(live)
-        return None
+    def _write_rows(self, query: str, args: Sequence[Any]) -> pgsubmit.Rows:
+        cursor = self._write(query, args)
+        return cursor.fetchall() if cursor.description is not None else []
 
-    def _add(self, links: Sequence[NewJob]) -> list[int]:
-        ids: list[int] = []
-        batch = bool(links) and links[0].batch_callback
-        for link in links:
-            first = ids[0] if ids else None
-            ids.append(self._insert(link, None if batch else first, first if batch else None))
-        if batch:
-            # The callback's id names the batch; its members were stored with it.
-            self._write("UPDATE jobs SET batch_id = %s WHERE id = %s", (ids[0], ids[0]))
-        elif len(links) > 1:
-            self._write("UPDATE jobs SET chain_id = %s WHERE id = %s", (ids[0], ids[0]))
-        return ids
-
-    def _insert(self, link: NewJob, chain_id: int | None, batch_id: int | None) -> int:
-        row = self._write(
-            "INSERT INTO jobs (class_name, method, params, priority, state, run_at, "
-            "max_attempts, timeout, created_at, owner, chain_id, chain_position, "
-            "chain_length, unique_key, oneshot, attempts, started_at, worker_pid, "
-            "idempotency_key, trace, batch_id, batch_on_failure, limit_key, queue) VALUES "
-            "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
-            "RETURNING id",
-            (
-                link.class_name,
-                link.method,
-                encode(link.params),
-                link.priority.rank,
-                link.state.value,
-                link.run_at,
-                link.max_attempts,
-                link.timeout,
-                link.created_at,
-                link.owner,
-                chain_id,
-                link.chain_position,
-                link.chain_length,
-                link.unique_key,
-                link.oneshot,
-                1 if link.state is JobState.RUNNING else 0,
-                link.started_at,
-                link.worker_pid,
-                link.key,
-                None if link.trace is None else encode(link.trace),
-                batch_id,
-                link.run_callback_on_failure if link.batch_callback else None,
-                link.limit_key,
-                link.queue,
-            ),
-        ).fetchone()
-        assert row is not None
-        return int(row[0])
+    def _read_rows(self, query: str, args: Sequence[Any]) -> pgsubmit.Rows:
+        cursor = self._read(query, args)
+        return cursor.fetchall() if cursor.description is not None else []
 
     def find_by_key(self, key: str) -> list[int] | None:
-        row = self._read(
-            "SELECT id, chain_id FROM jobs WHERE idempotency_key = %s", (key,)
-        ).fetchone()
-        if row is None:
-            return None
-        if row[1] is None:
-            return [int(row[0])]
-        links = self._read(
-            "SELECT id FROM jobs WHERE chain_id = %s ORDER BY chain_position", (row[1],)
-        )
-        return [int(link_id) for (link_id,) in links]
+        return pgsubmit.run(self._read_rows, pgsubmit.find_by_key(key))
 
     def find_live_unique(self, unique_key: str) -> int | None:
-        row = self._read(
-            f"SELECT id FROM jobs WHERE unique_key = %s AND state IN {_LIVE} ORDER BY id LIMIT 1",
-            (unique_key,),
-        ).fetchone()
-        return None if row is None else int(row[0])
+        return pgsubmit.run(self._read_rows, pgsubmit.find_live_unique(unique_key))
 
     # reading -------------------------------------------------------------------------------
 

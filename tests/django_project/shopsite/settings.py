@@ -20,6 +20,23 @@ DATABASES = {
         "OPTIONS": {"timeout": 20},
     }
 }
+if os.environ.get("SHOP_PG_SCHEMA"):
+    # On PostgreSQL (the transactional enqueue's tests): the test server, the tables in a
+    # schema of the test's own.
+    from psycopg.conninfo import conninfo_to_dict
+
+    _PG = conninfo_to_dict(os.environ["SHOP_PG_DSN"])
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": _PG.get("dbname", "test"),
+            "USER": _PG.get("user", "postgres"),
+            "PASSWORD": _PG.get("password", ""),
+            "HOST": _PG.get("host", "127.0.0.1"),
+            "PORT": str(_PG.get("port", "5432")),
+            "OPTIONS": {"options": f"-c search_path={os.environ['SHOP_PG_SCHEMA']}"},
+        }
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 TASKS = {
     "default": {
