@@ -40,6 +40,7 @@ from bgjobs.model import (
     PauseInfo,
     PauseKind,
     QueueStats,
+    RateStats,
     Stats,
     WorkerInfo,
 )
@@ -168,7 +169,27 @@ class QueueService:
             daemon_pid=os.getpid(),
             queues=self.queue_stats(),
             paused=self._store.pauses(),
+            rates=self.rate_stats(),
         )
+
+    def rate_stats(self) -> list[RateStats]:
+        """Each rate-limited class (by name): its rate and its window now, on every node."""
+        rates = dict(sorted(self.config.rate_limits.items()))
+        return [
+            RateStats(
+                class_name=use.class_name,
+                rate=str(rates[use.class_name]),
+                limit_by=self.config.limit_by_of(use.class_name),
+                started=use.started,
+                keys=use.keys,
+                full=use.full,
+                held=use.held,
+                next_slot=None
+                if use.next_slot is None
+                else datetime.fromtimestamp(use.next_slot, UTC),
+            )
+            for use in self._store.rate_use(rates, time.time())
+        ]
 
     def finished_per_minute(self, since: float) -> list[tuple[int, JobState, int]]:
         return self._store.finished_per_minute(since)

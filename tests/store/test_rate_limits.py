@@ -128,8 +128,10 @@ def test_rate_use_tells_each_class_its_window(store: Store) -> None:
     store.commit()
     assert claim_all(store, t + 1, rates, NO_LIMITS) == [rated[1], keyed[0], keyed[2], keyed[4]]
     use = {u.class_name: u for u in store.rate_use(rates, t + 2)}
-    assert use["Rated"] == RateUse("Rated", 2, 1, 1, held=3, next_slot=pytest.approx(t + 10))
-    assert use["Keyed"] == RateUse("Keyed", 3, 3, 3, held=2, next_slot=pytest.approx(t + 61))
+    assert use["Rated"] == RateUse("Rated", 2, 1, 1, held=3, next_slot=use["Rated"].next_slot)
+    assert use["Rated"].next_slot == pytest.approx(t + 10)
+    assert use["Keyed"] == RateUse("Keyed", 3, 3, 3, held=2, next_slot=use["Keyed"].next_slot)
+    assert use["Keyed"].next_slot == pytest.approx(t + 61)
     assert use["Idle"] == RateUse("Idle", 0, 0, 0, 0, None)
     # Once the first start left Rated's window: one start, none full, nothing held.
     later = {u.class_name: u for u in store.rate_use(rates, t + 10.5)}
