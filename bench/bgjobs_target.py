@@ -21,7 +21,7 @@ from bgjobs.errors import BgjobsError
 
 BENCH_JOBS: Final = Path(__file__).resolve().parent / "jobs"
 JOBS_PACKAGE: Final = "benchjobs"
-ALLOWED: Final = ("Noop", "Incr", "Late", "SleepIncr")
+ALLOWED: Final = ("Noop", "Say", "Incr", "Late", "SleepIncr")
 
 
 def config_text(socket: Path, *, storage: str, workers: int, fsync: bool, dashboard: bool) -> str:

@@ -6,11 +6,18 @@ the database's size (file + WAL) and the jobs in it every few seconds. With `--n
 the same run keeps everything (the store grows with every job).
 
     ./.venv/bin/python bench/retention_soak.py --jobs 200000 --retain 10s --interval 5s
+
+`--mixed` makes every other job a `Say` for one of many customers: it prints (the store
+keeps its output's tail, the `outputs` table) and its class has a rate per customer
+(`limit_by`, never reached) whose starts are counted (the `starts` table), so that every
+table a job touches is under the soak. It prints the rows of each table at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -34,6 +41,22 @@ def sizes_of(database: Path) -> tuple[int, int]:
     )
 
 
+def job_of(number: int, args: argparse.Namespace) -> JobSpec:
+    if args.mixed and number % 2:
+        customer = number // 2 % args.customers
+        return JobSpec(class_name="Say", method="handle", params=[customer])
+    return JobSpec(class_name="Noop", method="handle")
+
+
+def rows_of(database: Path) -> dict[str, int]:
+    """Rows of each table a job writes to (read-only, beside the running daemon)."""
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        return {
+            table: int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+            for table in ("jobs", "attempts", "outputs", "starts")
+        }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=200_000)
@@ -41,12 +64,16 @@ def main() -> int:
     parser.add_argument("--interval", default="5s", help="[retention] interval")
     parser.add_argument("--every", type=float, default=10.0, help="seconds between prints")
     parser.add_argument("--no-retention", action="store_true")
+    parser.add_argument("--mixed", action="store_true", help="half printing, rate-limited jobs")
+    parser.add_argument("--customers", type=int, default=50_000, help="with --mixed")
     args = parser.parse_args()
 
     workspace = Workspace("soak", workers=2)
     retain = "100d" if args.no_retention else args.retain
     with workspace.config.open("a") as config:
         config.write(f'\n[retention]\nsucceeded = "{retain}"\ninterval = "{args.interval}"\n')
+        if args.mixed:
+            config.write('\n[jobs.Say]\nrate_limit = "100000/s"\nlimit_by = 0\n')
     daemon = Daemon(workspace)
     try:
         daemon.wait_ready()
@@ -76,7 +103,7 @@ def main() -> int:
                 break
             if submitted < args.jobs and live < BACKLOG:
                 count = min(BATCH, args.jobs - submitted)
-                specs = [JobSpec(class_name="Noop", method="handle") for _ in range(count)]
+                specs = [job_of(submitted + n, args) for n in range(count)]
                 sent = time.perf_counter()
                 client.submit(specs)
                 latencies.append(time.perf_counter() - sent)
@@ -88,6 +115,7 @@ def main() -> int:
             f"after {submitted} jobs in {time.monotonic() - started:.0f} s"
         )
         client.close()
+        print("rows:", rows_of(workspace.database))
         latencies.sort()
         print(
             f"submit of {BATCH} jobs: median {latencies[len(latencies) // 2] * 1000:.1f} ms, "

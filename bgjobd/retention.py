@@ -25,6 +25,8 @@ BATCH: Final = 500
 """Jobs deleted per commit: a few milliseconds of the store's lock."""
 MAX_BATCHES: Final = 1000
 """Batches one pass makes at most; the next pass goes on."""
+STARTS_BATCH: Final = 5000
+"""Counted starts deleted per commit (small rows)."""
 DRY_RUN_LIMIT: Final = 10_000_000
 LOG_CHECK: Final = 1.0
 """Seconds between looks at the WAL's size."""
@@ -101,7 +103,20 @@ class Retention:
                 await self._journal.committed()
                 report.files += self._remove_outputs(ids)
                 await asyncio.sleep(0)  # the loop's other work goes between batches
+            await self._forget_starts()
             return report
+
+    async def _forget_starts(self) -> None:
+        """The rate limits' counted starts that no claim counts any more: the claims of a
+        class drop their own old starts, but not those of a limit key (a customer) that
+        never starts again, nor of a class whose rate was removed."""
+        rates = self.config.rate_limits
+        for _ in range(MAX_BATCHES):
+            forgotten = self._store.forget_starts(rates, self._now(), STARTS_BATCH)
+            await self._journal.committed()
+            if forgotten < STARTS_BATCH:
+                return
+            await asyncio.sleep(0)
 
     def _batch(self, rules: PruneRules, report: PruneReport) -> list[int]:
         candidates = self._store.prune(rules, BATCH, dry_run=True)

@@ -10,6 +10,7 @@ which stores first and announces after the commit.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from bgjobs.errors import BadParams, RequestFailed
 from bgjobs.model import (
     DEFAULT_QUEUE,
     LIVE_STATES,
+    QUEUE_NAME_PATTERN,
     JobInfo,
     JobSpec,
     JobState,
@@ -38,12 +40,14 @@ from bgjobs.model import (
     PauseInfo,
     PauseKind,
     QueueStats,
+    RateStats,
     Stats,
     WorkerInfo,
 )
 from bgjobs.protocol import ErrorCode
 
 CANCELLED_BY_REQUEST = "cancelled by request"
+QUEUE_NAME = re.compile(QUEUE_NAME_PATTERN)
 
 
 class QueueService:
@@ -165,7 +169,27 @@ class QueueService:
             daemon_pid=os.getpid(),
             queues=self.queue_stats(),
             paused=self._store.pauses(),
+            rates=self.rate_stats(),
         )
+
+    def rate_stats(self) -> list[RateStats]:
+        """Each rate-limited class (by name): its rate and its window now, on every node."""
+        rates = dict(sorted(self.config.rate_limits.items()))
+        return [
+            RateStats(
+                class_name=use.class_name,
+                rate=str(rates[use.class_name]),
+                limit_by=self.config.limit_by_of(use.class_name),
+                started=use.started,
+                keys=use.keys,
+                full=use.full,
+                held=use.held,
+                next_slot=None
+                if use.next_slot is None
+                else datetime.fromtimestamp(use.next_slot, UTC),
+            )
+            for use in self._store.rate_use(rates, time.time())
+        ]
 
     def finished_per_minute(self, since: float) -> list[tuple[int, JobState, int]]:
         return self._store.finished_per_minute(since)
@@ -245,14 +269,36 @@ class QueueService:
         return removed
 
     def _pause_target(self, kind: PauseKind, name: str) -> str:
-        """The name a pause is stored under; BAD_PARAMS for an unknown class."""
+        """The name a pause is stored under. BAD_PARAMS for a class or queue this node does
+        not know (not configured, no job of it stored, not paused already): most likely a
+        typo, which would otherwise be stored and hold back nothing."""
         if kind is PauseKind.ALL:
             return ""
-        if not name or not name.isidentifier():
+        if kind is PauseKind.QUEUE:
+            if not QUEUE_NAME.fullmatch(name):
+                raise BadParams(ErrorCode.BAD_PARAMS, f"queue name {name!r}: not a name")
+        elif not name or not name.isidentifier():
             raise BadParams(ErrorCode.BAD_PARAMS, f"{kind.value} name {name!r}: not a name")
+        if any(pause.kind is kind and pause.name == name for pause in self._store.pauses()):
+            return name  # paused already (perhaps by a node whose configuration has it)
         if kind is PauseKind.CLASS:
             self.check_class(name)
+        else:
+            self.check_queue(name)
         return name
+
+    def check_queue(self, queue: str) -> None:
+        """BAD_PARAMS for a queue that is neither configured here nor has a job stored."""
+        if self.config.knows_queue(queue):
+            return
+        if self._store.matching_ids(JobQuery(queue=queue), 0, 1):
+            return
+        known = ", ".join(self.config.queue_workers)
+        raise BadParams(
+            ErrorCode.BAD_PARAMS,
+            f"unknown queue {queue!r}: not configured (configured: {known}) "
+            "and no job of it is stored",
+        )
 
     def check_class(self, class_name: str) -> None:
         """BAD_PARAMS for a class that is neither allow-listed nor has a job in the store:
@@ -283,6 +329,8 @@ class QueueService:
     def _check_bulk(self, query: JobQuery, allowed: Collection[JobState], verb: str) -> None:
         if query.class_name is not None:
             self.check_class(query.class_name)
+        if query.queue is not None:
+            self.check_queue(query.queue)
         wrong = [state.value for state in query.states if state not in allowed]
         if wrong:
             raise BadParams(ErrorCode.BAD_PARAMS, f"{', '.join(wrong)} jobs cannot be {verb}")

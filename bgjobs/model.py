@@ -285,6 +285,27 @@ class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
     """Its jobs waiting for a worker, in the whole store."""
 
 
+class RateStats(msgspec.Struct, frozen=True, kw_only=True):
+    """A class with a `rate_limit`: its rate and its window ending now, counted over every
+    node sharing the store."""
+
+    class_name: str
+    rate: str
+    """As configured: `"5/s"`, `"100/m"`, `"1000/h"`."""
+    limit_by: int | None = None
+    """The parameter whose values count separately (one window per value), if any."""
+    started: int
+    """Starts within the window (every value's, with `limit_by`)."""
+    keys: int = 0
+    """The `limit_by` values among them (1 at most without `limit_by`)."""
+    full: int
+    """Of those, the ones at their rate: their next job waits for a start to free."""
+    held: int
+    """Queued jobs waiting for a full window (counted up to 10,000)."""
+    next_slot: datetime | None = None
+    """When the first full window frees a start; None if none is full."""
+
+
 class PauseKind(enum.StrEnum):
     """What a pause holds back: every job, one class's, or one queue's."""
 
@@ -320,3 +341,5 @@ class Stats(msgspec.Struct, kw_only=True):
     """Each queue this node runs or that has queued jobs, `default` first."""
     paused: list[PauseInfo] = []
     """The pauses in force (stored: they hold on every node sharing the store)."""
+    rates: list[RateStats] = []
+    """Each rate-limited class of this node's configuration, by name."""

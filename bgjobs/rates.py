@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Final
 
 _PER: Final = {"s": 1.0, "m": 60.0, "h": 3600.0}
+LONGEST_WINDOW: Final = max(_PER.values())
+"""Seconds of the longest window a rate may have (`/h`)."""
 _RATE = re.compile(r"\s*(?P<starts>\d+)\s*/\s*(?P<per>[smh])\s*\Z")
 
 

@@ -50,6 +50,14 @@ class Noop:
         return None
 
 
+class Say:
+    """The retention soak's mixed load: prints a line (the store keeps its output's tail)
+    for a customer (its `limit_by` key, so that its start is counted)."""
+
+    def handle(self, customer: int | str) -> None:
+        print(f"customer {customer}: done")
+
+
 class Incr:
     """W1 (peer variant): one Redis INCR, the peers' completion signal."""
 

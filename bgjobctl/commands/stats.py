@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 
 from bgjobctl.context import CommandContext
 from bgjobs.errors import ExitCode
+from bgjobs.model import RateStats
 
-HELP = "counts per state, throughput, queues and workers"
+HELP = "counts per state, throughput, queues, pauses, rate limits and workers"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +37,12 @@ def run(ctx: CommandContext) -> int:
         [(q.name, str(q.workers), str(q.busy), str(q.queued)) for q in stats.queues],
         title="queues (workers of this node; queued on every node)",
     )
+    if stats.rates:
+        print_table(
+            ("CLASS", "RATE", "STARTED", "AT RATE", "HELD", "NEXT START"),
+            [rate_row(rate) for rate in stats.rates],
+            title="rate limits (starts in the window now, on every node)",
+        )
     print_table(
         ("PID", "BUSY WITH", "ATTEMPTS RUN", "STARTED"),
         [
@@ -44,3 +52,16 @@ def run(ctx: CommandContext) -> int:
         title="workers",
     )
     return ExitCode.OK
+
+
+def rate_row(rate: RateStats) -> tuple[str, ...]:
+    from bgjobs.ratetext import next_text, rate_text, started_text
+
+    return (
+        rate.class_name,
+        rate_text(rate),
+        started_text(rate),
+        str(rate.full),
+        str(rate.held),
+        next_text(rate, datetime.now(UTC)),
+    )

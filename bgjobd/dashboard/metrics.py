@@ -8,6 +8,7 @@ even for jobs that `run_job.py` wrote to the same store.
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Iterator
 from typing import Final
@@ -52,6 +53,8 @@ class _LiveState:
         yield GaugeMetricFamily(
             "bgjobs_workers_busy", "Workers running an attempt now.", value=service.busy
         )
+        yield from _per_queue(service)
+        yield from _per_rate(service)
         paused = GaugeMetricFamily(
             "bgjobs_paused",
             "1 for each pause in force (kind: all, class or queue; name: the class or queue).",
@@ -65,6 +68,51 @@ class _LiveState:
             "Seconds since the daemon started.",
             value=time.time() - service.started_at,
         )
+
+
+def _per_queue(service: QueueService) -> Iterator[Metric]:
+    """Each queue's jobs waiting and running (on every node), and this node's workers."""
+    stats = service.queue_stats()
+    running = collections.Counter(job.queue for job in service.running())
+    jobs = GaugeMetricFamily(
+        "bgjobs_queue_jobs",
+        "Jobs of each queue waiting for a worker (queued) or running, on every node.",
+        labels=["queue", "state"],
+    )
+    workers = GaugeMetricFamily(
+        "bgjobs_queue_workers", "This daemon's workers for each queue.", labels=["queue"]
+    )
+    busy = GaugeMetricFamily(
+        "bgjobs_queue_workers_busy",
+        "This daemon's workers of each queue running an attempt now.",
+        labels=["queue"],
+    )
+    for queue in sorted({stat.name for stat in stats} | set(running)):
+        stat = next((stat for stat in stats if stat.name == queue), None)
+        jobs.add_metric([queue, JobState.QUEUED.value], stat.queued if stat else 0)
+        jobs.add_metric([queue, JobState.RUNNING.value], running.get(queue, 0))
+        if stat is not None:
+            workers.add_metric([queue], stat.workers)
+            busy.add_metric([queue], stat.busy)
+    yield from (jobs, workers, busy)
+
+
+def _per_rate(service: QueueService) -> Iterator[Metric]:
+    """Each rate-limited class's window now: starts in it, queued jobs held back by it."""
+    started = GaugeMetricFamily(
+        "bgjobs_rate_limit_started",
+        "Starts of each rate-limited class within its window now (every limit_by value's).",
+        labels=["job_class"],
+    )
+    held = GaugeMetricFamily(
+        "bgjobs_rate_limit_held",
+        "Queued jobs of each rate-limited class waiting for its window to free a start.",
+        labels=["job_class"],
+    )
+    for rate in service.rate_stats():
+        started.add_metric([rate.class_name], rate.started)
+        held.add_metric([rate.class_name], rate.held)
+    yield from (started, held)
 
 
 class Metrics:

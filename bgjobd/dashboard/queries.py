@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
@@ -18,7 +19,8 @@ from bgjobd.dashboard.queue import dispatch_order, queue_head, queued_rows
 from bgjobd.dashboard.recent import RecentFinishes
 from bgjobd.service import QueueService
 from bgjobd.store.base import JobQuery
-from bgjobs.model import JobInfo, JobState
+from bgjobs.model import JobInfo, JobState, RateStats
+from bgjobs.ratetext import next_text, rate_text, started_text
 
 SECTION_LIMIT: Final = 10
 """Jobs shown per section of the overview; the section links to its full listing."""
@@ -96,7 +98,8 @@ def overview(
 def stats(service: QueueService, now: float | None = None) -> dict[str, Any]:
     """The daemon's figures and the throughput of the last hour."""
     now = time.time() if now is None else now
-    data: dict[str, Any] = msgspec.to_builtins(service.stats())
+    figures = service.stats()
+    data: dict[str, Any] = msgspec.to_builtins(figures)
     series = throughput(service, now)
     data.update(
         total=sum(data["counts"].values()),
@@ -107,8 +110,23 @@ def stats(service: QueueService, now: float | None = None) -> dict[str, Any]:
         throughput=series,
         chart=chart.bars(series),
         nodes=[node_row(node, service.node_name, now) for node in service.nodes()],
+        rates=rate_rows(figures.rates, now),
     )
     return data
+
+
+def rate_rows(rates: list[RateStats], now: float) -> list[dict[str, Any]]:
+    """Each rate-limited class with its figures in words (the page's cells, by name)."""
+    moment = datetime.fromtimestamp(now, UTC)
+    return [
+        {
+            **msgspec.to_builtins(rate),
+            "rate_text": rate_text(rate),
+            "started_text": started_text(rate),
+            "next_text": next_text(rate, moment),
+        }
+        for rate in rates
+    ]
 
 
 def queues_text(queues: list[dict[str, Any]]) -> str:

@@ -140,6 +140,27 @@ def in_claim_order(entries: list[WaitingEntry], limit: int) -> list[WaitingEntry
 
 
 @dataclass(frozen=True)
+class RateUse:
+    """A rate-limited class's window ending now."""
+
+    class_name: str
+    started: int
+    """Its starts within the window, every limit key's."""
+    keys: int
+    """The limit keys that started within it (1 at most without `limit_by`)."""
+    full: int
+    """Of those, the keys at their rate: their next job waits for a start to free."""
+    held: int
+    """Queued jobs of the full keys (counted up to HELD_COUNT_CAP)."""
+    next_slot: float | None
+    """When the first full key frees a start; None if none is full."""
+
+
+HELD_COUNT_CAP = 10_000
+"""`RateUse.held` counts up to this many: the figure stays cheap on a long queue."""
+
+
+@dataclass(frozen=True)
 class FinishedAttempt:
     number: int
     outcome: Outcome
@@ -349,6 +370,18 @@ class Store(abc.ABC):
         """When a job held back by its rate (the daemon's queued jobs, or this one job)
         may start next: the earliest time a window frees a start for one of them; None if
         no such job waits for its rate."""
+
+    @abc.abstractmethod
+    def rate_use(self, rates: Mapping[str, Rate], now: float) -> list[RateUse]:
+        """For each class of `rates` (in that order), how much of its window ending at `now`
+        is used, counted over every process sharing the store: see `RateUse`."""
+
+    @abc.abstractmethod
+    def forget_starts(self, rates: Mapping[str, Rate], now: float, limit: int) -> int:
+        """Delete at most `limit` counted starts that no claim counts any more: a class's of
+        `rates` once `ratewindow.prune_before` its rate, any other class's (a rate since
+        removed, a limit key that never started again) once it is before that of the
+        longest rate there is. Returns how many went."""
 
     @abc.abstractmethod
     def promote_due(self, now: float) -> list[int]:

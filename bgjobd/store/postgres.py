@@ -21,6 +21,7 @@ its own WAL and checks its own pages, and a failed COMMIT is reported, never hal
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,12 +33,14 @@ from psycopg.pq import TransactionStatus
 
 from bgjobd.store import pgsubmit, ratewindow
 from bgjobd.store.base import (
+    HELD_COUNT_CAP,
     AttemptOutput,
     FinishedAttempt,
     JobQuery,
     NewJob,
     PrunedJob,
     PruneRules,
+    RateUse,
     StaleAttempt,
     Store,
     StoredOutput,
@@ -753,6 +756,57 @@ class PostgresStore(Store):
             if slot is not None:
                 slots.append(slot)
         return min(slots, default=None)
+
+    def rate_use(self, rates: Mapping[str, Rate], now: float) -> list[RateUse]:
+        uses = []
+        for name, rate in rates.items():
+            since = ratewindow.window_start(rate, now)
+            groups = [
+                (str(key), int(started), float(oldest))
+                for key, started, oldest in self._read(
+                    "SELECT limit_key, count(*), min(started_at) FROM starts "
+                    "WHERE class_name = %s AND started_at > %s GROUP BY limit_key",
+                    (name, since),
+                )
+            ]
+            held = 0
+            if any(started >= rate.starts for _, started, _ in groups):
+                row = self._read(
+                    "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE state = 'queued' "
+                    "AND NOT oneshot AND class_name = %s AND limit_key IN (SELECT limit_key "
+                    "FROM starts WHERE class_name = %s AND started_at > %s GROUP BY limit_key "
+                    "HAVING count(*) >= %s) LIMIT %s) AS held",
+                    (name, name, since, rate.starts, HELD_COUNT_CAP),
+                ).fetchone()
+                held = 0 if row is None else int(row[0])
+            uses.append(
+                ratewindow.use_of(
+                    name, rate, groups, held, functools.partial(self._starts_since, name, since)
+                )
+            )
+        return uses
+
+    def _starts_since(self, class_name: str, since: float, key: str) -> list[float]:
+        rows = self._read(
+            "SELECT started_at FROM starts WHERE class_name = %s AND limit_key = %s "
+            "AND started_at > %s ORDER BY started_at",
+            (class_name, key, since),
+        )
+        return [float(at) for (at,) in rows]
+
+    def forget_starts(self, rates: Mapping[str, Rate], now: float, limit: int) -> int:
+        cutoffs, otherwise = ratewindow.forget_cutoffs(rates, now)
+        cutoff = "%s::double precision"
+        if cutoffs:
+            whens = " ".join("WHEN %s THEN %s::double precision" for _ in cutoffs)
+            cutoff = f"CASE class_name {whens} ELSE %s::double precision END"
+        args = [value for pair in cutoffs for value in pair]
+        deleted = self._write(
+            "DELETE FROM starts WHERE ctid = ANY(ARRAY(SELECT ctid FROM starts "
+            f"WHERE started_at <= {cutoff} LIMIT %s))",
+            (*args, otherwise, limit),
+        )
+        return max(deleted.rowcount, 0)
 
     def promote_due(self, now: float) -> list[int]:
         # NaN sorts above every number in PostgreSQL: a job due at NaN is due at once.

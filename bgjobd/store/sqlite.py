@@ -15,6 +15,7 @@ the submits (`add`), whose clients are told their jobs were not stored.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import sqlite3
 import threading
@@ -26,6 +27,7 @@ from typing import Any, Final
 
 from bgjobd.store import ratewindow
 from bgjobd.store.base import (
+    HELD_COUNT_CAP,
     AttemptOutput,
     FinishedAttempt,
     JobQuery,
@@ -33,6 +35,7 @@ from bgjobd.store.base import (
     NewJob,
     PrunedJob,
     PruneRules,
+    RateUse,
     StaleAttempt,
     Store,
     StoredOutput,
@@ -1025,6 +1028,56 @@ class SQLiteStore(Store):
             if slot is not None:
                 slots.append(slot)
         return min(slots, default=None)
+
+    def rate_use(self, rates: Mapping[str, Rate], now: float) -> list[RateUse]:
+        uses = []
+        for name, rate in rates.items():
+            since = ratewindow.window_start(rate, now)
+            groups = [
+                (str(key), int(started), float(oldest))
+                for key, started, oldest in self._db.execute(
+                    "SELECT limit_key, count(*), min(started_at) FROM starts "
+                    "WHERE class_name = ? AND started_at > ? GROUP BY limit_key",
+                    (name, since),
+                )
+            ]
+            held = 0
+            if any(started >= rate.starts for _, started, _ in groups):
+                row = self._db.execute(
+                    "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE state = 'queued' "
+                    "AND oneshot = 0 AND class_name = ? AND limit_key IN (SELECT limit_key "
+                    "FROM starts WHERE class_name = ? AND started_at > ? GROUP BY limit_key "
+                    "HAVING count(*) >= ?) LIMIT ?)",
+                    (name, name, since, rate.starts, HELD_COUNT_CAP),
+                ).fetchone()
+                held = int(row[0])
+            uses.append(
+                ratewindow.use_of(
+                    name, rate, groups, held, functools.partial(self._starts_since, name, since)
+                )
+            )
+        return uses
+
+    def _starts_since(self, class_name: str, since: float, key: str) -> list[float]:
+        rows = self._db.execute(
+            "SELECT started_at FROM starts WHERE class_name = ? AND limit_key = ? "
+            "AND started_at > ? ORDER BY started_at",
+            (class_name, key, since),
+        )
+        return [float(at) for (at,) in rows]
+
+    def forget_starts(self, rates: Mapping[str, Rate], now: float, limit: int) -> int:
+        cutoffs, otherwise = ratewindow.forget_cutoffs(rates, now)
+        cutoff = "?"
+        if cutoffs:
+            cutoff = f"CASE class_name {' '.join('WHEN ? THEN ?' for _ in cutoffs)} ELSE ? END"
+        args = [value for pair in cutoffs for value in pair]
+        deleted = self._write(
+            "DELETE FROM starts WHERE rowid IN (SELECT rowid FROM starts "
+            f"WHERE started_at <= {cutoff} LIMIT ?)",
+            (*args, otherwise, limit),
+        )
+        return max(deleted.rowcount, 0)
 
     def promote_due(self, now: float) -> list[int]:
         # A NULL due time is a NaN that SQLite stored: due at once rather than never.

@@ -1,11 +1,23 @@
 """Named queues on the dashboard: each job's queue, the queue filter, and each queue's
-workers in the figures (the JSON API and the page as the server renders it)."""
+workers in the figures (the JSON API and the page as the server renders it, and the
+filter in a real browser), with the schedules' card."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.dashboard.support import Dashboard, start_dashboard
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.select import Select
+
+from tests.dashboard.support import (
+    Dashboard,
+    click,
+    no_alerts,
+    start_dashboard,
+    text_of,
+    wait_until,
+)
 from tests.support.workspace import Workspace
 
 QUEUES = {"queues": {"slow": {"workers": 1}}, "daemon": {"workers": 1}}
@@ -46,3 +58,30 @@ def test_stats_give_each_queues_workers(workspace: Workspace) -> None:
     ]
     assert stats["queues_text"] == "default 0/1 · slow 0/1"
     assert "default 0/1 · slow 0/1" in dashboard.http().get("/dashboard/jobs").text
+
+
+def test_the_queue_filter_and_the_schedules_in_a_browser(
+    workspace: Workspace, browser: webdriver.Chrome
+) -> None:
+    """In a real browser: the Schedules card, and the queue filter leaving only that
+    queue's jobs, each with its queue chip."""
+    nightly = {"cron": "30 2 * * *", "class": "Echo", "method": "handle"}
+    dashboard = start_dashboard(
+        workspace, {**QUEUES, "schedules": {"nightly": {**nightly, "timezone": "Europe/Berlin"}}}
+    )
+    dashboard.log_in(browser)
+    slow = dashboard.submit("Echo", "s", queue="slow")
+    default = dashboard.submit("Echo", "d")
+    for job_id in (slow, default):
+        dashboard.wait_state(job_id, "succeeded")
+
+    browser.get(dashboard.url + "/dashboard/jobs")
+    schedules = text_of(browser, "#schedules")
+    assert "nightly" in schedules and "30 2 * * *" in schedules and "Europe/Berlin" in schedules
+    Select(browser.find_element(By.CSS_SELECTOR, 'select[name="queue"]')).select_by_value("slow")
+    click(browser, '#filters button[type="submit"]')
+    wait_until(browser, lambda d: "queue=slow" in d.current_url)
+    rows = browser.find_elements(By.CSS_SELECTOR, "#board tr[data-job]")
+    assert [row.get_attribute("data-job") for row in rows] == [str(slow)]
+    assert "queue slow" in text_of(browser, f'#board tr[data-job="{slow}"]')
+    no_alerts(browser)

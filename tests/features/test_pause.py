@@ -69,6 +69,7 @@ def test_pause_all_holds_every_class_until_resumed(workspace: Workspace) -> None
 
 
 def test_pause_twice_and_resume_what_is_not_paused_say_so(workspace: Workspace) -> None:
+    workspace.write_config({"queues": {"mail": {"workers": 1}}})
     workspace.start_daemon()
     assert workspace.bgjobctl("pause", "--queue", "mail").returncode == 0
     again = workspace.bgjobctl("pause", "--queue", "mail")
@@ -87,7 +88,44 @@ def test_bad_pause_requests_change_nothing(workspace: Workspace) -> None:
     assert workspace.bgjobctl("pause").returncode == 2  # which one?
     assert workspace.bgjobctl("pause", "--class", "Echo", "--all").returncode == 2
     assert workspace.bgjobctl("pause", "--queue", "").returncode == 2
+    assert workspace.bgjobctl("pause", "--queue", "bad name").returncode == 2
     assert "paused: nothing" in workspace.bgjobctl("stats").stdout
+
+
+def test_an_unknown_queue_is_refused_a_known_one_taken(workspace: Workspace) -> None:
+    """Known: configured here (a name with '-' and '.' too), or with a job in the store
+    (another node's queue, or one this node's configuration dropped); an allow-listed
+    class with no job yet. Unknown: an error (exit 2) that stores nothing."""
+    workspace.write_config({"queues": {"mail-out.eu": {"workers": 0}}})
+    daemon = workspace.start_daemon()
+    held = submit_to(workspace.client(), "mail-out.eu")
+    daemon.stop()
+    workspace.write_config({"queues": {"reports": {"workers": 1}}})
+    workspace.start_daemon()
+
+    unknown = workspace.bgjobctl("pause", "--queue", "nowhere")
+    assert unknown.returncode == 2
+    assert "unknown queue 'nowhere'" in unknown.stderr and "reports" in unknown.stderr
+    assert workspace.bgjobctl("resume", "--queue", "nowhere").returncode == 2
+    assert workspace.bgjobctl("cancel", "--queue", "nowhere", "--yes").returncode == 2
+    assert "paused: nothing" in workspace.bgjobctl("stats").stdout
+
+    for args in (("--queue", "reports"), ("--queue", "mail-out.eu"), ("--class", "Add")):
+        paused = workspace.bgjobctl("pause", *args)
+        assert paused.returncode == 0, paused.stderr
+    listed = json.loads(workspace.bgjobctl("--json", "stats").stdout)["paused"]
+    assert sorted((p["kind"], p["name"]) for p in listed) == [
+        ("class", "Add"),
+        ("queue", "mail-out.eu"),
+        ("queue", "reports"),
+    ]
+    assert state(workspace.client(), held) is JobState.QUEUED
+
+
+def submit_to(client: Client, queue: str) -> int:
+    return client.submit(
+        [JobSpec(class_name="Echo", method="handle", params=["q"], queue=queue)]
+    ).ids[0]
 
 
 def test_run_job_runs_a_paused_class_and_says_so(workspace: Workspace) -> None:

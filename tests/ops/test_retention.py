@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sqlite3
@@ -12,12 +13,15 @@ from pathlib import Path
 import pytest
 
 from bgjobctl.library import make_spec
+from bgjobd.journal import Journal
+from bgjobd.retention import Retention
 from bgjobd.store.base import NewJob, PruneRules
 from bgjobd.store.sqlite import SQLiteStore
-from bgjobs.config import parse_settings
+from bgjobs.config import Config, parse_settings
 from bgjobs.durations import format_duration, parse_duration
 from bgjobs.errors import ConfigError
 from bgjobs.model import JobState, Priority
+from bgjobs.rates import LONGEST_WINDOW, Rate
 from tests.support.waiting import wait_for
 from tests.support.workspace import Workspace
 
@@ -196,5 +200,46 @@ def test_a_batch_goes_whole_or_not_at_all(tmp_path: Path) -> None:
         assert sorted(job.job_id for job in store.prune(old, 1)) == ids
         store.commit()
         assert store.get(ids[1]) is None
+    finally:
+        store.close()
+
+
+def test_a_prune_pass_forgets_starts_no_claim_counts(tmp_path: Path) -> None:
+    """Rate limits' counted starts go with retention's pass: a customer's (a `limit_by`
+    key) that never starts again, and a class's whose rate was removed, once out of the
+    longest window; a dry run leaves them."""
+    config = Config(
+        parse_settings(
+            'allowed_jobs = {Paced = ["handle"], Was = ["handle"]}\n'
+            '[jobs.Paced]\nrate_limit = "100/s"\nlimit_by = 0\n'
+        ),
+        None,
+    )
+    store = SQLiteStore(tmp_path / "bgjobs.db")
+    t = time.time()
+    for name, customer in (("Paced", "17"), ("Paced", "42"), ("Was", "")):
+        (job_id,) = store.add([replace(_queued(0), class_name=name, limit_key=customer)])
+        assert store.claim(job_id, "n", None, t, rate=Rate(100, 1.0)) is not None
+    store.commit()
+
+    async def prune_at(now: float, *, dry_run: bool = False) -> list[str]:
+        journal = Journal(store, on_error=lambda message: None)
+        retention = Retention(
+            config,
+            store,
+            journal,
+            keep_keys=frozenset,
+            now=lambda: now,
+            say=lambda message: None,
+        )
+        await retention.prune(dry_run=dry_run)
+        rows = store._db.execute("SELECT class_name FROM starts ORDER BY class_name")
+        return [str(name) for (name,) in rows]
+
+    try:
+        assert asyncio.run(prune_at(t + 0.5)) == ["Paced", "Paced", "Was"]
+        assert asyncio.run(prune_at(t + 120, dry_run=True)) == ["Paced", "Paced", "Was"]
+        assert asyncio.run(prune_at(t + 120)) == ["Was"]  # out of Paced's 1 s window
+        assert asyncio.run(prune_at(t + LONGEST_WINDOW + 120)) == []
     finally:
         store.close()

@@ -27,6 +27,7 @@ from tests.support.waiting import wait_for
 from tests.support.workspace import Workspace
 
 START = datetime(2026, 1, 5, 9, 0, 30, tzinfo=UTC)
+STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 
 class FakeClock(Clock):
@@ -347,3 +348,48 @@ def test_reload_and_the_dashboard_show_changed_schedules(workspace: Workspace) -
     page = dashboard.http().get("/dashboard/jobs")
     assert page.status == 200
     assert "Schedules" in page.text and "hourly" in page.text and "Asia/Tokyo" in page.text
+
+
+def test_a_real_daemon_after_a_downtime_of_several_ticks(workspace: Workspace) -> None:
+    """Two `*/5` schedules, `run_once` and `skip`, on a real daemon that stops after the
+    09:05 tick and starts again at 09:33 (its test clock set forward): `run_once` runs one
+    job for 09:10 ... 09:30 (under 09:30's key), `skip` none. Both go on from the store's
+    keys, nothing kept across the restart. One pass of the daemon's scheduler submits
+    every schedule's due ticks, so once run_once's job is there, skip's pass is done too."""
+    every_five = {"cron": "*/5 * * * *", "class": "Echo", "method": "handle"}
+    workspace.write_config(
+        {
+            "schedules": {
+                "once": {**every_five, "missed": "run_once"},
+                "skip": {**every_five, "missed": "skip"},
+            }
+        }
+    )
+    first_start = datetime(2026, 1, 5, 9, 3, 30, tzinfo=UTC)
+    workspace.env[TEST_CLOCK_ENV] = f"{first_start.timestamp()},{time.time()},15"
+    daemon = workspace.start_daemon()
+
+    def keys() -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {"once": [], "skip": []}
+        for job in workspace.client().list_jobs(limit=100).jobs:
+            if job.key:
+                name, stamp = job.key.split(":", 2)[1:]
+                found[name].append(stamp)
+        return {name: sorted(stamps) for name, stamps in found.items()}
+
+    # The first tick after the start (09:05 unless the start took over 6 s), on time.
+    wait_for(lambda: all(keys().values()), timeout=30, what="a tick of both")
+    ran = keys()  # the next tick is 20 s away
+    assert daemon.stop() == 0
+    assert ran["once"] == ran["skip"]
+    last = datetime.strptime(ran["once"][-1], STAMP).replace(tzinfo=UTC)
+
+    # Down for 28 minutes: the five ticks after `last` were missed.
+    back = last + timedelta(minutes=28)
+    workspace.env[TEST_CLOCK_ENV] = f"{back.timestamp()},{time.time()},1"
+    workspace.start_daemon()
+    wait_for(lambda: len(keys()["once"]) == len(ran["once"]) + 1, what="run_once's one job")
+    assert keys() == {
+        "once": [*ran["once"], (last + timedelta(minutes=25)).strftime(STAMP)],
+        "skip": ran["skip"],
+    }

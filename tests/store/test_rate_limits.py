@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bgjobd.store.base import FinishedAttempt, Store
+from bgjobd.store.base import FinishedAttempt, RateUse, Store
+from bgjobd.store.ratewindow import KEEP_EXTRA_SECONDS
 from bgjobs.model import JobState, Outcome
-from bgjobs.rates import Rate
+from bgjobs.rates import LONGEST_WINDOW, Rate
 from tests.store import racers
 from tests.store.support import StoreAddress, address_of, new_job, open_store
 
@@ -101,6 +102,63 @@ def test_limits_count_per_limit_key(store: Store) -> None:
     assert claim_all(store, t + 10.001, rates, limits) == [paced[1]]
     finish(store, b1)
     assert claim_all(store, t + 20, rates, limits) == [b2]
+
+
+def starts_left(store: Store) -> list[tuple[str, str]]:
+    """The counted starts' (class, limit key), as every backend keeps them."""
+    rows = store._db.execute(  # type: ignore[attr-defined]  # the test reads the table
+        "SELECT class_name, limit_key FROM starts ORDER BY class_name, limit_key, started_at"
+    ).fetchall()
+    return [(str(name), str(key)) for name, key in rows]
+
+
+def test_rate_use_tells_each_class_its_window(store: Store) -> None:
+    """How full each class's window is now: its starts, its limit keys, those at their
+    rate, the queued jobs they hold, and when the first frees a start."""
+    rates = {"Rated": Rate(2, 10.0), "Keyed": Rate(1, 60.0), "Idle": Rate(5, 1.0)}
+    rated = [store.add([new_job("Rated")])[0] for _ in range(5)]
+    keyed = [store.add([new_job("Keyed", limit_key=key)])[0] for key in "aabbc"]
+    t = time.time()
+    assert store.rate_use(rates, t) == [
+        RateUse("Rated", started=0, keys=0, full=0, held=0, next_slot=None),
+        RateUse("Keyed", started=0, keys=0, full=0, held=0, next_slot=None),
+        RateUse("Idle", started=0, keys=0, full=0, held=0, next_slot=None),
+    ]
+    assert store.claim_next("n", 1, t, NO_LIMITS, rates) is not None  # Rated
+    store.commit()
+    assert claim_all(store, t + 1, rates, NO_LIMITS) == [rated[1], keyed[0], keyed[2], keyed[4]]
+    use = {u.class_name: u for u in store.rate_use(rates, t + 2)}
+    assert use["Rated"] == RateUse("Rated", 2, 1, 1, held=3, next_slot=use["Rated"].next_slot)
+    assert use["Rated"].next_slot == pytest.approx(t + 10)
+    assert use["Keyed"] == RateUse("Keyed", 3, 3, 3, held=2, next_slot=use["Keyed"].next_slot)
+    assert use["Keyed"].next_slot == pytest.approx(t + 61)
+    assert use["Idle"] == RateUse("Idle", 0, 0, 0, 0, None)
+    # Once the first start left Rated's window: one start, none full, nothing held.
+    later = {u.class_name: u for u in store.rate_use(rates, t + 10.5)}
+    assert later["Rated"] == RateUse("Rated", 1, 1, 0, 0, None)
+
+
+def test_forget_starts_keeps_what_a_claim_still_counts(store: Store) -> None:
+    """Starts no claim counts any more go: a rate-limited class's once out of its window
+    (and the margin), any other class's (its rate removed, or a key that never started
+    again) once out of the longest window there is."""
+    t = time.time()
+    for name, key in (("Fast", "a"), ("Fast", "b"), ("Dropped", "")):
+        job = store.add([new_job(name, limit_key=key)])[0]
+        assert store.claim(job, "n", 1, t, rate=Rate(100, 1.0)) is not None
+    store.commit()
+    rates = {"Fast": Rate(100, 1.0)}
+    assert store.forget_starts(rates, t + 1.0, 100) == 0  # still in the window
+    store.commit()
+    just_out = t + 1.0 + KEEP_EXTRA_SECONDS
+    assert store.forget_starts(rates, just_out, 1) == 1  # at most `limit` at a time
+    assert store.forget_starts(rates, just_out, 100) == 1
+    store.commit()
+    assert starts_left(store) == [("Dropped", "")]
+    assert store.forget_starts(rates, t + LONGEST_WINDOW, 100) == 0
+    assert store.forget_starts(rates, t + LONGEST_WINDOW + KEEP_EXTRA_SECONDS, 100) == 1
+    store.commit()
+    assert starts_left(store) == []
 
 
 # racing claimers -----------------------------------------------------------------------------

@@ -222,6 +222,14 @@
       if (value !== undefined) node.textContent = value;
     }
     redraw(document.getElementById("chart"), JSON.stringify(stats.chart), (box) => drawChart(box, stats.chart));
+    for (const rate of stats.rates || []) {
+      const row = document.querySelector(`[data-rate="${CSS.escape(rate.class_name)}"]`);
+      if (!row) continue;
+      for (const cell of row.querySelectorAll("[data-field]")) {
+        const value = rate[cell.dataset.field];
+        if (value !== undefined) cell.textContent = String(value);
+      }
+    }
     const nodes = document.getElementById("nodes");
     if (nodes && stats.nodes) {
       setText("node-count", String(stats.nodes.length));
