@@ -33,7 +33,7 @@ from bgjobd.duetimer import DueTimer
 from bgjobd.joblog import NO_JOB, JobLog
 from bgjobd.publisher import Publisher
 from bgjobd.store.base import NewJob, Store
-from bgjobd.store.sqlite import is_busy
+from bgjobd.store.offline import StoreOffline, is_transient
 from bgjobd.workers import WorkerProcess
 from bgjobs.model import DEFAULT_QUEUE, ErrorInfo, JobInfo, JobState, Outcome
 from bgjobs.rates import Rate
@@ -244,6 +244,8 @@ class Dispatcher:
             try:
                 if self._store.changed():
                     self.changed_elsewhere()
+            except StoreOffline:
+                continue  # the store said so once; it reconnects, and then this is news
             except Exception as exc:  # noqa: BLE001  # a store hiccup: the next poll retries
                 self._log.error(NO_JOB, f"reading the store's changes failed: {exc!r}")
 
@@ -330,6 +332,8 @@ class Dispatcher:
             job = self._claims.claim(
                 self._owner, worker.pid, time.time(), self.limits, slots.name, rates=self.rates
             )
+        except StoreOffline:
+            job = None  # said once by the store; its reconnection is news that wakes us
         except Exception as exc:  # noqa: BLE001  # one claim's trouble must not stop the daemon
             self._log.error(NO_JOB, f"claiming a job failed: {exc!r}")
             job = None
@@ -432,7 +436,7 @@ class Dispatcher:
         try:
             self._record(job, result)
         except Exception as exc:  # noqa: BLE001  # one job's trouble must not stop the daemon
-            if is_busy(exc):
+            if is_transient(exc):
                 self._record_later(job, result, exc)
                 return
             try:
@@ -452,7 +456,8 @@ class Dispatcher:
         it wrote): the end is kept and offered again until the store takes it (or, fenced,
         refuses it), rather than failing the job or leaving it running for ever."""
         self._log.warning(
-            job.label, f"job {job.id}: the store is busy ({exc}); its end is recorded later"
+            job.label,
+            f"job {job.id}: the store cannot take it now ({exc}); its end is recorded later",
         )
         self._unrecorded.append((job, result))
         if self._retry_timer is None:
@@ -466,7 +471,7 @@ class Dispatcher:
             try:
                 self._record(job, result)
             except Exception as exc:  # noqa: BLE001  # kept again, or said
-                if is_busy(exc):
+                if is_transient(exc):
                     self._unrecorded.append((job, result))
                 else:
                     self._log.error(NO_JOB, f"job {job.id}: could not record its end: {exc!r}")
