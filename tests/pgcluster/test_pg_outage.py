@@ -17,10 +17,11 @@ import psycopg
 import pytest
 
 from bgjobs.errors import BgjobsError, RequestFailed
-from bgjobs.model import JobSpec, JobState
-from tests.pgcluster.conftest import MakePgCluster
+from bgjobs.model import JobSpec, JobState, Outcome
+from tests.pgcluster.conftest import MakePgCluster, node_name
 from tests.store.support import PG_DSN
 from tests.support.cluster import Cluster, Node
+from tests.support.tcpproxy import TcpProxy
 from tests.support.waiting import wait_for
 from tests.support.workspace import Workspace
 
@@ -189,3 +190,81 @@ def test_a_postgresql_restart_under_load_loses_no_acknowledged_job(
     for node in cluster.nodes.values():
         errors = node.error_log()
         assert errors.count(LOST) == 1 and errors.count(BACK) == 1, errors[-3000:]
+
+
+CUT_LEASE = 3
+CUT_SETTINGS = {
+    "allowed_jobs": {"Token": ["handle"]},
+    "jobs": {"Token": {"retry_attempts": 2, "retry_delay_seconds": 0}},
+    "daemon": {"lease_seconds": CUT_LEASE},
+}
+CUT_OFF = "this node cannot reach the store to renew its lease"
+
+
+def test_a_node_cut_off_from_postgresql_stops_its_attempts_before_the_others_reclaim_them(
+    make_pg_cluster: MakePgCluster, workspace: Workspace
+) -> None:
+    """Node c reaches the server through a relay that the test cuts: c cannot renew its
+    lease, so it stops its attempts before the lease runs out, and the others run those
+    jobs once it has: each job's token is written once (c's attempts never wrote theirs).
+    Back on the network, c's late ends are refused, and it serves again."""
+    with TcpProxy(("127.0.0.1", 5432)) as proxy:
+        relayed = f"postgresql://postgres@127.0.0.1:{proxy.port}/test"
+        cluster = make_pg_cluster(CUT_SETTINGS, per_node={"c": {"store": {"dsn": relayed}}})
+        cluster.start()
+        cut_off, name = cluster["c"], node_name(cluster["c"])
+        tokens, gate = workspace.root / "tokens", workspace.root / "gate"
+        specs = [
+            JobSpec(
+                class_name="Token", method="handle", params=[str(tokens), f"g{n}", 0, str(gate)]
+            )
+            for n in range(3)
+        ]
+        ids = cut_off.client().submit(specs).ids
+
+        def running_on_c() -> list[int]:
+            with cluster.store() as store:
+                return [job.id for job in store.running(name)]
+
+        wait_for(running_on_c, timeout=30, what="node c to run some of the jobs")
+        wait_for(cut_off.lock_files, timeout=30, what="node c's workers to take them up")
+        theirs = running_on_c()
+
+        proxy.cut()
+        wait_for(lambda: CUT_OFF in cut_off.error_log(), timeout=30, what="c to stop its attempts")
+        wait_for(lambda: not cut_off.lock_files(), timeout=10, what="c's attempts to end")
+        others = [node for node in cluster.nodes.values() if node is not cut_off]
+        wait_for(
+            lambda: any(f"reclaimed from node {name}" in node.error_log() for node in others),
+            timeout=30,
+            what="another node to reclaim c's jobs",
+        )
+        gate.touch()
+        jobs = [
+            cluster.wait_for_job(job_id, lambda job: job.state.is_final, what="to end")
+            for job_id in ids
+        ]
+        assert [job.state for job in jobs] == [JobState.SUCCEEDED] * len(ids)
+        assert sorted(lines(tokens)) == sorted(f"g{n}" for n in range(3)), "a job ran twice"
+        for job in jobs:
+            if job.id in theirs:
+                first = job.history[0]
+                assert (first.node, first.outcome) == (name, Outcome.INTERRUPTED), job.history
+                assert job.history[-1].node != name
+
+        proxy.restore()
+        wait_for(
+            lambda: "the store answers again" in cut_off.error_log(),
+            timeout=30,
+            what="c to reach the store again",
+        )
+        late = cut_off.client().submit(
+            [JobSpec(class_name="Token", method="handle", params=[str(tokens), "after"])]
+        )
+        cluster.wait_for_job(
+            late.ids[0], lambda job: job.state is JobState.SUCCEEDED, what="c's new job"
+        )
+        assert [cluster.job(job.id).history for job in jobs] == [job.history for job in jobs]
+        cluster.close()
+        for node in cluster.nodes.values():
+            node.process.stop()

@@ -135,3 +135,19 @@ def test_1000_jobs_due_at_one_instant_each_fire_once_across_the_nodes(
     jobs = cluster.jobs()
     assert all(job.attempts == 1 for job in jobs)
     assert len({job.owner for job in jobs}) >= 2, "the due jobs were not shared"
+
+
+def test_run_job_runs_its_job_in_the_postgresql_store_beside_the_nodes(
+    make_pg_cluster: MakePgCluster, workspace: Workspace
+) -> None:
+    cluster = make_pg_cluster(TOKENS, names=("a",)).start()
+    tokens = workspace.root / "tokens"
+    ran = workspace.run_job("Token", "handle", f"{tokens},r0")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert lines(tokens) == ["r0"]
+    (job,) = cluster.jobs()
+    assert job.state is JobState.SUCCEEDED
+    assert job.owner != node_name(cluster["a"])  # the runner's own
+    shown = cluster["a"].bgjobctl("show", str(job.id), "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["state"] == "succeeded"

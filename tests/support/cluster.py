@@ -42,7 +42,8 @@ class Node:
             settings,
             {
                 "daemon": {"socket": str(self.socket_path), "storage": str(self.storage)},
-                "store": cluster.store_settings,
+                # A node's own `[store]` keys (its DSN, say) over the cluster's.
+                "store": merged(cluster.store_settings, settings.get("store", {})),
             },
         )
         self.settings["daemon"].setdefault("node", name)
