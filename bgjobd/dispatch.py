@@ -33,7 +33,7 @@ from bgjobd.duetimer import DueTimer
 from bgjobd.joblog import NO_JOB, JobLog
 from bgjobd.publisher import Publisher
 from bgjobd.store.base import NewJob, Store
-from bgjobd.store.offline import StoreOffline, is_transient
+from bgjobd.store.offline import StoreRetry, is_transient
 from bgjobd.workers import WorkerProcess
 from bgjobs.model import DEFAULT_QUEUE, ErrorInfo, JobInfo, JobState, Outcome
 from bgjobs.rates import Rate
@@ -244,7 +244,7 @@ class Dispatcher:
             try:
                 if self._store.changed():
                     self.changed_elsewhere()
-            except StoreOffline:
+            except StoreRetry:
                 continue  # the store said so once; it reconnects, and then this is news
             except Exception as exc:  # noqa: BLE001  # a store hiccup: the next poll retries
                 self._log.error(NO_JOB, f"reading the store's changes failed: {exc!r}")
@@ -332,7 +332,7 @@ class Dispatcher:
             job = self._claims.claim(
                 self._owner, worker.pid, time.time(), self.limits, slots.name, rates=self.rates
             )
-        except StoreOffline:
+        except StoreRetry:
             job = None  # said once by the store; its reconnection is news that wakes us
         except Exception as exc:  # noqa: BLE001  # one claim's trouble must not stop the daemon
             self._log.error(NO_JOB, f"claiming a job failed: {exc!r}")

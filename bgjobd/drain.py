@@ -37,7 +37,7 @@ from bgjobd.attempts import Attempts
 from bgjobd.joblog import NO_JOB, JobLog, describe_params
 from bgjobd.pool import WorkerPool
 from bgjobd.store.base import KeyTaken
-from bgjobd.store.offline import StoreOffline
+from bgjobd.store.offline import StoreRetry
 from bgjobd.store.open import open_store
 from bgjobs.config import Config, load_config
 from bgjobs.errors import BadParams, BgjobsError, RefusedError, TooLarge
@@ -154,7 +154,7 @@ class Drainer:
             return False
         try:
             await self._attempt(job_id)
-        except (sqlite3.OperationalError, StoreOffline) as exc:
+        except (sqlite3.OperationalError, StoreRetry) as exc:
             # The store is busy (a paused daemon may hold its write lock), or its server
             # out of reach: the job stays
             # as it was, or is settled by `_settle_lost` when we look again.
@@ -225,7 +225,7 @@ class Drainer:
             try:
                 if self._import(path):
                     imported += 1
-            except (sqlite3.OperationalError, StoreOffline) as exc:
+            except (sqlite3.OperationalError, StoreRetry) as exc:
                 # The store is busy (e.g. a paused daemon holds its write lock), or its
                 # server out of reach: later.
                 self.store.rollback()

@@ -48,7 +48,7 @@ from bgjobd.store.base import (
     WaitingEntry,
     in_claim_order,
 )
-from bgjobd.store.offline import StoreOffline
+from bgjobd.store.offline import StoreConflict, StoreOffline, StoreRetry
 from bgjobd.store.pauses import HeldBack, held_back, pause_infos
 from bgjobd.store.rows import (
     COLUMNS,
@@ -198,10 +198,23 @@ class PostgresStore(Store):
         self._connected()
         try:
             return self._db.execute(query, args)  # type: ignore[arg-type]
+        except (errors.DeadlockDetected, errors.SerializationFailure) as exc:
+            raise self._conflict(exc) from exc
         except psycopg.OperationalError as exc:
             if not self._db.broken and not self._db.closed and not _is_disconnect(exc):
                 raise
             raise self._lost(exc) from exc
+
+    def _conflict(self, exc: BaseException) -> StoreConflict:
+        """The server aborted the transaction to break a deadlock with another node: roll
+        it back and redo its kept writes at once (its submits are lost: `rollbacks`)."""
+        self._execute("ROLLBACK")
+        if self._dirty:
+            self._dirty = False
+            self.rollbacks += 1
+        self._redo_pending = True
+        self._redo()
+        return StoreConflict(f"the transaction was undone by a conflict: {_first_line(exc)}")
 
     def _lost(self, exc: BaseException) -> StoreOffline:
         """The connection is gone (and with it the server's side of the open transaction)."""
@@ -256,7 +269,7 @@ class PostgresStore(Store):
         try:
             for query, args in kept:
                 self._write(query, args)
-        except StoreOffline:
+        except StoreRetry:
             self._kept = kept  # all of them again, on the next connection
             self._redo_pending = True
             self._dirty = False
@@ -304,8 +317,8 @@ class PostgresStore(Store):
         self._execute("SAVEPOINT attempt")
         try:
             yield
-        except StoreOffline:
-            raise  # the whole transaction went with the connection
+        except StoreRetry:
+            raise  # the whole transaction went (with the connection, or by a conflict)
         except BaseException:
             self._execute("ROLLBACK TO SAVEPOINT attempt")
             self._execute("RELEASE SAVEPOINT attempt")
@@ -320,9 +333,9 @@ class PostgresStore(Store):
         self._connected()  # a lost transaction's kept writes are redone here, then committed
         status = self._db.info.transaction_status
         if status == TransactionStatus.INERROR:
-            # COMMIT would answer ROLLBACK quietly: say that the writes are gone.
+            # COMMIT would answer ROLLBACK quietly: say that the writes are gone. The kept
+            # ones stay for `redo_kept_writes`, which the journal calls next.
             self._execute("ROLLBACK")
-            self._forget()
             raise errors.InFailedSqlTransaction("the transaction failed earlier: rolled back")
         if status != TransactionStatus.IDLE:
             # A connection lost during COMMIT leaves it unknown whether it was applied: the
@@ -356,7 +369,7 @@ class PostgresStore(Store):
         self.rollbacks += 1
         self._redo_pending = True
         self._kept = kept
-        with contextlib.suppress(StoreOffline):  # else kept for the next connection
+        with contextlib.suppress(StoreRetry):  # else kept for the next connection
             self._redo()
         return len(kept)
 
