@@ -18,6 +18,8 @@ from tests.support.workspace import Workspace
 LEASE_SECONDS = 2
 RECLAIM_TIMEOUT = 30.0
 """The lease, a heartbeat's third of it, a retry and a claim; generous for a loaded host."""
+KILLED_JOBS = 36
+"""Enough for every node to be busy when one is killed."""
 RECLAIM_SETTINGS: dict[str, Any] = {
     "allowed_jobs": {"Token": ["handle"], "Group": ["handle"]},
     # Reclaiming counts the lost attempt as interrupted: the retry rules give it another.
@@ -72,8 +74,8 @@ def test_a_killed_node_s_jobs_finish_on_the_others_after_its_lease(
     cluster = make_pg_cluster(RECLAIM_SETTINGS).start()
     tokens = workspace.root / "tokens"
     specs = [
-        JobSpec(class_name="Token", method="handle", params=[str(tokens), f"k{n}", 0.3])
-        for n in range(60)
+        JobSpec(class_name="Token", method="handle", params=[str(tokens), f"k{n}", 0.2])
+        for n in range(KILLED_JOBS)
     ]
     ids = cluster["a"].client().submit(specs).ids
     victim = cluster["b"]
@@ -106,7 +108,7 @@ def test_a_killed_node_s_jobs_finish_on_the_others_after_its_lease(
         assert job.history[-1].node != victim_name
     survivors = [node for node in cluster.nodes.values() if node is not victim]
     assert any(f"reclaimed from node {victim_name}" in node.error_log() for node in survivors)
-    assert set(lines(tokens)) >= {f"k{n}" for n in range(60)}
+    assert set(lines(tokens)) >= {f"k{n}" for n in range(KILLED_JOBS)}
     # Each job has exactly one success recorded.
     assert all(sum(a.outcome is Outcome.SUCCEEDED for a in job.history) == 1 for job in jobs)
 

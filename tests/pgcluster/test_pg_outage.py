@@ -25,7 +25,12 @@ from tests.support.tcpproxy import TcpProxy
 from tests.support.waiting import wait_for
 from tests.support.workspace import Workspace
 
-BATCH = 20
+BATCH = 10
+PAUSE = 0.05
+"""Between a submitter's batches: load enough to be going on during the outage, not so
+much that running it all afterwards takes long."""
+BEFORE = AFTER = 300
+"""Jobs acknowledged before the outage, and again after it (the nodes serve again)."""
 SETTINGS = {
     "allowed_jobs": {"Token": ["handle"]},
     # Longer than the outages here: no node is cut off, none reclaims another's jobs.
@@ -82,6 +87,7 @@ class Load:
                 continue
             with self.lock:
                 self.acknowledged.update(zip(ids, names, strict=True))
+            self.stop.wait(PAUSE)
 
     def _refused(self, code: str) -> None:
         with self.lock:
@@ -103,10 +109,10 @@ def survive(cluster: Cluster, workspace: Workspace, outage: Callable[[], None]) 
     then every acknowledged job has succeeded exactly once."""
     tokens = workspace.root / "tokens"
     load = Load(tokens).start(cluster)
-    wait_for(lambda: load.count() >= 600, timeout=60, what="load before the outage")
+    wait_for(lambda: load.count() >= BEFORE, timeout=60, what="load before the outage")
     outage()
     after = load.count()
-    wait_for(lambda: load.count() >= after + 600, timeout=60, what="the nodes to serve again")
+    wait_for(lambda: load.count() >= after + AFTER, timeout=60, what="the nodes to serve again")
     acknowledged = load.finish()
 
     def all_succeeded() -> bool:

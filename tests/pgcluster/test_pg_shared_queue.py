@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -30,7 +31,7 @@ def lines(path: Path) -> list[str]:
 
 
 def submit_tokens(
-    node: Node, tokens: Path, numbers: range, *, prefix: str = "t", delay: float = 0
+    node: Node, tokens: Path, numbers: range, *, prefix: str = "t", at: datetime | None = None
 ) -> list[int]:
     """Jobs writing `<prefix><n>` for every n, in batches of BATCH jobs per request."""
     client = node.client()
@@ -41,7 +42,7 @@ def submit_tokens(
                 class_name="Token",
                 method="handle",
                 params=[str(tokens), f"{prefix}{n}"],
-                delay=delay,
+                run_at=at,
             )
             for n in range(first, min(first + BATCH, numbers.stop))
         ]
@@ -49,7 +50,9 @@ def submit_tokens(
     return ids
 
 
-def spread(cluster: Cluster, tokens: Path, count: int, **kwargs: float | str) -> list[int]:
+def spread(
+    cluster: Cluster, tokens: Path, count: int, **kwargs: str | datetime | None
+) -> list[int]:
     """`count` token jobs submitted through every node at once, a share each."""
     nodes = list(cluster.nodes.values())
     share = -(-count // len(nodes))
@@ -124,8 +127,9 @@ def test_1000_jobs_due_at_one_instant_each_fire_once_across_the_nodes(
 ) -> None:
     cluster = make_pg_cluster(TOKENS).start()
     tokens = workspace.root / "due"
-    # Due together, once every node has stored its share (a delay from each submit).
-    submitted = spread(cluster, tokens, DUE_JOBS, prefix="d", delay=3.0)
+    # One instant for all, a moment after every node has stored its share.
+    due = datetime.now(UTC) + timedelta(seconds=2)
+    submitted = spread(cluster, tokens, DUE_JOBS, prefix="d", at=due)
     assert len(set(submitted)) == DUE_JOBS
     wait_for(lambda: len(lines(tokens)) >= DUE_JOBS, timeout=60, what="every due job")
     wait_for(lambda: succeeded(cluster["a"]) == DUE_JOBS, timeout=30, what="all recorded")
@@ -134,6 +138,7 @@ def test_1000_jobs_due_at_one_instant_each_fire_once_across_the_nodes(
     assert set(written) == {f"d{n}" for n in range(DUE_JOBS)}
     jobs = cluster.jobs()
     assert all(job.attempts == 1 for job in jobs)
+    assert len({job.run_at for job in jobs}) == 1, "not all due at one instant"
     assert len({job.owner for job in jobs}) >= 2, "the due jobs were not shared"
 
 
