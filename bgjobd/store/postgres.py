@@ -14,8 +14,18 @@ from its write lock is asked for explicitly:
 - uniqueness and idempotency keys are unique indexes, their violations caught inside a
   SAVEPOINT so that the rest of the transaction (other clients' submits) goes on.
 
-What SQLiteStore has for its own journal and health is here too, harmless: PostgreSQL keeps
-its own WAL and checks its own pages, and a failed COMMIT is reported, never half applied.
+What the daemon's journal needs (bgjobd.journal.JournalStore) is here as on SQLite: every
+write of the open transaction other than a submit's is kept, and redone in a new one when
+that transaction is lost, so that nothing the daemon acted on (a claim, an attempt's end)
+is forgotten while the submits of it are reported failed (`rollbacks`).
+
+The server going away (a restart, terminated connections, a network cut noticed by TCP
+keepalives): the call that meets it raises StoreOffline and did nothing, the store says so
+once (`on_error`), and every later call tries to reconnect when its backoff allows (else
+raises StoreOffline at once); connected again, it says so once, redoes the lost
+transaction's kept writes first, and `changed()` reports news once (notices may have been
+missed). A deadlock the server breaks by aborting our transaction: rolled back, the kept
+writes redone at once, StoreConflict raised. Both are StoreRetry: "not now".
 """
 
 from __future__ import annotations
