@@ -110,9 +110,13 @@ _LINK_DEFAULTS: Final[dict[str, Any]] = {
 """A server that vanishes without closing its connections (a host down, a network cut) is
 noticed within about ten seconds instead of the system's two hours: the store's calls
 block the daemon's loop (a synchronous driver), so a dead link must not hold them long."""
-_DISCONNECTS: Final = ("08", "57P")
+_DISCONNECTS: Final = ("08", "57P", "25P03")
 """SQLSTATE classes of a connection gone: connection exceptions, operator intervention
-(the server shutting down, terminated backends, a server still starting)."""
+(the server shutting down, terminated backends, a server still starting), a session ended
+for idling in a transaction."""
+IDLE_IN_TRANSACTION_SECONDS: Final = 5
+"""A transaction of ours is open for milliseconds (the journal commits within 2 ms): one
+idle this long belongs to a frozen process, whose locks must not hold the others up."""
 
 
 class PostgresStore(Store):
@@ -166,6 +170,14 @@ class PostgresStore(Store):
 
     def _prepare(self, db: psycopg.Connection[Any]) -> None:
         db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+        if "idle_in_transaction_session_timeout" not in self._dsn:
+            # A node frozen (SIGSTOP, a paused VM) inside a transaction would hold its row
+            # locks, and the others would wait for them; the server ends its session
+            # instead, and the node, woken, reconnects and redoes its kept writes.
+            db.execute(
+                "SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
+                (f"{IDLE_IN_TRANSACTION_SECONDS * 1000}",),
+            )
         db.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.schema)))
 
     def _migrate(self) -> None:
