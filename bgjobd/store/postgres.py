@@ -222,7 +222,8 @@ class PostgresStore(Store):
             return self._db.execute(query, args)  # type: ignore[arg-type]
         except (errors.DeadlockDetected, errors.SerializationFailure) as exc:
             raise self._conflict(exc) from exc
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:
+            # Most are OperationalError, not all (an idle session's end is InternalError).
             if not self._db.broken and not self._db.closed and not _is_disconnect(exc):
                 raise
             raise self._lost(exc) from exc
@@ -588,7 +589,7 @@ class PostgresStore(Store):
                     "INSERT INTO state_counts (state, delta) "
                     "SELECT state, sum(delta) FROM gone GROUP BY state"
                 )
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:
             if _is_disconnect(exc) or self._db.broken or self._db.closed:
                 raise self._lost(exc) from exc
             raise
@@ -1148,7 +1149,7 @@ class PostgresStore(Store):
         mine = self._db.info.backend_pid
         try:
             notices = list(self._db.notifies(timeout=0))
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:
             raise self._lost(exc) from exc
         return any(notice.pid != mine for notice in notices)
 

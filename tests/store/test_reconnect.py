@@ -5,6 +5,7 @@ submits, which `rollbacks` reports lost."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from bgjobd.store.offline import StoreOffline
 from bgjobd.store.postgres import PostgresStore
 from bgjobs.model import JobState, Outcome
 from tests.store.support import PG_DSN, address_of, new_job, open_store, postgres_unavailable
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -89,3 +91,34 @@ def test_a_lost_commit_s_writes_are_redone_once_connected_again(store: PostgresS
         assert claimed.owner == "me"
     finally:
         store.close()
+
+
+def test_a_session_ended_for_idling_in_a_transaction_is_reconnected_and_redone(
+    store: PostgresStore, tmp_path: Path
+) -> None:
+    """A node frozen inside a transaction: the server ends its session (here after 0.3 s,
+    set in the DSN, which the store then leaves as it is), releasing its row locks; the
+    node, woken, commits on a new connection what it had kept."""
+    store.close()
+    _, schema = address_of("postgresql", tmp_path)
+    dsn = f"{PG_DSN}?options=-c%20idle_in_transaction_session_timeout%3D300"
+    frozen = PostgresStore(dsn, schema, application_name=f"tests:{schema}")
+    try:
+        job_id = frozen.add([new_job("A")])[0]
+        frozen.commit()
+        assert frozen.claim(job_id, "me", 1, time.time()) is not None
+        pid = frozen._db.info.backend_pid
+
+        def session_gone() -> bool:
+            with psycopg.connect(PG_DSN, autocommit=True) as db:
+                row = db.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,))
+                return row.fetchone() is None
+
+        wait_for(session_gone, timeout=10, what="the server to end the idle session")
+        with contextlib.suppress(StoreOffline):
+            frozen.commit()  # meets the loss (the commit is then tried again, as the journal does)
+        frozen.commit()
+        claimed = frozen.get(job_id)
+        assert claimed is not None and claimed.state is JobState.RUNNING
+    finally:
+        frozen.close()
