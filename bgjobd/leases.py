@@ -126,7 +126,6 @@ class Leases:
         # Not beaten for a lease: this loop was blocked (or the process stopped), or the
         # store out of reach; either way the others likely were held up too.
         stalled = now - self._renewed_at > self._lease
-
         self.node = replace(
             self.node,
             heartbeat_at=_at(now),
