@@ -48,6 +48,8 @@ CHANGES_POLL_SECONDS: Final = 0.05
 """How often the store's change counter is read: the delay before a job submitted through
 another node (or a cancel sent to one) is seen here, when it did not wake us itself."""
 
+LOST_CLAIM: Final = "its claim was lost with the store's connection; another node has the job"
+
 Record = Callable[[JobInfo, AttemptResult], None]
 
 
@@ -250,6 +252,8 @@ class Dispatcher:
                 self._log.error(NO_JOB, f"reading the store's changes failed: {exc!r}")
 
     def changed_elsewhere(self) -> None:
+        for job_id in self._store.lost_claims():
+            self._attempts.interrupt(job_id, LOST_CLAIM)
         for job_id, reason in self._store.cancel_requests(self._owner):
             self._attempts.cancel(job_id, reason)
         if self._draining:

@@ -381,6 +381,13 @@ class Store(abc.ABC):
         """Whether another process committed since the last call (cheap: polled)."""
         return True
 
+    def lost_claims(self) -> list[int]:
+        """Jobs whose claim by this process was lost with a transaction the server dropped
+        and could not be made again (another process has the job now): the attempts begun
+        for them must stop. Each job is told once. A store whose committed claims are never
+        lost (SQLite: a failed commit is redone before anything else writes) has none."""
+        return []
+
     # nodes ---------------------------------------------------------------------------------
 
     @abc.abstractmethod

@@ -135,8 +135,10 @@ class PostgresStore(Store):
         self._dsn = dsn
         self._application_name = application_name
         self._on_error = on_error
-        self._kept: list[tuple[str, Sequence[Any]]] = []
-        """The open transaction's writes other than submits: redone after it was lost."""
+        self._kept: list[tuple[str, Sequence[Any], int | None]] = []
+        """The open transaction's writes other than submits: redone after it was lost. The
+        third item: the job a claim took (its redo may find the job taken by another)."""
+        self._lost_claims: list[int] = []
         self._dirty = False
         """Whether the open transaction holds any write (kept or a submit's)."""
         self._redo_pending = False
@@ -289,14 +291,21 @@ class PostgresStore(Store):
         end is fenced): one whose row changed meanwhile changes nothing."""
         kept, self._kept = self._kept, []
         self._redo_pending = False
+        lost: list[int] = []
         try:
-            for query, args in kept:
-                self._write(query, args)
+            for query, args, claimed in kept:
+                cursor = self._write(query, args)
+                if claimed is not None:
+                    if cursor.rowcount == 1:
+                        self._kept[-1] = (query, args, claimed)
+                    else:
+                        lost.append(claimed)  # another process took the job meanwhile
         except StoreRetry:
             self._kept = kept  # all of them again, on the next connection
             self._redo_pending = True
             self._dirty = False
             raise
+        self._lost_claims += lost
 
     def _say(self, message: str) -> None:
         if self._on_error is not None:
@@ -325,7 +334,7 @@ class PostgresStore(Store):
         cursor: psycopg.Cursor[Any] = self._execute(query, args)
         self._dirty = True
         if not submit:
-            self._kept.append((query, args))
+            self._kept.append((query, args, None))
         return cursor
 
     def _read(self, query: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
@@ -733,7 +742,18 @@ class PostgresStore(Store):
 
     def _start(self, query: str, args: Sequence[Any]) -> JobInfo | None:
         row = self._write(query, args).fetchone()
-        return None if row is None else row_to_job(row, [running_attempt(row)])
+        if row is None:
+            return None
+        job = row_to_job(row, [running_attempt(row)])
+        self._kept[-1] = (query, args, job.id)  # a claim: its redo must take the job again
+        return job
+
+    def lost_claims(self) -> list[int]:
+        """The jobs claimed in a transaction the server lost whose claim could not be made
+        again on the new connection (another node took the job, or it was cancelled):
+        their attempts here must stop. Each is told once."""
+        lost, self._lost_claims = self._lost_claims, []
+        return lost
 
     def claim_oneshot(
         self, job_id: int, owner: str, worker_pid: int | None, now: float

@@ -122,3 +122,34 @@ def test_a_session_ended_for_idling_in_a_transaction_is_reconnected_and_redone(
         assert claimed is not None and claimed.state is JobState.RUNNING
     finally:
         frozen.close()
+
+
+def test_a_lost_claim_another_node_made_meanwhile_is_reported_once(
+    store: PostgresStore, tmp_path: Path
+) -> None:
+    """The transaction holding this store's claim is lost; before it reconnects, another
+    node claims the job: the redone claim takes nothing, and `lost_claims()` names the job
+    (its attempt here must stop), once. A claim redone successfully is not reported."""
+    other = open_store(address_of("postgresql", tmp_path))
+    try:
+        taken, kept = store.add([new_job("A")])[0], store.add([new_job("B")])[0]
+        store.commit()
+        now = time.time()
+        assert store.claim(taken, "me", 1, now) is not None
+        assert store.claim(kept, "me", 2, now) is not None
+        _terminate(store)
+        assert other.claim(taken, "other", 3, now) is not None
+        other.commit()
+
+        with pytest.raises(StoreOffline):
+            store.get(taken)
+        store.commit()  # reconnects and redoes both claims: one finds its job taken
+        assert store.lost_claims() == [taken]
+        assert store.lost_claims() == []
+        mine = store.get(kept)
+        assert mine is not None and mine.owner == "me" and mine.state is JobState.RUNNING
+        theirs = store.get(taken)
+        assert theirs is not None and theirs.owner == "other"
+    finally:
+        other.close()
+        store.close()
