@@ -457,8 +457,9 @@ class Dispatcher:
 
     def _record_later(self, job: JobInfo, result: AttemptResult, exc: Exception) -> None:
         """The store stayed locked by another process past its wait (a node stopped while
-        it wrote), or its server is out of reach (PostgreSQL restarting): the end is kept and offered again until the store takes it (or, fenced,
-        refuses it), rather than failing the job or leaving it running for ever."""
+        it wrote), or its server is out of reach (PostgreSQL restarting): the end is kept
+        and offered again until the store takes it (or, fenced, refuses it), rather than
+        failing the job or leaving it running for ever."""
         self._log.warning(
             job.label,
             f"job {job.id}: the store cannot take it now ({exc}); its end is recorded later",
