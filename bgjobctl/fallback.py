@@ -17,16 +17,21 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from bgjobd import filemodes, spool, submission
 from bgjobd.spool import Modes
+from bgjobd.store.base import Store
+from bgjobd.store.offline import StoreOffline
+from bgjobd.store.open import StoreUnreachable, open_postgres
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobs.config import Config
 from bgjobs.model import JobInfo, JobSpec
 
+_T = TypeVar("_T")
 POLL_SECONDS: Final = 0.1
 """How often a handle looks at the store for a spooled job while no daemon answers."""
 
@@ -52,7 +57,7 @@ class Spooler:
         spool.write(self._directory, spec, now, modes, fsync=self.config.settings.daemon.fsync)
         self._ensure_drainer(self._directory, modes)
         assert spec.key is not None
-        return SpooledJob(spec.key, self.config.database_path)
+        return SpooledJob(spec.key, self.config)
 
     def _modes_now(self) -> Modes:
         if self._modes is None:
@@ -99,32 +104,45 @@ class SpooledJob:
     """A job spooled by its key: found in the store (read-only) once imported."""
 
     key: str
-    database: Path
+    config: Config
 
     def ids(self) -> list[int] | None:
         """The ids of the job's links once the job is in the store, else None."""
+        return self._read(lambda store: store.find_by_key(self.key))
+
+    def stored(self, job_id: int) -> JobInfo | None:
+        return self._read(lambda store: store.get(job_id))
+
+    def _read(self, question: Callable[[Store], _T | None]) -> _T | None:
+        """The store's answer, or None while it cannot give one (no store yet, or its
+        server out of reach: the drainer imports the job once it can)."""
+        if self.config.settings.store.backend == "postgresql":
+            return _read_postgres(self.config, question)
         try:
-            store = SQLiteStore.reader(self.database)
+            store = SQLiteStore.reader(self.config.database_path)
         except sqlite3.Error:
             return None  # no store yet
         try:
-            return store.find_by_key(self.key)
+            return question(store)
         except sqlite3.Error:
             return None
         finally:
             store.close()
 
-    def stored(self, job_id: int) -> JobInfo | None:
-        try:
-            store = SQLiteStore.reader(self.database)
-        except sqlite3.Error:
-            return None
-        try:
-            return store.get(job_id)
-        except sqlite3.Error:
-            return None
-        finally:
-            store.close()
+
+def _read_postgres(config: Config, question: Callable[[Store], _T | None]) -> _T | None:
+    import psycopg  # only with this backend
+
+    try:
+        store = open_postgres(config)
+    except (StoreUnreachable, psycopg.Error):
+        return None
+    try:
+        return question(store)
+    except (StoreOffline, psycopg.Error):
+        return None
+    finally:
+        store.close()
 
 
 def remaining(deadline: float | None) -> float | None:

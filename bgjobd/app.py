@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bgjobd import filemodes, locks, sdnotify, spoolimport
 from bgjobd.attempts import Attempts
@@ -38,6 +38,11 @@ from bgjobd.storehealth import StoreHealth, mark_lost, open_store, refuse_if_los
 from bgjobs.config import Config, load_config
 from bgjobs.errors import ConfigError, ExitCode
 from bgjobs.protocol import Reply
+
+if TYPE_CHECKING:
+    from bgjobd.store.postgres import PostgresStore
+
+    DaemonStore = SQLiteStore | PostgresStore
 
 
 class Service(Protocol):
@@ -102,7 +107,10 @@ class Daemon:
             self.log.warning(NO_JOB, f"removed stale lock file {stale.name}")
         store = open_store(config, lambda message: self.say(message, error=True))
         health = StoreHealth(
-            config, say=lambda message: self.say(message, error=True), on_lost=self.lose_store
+            config,
+            say=lambda message: self.say(message, error=True),
+            on_lost=self.lose_store,
+            connection=None if isinstance(store, SQLiteStore) else store,
         )
         health.remember()
         self._health = health
@@ -164,7 +172,7 @@ class Daemon:
         return ExitCode.OK
 
     def _core(
-        self, store: SQLiteStore, journal: Journal, attempts: Attempts
+        self, store: DaemonStore, journal: Journal, attempts: Attempts
     ) -> tuple[Engine, QueueService]:
         """The engine, and the service through which requests and the dashboard reach it."""
         self.engine = Engine(
@@ -179,7 +187,7 @@ class Daemon:
         self.service = QueueService(self.engine, self.started_at)
         return self.engine, self.service
 
-    def _join(self, engine: Engine, health: StoreHealth, store: SQLiteStore) -> Leases:
+    def _join(self, engine: Engine, health: StoreHealth, store: DaemonStore) -> Leases:
         """Take this node's name in the store, before any claim and before recovering its
         own jobs; a name a live node holds stops the start, releasing what it holds."""
         self.leases = Leases(engine, self._address(), lambda m: self.say(m, error=True))
@@ -328,7 +336,7 @@ class Daemon:
     # stopping ------------------------------------------------------------------------------
 
     async def _shutdown(
-        self, engine: Engine, pool: WorkerPool, attempts: Attempts, store: SQLiteStore
+        self, engine: Engine, pool: WorkerPool, attempts: Attempts, store: DaemonStore
     ) -> bool:
         """Stop everything; returns whether the last writes were committed. From here on
         every request is answered SHUTTING_DOWN (clients fall back), and no new connection
@@ -362,7 +370,7 @@ class Daemon:
             lock.release()
         return committed
 
-    async def _final_commit(self, store: SQLiteStore) -> bool:
+    async def _final_commit(self, store: DaemonStore) -> bool:
         """The last commit, retried a few times (a full disk frees its reserve for it)."""
         for delay in (0.0, 0.1, 0.3, 1.0):
             await asyncio.sleep(delay)

@@ -33,7 +33,7 @@ from bgjobd.duetimer import DueTimer
 from bgjobd.joblog import NO_JOB, JobLog
 from bgjobd.publisher import Publisher
 from bgjobd.store.base import NewJob, Store
-from bgjobd.store.sqlite import is_busy
+from bgjobd.store.offline import StoreRetry, is_transient
 from bgjobd.workers import WorkerProcess
 from bgjobs.model import DEFAULT_QUEUE, ErrorInfo, JobInfo, JobState, Outcome
 from bgjobs.rates import Rate
@@ -47,6 +47,8 @@ the timer for the same instant."""
 CHANGES_POLL_SECONDS: Final = 0.05
 """How often the store's change counter is read: the delay before a job submitted through
 another node (or a cancel sent to one) is seen here, when it did not wake us itself."""
+
+LOST_CLAIM: Final = "its claim was lost with the store's connection; another node has the job"
 
 Record = Callable[[JobInfo, AttemptResult], None]
 
@@ -244,10 +246,14 @@ class Dispatcher:
             try:
                 if self._store.changed():
                     self.changed_elsewhere()
+            except StoreRetry:
+                continue  # the store said so once; it reconnects, and then this is news
             except Exception as exc:  # noqa: BLE001  # a store hiccup: the next poll retries
                 self._log.error(NO_JOB, f"reading the store's changes failed: {exc!r}")
 
     def changed_elsewhere(self) -> None:
+        for job_id in self._store.lost_claims():
+            self._attempts.interrupt(job_id, LOST_CLAIM)
         for job_id, reason in self._store.cancel_requests(self._owner):
             self._attempts.cancel(job_id, reason)
         if self._draining:
@@ -330,6 +336,8 @@ class Dispatcher:
             job = self._claims.claim(
                 self._owner, worker.pid, time.time(), self.limits, slots.name, rates=self.rates
             )
+        except StoreRetry:
+            job = None  # said once by the store; its reconnection is news that wakes us
         except Exception as exc:  # noqa: BLE001  # one claim's trouble must not stop the daemon
             self._log.error(NO_JOB, f"claiming a job failed: {exc!r}")
             job = None
@@ -432,7 +440,7 @@ class Dispatcher:
         try:
             self._record(job, result)
         except Exception as exc:  # noqa: BLE001  # one job's trouble must not stop the daemon
-            if is_busy(exc):
+            if is_transient(exc):
                 self._record_later(job, result, exc)
                 return
             try:
@@ -449,10 +457,12 @@ class Dispatcher:
 
     def _record_later(self, job: JobInfo, result: AttemptResult, exc: Exception) -> None:
         """The store stayed locked by another process past its wait (a node stopped while
-        it wrote): the end is kept and offered again until the store takes it (or, fenced,
-        refuses it), rather than failing the job or leaving it running for ever."""
+        it wrote), or its server is out of reach (PostgreSQL restarting): the end is kept
+        and offered again until the store takes it (or, fenced, refuses it), rather than
+        failing the job or leaving it running for ever."""
         self._log.warning(
-            job.label, f"job {job.id}: the store is busy ({exc}); its end is recorded later"
+            job.label,
+            f"job {job.id}: the store cannot take it now ({exc}); its end is recorded later",
         )
         self._unrecorded.append((job, result))
         if self._retry_timer is None:
@@ -466,7 +476,7 @@ class Dispatcher:
             try:
                 self._record(job, result)
             except Exception as exc:  # noqa: BLE001  # kept again, or said
-                if is_busy(exc):
+                if is_transient(exc):
                     self._unrecorded.append((job, result))
                 else:
                     self._log.error(NO_JOB, f"job {job.id}: could not record its end: {exc!r}")

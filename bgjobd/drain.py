@@ -37,7 +37,8 @@ from bgjobd.attempts import Attempts
 from bgjobd.joblog import NO_JOB, JobLog, describe_params
 from bgjobd.pool import WorkerPool
 from bgjobd.store.base import KeyTaken
-from bgjobd.store.sqlite import SQLiteStore
+from bgjobd.store.offline import StoreRetry
+from bgjobd.store.open import open_store
 from bgjobs.config import Config, load_config
 from bgjobs.errors import BadParams, BgjobsError, RefusedError, TooLarge
 from bgjobs.model import JobInfo, JobState
@@ -62,7 +63,7 @@ class Drainer:
         self.config = config
         self.log = joblog
         self.owner = handover.owner_name()
-        self.store = SQLiteStore(config.database_path, fsync=config.settings.daemon.fsync)
+        self.store = open_store(config, lambda text: joblog.error(NO_JOB, text))
         self.pool = WorkerPool(
             config,
             size=1,
@@ -153,8 +154,9 @@ class Drainer:
             return False
         try:
             await self._attempt(job_id)
-        except sqlite3.OperationalError as exc:
-            # The store is busy (a paused daemon may hold its write lock): the job stays
+        except (sqlite3.OperationalError, StoreRetry) as exc:
+            # The store is busy (a paused daemon may hold its write lock), or its server
+            # out of reach: the job stays
             # as it was, or is settled by `_settle_lost` when we look again.
             self.store.rollback()
             self.log.warning(NO_JOB, f"{self.owner}: store busy: {exc}")
@@ -223,8 +225,9 @@ class Drainer:
             try:
                 if self._import(path):
                     imported += 1
-            except sqlite3.OperationalError as exc:
-                # The store is busy (e.g. a paused daemon holds its write lock): later.
+            except (sqlite3.OperationalError, StoreRetry) as exc:
+                # The store is busy (e.g. a paused daemon holds its write lock), or its
+                # server out of reach: later.
                 self.store.rollback()
                 self.log.warning(NO_JOB, f"{self.owner}: cannot import {path.name} yet: {exc}")
                 self._queue.appendleft(path)

@@ -14,6 +14,10 @@ commit is retried with backoff; meanwhile submits are refused and internal write
 that transaction. If even the redo fails, or the store is gone, nothing can be trusted in
 memory any more: `on_fatal` stops the daemon with a non-zero exit, and recovery at the
 next start rebuilds from what the store holds.
+
+A store whose server cannot be reached (PostgreSQL restarting: `StoreOffline`) is waited
+for however long it takes, never given up on: its kept writes are redone once it has
+reconnected, and submits are refused with `store_unavailable` until then.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Final, Protocol
 
+from bgjobd.store.offline import StoreOffline
 from bgjobd.store.sqlite import is_full
 from bgjobs.errors import RequestFailed, StoreFull, StoreUnavailable
 from bgjobs.protocol import ErrorCode
@@ -40,7 +45,7 @@ class CommitFailed(Exception):
 
 
 class JournalStore(Protocol):
-    """What the journal needs of a store (SQLiteStore has it)."""
+    """What the journal needs of a store (SQLiteStore and PostgresStore have it)."""
 
     on_begin: Callable[[], None] | None
     rollbacks: int
@@ -184,13 +189,18 @@ class Journal:
         for made_at, waiter in waiters:
             # A submit written before SQLite dropped the transaction under a failing
             # statement was not stored (its rows were not redone).
-            waiter(
-                None
-                if made_at == rollbacks
-                else StoreFull(ErrorCode.STORE_FULL, "the jobs were lost to a failed write")
-            )
+            waiter(None if made_at == rollbacks else self._lost_writes())
         for callback in callbacks:
             callback()
+
+    def _lost_writes(self) -> RequestFailed:
+        """What a submit is told whose transaction was lost under it: on SQLite a failed
+        write (a full disk), on a server's store the connection gone with it."""
+        if hasattr(self.store, "offline"):
+            return StoreUnavailable(
+                ErrorCode.STORE_UNAVAILABLE, "the jobs were lost with the store's connection"
+            )
+        return StoreFull(ErrorCode.STORE_FULL, "the jobs were lost to a failed write")
 
     def _recovered(self) -> None:
         """A commit worked: whatever failed before is over."""
@@ -241,7 +251,12 @@ class Journal:
             if self._health is not None:
                 self._health.commit_failed_full()
             self.store.checkpoint_soon()
-        if not isinstance(error, StoreFull) and now - self._failing_since > GIVE_UP_SECONDS:
+        waits_for_server = isinstance(exc, StoreOffline)  # a server restarting comes back
+        if (
+            not isinstance(error, StoreFull)
+            and not waits_for_server
+            and now - self._failing_since > GIVE_UP_SECONDS
+        ):
             self.lost = StoreUnavailable(error.code, str(error))
             self._abandon(self.lost, pending, callbacks, [])
             self._fatal(f"commits have failed for {GIVE_UP_SECONDS:g}s: {exc}")

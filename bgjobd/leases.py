@@ -7,6 +7,14 @@ A node that finds its own lease gone (it was paused, or its clock jumped, past t
 and another node reclaimed its jobs) stops every attempt it runs: their ends would be
 refused anyway (fencing), and the jobs are already running elsewhere. Then it registers
 anew and goes on.
+
+A node that cannot reach its store (PostgreSQL restarting, or out of this host's reach)
+cannot renew its lease, and the others may reclaim its jobs once it runs out. So shortly
+before its lease ends (CUT_OFF_MARGIN_SECONDS, or a tenth of the lease if shorter) it stops
+every attempt it runs, as on a lost lease: their ends are recorded once the store is back
+(refused as stale if reclaimed meanwhile). Nothing else is done until then; once the store
+answers, the first heartbeat renews the lease (or registers anew, if it was expired), and
+that beat expires no other node: those were likely cut off by the same outage.
 """
 
 from __future__ import annotations
@@ -24,10 +32,13 @@ from msgspec.structs import replace
 from bgjobd import locks
 from bgjobd.engine import Engine
 from bgjobd.joblog import NO_JOB
+from bgjobd.store.offline import StoreOffline
 from bgjobs.errors import ConfigError
 from bgjobs.model import NodeInfo
 
 LOST_LEASE = "this node lost its lease (it was stopped or starved past lease_seconds)"
+CUT_OFF = "this node cannot reach the store to renew its lease, which is about to run out"
+CUT_OFF_MARGIN_SECONDS = 1.0
 
 
 class Leases:
@@ -46,7 +57,10 @@ class Leases:
             workers_total=engine.attempts.pool.size,
         )
         self._task: asyncio.Task[None] | None = None
-        self._last_beat = now
+        self._renewed_at = now
+        """When the store last took a heartbeat (the lease runs from then)."""
+        self._cut_off = False
+        """Whether this node stopped its attempts for want of the store."""
 
     @property
     def _lease(self) -> float:
@@ -81,18 +95,37 @@ class Leases:
             self._engine.store.leave(self.node)
 
     async def _run(self) -> None:
+        delay = self._lease / 3
         while True:
-            await asyncio.sleep(self._lease / 3)
+            await asyncio.sleep(delay)
+            delay = self._lease / 3
             try:
                 self.beat()
+            except StoreOffline:
+                delay = self._offline()
             except Exception as exc:  # noqa: BLE001  # the next beat retries
                 self._say(f"heartbeat failed: {exc!r}")
+
+    def _offline(self) -> float:
+        """The store cannot be reached (it said so itself): stop this node's attempts
+        before its lease runs out, once. Returns when to try the next beat."""
+        now = time.time()
+        margin = min(CUT_OFF_MARGIN_SECONDS, self._lease / 10)
+        stop_at = self._renewed_at + self._lease - margin
+        if now < stop_at:
+            return min(self._lease / 3, stop_at - now)
+        if not self._cut_off:
+            self._cut_off = True
+            stopped = self._engine.abandon_attempts(CUT_OFF)
+            self._say(f"{CUT_OFF}; stopped its {stopped} attempt(s), they go on once it is back")
+        return min(self._lease / 3, 1.0)
 
     def beat(self) -> None:
         engine = self._engine
         now = time.time()
-        stalled = now - self._last_beat > self._lease
-        self._last_beat = now
+        # Not beaten for a lease: this loop was blocked (or the process stopped), or the
+        # store out of reach; either way the others likely were held up too.
+        stalled = now - self._renewed_at > self._lease
         self.node = replace(
             self.node,
             heartbeat_at=_at(now),
@@ -100,7 +133,12 @@ class Leases:
             workers_busy=engine.busy,
             workers_total=engine.attempts.pool.size,
         )
-        if not engine.store.heartbeat(self.node):
+        renewed = engine.store.heartbeat(self.node)
+        self._renewed_at = now
+        if self._cut_off:
+            self._cut_off = False
+            self._say("the store answers again: this node renews its lease and claims again")
+        if not renewed:
             stopped = engine.abandon_attempts(LOST_LEASE)
             self._say(f"{LOST_LEASE}; stopped its {stopped} attempt(s) and registers again")
             self.node = replace(self.node, started_at=_at(now))

@@ -30,7 +30,7 @@ from bgjobd.joblog import NO_JOB, JobLog, describe_params
 from bgjobd.journal import Journal
 from bgjobd.pool import WorkerPool
 from bgjobd.store.base import KeyTaken, NewJob, Store, UniqueTaken
-from bgjobd.store.sqlite import SQLiteStore
+from bgjobd.store.open import open_store
 from bgjobs.config import Config, load_config
 from bgjobs.errors import BgjobsError, ExitCode, RefusedError, UsageError
 from bgjobs.model import ChainLink, JobInfo, JobSpec, JobState, PauseKind
@@ -188,7 +188,7 @@ class OneShot:
         self.config = config
         self.log = joblog
         self.owner = owner or owner_name()
-        self.store = SQLiteStore(config.database_path, fsync=config.settings.daemon.fsync)
+        self.store = open_store(config, lambda message: joblog.error(NO_JOB, message))
         self._stop = asyncio.Event()
 
     async def run(self, spec: JobSpec) -> int:

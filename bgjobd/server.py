@@ -31,6 +31,7 @@ from typing import Final, cast
 from bgjobd.budget import BufferBudget
 from bgjobd.handlers import dispatch, submit_at_once
 from bgjobd.handlers.context import Context
+from bgjobd.store.offline import StoreRetry
 from bgjobs import __version__
 from bgjobs.errors import BadParams, BgjobsError, RefusedError, RequestFailed
 from bgjobs.protocol import (
@@ -491,6 +492,8 @@ class Connection(asyncio.Protocol):
     def _error_reply(self, rid: int, exc: BaseException) -> Error:
         if isinstance(exc, RequestFailed):
             return Error(rid=rid, code=exc.code, message=str(exc))
+        if isinstance(exc, StoreRetry):  # the store cannot now (reconnecting): try again
+            return Error(rid=rid, code=ErrorCode.STORE_UNAVAILABLE, message=str(exc))
         if isinstance(exc, RefusedError):
             return Error(rid=rid, code=ErrorCode.REFUSED, message=str(exc))
         if isinstance(exc, BadParams | BgjobsError):

@@ -13,6 +13,11 @@ commit, and the database, its WAL and the storage directory about every CHECK_SE
 Deleted, replaced or unreadable (by its permissions): the store is lost, `on_lost` is told
 once, and the daemon stops acknowledging and exits non-zero. The directories the daemon
 writes beside it (logs, job output, lock files) are recreated when missing, with a warning.
+
+On PostgreSQL (`[store] backend = "postgresql"`) there is no database file here: no space,
+reserve or identity checks (the server watches its own disk), only the directories of the
+storage kept, and the connection's health: while the server cannot be reached (the store
+is offline and reconnecting), submits are refused with `store_unavailable`.
 """
 
 from __future__ import annotations
@@ -24,13 +29,17 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final, Protocol
 
+from bgjobd.store.open import open_postgres
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobs.config import Config
-from bgjobs.errors import BgjobsError, ConfigError, ExitCode, StoreFull, StoreUnavailable
+from bgjobs.errors import BgjobsError, ExitCode, StoreFull, StoreUnavailable
 from bgjobs.protocol import ErrorCode
 from bgjobs.sizes import format_size
+
+if TYPE_CHECKING:
+    from bgjobd.store.postgres import PostgresStore
 
 SPACE_CACHE_SECONDS: Final = 0.1
 CHECK_SECONDS: Final = 1.0
@@ -42,6 +51,12 @@ start refuses until an operator removes it, so that a restart (systemd's Restart
 quietly begin again on an empty database."""
 
 _Identity = tuple[int, int]
+
+
+class Connection(Protocol):
+    """A store on a server (PostgresStore): why it cannot be reached now, if so."""
+
+    offline: str | None
 
 
 class StoreDamaged(BgjobsError):
@@ -76,16 +91,16 @@ def refuse_if_lost(config: Config) -> None:
     )
 
 
-def open_store(config: Config, on_error: Callable[[str], None]) -> SQLiteStore:
-    """Open the daemon's store and check its integrity (`PRAGMA quick_check`): a damaged
-    database is refused with what to do, before anything is written into it."""
-    if config.settings.store.backend != "sqlite":
-        # The PostgreSQL store passes the store contract, but the daemon's journal and
-        # health checks are SQLite's so far: refuse rather than quietly use a file.
-        raise ConfigError(
-            f"store.backend: the daemon runs on SQLite only so far; "
-            f"{config.settings.store.backend!r} is not served yet"
-        )
+def open_store(config: Config, on_error: Callable[[str], None]) -> SQLiteStore | PostgresStore:
+    """Open the daemon's store: the configured backend. SQLite's file is checked for its
+    integrity (`PRAGMA quick_check`): a damaged database is refused with what to do,
+    before anything is written into it."""
+    if config.settings.store.backend == "postgresql":
+        return open_postgres(config, on_error)  # the server checks its own pages
+    return _open_sqlite(config, on_error)
+
+
+def _open_sqlite(config: Config, on_error: Callable[[str], None]) -> SQLiteStore:
     path = config.database_path
     advice = (
         f"Stop here and keep a copy of {path.parent} as it is. Then either restore "
@@ -126,8 +141,11 @@ class StoreHealth:
         *,
         say: Callable[[str], None],
         on_lost: Callable[[str], None],
+        connection: Connection | None = None,
     ) -> None:
         self._config = config
+        self._connection = connection
+        """The server's store, when there is no database file here to watch."""
         self._say = say
         self._on_lost = on_lost
         self.min_free = config.min_free_space
@@ -150,6 +168,9 @@ class StoreHealth:
     def remember(self) -> None:
         """Note the identity of the storage directory, the database and its WAL (as opened
         now), and make the reserve."""
+        if self._connection is not None:
+            self._recreate_dirs()  # no file of the store here: only its directories
+            return
         database = self._config.database_path
         for path in (self._config.storage_dir, database, Path(f"{database}-wal")):
             try:
@@ -164,6 +185,8 @@ class StoreHealth:
     def reconfigure(self, config: Config) -> None:
         """SIGHUP: a new `min_free_space` applies at once (a reserve of the new size). The
         storage itself is the one opened: a changed `storage` applies after a restart."""
+        if self._connection is not None:
+            return
         reserve = min(config.min_free_space // 2, RESERVE_MAX)
         if self._reserved and reserve != self.reserve_bytes:
             self.reserve_path.unlink(missing_ok=True)
@@ -187,6 +210,10 @@ class StoreHealth:
     def admit(self) -> None:
         if self.lost is not None:
             raise StoreUnavailable(ErrorCode.STORE_UNAVAILABLE, self.lost)
+        if self._connection is not None:
+            if self._connection.offline is not None:
+                raise StoreUnavailable(ErrorCode.STORE_UNAVAILABLE, self._connection.offline)
+            return
         now = time.monotonic()
         if now - self._space_checked_at >= SPACE_CACHE_SECONDS:
             self._check_space(now)
@@ -195,6 +222,8 @@ class StoreHealth:
 
     def verify_database(self) -> None:
         """One `stat` before each commit: nothing is acknowledged into a deleted file."""
+        if self._connection is not None:
+            return  # the server's: a failed commit says so itself
         if self.lost is None:
             self._check_identity(self._config.database_path, "database")
         if self.lost is not None:
@@ -205,6 +234,8 @@ class StoreHealth:
         return self.full is not None
 
     def commit_failed_full(self) -> None:
+        if self._connection is not None:
+            return
         self._check_space(time.monotonic(), release=True)
 
     # checks ----------------------------------------------------------------------------------
@@ -219,6 +250,9 @@ class StoreHealth:
 
     def check(self) -> None:
         """Everything, once: identities, missing directories, free space."""
+        if self._connection is not None:
+            self._recreate_dirs()
+            return
         database = self._config.database_path
         checks = (
             (self._config.storage_dir, "storage directory"),

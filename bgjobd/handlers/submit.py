@@ -12,6 +12,7 @@ import sqlite3
 
 from bgjobd.handlers.context import Context
 from bgjobd.intake import Stored
+from bgjobd.store.offline import StoreRetry
 from bgjobd.store.sqlite import is_full
 from bgjobs.errors import RequestFailed, StoreFull, StoreUnavailable
 from bgjobs.protocol import Error, ErrorCode, Submit, Submitted
@@ -40,6 +41,11 @@ def handle(ctx: Context, request: Submit) -> None:
 
     try:
         ctx.service.submit(request.jobs, answer)
+    except StoreRetry as exc:
+        # The PostgreSQL store lost its server (it reconnects): nothing was stored.
+        raise StoreUnavailable(
+            ErrorCode.STORE_UNAVAILABLE, f"the store is unavailable: {exc}"
+        ) from exc
     except sqlite3.Error as exc:
         # A write failed under the submit itself (a full disk while SQLite spilled pages).
         if is_full(exc):

@@ -421,6 +421,13 @@ class Store(abc.ABC):
         """Whether another process committed since the last call (cheap: polled)."""
         return True
 
+    def lost_claims(self) -> list[int]:
+        """Jobs whose claim by this process was lost with a transaction the server dropped
+        and could not be made again (another process has the job now): the attempts begun
+        for them must stop. Each job is told once. SQLiteStore reports none: it redoes a
+        failed commit's writes at once, on the same file, rather than after a reconnection."""
+        return []
+
     # nodes ---------------------------------------------------------------------------------
 
     @abc.abstractmethod

@@ -1,25 +1,58 @@
 """The store a configuration names (`[store] backend`): SQLite's file or a PostgreSQL schema.
 
 The daemon opens its SQLite store through `storehealth.open_store` (with its integrity
-check and background checkpoints); this is for what opens either backend alike.
+check and background checkpoints); this is for what opens either backend alike
+(`run_job.py`, the drainer, tools), and for the daemon's PostgreSQL store.
 """
 
 from __future__ import annotations
 
-from bgjobd.store.base import Store
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from bgjobs.config import Config
-from bgjobs.errors import ConfigError
+from bgjobs.errors import BgjobsError, ConfigError, ExitCode
+
+if TYPE_CHECKING:
+    from bgjobd.store.postgres import PostgresStore
+    from bgjobd.store.sqlite import SQLiteStore
+
+    OpenedStore = SQLiteStore | PostgresStore
+    """Either backend: a store with what the journal needs (kept writes, on_begin)."""
 
 
-def open_store(config: Config) -> Store:
+class StoreUnreachable(BgjobsError):
+    """The store's server does not answer when it is opened: nothing can start on it."""
+
+    exit_code = ExitCode.FAILED
+
+
+def open_store(config: Config, on_error: Callable[[str], None] | None = None) -> OpenedStore:
     """The configured store, opened (PostgreSQL: connected, its schema made or checked)."""
-    store = config.settings.store
-    if store.backend == "postgresql":
-        from bgjobd.store.postgres import PostgresStore  # psycopg: only with this backend
-
-        if config.store_dsn is None:
-            raise ConfigError('store.dsn: backend = "postgresql" needs a connection string')
-        return PostgresStore(config.store_dsn, store.schema, application_name=config.node_name)
+    if config.settings.store.backend == "postgresql":
+        return open_postgres(config, on_error)
     from bgjobd.store.sqlite import SQLiteStore
 
     return SQLiteStore(config.database_path, fsync=config.settings.daemon.fsync)
+
+
+def open_postgres(config: Config, on_error: Callable[[str], None] | None = None) -> PostgresStore:
+    """The PostgreSQL store of the configuration, its connection named after the node. A
+    server that does not answer is a clear error (StoreUnreachable), not a traceback;
+    `on_error` hears of the connection lost and found again later."""
+    import psycopg  # only with this backend
+
+    from bgjobd.store.postgres import PostgresStore
+
+    if config.store_dsn is None:
+        raise ConfigError('store.dsn: backend = "postgresql" needs a connection string')
+    schema = config.settings.store.schema
+    try:
+        return PostgresStore(
+            config.store_dsn, schema, application_name=config.node_name, on_error=on_error
+        )
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StoreUnreachable(
+            f"the PostgreSQL store (schema {schema!r}) cannot be reached: {reason}"
+        ) from exc

@@ -156,14 +156,18 @@ def find_live_unique(unique_key: str) -> Steps[int | None]:
     return int(rows[0][0]) if rows else None
 
 
-def run(execute: Execute, steps: Steps[T]) -> T:
+def run(execute: Execute, steps: Steps[T], passthrough: tuple[type[BaseException], ...] = ()) -> T:
     """Drive the steps on a blocking connection: each statement run, its rows sent back, its
-    exception thrown in."""
+    exception thrown in; one of `passthrough` instead ends the steps and propagates (the
+    transaction is gone: no statement may follow)."""
     try:
         statement = next(steps)
         while True:
             try:
                 rows = execute(*statement)
+            except passthrough:
+                steps.close()
+                raise
             except BaseException as exc:  # noqa: BLE001  # the steps decide; they re-raise
                 statement = steps.throw(exc)
             else:

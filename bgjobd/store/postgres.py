@@ -14,21 +14,33 @@ from its write lock is asked for explicitly:
 - uniqueness and idempotency keys are unique indexes, their violations caught inside a
   SAVEPOINT so that the rest of the transaction (other clients' submits) goes on.
 
-What SQLiteStore has for its own journal and health is here too, harmless: PostgreSQL keeps
-its own WAL and checks its own pages, and a failed COMMIT is reported, never half applied.
+What the daemon's journal needs (bgjobd.journal.JournalStore) is here as on SQLite: every
+write of the open transaction other than a submit's is kept, and redone in a new one when
+that transaction is lost, so that nothing the daemon acted on (a claim, an attempt's end)
+is forgotten while the submits of it are reported failed (`rollbacks`).
+
+The server going away (a restart, terminated connections, a network cut noticed by TCP
+keepalives): the call that meets it raises StoreOffline and did nothing, the store says so
+once (`on_error`), and every later call tries to reconnect when its backoff allows (else
+raises StoreOffline at once); connected again, it says so once, redoes the lost
+transaction's kept writes first, and `changed()` reports news once (notices may have been
+missed). A deadlock the server breaks by aborting our transaction: rolled back, the kept
+writes redone at once, StoreConflict raised. Both are StoreRetry: "not now".
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 import psycopg
 from psycopg import errors, sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
 from bgjobd.store import pgsubmit, ratewindow
@@ -48,6 +60,7 @@ from bgjobd.store.base import (
     WaitingEntry,
     in_claim_order,
 )
+from bgjobd.store.offline import StoreConflict, StoreOffline, StoreRetry
 from bgjobd.store.pauses import HeldBack, held_back, pause_infos
 from bgjobd.store.rows import (
     COLUMNS,
@@ -80,24 +93,95 @@ _FOLD_ROWS: Final = 1_000
 """state_counts rows past which `counts()` folds them into one per state."""
 _MIGRATE_LOCK: Final = "bgjobs schema migration"
 _CLASS_LOCK: Final = "bgjobs class limit"
+CONNECT_TIMEOUT_SECONDS: Final = 3
+"""A connection attempt gives up after this (a server that does not answer at all)."""
+RECONNECT_FIRST_SECONDS: Final = 0.05
+RECONNECT_MAX_SECONDS: Final = 2.0
+"""Reconnecting backs off from the first delay, doubling, up to this one: a restarted
+server is found within about that long, and a down one costs a failed connect at most
+this often (every call in between is answered StoreOffline at once)."""
+_LINK_DEFAULTS: Final[dict[str, Any]] = {
+    "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+}
+"""A server that vanishes without closing its connections (a host down, a network cut) is
+noticed within about ten seconds instead of the system's two hours: the store's calls
+block the daemon's loop (a synchronous driver), so a dead link must not hold them long."""
+_DISCONNECTS: Final = ("08", "57P", "25P03")
+"""SQLSTATE classes of a connection gone: connection exceptions, operator intervention
+(the server shutting down, terminated backends, a server still starting), a session ended
+for idling in a transaction."""
+IDLE_IN_TRANSACTION_SECONDS: Final = 5
+"""A transaction of ours is open for milliseconds (the journal commits within 2 ms): one
+idle this long belongs to a frozen process, whose locks must not hold the others up."""
 
 
 class PostgresStore(Store):
     def __init__(
-        self, dsn: str, schema: str = DEFAULT_SCHEMA, *, application_name: str = "bgjobd"
+        self,
+        dsn: str,
+        schema: str = DEFAULT_SCHEMA,
+        *,
+        application_name: str = "bgjobd",
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
         if not schema or len(schema.encode()) > 63:
             raise ValueError(f"schema name {schema!r}: 1 to 63 bytes")
         self.schema = schema
-        self.on_begin = None
-        self._db = psycopg.connect(dsn, autocommit=True, application_name=application_name)
+        self.on_begin: Callable[[], None] | None = None
+        self._dsn = dsn
+        self._application_name = application_name
+        self._on_error = on_error
+        self._kept: list[tuple[str, Sequence[Any], int | None]] = []
+        """The open transaction's writes other than submits: redone after it was lost. The
+        third item: the job a claim took (its redo may find the job taken by another)."""
+        self._lost_claims: list[int] = []
+        self._dirty = False
+        """Whether the open transaction holds any write (kept or a submit's)."""
+        self._redo_pending = False
+        """The connection went with a transaction holding writes: the kept ones are redone
+        first thing on the next connection."""
+        self.rollbacks = 0
+        """How many transactions holding writes were lost (their kept writes redone, their
+        submits gone): the journal tells a submit made before such a loss that it failed."""
+        self.offline: str | None = None
+        """Why the server cannot be reached now (None: connected)."""
+        self._offline_since = 0.0
+        self._next_try = 0.0
+        self._backoff = RECONNECT_FIRST_SECONDS
+        self._reconnected = False
+        """Notices may have been missed while offline: `changed()` says so once."""
+        self._db = self._connect()
         try:
             self._migrate()
-            self._db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
-            self._db.execute(sql.SQL("LISTEN {}").format(sql.Identifier(schema)))
+            self._prepare(self._db)
         except BaseException:
             self._db.close()
             raise
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        # The DSN's own settings win; these only fill in what it leaves out.
+        given = conninfo_to_dict(self._dsn)
+        fallback = {key: value for key, value in _LINK_DEFAULTS.items() if key not in given}
+        return psycopg.connect(
+            self._dsn, autocommit=True, application_name=self._application_name, **fallback
+        )
+
+    def _prepare(self, db: psycopg.Connection[Any]) -> None:
+        db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+        if "idle_in_transaction_session_timeout" not in self._dsn:
+            # A node frozen (SIGSTOP, a paused VM) inside a transaction would hold its row
+            # locks, and the others would wait for them; the server ends its session
+            # instead, and the node, woken, reconnects and redoes its kept writes.
+            db.execute(
+                "SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
+                (f"{IDLE_IN_TRANSACTION_SECONDS * 1000}",),
+            )
+        db.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.schema)))
 
     def _migrate(self) -> None:
         """Create the schema and its tables, or check the version of those there. Under a
@@ -132,58 +216,195 @@ class PostgresStore(Store):
         found = self._db.execute("SELECT to_regclass('pauses') IS NOT NULL").fetchone()
         return bool(found and found[0])
 
+    # the connection: lost and found again ----------------------------------------------------
+
+    def _execute(self, query: str | bytes | sql.Composable, args: Sequence[Any] = ()) -> Any:
+        """One statement; a connection that breaks under it makes the store offline."""
+        self._connected()
+        try:
+            return self._db.execute(query, args)  # type: ignore[arg-type]
+        except (errors.DeadlockDetected, errors.SerializationFailure) as exc:
+            raise self._conflict(exc) from exc
+        except psycopg.Error as exc:
+            # Most are OperationalError, not all (an idle session's end is InternalError).
+            if not self._db.broken and not self._db.closed and not _is_disconnect(exc):
+                raise
+            raise self._lost(exc) from exc
+
+    def _conflict(self, exc: BaseException) -> StoreConflict:
+        """The server aborted the transaction to break a deadlock with another node: roll
+        it back and redo its kept writes at once (its submits are lost: `rollbacks`)."""
+        self._execute("ROLLBACK")
+        if self._dirty:
+            self._dirty = False
+            self.rollbacks += 1
+        self._redo_pending = True
+        self._redo()
+        return StoreConflict(f"the transaction was undone by a conflict: {_first_line(exc)}")
+
+    def _lost(self, exc: BaseException) -> StoreOffline:
+        """The connection is gone (and with it the server's side of the open transaction)."""
+        with contextlib.suppress(Exception):
+            self._db.close()
+        if self._dirty:
+            self._dirty = False
+            self._redo_pending = True
+            self.rollbacks += 1
+        if self.offline is None:
+            now = time.monotonic()
+            self.offline = f"PostgreSQL cannot be reached: {_first_line(exc)}"
+            self._offline_since = now
+            self._backoff = RECONNECT_FIRST_SECONDS
+            self._next_try = now  # a restarted server may answer at once
+            self._say(
+                f"{self.offline}; submits are refused with store_unavailable, reconnecting "
+                f"with backoff (up to {RECONNECT_MAX_SECONDS:g}s)"
+            )
+        return StoreOffline(self.offline)
+
+    def _connected(self) -> None:
+        """Return once connected (reconnecting if it is time to try), else StoreOffline."""
+        if self.offline is None and not self._db.closed:
+            return
+        if self.offline is None:
+            raise self._lost(psycopg.OperationalError("the connection was closed"))
+        now = time.monotonic()
+        if now < self._next_try:
+            raise StoreOffline(self.offline)
+        try:
+            db = self._connect()
+            self._prepare(db)
+        except psycopg.Error as exc:
+            self._next_try = now + self._backoff
+            self._backoff = min(self._backoff * 2, RECONNECT_MAX_SECONDS)
+            self.offline = f"PostgreSQL cannot be reached: {_first_line(exc)}"
+            raise StoreOffline(self.offline) from exc
+        self._db = db
+        self._say(f"PostgreSQL reached again after {now - self._offline_since:.1f}s")
+        self.offline = None
+        self._reconnected = True
+        if self._redo_pending:
+            self._redo()
+
+    def _redo(self) -> None:
+        """The kept writes of the lost transaction, again, in a new one (the journal commits
+        it). Each was conditional on the state it changes (a claim takes a queued job, an
+        end is fenced): one whose row changed meanwhile changes nothing."""
+        kept, self._kept = self._kept, []
+        self._redo_pending = False
+        lost: list[int] = []
+        try:
+            for query, args, claimed in kept:
+                cursor = self._write(query, args)
+                if claimed is not None:
+                    if cursor.rowcount == 1:
+                        self._kept[-1] = (query, args, claimed)
+                    else:
+                        lost.append(claimed)  # another process took the job meanwhile
+        except StoreRetry:
+            self._kept = kept  # all of them again, on the next connection
+            self._redo_pending = True
+            self._dirty = False
+            raise
+        self._lost_claims += lost
+
+    def _say(self, message: str) -> None:
+        if self._on_error is not None:
+            self._on_error(message)
+
     # transactions ------------------------------------------------------------------------
 
     @property
     def in_transaction(self) -> bool:
-        return self._db.info.transaction_status != TransactionStatus.IDLE
+        if self._redo_pending:
+            return True
+        return not self._db.closed and self._db.info.transaction_status != TransactionStatus.IDLE
 
     def _begin(self) -> None:
         """Open the write transaction, if none is open."""
+        self._connected()
         if self._db.info.transaction_status == TransactionStatus.IDLE:
-            self._db.execute("BEGIN")
+            self._execute("BEGIN")
             if self.on_begin is not None:
                 self.on_begin()
 
-    def _write(self, query: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+    def _write(
+        self, query: str, args: Sequence[Any] = (), *, submit: bool = False
+    ) -> psycopg.Cursor[Any]:
         self._begin()
-        return self._db.execute(query, args)
+        cursor: psycopg.Cursor[Any] = self._execute(query, args)
+        self._dirty = True
+        if not submit:
+            self._kept.append((query, args, None))
+        return cursor
 
     def _read(self, query: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
-        return self._db.execute(query, args)
+        cursor: psycopg.Cursor[Any] = self._execute(query, args)
+        return cursor
 
     @contextlib.contextmanager
     def _savepoint(self) -> Iterator[None]:
         """Statements whose failure must undo only themselves (a violated unique index):
         PostgreSQL otherwise aborts the whole transaction at the first error."""
         self._begin()
-        self._db.execute("SAVEPOINT attempt")
+        self._execute("SAVEPOINT attempt")
         try:
             yield
+        except StoreRetry:
+            raise  # the whole transaction went (with the connection, or by a conflict)
         except BaseException:
-            self._db.execute("ROLLBACK TO SAVEPOINT attempt")
-            self._db.execute("RELEASE SAVEPOINT attempt")
+            self._execute("ROLLBACK TO SAVEPOINT attempt")
+            self._execute("RELEASE SAVEPOINT attempt")
             raise
-        self._db.execute("RELEASE SAVEPOINT attempt")
+        self._execute("RELEASE SAVEPOINT attempt")
+
+    def _forget(self) -> None:
+        self._kept = []
+        self._dirty = False
 
     def commit(self) -> None:
+        self._connected()  # a lost transaction's kept writes are redone here, then committed
         status = self._db.info.transaction_status
         if status == TransactionStatus.INERROR:
-            # COMMIT would answer ROLLBACK quietly: say that the writes are gone.
-            self._db.execute("ROLLBACK")
+            # COMMIT would answer ROLLBACK quietly: say that the writes are gone. The kept
+            # ones stay for `redo_kept_writes`, which the journal calls next.
+            self._execute("ROLLBACK")
             raise errors.InFailedSqlTransaction("the transaction failed earlier: rolled back")
         if status != TransactionStatus.IDLE:
-            self._db.execute("COMMIT")
+            # A connection lost during COMMIT leaves it unknown whether it was applied: the
+            # kept writes are redone on the next connection (each conditional: redone after
+            # their commit, they change nothing), the submits are reported failed.
+            self._execute("COMMIT")
+        self._forget()
 
     def rollback(self) -> None:
-        if self._db.info.transaction_status != TransactionStatus.IDLE:
-            self._db.execute("ROLLBACK")
+        self._forget()
+        self._redo_pending = False
+        if (
+            self.offline is None
+            and not self._db.closed
+            and self._db.info.transaction_status != TransactionStatus.IDLE
+        ):
+            with contextlib.suppress(StoreOffline):
+                self._execute("ROLLBACK")
+        self._forget()
 
     def redo_kept_writes(self) -> int:
-        """A failed COMMIT on PostgreSQL applied nothing and the server keeps no half of it:
-        there is nothing to redo (the journal then reports the failure). Rolls back."""
-        self.rollback()
-        return 0
+        """After a failed commit: roll back what is left of the transaction and redo its
+        kept writes in a new one (submits are not redone). Offline, they are redone on the
+        next connection. Returns how many writes were (or will be) redone."""
+        if self.offline is not None or self._db.closed:
+            return len(self._kept)
+        kept, self._kept = self._kept, []
+        if self._db.info.transaction_status != TransactionStatus.IDLE:
+            self._execute("ROLLBACK")
+        self._dirty = False
+        self.rollbacks += 1
+        self._redo_pending = True
+        self._kept = kept
+        with contextlib.suppress(StoreRetry):  # else kept for the next connection
+            self._redo()
+        return len(kept)
 
     def quick_check(self) -> list[str]:
         """PostgreSQL checks its own pages (checksums, if enabled): nothing to report."""
@@ -198,7 +419,7 @@ class PostgresStore(Store):
     def close(self) -> None:
         if self._db.closed:
             return
-        with contextlib.suppress(psycopg.Error):
+        with contextlib.suppress(psycopg.Error, StoreOffline):
             self.rollback()
         self._db.close()
 
@@ -206,10 +427,13 @@ class PostgresStore(Store):
 
     def add(self, links: Sequence[NewJob]) -> list[int]:
         # The statements are pgsubmit's, shared with an application's transactional enqueue.
-        return pgsubmit.run(self._write_rows, pgsubmit.add(links))
+        # A lost connection or a broken deadlock took the whole transaction: no savepoint
+        # is left to roll back to (StoreRetry passes through the steps).
+        return pgsubmit.run(self._write_rows, pgsubmit.add(links), passthrough=(StoreRetry,))
 
     def _write_rows(self, query: str, args: Sequence[Any]) -> pgsubmit.Rows:
-        cursor = self._write(query, args)
+        # A submit's statements: not kept for a redo (its client is told it failed).
+        cursor = self._write(query, args, submit=True)
         return cursor.fetchall() if cursor.description is not None else []
 
     def _read_rows(self, query: str, args: Sequence[Any]) -> pgsubmit.Rows:
@@ -284,12 +508,18 @@ class PostgresStore(Store):
         """One row per state instead of every delta, in a short transaction of its own.
         Two folding at once: the second waits for the first's row locks, then skips the
         rows it deleted, and its snapshot does not see the first's sums: no row twice."""
-        with self._db.transaction():
-            self._db.execute(
-                "WITH gone AS (DELETE FROM state_counts RETURNING state, delta) "
-                "INSERT INTO state_counts (state, delta) "
-                "SELECT state, sum(delta) FROM gone GROUP BY state"
-            )
+        self._connected()
+        try:
+            with self._db.transaction():
+                self._db.execute(
+                    "WITH gone AS (DELETE FROM state_counts RETURNING state, delta) "
+                    "INSERT INTO state_counts (state, delta) "
+                    "SELECT state, sum(delta) FROM gone GROUP BY state"
+                )
+        except psycopg.Error as exc:
+            if _is_disconnect(exc) or self._db.broken or self._db.closed:
+                raise self._lost(exc) from exc
+            raise
 
     def batch_members(self, batch_id: int) -> list[JobInfo]:
         rows = self._read(
@@ -430,7 +660,18 @@ class PostgresStore(Store):
 
     def _start(self, query: str, args: Sequence[Any]) -> JobInfo | None:
         row = self._write(query, args).fetchone()
-        return None if row is None else row_to_job(row, [running_attempt(row)])
+        if row is None:
+            return None
+        job = row_to_job(row, [running_attempt(row)])
+        self._kept[-1] = (query, args, job.id)  # a claim: its redo must take the job again
+        return job
+
+    def lost_claims(self) -> list[int]:
+        """The jobs claimed in a transaction the server lost whose claim could not be made
+        again on the new connection (another node took the job, or it was cancelled):
+        their attempts here must stop. Each is told once."""
+        lost, self._lost_claims = self._lost_claims, []
+        return lost
 
     def claim_oneshot(
         self, job_id: int, owner: str, worker_pid: int | None, now: float
@@ -888,9 +1129,17 @@ class PostgresStore(Store):
         inside one, this tells nothing new until the commit."""
         if not self.in_transaction:
             # An empty round trip: the server sends the notices waiting before its answer.
+            # Offline, it reconnects when it is time to try (or raises StoreOffline).
             self._read("SELECT 1")
+        if self._reconnected:
+            # Whatever was committed while this node could not listen is unknown: news.
+            self._reconnected = False
+            return True
         mine = self._db.info.backend_pid
-        notices = list(self._db.notifies(timeout=0))
+        try:
+            notices = list(self._db.notifies(timeout=0))
+        except psycopg.Error as exc:
+            raise self._lost(exc) from exc
         return any(notice.pid != mine for notice in notices)
 
     # pauses ---------------------------------------------------------------------------------
@@ -1146,3 +1395,13 @@ def _group_lock(class_name: str, limit_key: str) -> str:
     """What names the advisory lock of a class's group: the class alone when its limits
     count the whole class (as before limit keys), else the class and the key."""
     return f"{class_name}/{limit_key}" if limit_key else class_name
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    state = getattr(exc, "sqlstate", None) or ""
+    return state.startswith(_DISCONNECTS)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

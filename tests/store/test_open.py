@@ -65,13 +65,17 @@ def test_open_store_opens_the_configured_backend(
         store.close()
 
 
-def test_the_daemon_refuses_a_backend_it_does_not_serve_yet(tmp_path: Path) -> None:
-    """The daemon's journal and health checks are SQLite's: a PostgreSQL configuration
-    stops its start with a configuration error instead of quietly using a file."""
+def test_the_daemon_on_an_unreachable_postgresql_stops_with_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    """No server at the DSN: the daemon's start stops with what it could not reach (exit
+    1), not a traceback, and without making a database file instead."""
+    from bgjobd.store.open import StoreUnreachable
     from bgjobd.storehealth import open_store as open_daemon_store
 
-    settings = parse_settings(f'[store]\n{PG}\ndsn = "postgresql://nowhere/test"\n')
+    settings = parse_settings(f'[store]\n{PG}\ndsn = "postgresql://nowhere.invalid/test"\n')
     config = Config(settings=settings, path=tmp_path / "bgjobs.toml")
-    with pytest.raises(ConfigError, match=r"store\.backend: the daemon runs on SQLite only"):
+    with pytest.raises(StoreUnreachable, match=r"the PostgreSQL store \(schema 'bgjobs'\)"):
         open_daemon_store(config, print)
+    assert StoreUnreachable.exit_code == 1
     assert not (tmp_path / "storage").exists()

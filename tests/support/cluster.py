@@ -1,7 +1,8 @@
 """Several daemons ("nodes") on one store, for the tests of the shared queue: each node has
 its own configuration file, storage directory (lock files, logs), socket and `[daemon]
 node` name, and every one of them (and `run_job.py`, through the workspace's own
-`bgjobs.toml`) points `[store] path` at the same database.
+`bgjobs.toml`) points `[store] path` at the same database, or (`store_settings`) names
+the same PostgreSQL schema.
 
 The nodes' daemons join the workspace's list, so the workspace stops them (and finds what
 they left behind) when the test ends."""
@@ -19,7 +20,8 @@ import tomli_w
 
 from bgjobctl.address import Address
 from bgjobctl.client import Client
-from bgjobd.store.base import JobQuery
+from bgjobd.store.base import JobQuery, Store
+from bgjobd.store.postgres import PostgresStore
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobs.model import JobInfo
 from tests.support.waiting import wait_for
@@ -40,7 +42,8 @@ class Node:
             settings,
             {
                 "daemon": {"socket": str(self.socket_path), "storage": str(self.storage)},
-                "store": {"path": str(cluster.store_path)},
+                # A node's own `[store]` keys (its DSN, say) over the cluster's.
+                "store": merged(cluster.store_settings, settings.get("store", {})),
             },
         )
         self.settings["daemon"].setdefault("node", name)
@@ -104,15 +107,18 @@ class Cluster:
         workspace: Workspace,
         names: Sequence[str] = ("a", "b"),
         extra: dict[str, Any] | None = None,
+        store_settings: dict[str, Any] | None = None,
     ) -> None:
         self.workspace = workspace
         self.store_path = workspace.root / "shared.db"
+        self.store_settings: dict[str, Any] = store_settings or {"path": str(self.store_path)}
+        """The `[store]` table every node (and run_job.py) has: SQLite's file by default."""
         self.settings = merged(
-            merged(DEFAULT_SETTINGS, extra or {}), {"store": {"path": str(self.store_path)}}
+            merged(DEFAULT_SETTINGS, extra or {}), {"store": self.store_settings}
         )
         # run_job.py reads the workspace's bgjobs.toml (BGJOBS_CONFIG): its own storage
         # directory (lock files, logs), the shared store.
-        workspace.write_config(merged(extra or {}, {"store": {"path": str(self.store_path)}}))
+        workspace.write_config(merged(extra or {}, {"store": self.store_settings}))
         self.nodes: dict[str, Node] = {}
         for name in names:
             self.add(name)
@@ -140,8 +146,14 @@ class Cluster:
     # the store, read directly --------------------------------------------------------------
 
     @contextmanager
-    def store(self) -> Iterator[SQLiteStore]:
-        store = SQLiteStore(self.store_path)
+    def store(self) -> Iterator[Store]:
+        store: Store
+        if self.store_settings.get("backend") == "postgresql":
+            store = PostgresStore(
+                self.store_settings["dsn"], self.store_settings["schema"], application_name="tests"
+            )
+        else:
+            store = SQLiteStore(self.store_path)
         try:
             yield store
         finally:

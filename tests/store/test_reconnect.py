@@ -1,0 +1,155 @@
+"""The PostgreSQL store when its connection goes (the server restarting, the backend
+terminated): the call that meets the loss raises StoreOffline and did nothing; the next
+one reconnects and redoes the lost transaction's kept writes (claims, outcomes), not its
+submits, which `rollbacks` reports lost."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from bgjobd.store.base import FinishedAttempt
+from bgjobd.store.offline import StoreOffline
+from bgjobd.store.postgres import PostgresStore
+from bgjobs.model import JobState, Outcome
+from tests.store.support import PG_DSN, address_of, new_job, open_store, postgres_unavailable
+from tests.support.waiting import wait_for
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> PostgresStore:
+    why = postgres_unavailable()
+    if why is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    opened = open_store(address_of("postgresql", tmp_path))
+    assert isinstance(opened, PostgresStore)
+    return opened
+
+
+def _terminate(store: PostgresStore) -> None:
+    """What a server restart does to the store's connection."""
+    pid = store._db.info.backend_pid
+    with psycopg.connect(PG_DSN, autocommit=True) as db:
+        db.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def test_a_lost_transaction_s_claims_and_outcomes_are_redone_its_submits_reported_lost(
+    store: PostgresStore,
+) -> None:
+    try:
+        first, second = store.add([new_job("A")])[0], store.add([new_job("B")])[0]
+        store.commit()
+        now = time.time()
+        assert store.claim(first, "me", 1, now) is not None
+        assert store.claim(second, "me", 2, now) is not None
+        store.finish_attempt(
+            first, FinishedAttempt(1, Outcome.SUCCEEDED, now, 0.1), JobState.SUCCEEDED, result=7
+        )
+        dropped = store.add([new_job("C")])[0]
+        before = store.rollbacks
+        _terminate(store)
+
+        # The call meeting the loss did nothing; the store says it is offline.
+        with pytest.raises(StoreOffline):
+            store.get(first)
+        assert store.offline is not None
+        assert store.rollbacks == before + 1
+        # The commit reconnects, redoes the kept writes and commits them.
+        store.commit()
+        assert store.offline is None
+        done = store.get(first)
+        assert done is not None and done.state is JobState.SUCCEEDED and done.result == 7
+        running = store.get(second)
+        assert running is not None and running.state is JobState.RUNNING
+        assert store.get(dropped) is None
+        # After a reconnection, `changed()` tells of news once (notices may have been missed).
+        assert store.changed() is True
+        assert store.changed() is False
+    finally:
+        store.close()
+
+
+def test_a_lost_commit_s_writes_are_redone_once_connected_again(store: PostgresStore) -> None:
+    try:
+        job_id = store.add([new_job("A")])[0]
+        store.commit()
+        assert store.claim(job_id, "me", 1, time.time()) is not None
+        _terminate(store)
+        with pytest.raises(StoreOffline):
+            store.commit()
+        assert store.redo_kept_writes() == 1  # offline: kept for the next connection
+        store.commit()
+        claimed = store.get(job_id)
+        assert claimed is not None and claimed.state is JobState.RUNNING
+        assert claimed.owner == "me"
+    finally:
+        store.close()
+
+
+def test_a_session_ended_for_idling_in_a_transaction_is_reconnected_and_redone(
+    store: PostgresStore, tmp_path: Path
+) -> None:
+    """A node frozen inside a transaction: the server ends its session (here after 0.3 s,
+    set in the DSN, which the store then leaves as it is), releasing its row locks; the
+    node, woken, commits on a new connection what it had kept."""
+    store.close()
+    _, schema = address_of("postgresql", tmp_path)
+    dsn = f"{PG_DSN}?options=-c%20idle_in_transaction_session_timeout%3D300"
+    frozen = PostgresStore(dsn, schema, application_name=f"tests:{schema}")
+    try:
+        job_id = frozen.add([new_job("A")])[0]
+        frozen.commit()
+        assert frozen.claim(job_id, "me", 1, time.time()) is not None
+        pid = frozen._db.info.backend_pid
+
+        def session_gone() -> bool:
+            with psycopg.connect(PG_DSN, autocommit=True) as db:
+                row = db.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,))
+                return row.fetchone() is None
+
+        wait_for(session_gone, timeout=10, what="the server to end the idle session")
+        with contextlib.suppress(StoreOffline):
+            frozen.commit()  # meets the loss (the commit is then tried again, as the journal does)
+        frozen.commit()
+        claimed = frozen.get(job_id)
+        assert claimed is not None and claimed.state is JobState.RUNNING
+    finally:
+        frozen.close()
+
+
+def test_a_lost_claim_another_node_made_meanwhile_is_reported_once(
+    store: PostgresStore, tmp_path: Path
+) -> None:
+    """The transaction holding this store's claim is lost; before it reconnects, another
+    node claims the job: the redone claim takes nothing, and `lost_claims()` names the job
+    (its attempt here must stop), once. A claim redone successfully is not reported."""
+    other = open_store(address_of("postgresql", tmp_path))
+    try:
+        taken, kept = store.add([new_job("A")])[0], store.add([new_job("B")])[0]
+        store.commit()
+        now = time.time()
+        assert store.claim(taken, "me", 1, now) is not None
+        assert store.claim(kept, "me", 2, now) is not None
+        _terminate(store)
+        assert other.claim(taken, "other", 3, now) is not None
+        other.commit()
+
+        with pytest.raises(StoreOffline):
+            store.get(taken)
+        store.commit()  # reconnects and redoes both claims: one finds its job taken
+        assert store.lost_claims() == [taken]
+        assert store.lost_claims() == []
+        mine = store.get(kept)
+        assert mine is not None and mine.owner == "me" and mine.state is JobState.RUNNING
+        theirs = store.get(taken)
+        assert theirs is not None and theirs.owner == "other"
+    finally:
+        other.close()
+        store.close()
