@@ -393,3 +393,61 @@ def test_a_real_daemon_after_a_downtime_of_several_ticks(workspace: Workspace) -
         "once": [*ran["once"], (last + timedelta(minutes=25)).strftime(STAMP)],
         "skip": ran["skip"],
     }
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        # 29 March 2026, 01:00 UTC: 02:00 CET -> 03:00 CEST; 02:30 does not exist that night.
+        (datetime(2026, 3, 28, 23, 20, tzinfo=UTC), datetime(2026, 3, 29, 2, 10, tzinfo=UTC)),
+        # 25 October 2026, 01:00 UTC: 03:00 CEST -> 02:00 CET; 02:30 comes twice that night.
+        (datetime(2026, 10, 24, 22, 40, tzinfo=UTC), datetime(2026, 10, 25, 1, 50, tzinfo=UTC)),
+    ],
+    ids=["spring", "autumn"],
+)
+def test_a_real_daemon_across_a_daylight_saving_change(
+    workspace: Workspace, start: datetime, end: datetime
+) -> None:
+    """A real daemon whose clock runs 1,200 times faster (20 minutes a second) through the
+    night of a change in the schedule's time zone: `30 2 * * *` in Europe/Berlin makes
+    exactly one job that night, whether 02:30 is skipped by the clocks or comes twice.
+    (`run_once`: a tick its timer meets late on a loaded machine is still one job.) The
+    clock starts early enough that the daemon is up well before the first 02:30: a
+    schedule's first tick after a start is its next one, so a slow start would lose it."""
+    speed = 1200
+    workspace.write_config(
+        {
+            "schedules": {
+                "night": {
+                    "cron": "30 2 * * *",
+                    "timezone": "Europe/Berlin",
+                    "class": "Echo",
+                    "method": "handle",
+                    "missed": "run_once",
+                }
+            }
+        }
+    )
+    real = time.time()
+    workspace.env[TEST_CLOCK_ENV] = f"{start.timestamp()},{real},{speed}"
+    workspace.start_daemon()
+
+    def virtual_now() -> float:
+        return start.timestamp() + (time.time() - real) * speed
+
+    night = start.astimezone(BERLIN_ZONE).date()
+    up_at = datetime.fromtimestamp(virtual_now(), UTC)
+    # The first 02:30 of that night is at 00:30 UTC (autumn) or later.
+    up_by = datetime(night.year, night.month, night.day, 0, 15, tzinfo=UTC)
+    assert up_at < up_by, f"the daemon was up only at {up_at} (virtual)"
+    wait_for(lambda: virtual_now() > end.timestamp(), timeout=30, what="the night to pass")
+    keys = [
+        job.key or ""
+        for job in workspace.client().list_jobs(limit=100).jobs
+        if (job.key or "").startswith("schedule:night:")
+    ]
+    local_days = [
+        datetime.strptime(key.split(":", 2)[2], STAMP).replace(tzinfo=UTC).astimezone(BERLIN_ZONE)
+        for key in keys
+    ]
+    assert [day.date() for day in local_days] == [night]
