@@ -399,22 +399,22 @@ def test_a_real_daemon_after_a_downtime_of_several_ticks(workspace: Workspace) -
     ("start", "end"),
     [
         # 29 March 2026, 01:00 UTC: 02:00 CET -> 03:00 CEST; 02:30 does not exist that night.
-        (datetime(2026, 3, 28, 23, 20, tzinfo=UTC), datetime(2026, 3, 29, 2, 10, tzinfo=UTC)),
+        (datetime(2026, 3, 28, 22, 0, tzinfo=UTC), datetime(2026, 3, 29, 2, 10, tzinfo=UTC)),
         # 25 October 2026, 01:00 UTC: 03:00 CEST -> 02:00 CET; 02:30 comes twice that night.
-        (datetime(2026, 10, 24, 22, 40, tzinfo=UTC), datetime(2026, 10, 25, 1, 50, tzinfo=UTC)),
+        (datetime(2026, 10, 24, 22, 0, tzinfo=UTC), datetime(2026, 10, 25, 1, 50, tzinfo=UTC)),
     ],
     ids=["spring", "autumn"],
 )
 def test_a_real_daemon_across_a_daylight_saving_change(
     workspace: Workspace, start: datetime, end: datetime
 ) -> None:
-    """A real daemon whose clock runs 1,200 times faster (20 minutes a second) through the
+    """A real daemon whose clock runs 1,500 times faster (25 minutes a second) through the
     night of a change in the schedule's time zone: `30 2 * * *` in Europe/Berlin makes
     exactly one job that night, whether 02:30 is skipped by the clocks or comes twice.
     (`run_once`: a tick its timer meets late on a loaded machine is still one job.) The
     clock starts early enough that the daemon is up well before the first 02:30: a
     schedule's first tick after a start is its next one, so a slow start would lose it."""
-    speed = 1200
+    speed = 1500
     workspace.write_config(
         {
             "schedules": {
@@ -435,7 +435,7 @@ def test_a_real_daemon_across_a_daylight_saving_change(
     def virtual_now() -> float:
         return start.timestamp() + (time.time() - real) * speed
 
-    night = start.astimezone(BERLIN_ZONE).date()
+    night = end.astimezone(BERLIN_ZONE).date()
     up_at = datetime.fromtimestamp(virtual_now(), UTC)
     # The first 02:30 of that night is at 00:30 UTC (autumn) or later.
     up_by = datetime(night.year, night.month, night.day, 0, 15, tzinfo=UTC)
