@@ -21,6 +21,7 @@ from bgjobs.model import JobSpec, JobState, Outcome
 from tests.pgcluster.conftest import MakePgCluster, node_name
 from tests.store.support import PG_DSN
 from tests.support.cluster import Cluster, Node
+from tests.support.procs import not_a_subreaper
 from tests.support.tcpproxy import TcpProxy
 from tests.support.waiting import wait_for
 from tests.support.workspace import Workspace
@@ -186,11 +187,15 @@ def test_a_postgresql_restart_under_load_loses_no_acknowledged_job(
     cluster = make_pg_cluster(SETTINGS).start()
 
     def restart() -> None:
-        subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", *cluster_id, "restart"],
-            check=True,
-            timeout=60,
-        )
+        # The machine's server, not the test's: its new postmaster must not become this
+        # process's child (and be killed as a leftover) if this process is a subreaper.
+        with not_a_subreaper():
+            subprocess.run(
+                ["pg_ctlcluster", "--skip-systemctl-redirect", *cluster_id, "restart"],
+                check=True,
+                timeout=60,
+                start_new_session=True,
+            )
 
     survive(cluster, workspace, restart)
     for node in cluster.nodes.values():

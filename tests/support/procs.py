@@ -7,12 +7,14 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from tests.support.waiting import wait_for
 
 MARKER_ENV = "BGJOBS_TEST_MARKER"
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_GET_CHILD_SUBREAPER = 37
 
 # A process that is on its way out when a test ends (a worker that has seen its daemon go)
 # is not a leak: it gets this long to finish before it counts as left behind.
@@ -122,3 +124,21 @@ def group_members(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
             found.append(pid)
     return found
+
+
+@contextlib.contextmanager
+def not_a_subreaper() -> Iterator[None]:
+    """While inside, this process is not a child subreaper (the in-process engine tests make
+    the test process one, for the rest of the session): what a command started inside
+    daemonizes (PostgreSQL's postmaster, restarted by `pg_ctlcluster`) goes to init when
+    its parent exits, not to this process, where it would count as a test's leftover."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    flag = ctypes.c_int(0)
+    libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0)
+    libc.prctl(_PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+    try:
+        yield
+    finally:
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, flag.value, 0, 0, 0)
