@@ -155,6 +155,11 @@ class Leases:
             engine.log.warning(
                 NO_JOB, f"node {dead} is dead (its lease ran out); reclaimed {count} job(s)"
             )
+        for owner in engine.store.orphan_owners():
+            # Expired by a transaction whose reclaiming was lost with the store (an outage):
+            # its jobs would otherwise run for ever under a name nobody renews.
+            count = engine.reclaim(owner, "is no live node")
+            engine.log.warning(NO_JOB, f"{owner} is no live node but ran {count} job(s): reclaimed")
 
 
 def _at(timestamp: float) -> datetime:

@@ -446,6 +446,12 @@ class Store(abc.ABC):
         caller only (whose duty it is to reclaim their running jobs)."""
 
     @abc.abstractmethod
+    def orphan_owners(self) -> list[str]:
+        """The runners named by running jobs (not one-shot ones) that are no live node: a
+        node expired by a transaction that was lost before the reclaiming of its jobs was
+        (a store outage), say. Their jobs are reclaimed as a dead node's are."""
+
+    @abc.abstractmethod
     def leave(self, node: NodeInfo) -> None:
         """The node stops (cleanly): its row goes."""
 

@@ -1225,6 +1225,13 @@ class PostgresStore(Store):
         ).fetchall()
         return sorted(str(name) for (name,) in rows)
 
+    def orphan_owners(self) -> list[str]:
+        rows = self._read(
+            "SELECT DISTINCT owner FROM jobs WHERE state = 'running' AND NOT oneshot "
+            "AND owner IS NOT NULL AND owner NOT IN (SELECT name FROM nodes) ORDER BY owner"
+        )
+        return [str(owner) for (owner,) in rows]
+
     def leave(self, node: NodeInfo) -> None:
         self._write(
             "DELETE FROM nodes WHERE name = %s AND host = %s AND pid = %s AND started_at = %s",

@@ -1241,6 +1241,14 @@ class SQLiteStore(Store):
         ).fetchall()
         return sorted(str(name) for (name,) in rows)
 
+    def orphan_owners(self) -> list[str]:
+        self._begin()  # read in the write transaction: no other node reclaims meanwhile
+        rows = self._db.execute(
+            "SELECT DISTINCT owner FROM jobs WHERE state = 'running' AND oneshot = 0 "
+            "AND owner IS NOT NULL AND owner NOT IN (SELECT name FROM nodes) ORDER BY owner"
+        )
+        return [str(owner) for (owner,) in rows]
+
     def leave(self, node: NodeInfo) -> None:
         self._write(
             "DELETE FROM nodes WHERE name = ? AND host = ? AND pid = ? AND started_at = ?",

@@ -181,3 +181,28 @@ def test_jobs_a_node_claimed_after_it_was_declared_dead_are_not_cancelled(
     assert [job.state for job in jobs] == [JobState.SUCCEEDED] * 4, [
         (job.id, job.state, job.reason, cluster.job(job.id).history) for job in jobs
     ]
+
+
+def test_a_running_job_of_a_runner_that_is_no_live_node_is_reclaimed(
+    make_cluster: MakeCluster, workspace: Workspace
+) -> None:
+    """A job left running under a name that is no node (its node expired by a transaction
+    whose reclaiming was lost with the store): a node's heartbeat reclaims it, and it runs
+    again there to its end."""
+    cluster = make_cluster(RECLAIM_SETTINGS, names=("a",)).start()
+    tokens = workspace.root / "tokens"
+    spec = JobSpec(class_name="Token", method="handle", params=[str(tokens), "done"], delay=3600)
+    job_id = cluster["a"].client().submit([spec]).ids[0]
+    with cluster.store() as store:
+        assert store.promote([job_id]) == [job_id]
+        assert store.claim(job_id, "ghost", 4242, time.time()) is not None
+        store.commit()
+    job = cluster.wait_for_job(
+        job_id, lambda job: job.state is JobState.SUCCEEDED, what="its reclaim and run"
+    )
+    assert [(a.node, a.outcome) for a in job.history] == [
+        ("ghost", Outcome.INTERRUPTED),
+        ("a", Outcome.SUCCEEDED),
+    ]
+    assert "ghost is no live node but ran 1 job(s): reclaimed" in cluster["a"].error_log()
+    assert _lines(tokens) == ["done"]

@@ -465,6 +465,23 @@ def test_expired_nodes_are_returned_once(store: Store, peer: Store) -> None:
     assert not store.heartbeat(renewed(dead, now + 1))  # it was declared dead
 
 
+def test_orphan_owners_are_runners_of_running_jobs_that_are_no_live_node(store: Store) -> None:
+    now = time.time()
+    store.register_node(node("b", now=now))
+    ids = [store.add([new_job()])[0] for _ in range(4)]
+    oneshot = store.add([new_job(oneshot=True)])[0]
+    for job_id, owner in zip(ids, ("ghost", "b", "ghost", "zombie"), strict=False):
+        assert store.claim(job_id, owner, 1, now) is not None
+    assert store.claim(oneshot, "run_job.py@host:1", 1, now) is not None
+    store.commit()
+    assert store.orphan_owners() == ["ghost", "zombie"]  # not b's, not the one-shot's
+    store.commit()
+    store.register_node(node("ghost", now=now))
+    store.commit()
+    assert store.orphan_owners() == ["zombie"]
+    store.commit()
+
+
 def test_leaving_removes_only_ones_own_row(store: Store) -> None:
     now = time.time()
     old = node("a", pid=100, now=now - 60)
