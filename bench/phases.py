@@ -22,6 +22,9 @@ class Sizes:
     w3_peer: int = 200
     w3_paced: int = 200
     w3_instant: int = 1_000
+    w3_delay: float = 2.0
+    w3_lead: float = 4.0
+    """W3 at one instant: the instant is this long after the first enqueue."""
     pace: float = 0.01
     w4: int = 20
     idle: float = 3.0
@@ -33,19 +36,21 @@ class Sizes:
     @classmethod
     def quick(cls) -> Sizes:
         return cls(
-            w1_small=200,
-            w1_large=1_000,
-            w2=200,
-            w3=100,
+            w1_small=100,
+            w1_large=500,
+            w2=100,
+            w3=50,
             w3_peer=0,
-            w3_paced=50,
-            w3_instant=100,
+            w3_paced=0,
+            w3_instant=50,
+            w3_delay=0.5,
+            w3_lead=1.0,
             w4=6,
-            idle=1.0,
+            idle=0.5,
             million=50_000,
             million_submits=50,
-            original=20,
-            bulk=5_000,
+            original=12,
+            bulk=2_000,
         )
 
 
@@ -112,28 +117,30 @@ def _run_w3(target: workloads.Target, results: SystemResults, sizes: Sizes, work
     attempt(
         results,
         "w3",
-        f"W3 {sizes.w3:,} jobs due in 2 s",
-        lambda: workloads.w3_lateness(target, workdir, sizes.w3),
+        f"W3 {sizes.w3:,} jobs due in {sizes.w3_delay:g} s",
+        lambda: workloads.w3_lateness(target, workdir, sizes.w3, sizes.w3_delay),
     )
     if sizes.w3_peer:
         attempt(
             results,
             "w3_peer",
-            f"W3 {sizes.w3_peer:,} jobs due in 2 s (peers' count)",
-            lambda: workloads.w3_lateness(target, workdir, sizes.w3_peer),
+            f"W3 {sizes.w3_peer:,} jobs due in {sizes.w3_delay:g} s (peers' count)",
+            lambda: workloads.w3_lateness(target, workdir, sizes.w3_peer, sizes.w3_delay),
         )
     if sizes.w3_paced:
         attempt(
             results,
             "w3_paced",
-            f"W3 {sizes.w3_paced:,} due in 2 s, 1 per {sizes.pace * 1000:g} ms",
-            lambda: workloads.w3_lateness(target, workdir, sizes.w3_paced, pace=sizes.pace),
+            f"W3 {sizes.w3_paced:,} due in {sizes.w3_delay:g} s, 1 per {sizes.pace * 1000:g} ms",
+            lambda: workloads.w3_lateness(
+                target, workdir, sizes.w3_paced, sizes.w3_delay, pace=sizes.pace
+            ),
         )
     attempt(
         results,
         "w3_instant",
         f"W3 {sizes.w3_instant:,} due at one instant",
-        lambda: aim_workloads.w3_instant(target, workdir, sizes.w3_instant),
+        lambda: aim_workloads.w3_instant(target, workdir, sizes.w3_instant, sizes.w3_lead),
     )
 
 

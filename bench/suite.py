@@ -69,13 +69,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quiet-wait",
         type=float,
-        default=20.0,
+        default=None,
         metavar="S",
-        help="before each system, wait up to S seconds for the machine to be idle (20; 0: no)",
+        help="before each system, wait up to S seconds for the machine to be idle "
+        "(20; --quick: 0; 0: no)",
     )
     args = parser.parse_args(argv)
     args.only = _pick(parser, args.only, WORKLOADS, "--only")
     args.systems = _pick(parser, args.systems, SYSTEMS, "--systems")
+    if args.quiet_wait is None:
+        args.quiet_wait = 0.0 if args.quick else 20.0
     if args.rounds is None:
         args.rounds = 1 if args.quick else 3
     if args.rounds < 1:
