@@ -245,9 +245,11 @@ def main(argv: list[str] | None = None) -> int:
         leftovers = procs.sweep()
         if leftovers:
             say(f"bench: killed {len(leftovers)} leftover process(es): {leftovers}")
-        dropped = pgbase.drop_leftovers()
+        dropped, failed = pgbase.drop_leftovers()
         if dropped:
             say(f"bench: dropped leftover schema(s) {', '.join(dropped)}")
+        if failed:
+            say(f"bench: COULD NOT DROP schema(s) {'; '.join(failed)}: drop them by hand")
         shutil.rmtree(workdir, ignore_errors=True)
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())
         say(f"\nwhole run: {time.perf_counter() - began:.0f} s; load average at the end {load}")
@@ -328,7 +330,8 @@ def _summary(
     counts = _counts(sizes)
     say(f"\n== Side by side: medians of {rounds} interleaved round(s) (— = not measured) ==")
     table(collected, counts)
-    say(f"* the original's design ran {sizes.original} jobs, once, not {sizes.w1_small:,}")
+    if any(system.name == "original" for system in collected):
+        say(f"* the original's design ran {sizes.original} jobs, once, not {sizes.w1_small:,}")
     for system in collected:
         for note in system.notes:
             say(f"  {system.name}: {note}")

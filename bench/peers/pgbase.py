@@ -7,7 +7,6 @@ touched."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 from typing import Final
@@ -55,13 +54,17 @@ def drop_schema(name: str) -> None:
     _made.discard(name)
 
 
-def drop_leftovers() -> list[str]:
-    """Drop the schemas of this run still there; returns their names."""
-    left = sorted(_made)
-    for name in left:
-        with contextlib.suppress(Exception):
+def drop_leftovers() -> tuple[list[str], list[str]]:
+    """Drop the schemas of this run still there: (dropped, still there, with why)."""
+    dropped: list[str] = []
+    failed: list[str] = []
+    for name in sorted(_made):
+        try:
             drop_schema(name)
-    return left
+            dropped.append(name)
+        except Exception as exc:  # noqa: BLE001 - e.g. the server restarting: say so
+            failed.append(f"{name} ({str(exc).strip()})")
+    return dropped, failed
 
 
 def libpq_dsn(schema: str) -> str:
