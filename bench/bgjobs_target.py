@@ -16,8 +16,9 @@ from typing import Final
 from bench import procs
 from bgjobctl.address import Address
 from bgjobctl.client import Client
-from bgjobctl.library import run_background_job
+from bgjobctl.library import run_background_job, run_batch
 from bgjobs.errors import BgjobsError
+from bgjobs.model import MAX_BATCH_JOBS
 
 BENCH_JOBS: Final = Path(__file__).resolve().parent / "jobs"
 JOBS_PACKAGE: Final = "benchjobs"
@@ -85,6 +86,10 @@ class Workspace:
 class Daemon:
     """One `bgjobd` process of a workspace, in its own process group."""
 
+    default_code: Path | None = None
+    """The checkout every daemon runs from unless told (run.py's --daemon-code): None for
+    this one."""
+
     def __init__(
         self, workspace: Workspace, env: dict[str, str] | None = None, code: Path | None = None
     ) -> None:
@@ -94,6 +99,7 @@ class Daemon:
         self._log = self.log_path.open("wb")
         self.started = time.perf_counter()
         child_env = procs.child_env(env)
+        code = code or Daemon.default_code
         if code is not None:
             child_env["PYTHONPATH"] = os.pathsep.join((str(code), child_env["PYTHONPATH"]))
         self.process = subprocess.Popen(
@@ -156,11 +162,14 @@ class BgjobsTarget:
     def roles(self) -> dict[str, list[int]]:
         return {"daemon": [self.daemon.pid], "workers": procs.tree(self.daemon.pid)[1:]}
 
+    def _next_config(self) -> str:
+        """The config (so the socket) of the daemon the next submit goes to."""
+        return self._config
+
     def _submit(self, class_name: str, params: list[object], delay: float = 0) -> None:
         # fallback="error": a dead daemon must fail the benchmark, not spawn run_job.py.
-        run_background_job(
-            class_name, "handle", params, delay, config=self._config, fallback="error"
-        )
+        config = self._next_config()
+        run_background_job(class_name, "handle", params, delay, config=config, fallback="error")
 
     def noop(self) -> None:
         self._submit("Noop", [])
@@ -173,6 +182,19 @@ class BgjobsTarget:
 
     def sleep_incr(self, seconds: float, key: str) -> None:
         self._submit("SleepIncr", [seconds, key])
+
+    def bulk_noop(self, count: int) -> None:
+        """`count` no-op jobs due in an hour, as batches of the largest size a batch takes
+        (one submit each); their callback waits for them, so nothing runs meanwhile."""
+        for start in range(0, count, MAX_BATCH_JOBS):
+            members = [("Noop", "handle")] * min(MAX_BATCH_JOBS, count - start)
+            run_batch(
+                members,
+                ("Noop", "handle"),
+                delay=3600,
+                config=self._next_config(),
+                fallback="error",
+            )
 
     def finished(self) -> tuple[int, int] | None:
         """(succeeded, failed or cancelled) from the daemon's stats: its own count."""

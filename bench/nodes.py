@@ -33,7 +33,8 @@ REPO: Final = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench import procs  # noqa: E402
-from bench.bgjobs_target import BgjobsTarget, Daemon, Workspace  # noqa: E402
+from bench.bgjobs_target import BgjobsTarget, Daemon  # noqa: E402
+from bench.cluster_target import node_workspaces  # noqa: E402
 from bench.workloads import percentile  # noqa: E402
 from bgjobctl.library import close_clients, run_background_job  # noqa: E402
 
@@ -48,17 +49,6 @@ class Layout:
         self.name = name
         self.daemons = int(daemons)
         self.workers = int(workers)
-
-
-def node_workspaces(layout: Layout) -> list[Workspace]:
-    workspaces = [Workspace("nodes", workers=layout.workers) for _ in range(layout.daemons)]
-    shared = workspaces[0].database
-    for number, workspace in enumerate(workspaces, start=1):
-        text = workspace.config.read_text()
-        # Each its own node name and storage (locks, logs); the queue is the first's store.
-        text = text.replace("[daemon]\n", f'[daemon]\nnode = "node{number}"\n', 1)
-        workspace.config.write_text(f'{text}\n[store]\npath = "{shared}"\n')
-    return workspaces
 
 
 def _wait_finished(target: BgjobsTarget, count: int, timeout: float = 180.0) -> None:
@@ -77,7 +67,7 @@ def _runs_per_node(database: Path) -> dict[str, int]:
 
 def measure(layout: Layout, jobs: int) -> tuple[dict[str, float], dict[str, int]]:
     """One run: fresh daemons, warm-up, then `jobs` submits round robin over the sockets."""
-    workspaces = node_workspaces(layout)
+    workspaces = node_workspaces(layout.daemons, workers=layout.workers)
     daemons: list[Daemon] = []
     try:
         for workspace in workspaces:

@@ -7,6 +7,7 @@ import contextlib
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench.aim_workloads import InstantBurst
 from bench.procs import Memory
 from bench.workloads import Latency, Lateness, Parallelism, Throughput
 
@@ -128,6 +130,7 @@ _FORMATTERS: dict[type, Callable[[Any], str]] = {
     Lateness: fmt_lateness,
     Parallelism: fmt_parallelism,
     Memory: fmt_memory,
+    InstantBurst: InstantBurst.describe,
 }
 
 
@@ -140,6 +143,8 @@ class SystemResults:
     notes: list[str] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
     """Figure key -> measured value, or an error message (str)."""
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    """The figures of each round, once rounds are merged into this system's row."""
 
     def record(self, key: str, label: str, value: Any) -> None:
         self.figures[key] = value
@@ -148,6 +153,17 @@ class SystemResults:
     def get(self, key: str, kind: type) -> Any:
         value = self.figures.get(key)
         return value if isinstance(value, kind) else None
+
+    def absorb(self, one_round: SystemResults) -> None:
+        """One more round of this system: kept beside the others for the medians."""
+        self.rounds.append(one_round.figures)
+        self.figures = one_round.figures
+        self.notes.extend(note for note in one_round.notes if note not in self.notes)
+
+    def values(self, key: str, kind: type) -> list[Any]:
+        """This figure in every round that measured it."""
+        found = [figures.get(key) for figures in (self.rounds or [self.figures])]
+        return [value for value in found if isinstance(value, kind)]
 
 
 ROWS: list[tuple[str, str, type, str]] = [
@@ -168,6 +184,9 @@ ROWS: list[tuple[str, str, type, str]] = [
     ("w3_paced", "W3 paced p99 ms ({w3_paced:,}, 1/{pace_ms:g}ms)", Lateness, "p99_ms"),
     ("w3_paced", "W3 paced max ms ({w3_paced:,}, 1/{pace_ms:g}ms)", Lateness, "max_ms"),
     ("w4", "W4 wall s (ideal {w4_ideal:g})", Parallelism, "wall"),
+    ("w3_instant", "W3 {w3_instant:,} due at one instant, max ms", InstantBurst, "max_ms"),
+    ("w3_instant", "W3 one instant: past the drain, ms", InstantBurst, "overhead_ms"),
+    ("bulk", "bulk enqueue jobs/s ({bulk:,})", Throughput, "per_second"),
     ("w5", "W5 idle RSS MiB", Memory, "rss_mib"),
     ("w5", "W5 idle PSS MiB", Memory, "pss_mib"),
     ("w5_after", "W5 RSS MiB after the workloads", Memory, "rss_mib"),
@@ -184,19 +203,20 @@ def _cell(value: float | None, attr: str) -> str:
     return f"{value:,.2f}" if abs(value) < 10 else f"{value:,.1f}"
 
 
-def _value(results: SystemResults, key: str, kind: type, attr: str) -> float | None:
-    found = results.get(key, kind)
-    return None if found is None else float(getattr(found, attr))
+def value_of(results: SystemResults, key: str, kind: type, attr: str) -> float | None:
+    """The median over the rounds of one attribute of a figure (None: not measured)."""
+    found = [float(getattr(value, attr)) for value in results.values(key, kind)]
+    return statistics.median(found) if found else None
 
 
 def table(systems: list[SystemResults], counts: dict[str, Any]) -> None:
     """Every figure of every system side by side (— where not measured)."""
     width = 36
-    col = 14
+    col = 15
     header = f"{'':<{width}}" + "".join(f"{s.name[: col - 1]:>{col}}" for s in systems)
     say(header)
     for key, label, kind, attr in ROWS:
-        cells = [_value(s, key, kind, attr) for s in systems]
+        cells = [value_of(s, key, kind, attr) for s in systems]
         if all(c is None for c in cells):
             continue
         shown = label.format(**counts)
@@ -206,12 +226,12 @@ def table(systems: list[SystemResults], counts: dict[str, Any]) -> None:
 def ratios(ours: SystemResults, peers: list[SystemResults], counts: dict[str, Any]) -> None:
     """bgjobs / peer for each figure both measured; says which way is better."""
     for key, label, kind, attr in ROWS:
-        mine = _value(ours, key, kind, attr)
+        mine = value_of(ours, key, kind, attr)
         if mine is None:
             continue
         parts = []
         for peer in peers:
-            theirs = _value(peer, key, kind, attr)
+            theirs = value_of(peer, key, kind, attr)
             if theirs is None or theirs == 0:
                 continue
             parts.append(f"{mine / theirs:.3g}x {peer.name}")
@@ -240,23 +260,23 @@ class Aim:
 
 def aims(results: SystemResults, startup_1m: float | None, counts: dict[str, Any]) -> None:
     checks = [
-        (Aim("W2 submit p50", 150, "µs", True), _value(results, "w2", Latency, "p50_us")),
-        (Aim("W2 submit p99", 1000, "µs", True), _value(results, "w2", Latency, "p99_us")),
+        (Aim("W2 submit p50", 150, "µs", True), value_of(results, "w2", Latency, "p50_us")),
+        (Aim("W2 submit p99", 1000, "µs", True), value_of(results, "w2", Latency, "p99_us")),
         (
             Aim(f"W1 no-op jobs/s end to end ({counts['w1_large']:,})", 5000, "jobs/s", False),
-            _value(results, "w1_noop", Throughput, "per_second"),
+            value_of(results, "w1_noop", Throughput, "per_second"),
         ),
         (
             Aim(f"W3 lateness p99, burst of {counts['w3']:,}", 5, "ms", True),
-            _value(results, "w3", Lateness, "p99_ms"),
+            value_of(results, "w3", Lateness, "p99_ms"),
         ),
         (
             Aim(f"W3 lateness p99, {counts['w3_paced']} paced", 5, "ms", True),
-            _value(results, "w3_paced", Lateness, "p99_ms"),
+            value_of(results, "w3_paced", Lateness, "p99_ms"),
         ),
         (
             Aim("W5 idle daemon + 2 workers, PSS", 40, "MiB", True),
-            _value(results, "w5", Memory, "pss_mib"),
+            value_of(results, "w5", Memory, "pss_mib"),
         ),
         (Aim(f"W6 start-up, {counts['million']:,} scheduled", 10, "s", True), startup_1m),
     ]

@@ -11,81 +11,78 @@ import signal
 import tempfile
 import time
 import types
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from bench import aims as issue_aims
 from bench import million, original, procs, workloads
 from bench.bgjobs_target import BgjobsTarget, Daemon, Workspace
+from bench.cluster_runs import cluster_systems, run_cluster, run_plain_insert
+from bench.cluster_target import DaemonRefused
+from bench.peer_runs import PEERS, run_peer
+from bench.peers import pgbase
+from bench.phases import Sizes, attempt, run_after, run_all
 from bench.report import SystemResults, aims, machine_lines, ratios, say, table
 from bench.workloads import Counters
 
-WORKLOADS: Final = ("W1", "W2", "W3", "W4", "W5", "W6")
-SYSTEMS: Final = ("bgjobs", "original", "huey-redis", "huey-sqlite")
-
-
-@dataclass(frozen=True)
-class Sizes:
-    w1_small: int = 2_000
-    w1_large: int = 10_000
-    w2: int = 1_000
-    w3: int = 1_000
-    w3_peer: int = 200
-    w3_paced: int = 200
-    pace: float = 0.01
-    w4: int = 20
-    idle: float = 3.0
-    million: int = 1_000_000
-    million_submits: int = 1_000
-    original: int = 200
-
-    @classmethod
-    def quick(cls) -> Sizes:
-        return cls(
-            w1_small=200,
-            w1_large=1_000,
-            w2=200,
-            w3=100,
-            w3_peer=0,
-            w3_paced=50,
-            w4=6,
-            idle=1.0,
-            million=50_000,
-            million_submits=50,
-            original=20,
-        )
+WORKLOADS: Final = ("W1", "W2", "W3", "W4", "W5", "W6", "W7")
+SYSTEMS: Final = ("bgjobs", "original", *PEERS, *cluster_systems())
+POSTGRESQL: Final = frozenset(
+    {"procrastinate", "pgqueuer", *(n for n, (b, _) in cluster_systems().items() if b != "sqlite")}
+)
+"""The systems on PostgreSQL: with any of them, each round also times a plain insert."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench/run.py",
         description="Measure bgjobs on the workloads of peer-benchmarks.md, side by side "
-        "with the original's design and Huey.",
+        "with the original's design, Huey, procrastinate and pgqueuer, in interleaved rounds.",
     )
     parser.add_argument("--quick", action="store_true", help="small counts: check it works")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="rounds; each runs every system once, in a rotated order (3; --quick: 1)",
+    )
     parser.add_argument(
         "--fsync", action="store_true", help="also measure W1-W3 with [daemon] fsync = true"
     )
     parser.add_argument(
         "--only",
         default=",".join(WORKLOADS),
-        help="workloads to run, e.g. W1,W2 (W6 = start-up with 1,000,000 scheduled jobs)",
+        help="workloads to run, e.g. W1,W2 (W6 = start-up with 1,000,000 scheduled jobs, "
+        "W7 = bulk enqueue)",
     )
     parser.add_argument(
         "--systems", default=",".join(SYSTEMS), help=f"systems to run (of {','.join(SYSTEMS)})"
     )
     parser.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
     parser.add_argument(
+        "--daemon-code",
+        type=Path,
+        metavar="DIR",
+        help="run every bgjobs daemon (and its workers) from this checkout instead",
+    )
+    parser.add_argument(
         "--quiet-wait",
         type=float,
-        default=20.0,
+        default=None,
         metavar="S",
-        help="before each system, wait up to S seconds for the machine to be idle (20; 0: no)",
+        help="before each system, wait up to S seconds for the machine to be idle "
+        "(20; --quick: 0; 0: no)",
     )
     args = parser.parse_args(argv)
     args.only = _pick(parser, args.only, WORKLOADS, "--only")
     args.systems = _pick(parser, args.systems, SYSTEMS, "--systems")
+    if args.quiet_wait is None:
+        args.quiet_wait = 0.0 if args.quick else 20.0
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
+    if args.rounds < 1:
+        parser.error("--rounds: at least 1")
     return args
 
 
@@ -110,15 +107,6 @@ def _settle(label: str, timeout: float) -> None:
         say(f"\n(before {label}: machine {100 * busy:.0f}% busy after {waited:.0f} s: {state})")
 
 
-def _attempt(results: SystemResults, key: str, label: str, measure: Callable[[], Any]) -> None:
-    """Measure one figure; a failure is recorded and printed, and the run goes on."""
-    try:
-        value = measure()
-    except Exception as exc:  # noqa: BLE001 - any failure is one figure's, not the run's
-        value = f"FAILED: {exc}"
-    results.record(key, label, value)
-
-
 # bgjobs ------------------------------------------------------------------------------------
 
 
@@ -137,10 +125,10 @@ def run_bgjobs(
         target = BgjobsTarget(daemon, label)
         # fsync changes neither parallelism (W4) nor memory (W5): not measured twice.
         wanted = only - ({"W4", "W5"} if fsync else set())
-        _run_all(target, results, sizes=sizes, only=wanted, counters=counters, workdir=workdir)
+        run_all(target, results, sizes=sizes, only=wanted, counters=counters, workdir=workdir)
         if "W1" in only:
             bound = target
-            _attempt(
+            attempt(
                 results,
                 "w1_noop",
                 f"W1 {sizes.w1_large:,} no-op jobs",
@@ -148,14 +136,7 @@ def run_bgjobs(
                     bound, counters, bound.finished, sizes.w1_large, idle=sizes.idle
                 ),
             )
-        if "W5" in only and not fsync:
-            bound = target
-            _attempt(
-                results,
-                "w5_after",
-                f"W5 memory, {sizes.idle:g} s idle after all",
-                lambda: workloads.w5_idle_memory(bound, sizes.idle),
-            )
+        run_after(target, results, sizes=sizes, only=wanted)
     finally:
         if target is not None:
             target.close()
@@ -163,74 +144,6 @@ def run_bgjobs(
         results.record("stop", "stop (SIGTERM to exit)", took if took is not None else "killed")
         workspace.remove()
     return results
-
-
-def _run_all(
-    target: workloads.Target,
-    results: SystemResults,
-    *,
-    sizes: Sizes,
-    only: set[str],
-    counters: Counters,
-    workdir: Path,
-) -> None:
-    """W5 (fresh), W2, W1 (INCR), W3 (1,000, the peers' 200, and paced), W4: in that order, so
-    W5 sees the processes as started and W1 starts after its idle pause."""
-    if "W5" in only:
-        _attempt(
-            results,
-            "w5",
-            f"W5 idle memory ({sizes.idle:g} s idle)",
-            lambda: workloads.w5_idle_memory(target, sizes.idle),
-        )
-    if "W2" in only:
-        _attempt(
-            results,
-            "w2",
-            f"W2 enqueue latency ({sizes.w2:,} calls)",
-            lambda: workloads.w2_submit_latency(target, counters, sizes.w2),
-        )
-        _attempt(
-            results,
-            "w2_quiet",
-            f"W2, nothing consuming ({sizes.w2:,} calls)",
-            lambda: workloads.w2_quiet_latency(target, sizes.w2),
-        )
-    if "W1" in only:
-        _attempt(
-            results,
-            "w1_incr",
-            f"W1 {sizes.w1_small:,} INCR jobs",
-            lambda: workloads.w1_throughput(target, counters, sizes.w1_small, sizes.idle),
-        )
-    if "W3" in only:
-        _attempt(
-            results,
-            "w3",
-            f"W3 {sizes.w3:,} jobs due in 2 s",
-            lambda: workloads.w3_lateness(target, workdir, sizes.w3),
-        )
-        if sizes.w3_peer:
-            _attempt(
-                results,
-                "w3_peer",
-                f"W3 {sizes.w3_peer:,} jobs due in 2 s (peers' count)",
-                lambda: workloads.w3_lateness(target, workdir, sizes.w3_peer),
-            )
-        if sizes.w3_paced:
-            _attempt(
-                results,
-                "w3_paced",
-                f"W3 {sizes.w3_paced:,} due in 2 s, 1 per {sizes.pace * 1000:g} ms",
-                lambda: workloads.w3_lateness(target, workdir, sizes.w3_paced, pace=sizes.pace),
-            )
-    if "W4" in only:
-        _attempt(
-            results,
-            "w4",
-            f"W4 {sizes.w4} jobs sleeping 0.5 s",
-            lambda: workloads.w4_parallelism(target, counters, sizes.w4, 0.5),
-        )
 
 
 def run_million(sizes: Sizes, counters: Counters) -> SystemResults:
@@ -282,52 +195,6 @@ def run_original(sizes: Sizes, counters: Counters) -> SystemResults:
     return results
 
 
-def run_huey(
-    kind: str, *, sizes: Sizes, only: set[str], counters: Counters, workdir: Path
-) -> SystemResults:
-    from bench.peers import huey_target
-
-    name = f"Huey {kind}"
-    results = SystemResults(name)
-    spec = "redis" if kind == "redis" else f"sqlite:{workdir / 'huey.db'}"
-    queue = f"bgjobs-bench-{procs.MARKER[:8]}-{kind}"
-    say(f"\n== {name}: huey_consumer -w 2 -k process (scheduler polls every 1 s) ==")
-    if kind == "sqlite":
-        results.notes.append("SqliteHuey defaults: WAL, synchronous=FULL (fsync per enqueue)")
-    else:
-        results.notes.append("Redis without persistence: acks not durable")
-    consumer = huey_target.HueyConsumer(workdir, spec, queue, workers=2)
-    target: huey_target.HueyTarget | None = None
-    try:
-        app = huey_target.load_app(spec, queue)
-        target = huey_target.HueyTarget(name, consumer, app)
-        key = counters.fresh("huey-ready")
-        started = time.perf_counter()
-        target.incr(key)
-        try:
-            counters.wait(key, 1, 60)
-        except workloads.WorkloadFailed:
-            raise RuntimeError(f"the Huey consumer ran no job:\n{consumer.tail()}") from None
-        results.record("startup", "consumer start to first job done", time.perf_counter() - started)
-        _run_all(target, results, sizes=sizes, only=only, counters=counters, workdir=workdir)
-        if "W5" in only:
-            bound = target
-            _attempt(
-                results,
-                "w5_after",
-                f"W5 memory, {sizes.idle:g} s idle after all",
-                lambda: workloads.w5_idle_memory(bound, sizes.idle),
-            )
-    except Exception as exc:  # noqa: BLE001 - a peer that fails is reported, not fatal
-        results.record("error", "error", f"FAILED: {exc}")
-    finally:
-        took = consumer.stop()
-        if target is not None:
-            target.close()
-        results.record("stop", "stop (SIGINT to exit)", took if took is not None else "killed")
-    return results
-
-
 # the run ---------------------------------------------------------------------------------
 
 
@@ -344,6 +211,9 @@ def _jsonable(value: Any) -> Any:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = Sizes.quick() if args.quick else Sizes()
+    if args.daemon_code is not None:
+        Daemon.default_code = args.daemon_code.resolve()
+        say(f"bgjobs daemons run from {Daemon.default_code}")
     signal.signal(signal.SIGTERM, _on_signal)
     import redis
 
@@ -363,59 +233,105 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     try:
         collected, startup_1m = _run_systems(args, sizes, counters, workdir)
-        _summary(collected, startup_1m, sizes)
+        _summary(collected, startup_1m, sizes, args.rounds)
         if args.json:
-            data = {r.name: {k: _jsonable(v) for k, v in r.figures.items()} for r in collected}
+            data = {
+                r.name: [{k: _jsonable(v) for k, v in figures.items()} for figures in r.rounds]
+                for r in collected
+            }
             Path(args.json).write_text(json.dumps(data, indent=2, default=str))
     finally:
         counters.cleanup()
         leftovers = procs.sweep()
         if leftovers:
             say(f"bench: killed {len(leftovers)} leftover process(es): {leftovers}")
+        dropped, failed = pgbase.drop_leftovers()
+        if dropped:
+            say(f"bench: dropped leftover schema(s) {', '.join(dropped)}")
+        if failed:
+            say(f"bench: COULD NOT DROP schema(s) {'; '.join(failed)}: drop them by hand")
         shutil.rmtree(workdir, ignore_errors=True)
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())
         say(f"\nwhole run: {time.perf_counter() - began:.0f} s; load average at the end {load}")
     return 0
 
 
+def _interleaved(args: argparse.Namespace) -> list[str]:
+    """The systems that take part in every round, in SYSTEMS' order; with a PostgreSQL
+    system, the plain insert too (issue 12's floor), and without a server, none of them."""
+    chosen = [name for name in SYSTEMS if name in args.systems and name != "original"]
+    if args.fsync and "bgjobs" in chosen:
+        chosen.insert(chosen.index("bgjobs") + 1, "bgjobs fsync")
+    if any(name in POSTGRESQL for name in chosen):
+        reason = pgbase.unavailable()
+        if reason is not None:
+            say(f"\nPostgreSQL systems skipped: {reason}")
+            return [name for name in chosen if name not in POSTGRESQL]
+        chosen.append("pg insert")
+    return chosen
+
+
+def _run_one(name: str, sizes: Sizes, common: dict[str, Any]) -> SystemResults:
+    if name in ("bgjobs", "bgjobs fsync"):
+        return run_bgjobs(name, fsync=name.endswith("fsync"), sizes=sizes, **common)
+    if name in PEERS:
+        return run_peer(name, sizes=sizes, **common)
+    if name == "pg insert":
+        return run_plain_insert(sizes.w2)
+    return run_cluster(name, sizes=sizes, **common)
+
+
 def _run_systems(
     args: argparse.Namespace, sizes: Sizes, counters: Counters, workdir: Path
 ) -> tuple[list[SystemResults], float | None]:
-    collected: list[SystemResults] = []
+    """Round after round, every system once, the order rotated each round so that no
+    system always follows the same one; the original's design and W6 once, after."""
+    common: dict[str, Any] = {"only": args.only, "counters": counters, "workdir": workdir}
+    systems = _interleaved(args)
+    merged: dict[str, SystemResults] = {}
+    refused: set[str] = set()
+    for number in range(args.rounds):
+        shift = number % max(1, len(systems))
+        for name in systems[shift:] + systems[:shift]:
+            if name in refused:
+                continue
+            _settle(name, args.quiet_wait)
+            say(f"\n-- round {number + 1}/{args.rounds}: {name}")
+            try:
+                result = _run_one(name, sizes, common)
+            except DaemonRefused as exc:
+                say(f"{name}: not available (the daemon refuses the PostgreSQL backend: {exc})")
+                refused.add(name)
+                continue
+            except Exception as exc:  # noqa: BLE001 - one system's failure, not the run's
+                result = SystemResults(name)
+                result.record("error", f"{name} FAILED", str(exc).strip())
+            merged.setdefault(name, SystemResults(result.name)).absorb(result)
+    collected = [merged[name] for name in systems if name in merged]
     startup_1m: float | None = None
-    common: dict[str, Any] = {
-        "sizes": sizes,
-        "only": args.only,
-        "counters": counters,
-        "workdir": workdir,
-    }
-    wait = args.quiet_wait
-    if "bgjobs" in args.systems:
-        _settle("bgjobs", wait)
-        collected.append(run_bgjobs("bgjobs", fsync=False, **common))
-        if args.fsync:
-            _settle("bgjobs fsync", wait)
-            collected.append(run_bgjobs("bgjobs fsync", fsync=True, **common))
-        if "W6" in args.only:
-            _settle("W6", wait)
-            startup_1m = run_million(sizes, counters).get("w6_startup", float)
+    if "bgjobs" in args.systems and "W6" in args.only:
+        _settle("W6", args.quiet_wait)
+        startup_1m = run_million(sizes, counters).get("w6_startup", float)
     if "original" in args.systems and "W1" in args.only:
-        _settle("original", wait)
-        collected.append(run_original(sizes, counters))
-    for kind in ("redis", "sqlite"):
-        if f"huey-{kind}" in args.systems:
-            _settle(f"huey-{kind}", wait)
-            collected.append(run_huey(kind, **common))
+        _settle("original", args.quiet_wait)
+        once = SystemResults("original")
+        once.absorb(run_original(sizes, counters))
+        collected.append(once)
+    for name in sorted(refused):
+        say(f"\n{name}: not available (daemon refuses the PostgreSQL backend)")
     return collected, startup_1m
 
 
-def _summary(collected: list[SystemResults], startup_1m: float | None, sizes: Sizes) -> None:
+def _summary(
+    collected: list[SystemResults], startup_1m: float | None, sizes: Sizes, rounds: int
+) -> None:
     if not collected:
         return
     counts = _counts(sizes)
-    say("\n== Side by side (— = not measured) ==")
+    say(f"\n== Side by side: medians of {rounds} interleaved round(s) (— = not measured) ==")
     table(collected, counts)
-    say(f"* the original's design ran {sizes.original} jobs, not {sizes.w1_small:,}")
+    if any(system.name == "original" for system in collected):
+        say(f"* the original's design ran {sizes.original} jobs, once, not {sizes.w1_small:,}")
     for system in collected:
         for note in system.notes:
             say(f"  {system.name}: {note}")
@@ -424,8 +340,10 @@ def _summary(collected: list[SystemResults], startup_1m: float | None, sizes: Si
     if ours is not None and peers:
         say("\n== Ratios bgjobs / peer ==")
         ratios(ours, peers, counts)
+    issue_aims.issue_14(collected, counts)
+    issue_aims.issue_12(collected)
     for system in collected:
-        if system.name.startswith("bgjobs"):
+        if system.name in ("bgjobs", "bgjobs fsync"):
             say(f"\n== Aims of issue 3 ({system.name}; {', '.join(system.notes)}) ==")
             # W6 ran with the default settings: it belongs to the plain bgjobs row only.
             aims(system, startup_1m if system.name == "bgjobs" else None, counts)

@@ -276,4 +276,6 @@ def w4_parallelism(
 def w5_idle_memory(target: Target, idle: float) -> procs.Memory:
     """W5: RSS and PSS summed over the whole process tree after `idle` seconds idle."""
     time.sleep(idle)
-    return procs.memory(procs.tree(target.root_pid()))
+    # Every process of the system by role: its whole tree, or several trees (nodes, peers
+    # with several worker processes).
+    return procs.memory(pid for pids in target.roles().values() for pid in pids)

@@ -92,6 +92,9 @@ class HueyTarget:
     def sleep_incr(self, seconds: float, key: str) -> None:
         self.app.sleep_incr(seconds, key)
 
+    def stop(self) -> float | None:
+        return self.consumer.stop()
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.huey.storage.flush_all()
