@@ -109,8 +109,10 @@ class Intake:
         """A bulk submit of single jobs (no chain, batch or unique key) stored with
         `Store.add_each`; False, storing nothing, when that does not apply or one of them
         conflicts (then each is stored on its own, to learn which)."""
+        if len(built) < 2:
+            return False
         rows = [links[0] for links in built if len(links) == 1]
-        if len(built) < 2 or len(rows) < len(built):
+        if len(rows) < len(built):
             return False
         if any(row.batch_callback or row.unique_key for row in rows):
             return False
@@ -167,6 +169,9 @@ class Intake:
     # accepted: committed -------------------------------------------------------------------
 
     def _accepted(self, submitted: _Submitted) -> None:
+        if len(submitted.results) == 1:
+            self._accepted_rows(submitted)
+            return
         with self._log.batched():  # a bulk submit's lines: one write
             self._accepted_rows(submitted)
 

@@ -106,6 +106,7 @@ _INSERTED: Final = (
     "queue"
 )
 _INSERTED_COUNT: Final = _INSERTED.count(",") + 1
+_INSERT_ONE: Final = f"INSERT INTO jobs ({_INSERTED}) VALUES ({_placeholders(_INSERTED_COUNT)})"
 ADD_EACH_ROWS: Final = 32766 // _INSERTED_COUNT // 2
 """Rows per INSERT of `add_each`: well within SQLite's limit on a statement's parameters."""
 
@@ -467,7 +468,7 @@ class SQLiteStore(Store):
         """`first_id`: the first row's id, once it is stored: the chain's id, or in a batch
         (the first row is the callback) the batch's."""
         cursor = self._write(
-            f"INSERT INTO jobs ({_INSERTED}) VALUES ({_placeholders(_INSERTED_COUNT)})",
+            _INSERT_ONE,
             _inserted_values(link, first_id, batch),
             submit=True,
         )
