@@ -16,9 +16,9 @@ from typing import Final
 from bench import procs
 from bgjobctl.address import Address
 from bgjobctl.client import Client
-from bgjobctl.library import run_background_job, run_batch
+from bgjobctl.library import run_background_job
+from bgjobctl.many import JOBS_PER_REQUEST, run_background_jobs
 from bgjobs.errors import BgjobsError
-from bgjobs.model import MAX_BATCH_JOBS
 
 BENCH_JOBS: Final = Path(__file__).resolve().parent / "jobs"
 JOBS_PACKAGE: Final = "benchjobs"
@@ -184,17 +184,11 @@ class BgjobsTarget:
         self._submit("SleepIncr", [seconds, key])
 
     def bulk_noop(self, count: int) -> None:
-        """`count` no-op jobs due in an hour, as batches of the largest size a batch takes
-        (one submit each); their callback waits for them, so nothing runs meanwhile."""
-        for start in range(0, count, MAX_BATCH_JOBS):
-            members = [("Noop", "handle")] * min(MAX_BATCH_JOBS, count - start)
-            run_batch(
-                members,
-                ("Noop", "handle"),
-                delay=3600,
-                config=self._next_config(),
-                fallback="error",
-            )
+        """`count` no-op jobs due in an hour, with the bulk enqueue (`run_background_jobs`),
+        a request of JOBS_PER_REQUEST jobs at a time (round robin over the nodes)."""
+        for start in range(0, count, JOBS_PER_REQUEST):
+            jobs = [("Noop", "handle")] * min(JOBS_PER_REQUEST, count - start)
+            run_background_jobs(jobs, 3600, config=self._next_config(), fallback="error")
 
     def finished(self) -> tuple[int, int] | None:
         """(succeeded, failed or cancelled) from the daemon's stats: its own count."""
