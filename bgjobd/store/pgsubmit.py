@@ -33,14 +33,16 @@ LIVE: Final = "('queued', 'running', 'scheduled', 'waiting')"
 _SAVEPOINT: Final = "bgjobs_add"
 """Named apart from an application's own savepoints (a same-named one would be shadowed,
 not broken, but a distinct name reads better in the server's log)."""
-_INSERT: Final = (
+_INSERT_INTO: Final = (
     "INSERT INTO jobs (class_name, method, params, priority, state, run_at, "
     "max_attempts, timeout, created_at, owner, chain_id, chain_position, "
     "chain_length, unique_key, oneshot, attempts, started_at, worker_pid, "
     "idempotency_key, trace, batch_id, batch_on_failure, limit_key, queue) VALUES "
-    "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
-    "RETURNING id"
 )
+_ROW: Final = "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+_INSERT: Final = f"{_INSERT_INTO}{_ROW} RETURNING id"
+EACH_ROWS: Final = 1000
+"""Rows per INSERT of `add_each`: 24,000 parameters, within PostgreSQL's 65,535."""
 
 
 def may_collide(links: Sequence[NewJob]) -> bool:
@@ -65,6 +67,33 @@ def add(links: Sequence[NewJob]) -> Steps[list[int]]:
         if refused is None:
             raise
         raise refused from None
+    except GeneratorExit:
+        raise  # abandoned by its driver: no statement may follow
+    except BaseException:
+        yield (f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}", ())
+        yield (f"RELEASE SAVEPOINT {_SAVEPOINT}", ())
+        raise
+    yield (f"RELEASE SAVEPOINT {_SAVEPOINT}", ())
+    return ids
+
+
+def add_each(links: Sequence[NewJob]) -> Steps[list[int] | None]:
+    """Single jobs (see `Store.add_each`) in one INSERT per EACH_ROWS, under a savepoint:
+    their ids in order, or None with nothing inserted when a unique index refuses one."""
+    yield (f"SAVEPOINT {_SAVEPOINT}", ())
+    ids: list[int] = []
+    try:
+        for start in range(0, len(links), EACH_ROWS):
+            part = links[start : start + EACH_ROWS]
+            values = [value for link in part for value in _values(link, None, None)]
+            rows = yield (f"{_INSERT_INTO}{','.join([_ROW] * len(part))} RETURNING id", values)
+            # Identity values are drawn row by row in the order of VALUES (RETURNING's own
+            # order is not promised).
+            ids += sorted(int(row[0]) for row in rows)
+    except errors.UniqueViolation:
+        yield (f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}", ())
+        yield (f"RELEASE SAVEPOINT {_SAVEPOINT}", ())
+        return None
     except GeneratorExit:
         raise  # abandoned by its driver: no statement may follow
     except BaseException:

@@ -431,6 +431,10 @@ class PostgresStore(Store):
         # is left to roll back to (StoreRetry passes through the steps).
         return pgsubmit.run(self._write_rows, pgsubmit.add(links), passthrough=(StoreRetry,))
 
+    def add_each(self, jobs: Sequence[NewJob]) -> list[int] | None:
+        steps = pgsubmit.add_each(jobs)
+        return pgsubmit.run(self._write_rows, steps, passthrough=(StoreRetry,))
+
     def _write_rows(self, query: str, args: Sequence[Any]) -> pgsubmit.Rows:
         # A submit's statements: not kept for a redo (its client is told it failed).
         cursor = self._write(query, args, submit=True)
@@ -1051,9 +1055,13 @@ class PostgresStore(Store):
 
     def promote_due(self, now: float) -> list[int]:
         # NaN sorts above every number in PostgreSQL: a job due at NaN is due at once.
+        # SKIP LOCKED: rows another node is promoting are its to queue. Waiting for them
+        # would deadlock two nodes that lock the same rows in another order, for the
+        # server's deadlock_timeout (1 s) before one of them is aborted.
         rows = self._write(
-            "UPDATE jobs SET state = 'queued' WHERE state = 'scheduled' AND NOT oneshot "
-            "AND (run_at <= %s OR run_at = 'NaN') RETURNING id",
+            "UPDATE jobs SET state = 'queued' WHERE id IN (SELECT id FROM jobs "
+            "WHERE state = 'scheduled' AND NOT oneshot AND (run_at <= %s OR run_at = 'NaN') "
+            "ORDER BY id FOR UPDATE SKIP LOCKED) RETURNING id",
             (now,),
         ).fetchall()
         return sorted(int(job_id) for (job_id,) in rows)
