@@ -57,43 +57,30 @@ def add(links: Sequence[NewJob]) -> Steps[list[int]]:
     writes) goes on; those that cannot spare its round trips."""
     if not may_collide(links):
         return (yield from insert(links))
-    yield (f"SAVEPOINT {_SAVEPOINT}", ())
     try:
-        ids = yield from insert(links)
+        return (yield from _undone_alone(insert(links)))
     except errors.UniqueViolation as exc:
-        yield (f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}", ())
-        yield (f"RELEASE SAVEPOINT {_SAVEPOINT}", ())
         refused = yield from refusal(exc.diag.constraint_name, links)
         if refused is None:
             raise
         raise refused from None
-    except GeneratorExit:
-        raise  # abandoned by its driver: no statement may follow
-    except BaseException:
-        yield (f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}", ())
-        yield (f"RELEASE SAVEPOINT {_SAVEPOINT}", ())
-        raise
-    yield (f"RELEASE SAVEPOINT {_SAVEPOINT}", ())
-    return ids
 
 
 def add_each(links: Sequence[NewJob]) -> Steps[list[int] | None]:
     """Single jobs (see `Store.add_each`) in one INSERT per EACH_ROWS, under a savepoint:
     their ids in order, or None with nothing inserted when a unique index refuses one."""
-    yield (f"SAVEPOINT {_SAVEPOINT}", ())
-    ids: list[int] = []
     try:
-        for start in range(0, len(links), EACH_ROWS):
-            part = links[start : start + EACH_ROWS]
-            values = [value for link in part for value in _values(link, None, None)]
-            rows = yield (f"{_INSERT_INTO}{','.join([_ROW] * len(part))} RETURNING id", values)
-            # Identity values are drawn row by row in the order of VALUES (RETURNING's own
-            # order is not promised).
-            ids += sorted(int(row[0]) for row in rows)
+        return (yield from _undone_alone(_insert_each(links)))
     except errors.UniqueViolation:
-        yield (f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}", ())
-        yield (f"RELEASE SAVEPOINT {_SAVEPOINT}", ())
         return None
+
+
+def _undone_alone(steps: Steps[T]) -> Steps[T]:
+    """`steps` under a savepoint: when one of their statements fails, they alone are undone
+    and the transaction goes on; the failure is raised again."""
+    yield (f"SAVEPOINT {_SAVEPOINT}", ())
+    try:
+        done = yield from steps
     except GeneratorExit:
         raise  # abandoned by its driver: no statement may follow
     except BaseException:
@@ -101,6 +88,18 @@ def add_each(links: Sequence[NewJob]) -> Steps[list[int] | None]:
         yield (f"RELEASE SAVEPOINT {_SAVEPOINT}", ())
         raise
     yield (f"RELEASE SAVEPOINT {_SAVEPOINT}", ())
+    return done
+
+
+def _insert_each(links: Sequence[NewJob]) -> Steps[list[int]]:
+    ids: list[int] = []
+    for start in range(0, len(links), EACH_ROWS):
+        part = links[start : start + EACH_ROWS]
+        values = [value for link in part for value in _values(link, None, None)]
+        rows = yield (f"{_INSERT_INTO}{','.join([_ROW] * len(part))} RETURNING id", values)
+        # Identity values are drawn row by row in the order of VALUES (RETURNING's own order
+        # is not promised).
+        ids += sorted(int(row[0]) for row in rows)
     return ids
 
 
