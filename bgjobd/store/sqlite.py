@@ -247,17 +247,33 @@ class SQLiteStore(Store):
         count changed was not stored."""
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
-        self._db.execute("PRAGMA foreign_keys = ON")
-        self._db.executescript(SCHEMA.read_text())
-        self._upgrade()
+        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                self._prepare(fsync)
+                break
+            except sqlite3.OperationalError as exc:
+                # Another process making the same new store: switching to WAL, or a schema
+                # statement whose read snapshot went stale, meets "locked" at once, without
+                # the busy wait. Every step is idempotent: again, until the wait is over.
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                if self._db.in_transaction:
+                    self._db.rollback()
+                time.sleep(0.01)
         self.on_begin: Callable[[], None] | None = None
         self._checkpointer: _Checkpointer | None = None
         if background_checkpoints:
             self._db.execute("PRAGMA wal_autocheckpoint = 0")
             self._checkpointer = _Checkpointer(path, on_error)
             self._checkpointer.start()
+
+    def _prepare(self, fsync: bool) -> None:
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
+        self._db.execute("PRAGMA foreign_keys = ON")
+        self._db.executescript(SCHEMA.read_text())
+        self._upgrade()
 
     @classmethod
     def reader(cls, path: Path) -> SQLiteStore:
