@@ -8,6 +8,7 @@ from typing import Any
 
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.select import Select
 
 from tests.dashboard.support import (
@@ -81,7 +82,13 @@ def test_the_queue_filter_and_the_schedules_in_a_browser(
     Select(browser.find_element(By.CSS_SELECTOR, 'select[name="queue"]')).select_by_value("slow")
     click(browser, '#filters button[type="submit"]')
     wait_until(browser, lambda d: "queue=slow" in d.current_url)
-    rows = browser.find_elements(By.CSS_SELECTOR, "#board tr[data-job]")
-    assert [row.get_attribute("data-job") for row in rows] == [str(slow)]
+
+    def shown(driver: WebDriver) -> list[str | None]:
+        rows = driver.find_elements(By.CSS_SELECTOR, "#board tr[data-job]")
+        return [row.get_attribute("data-job") for row in rows]
+
+    # The filtered page may still be loading when its URL is the new one: wait for its rows.
+    wait_until(browser, lambda d: shown(d) == [str(slow)])
+    assert shown(browser) == [str(slow)]
     assert "queue slow" in text_of(browser, f'#board tr[data-job="{slow}"]')
     no_alerts(browser)
