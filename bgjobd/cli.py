@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         print(describe(config))
         return ExitCode.OK
     from bgjobd.app import Daemon
+    from bgjobd.memory import return_large_buffers_at_once
 
+    return_large_buffers_at_once()
     try:
         return run_loop(Daemon(config).run())
     except BgjobsError as exc:

@@ -167,10 +167,25 @@ def bind_tcp(listen: str) -> socket.socket:
 def ensure_token(path: Path) -> str:
     """The TCP transport's secret: read from a 0600 file, made on first start."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(32) + "\n")
+    if not path.exists():
+        _publish_new_token(path)
     if stat.S_IMODE(path.stat().st_mode) & 0o077:
         raise BgjobsError(f"{path}: token file must not be readable by others (chmod 600)")
     return path.read_text().strip()
+
+
+def _publish_new_token(path: Path) -> None:
+    """Write a new token beside `path` and link it into place: a client (or another
+    daemon) never reads a half-written token, and of two daemons starting at once the
+    first link wins and both use it."""
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(draft, path)
+    finally:
+        draft.unlink()

@@ -138,30 +138,44 @@ def pump(socks: list[socket.socket], payload: bytes, quiet: float = 1.0) -> int:
     return taken
 
 
-def closed_by_daemon(sock: socket.socket, errors: list[Error]) -> bool:
-    """Whether the daemon closed `sock`; any Error it sent first goes to `errors`."""
-    sock.setblocking(False)
-    received = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except BlockingIOError:
-            return False
-        except ConnectionResetError:
-            return True
-        if not chunk:
-            while len(received) >= 4:
-                length = int.from_bytes(received[:4], "big")
-                reply = decode_reply(received[4 : 4 + length])
-                if isinstance(reply, Error):
-                    errors.append(reply)
-                received = received[4 + length :]
-            return True
-        received += chunk
+class Closings:
+    """Watches sockets for the daemon to close them, keeping what each received meanwhile
+    (an Error may arrive one poll before the close does)."""
 
+    def __init__(self, socks: list[socket.socket]) -> None:
+        self.errors: list[Error] = []
+        self._received = {sock: b"" for sock in socks}
+        for sock in socks:
+            sock.setblocking(False)
 
-def all_closed(socks: list[socket.socket], errors: list[Error]) -> bool:
-    return all([closed_by_daemon(sock, errors) for sock in socks])
+    def all_closed(self) -> bool:
+        return all([self._closed(sock) for sock in list(self._received)])
+
+    def _closed(self, sock: socket.socket) -> bool:
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except BlockingIOError:
+                return False
+            except ConnectionResetError:
+                # The daemon closed with our bytes unread, so its side sent a reset; what
+                # it wrote before that was received all the same.
+                chunk = b""
+            if chunk:
+                self._received[sock] += chunk
+                continue
+            self._take_errors(self._received.pop(sock))
+            return True
+
+    def _take_errors(self, received: bytes) -> None:
+        while len(received) >= 4:
+            end = 4 + int.from_bytes(received[:4], "big")
+            if len(received) < end:
+                return
+            reply = decode_reply(received[4:end])
+            if isinstance(reply, Error):
+                self.errors.append(reply)
+            received = received[end:]
 
 
 def idle_closed(client: Client) -> bool:
@@ -238,17 +252,17 @@ def test_half_frames_after_hello_fit_the_budget_and_are_closed_when_they_stall(
     client = workspace.client()
     baseline = rss(daemon.pid)
     reset_peak(daemon.pid)
-    errors: list[Error] = []
     with crowd(150, Connect(unix=workspace.socket_path)) as socks:
         taken = pump(socks, hello_frame() + HALF_FRAME)
         assert taken < 150 * len(HALF_FRAME) // 2  # most of them were not read at all
         served(client)  # small requests do not wait for the budget
-        wait_for(lambda: all_closed(socks, errors), timeout=60, what="stalled frames closed")
+        closings = Closings(socks)
+        wait_for(closings.all_closed, timeout=60, what="stalled frames closed")
+        errors = closings.errors
     assert peak_rss(daemon.pid) - baseline < 16 * MIB + 150 * READ_CHUNK + 24 * MIB
     assert errors and all(
         e.code in (ErrorCode.BAD_REQUEST, ErrorCode.FRAME_TOO_LARGE) for e in errors
     )
-    # (A connection closed with unread bytes is reset, which may drop the Error.)
     assert any("nothing received" in e.message for e in errors)
     wait_for(lambda: rss(daemon.pid) < baseline + 16 * MIB, timeout=60, what="memory back")
     served(client)
@@ -273,14 +287,15 @@ def test_idle_connections_are_closed_but_not_subscribers(workspace: Workspace) -
     client = workspace.client()
     client.ping()
     address = Address(unix_path=workspace.socket_path)
-    errors: list[Error] = []
     with (
         Client(address, timeout=30).events() as events,
         crowd(150, Connect(unix=workspace.socket_path)) as socks,
     ):
         for sock in socks:
             sock.sendall(hello_frame())
-        wait_for(lambda: all_closed(socks, errors), timeout=60, what="idle connections closed")
+        closings = Closings(socks)
+        wait_for(closings.all_closed, timeout=60, what="idle connections closed")
+        errors = closings.errors
         assert errors == []  # an idle close says nothing a client could mistake for a reply
         wait_for(lambda: idle_closed(client), timeout=30, what="the client's connection closed")
         served(client)  # it reconnects by itself
@@ -356,10 +371,11 @@ def test_tcp_frames_before_the_token_are_refused_at_once(workspace: Workspace) -
     try:
         baseline = rss(daemon.pid)
         reset_peak(daemon.pid)
-        errors: list[Error] = []
         with crowd(150, Connect(tcp=("127.0.0.1", port))) as socks:
             pump(socks, HALF_FRAME)
-            wait_for(lambda: all_closed(socks, errors), timeout=30, what="pre-auth closes")
+            closings = Closings(socks)
+            wait_for(closings.all_closed, timeout=30, what="pre-auth closes")
+            errors = closings.errors
         # Refused for what they sent or for their number, never left to the handshake timeout.
         assert len(errors) == 150
         assert all("handshake timeout" not in e.message for e in errors)
@@ -418,8 +434,9 @@ def test_connection_limits_are_checked_when_loaded(
 
 def test_a_hello_is_needed_before_a_large_frame(workspace: Workspace) -> None:
     workspace.start_daemon()
-    errors: list[Error] = []
     with crowd(1, Connect(unix=workspace.socket_path)) as socks:
         socks[0].sendall(struct.pack(">I", PREAUTH_MAX_FRAME_BYTES + 1))
-        wait_for(lambda: all_closed(socks, errors), timeout=20, what="the refusal")
+        closings = Closings(socks)
+        wait_for(closings.all_closed, timeout=20, what="the refusal")
+        errors = closings.errors
     assert [e.code for e in errors] == [ErrorCode.FRAME_TOO_LARGE]

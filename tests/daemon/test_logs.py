@@ -52,7 +52,11 @@ def _tcp_daemon(workspace: Workspace, extra: dict[str, Any] | None = None) -> tu
     )
     config = elsewhere / "bgjobs.toml"
     config.write_bytes(tomli_w.dumps(client_settings).encode())
-    wait_for(lambda: _remote(workspace, config, "ping").returncode == 0, what="the TCP daemon")
+    wait_for(
+        lambda: _remote(workspace, config, "ping").returncode == 0,
+        timeout=60,
+        what="the TCP daemon",
+    )
     client = Client(Address(port=port, token_path=elsewhere / "token"), timeout=30)
     return config, client
 

@@ -3,13 +3,17 @@ second daemon never steals a live socket."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import socket
 import stat
 import subprocess
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bgjobd.listen import ensure_token
 from bgjobs.model import JobSpec, JobState
 from bgjobs.protocol import (
     PROTOCOL_VERSION,
@@ -136,3 +140,22 @@ def test_tcp_transport_needs_the_token(workspace: Workspace) -> None:
         Client(Address(host="127.0.0.1", port=port, token_path=wrong)) as client,
     ):
         client.ping()
+
+
+def _token_of(path: str, start: Any) -> str:
+    start.wait()
+    return ensure_token(Path(path))
+
+
+def test_a_token_is_never_seen_half_written_and_racing_starts_agree(tmp_path: Path) -> None:
+    """Several daemons (and clients) at the token file at once: each reads one whole token,
+    the same one, and no draft is left beside it."""
+    path = tmp_path / "storage" / "bgjobd.token"
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, context.Pool(6) as pool:
+        start = manager.Barrier(6)
+        tokens = pool.starmap(_token_of, [(str(path), start)] * 6, chunksize=1)
+    assert len(set(tokens)) == 1 and len(tokens[0]) >= 32
+    assert path.read_text().strip() == tokens[0]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["bgjobd.token"]

@@ -17,7 +17,7 @@ import pytest
 
 from bgjobd import submission
 from bgjobd.clock import TEST_CLOCK_ENV, Clock
-from bgjobd.schedules import Schedules, key_prefix, tick_key
+from bgjobd.schedules import Schedules, key_prefix, tick_key, tick_of_key
 from bgjobd.store.base import KeyTaken
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobs.config import Config, parse_settings
@@ -270,7 +270,7 @@ def test_named_expressions_are_accepted() -> None:
 def test_a_real_daemon_runs_every_minute_on_a_fast_clock(workspace: Workspace) -> None:
     """The daemon's clock runs 6 times faster (a minute every 10 s): its timer wakes at
     each tick, each tick is one job, also across a restart (the next daemon's clock goes
-    on from the stop, so the restart's own duration cannot push a tick past its grace),
+    on from the last tick, so a slow stop cannot push the next tick past its grace),
     and `schedules` tells next and last."""
     workspace.write_config(
         {
@@ -292,10 +292,17 @@ def test_a_real_daemon_runs_every_minute_on_a_fast_clock(workspace: Workspace) -
 
     wait_for(lambda: len(keys()) >= 2, timeout=60, what="two ticks")
     assert daemon.stop() == 0
-    # The next daemon's clock goes on from the moment this one stopped: however long the
-    # restart takes on a loaded machine, the tick due then is still within its grace.
-    stopped = virtual + (time.time() - real) * 6
-    workspace.env[TEST_CLOCK_ENV] = f"{stopped},{time.time()},6"
+    # The next daemon's clock goes on from just after the last tick made: the next tick is
+    # due 10 s after its start and stays within its grace for 10 s more, however long
+    # this one took to stop on a loaded machine.
+    stopped_store = SQLiteStore(workspace.storage / "bgjobs.db")
+    try:
+        last_key = stopped_store.latest_key(key_prefix("tick"))
+    finally:
+        stopped_store.close()
+    assert last_key is not None
+    resumed = tick_of_key(last_key).timestamp() + 1
+    workspace.env[TEST_CLOCK_ENV] = f"{resumed},{time.time()},6"
     workspace.start_daemon()
     before = len(keys())
     wait_for(lambda: len(keys()) >= before + 2, timeout=60, what="two more ticks")
