@@ -146,8 +146,8 @@ class Schedules:
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.now(), UTC)
 
-    def run_due(self) -> None:
-        """Submit what is due at the clock's now."""
+    def run_due(self) -> datetime:
+        """Submit what is due at the clock's now; returns that now."""
         now = self.now()
         for schedule in self._schedules:
             cursor = self._cursor(schedule, now)
@@ -158,6 +158,7 @@ class Schedules:
             # After the cursor moved: a failed submit moves it back before its tick.
             for tick in ticks:
                 self._submit_tick(schedule, tick)
+        return now
 
     def _cursor(self, schedule: Schedule, now: datetime) -> datetime:
         cursor = self._cursors.get(schedule.name)
@@ -202,11 +203,15 @@ class Schedules:
             for schedule in self._schedules
         ]
 
-    def next_wake(self) -> float | None:
-        """Seconds on the schedules' clock until the next tick of any schedule."""
-        now = self.now()
-        ticks = [tick for s in self._schedules if (tick := s.cron.next_after(now)) is not None]
-        return None if not ticks else (min(ticks) - now).total_seconds()
+    def next_wake(self, looked_at: datetime) -> float | None:
+        """Seconds on the schedules' clock from now until the first tick of any schedule
+        after `looked_at`, the moment the last pass looked (negative when it is due
+        already: a timer that woke a hair early, a pass that took longer than that hair,
+        must not sleep through the tick it woke for)."""
+        ticks = [
+            tick for s in self._schedules if (tick := s.cron.next_after(looked_at)) is not None
+        ]
+        return None if not ticks else (min(ticks) - self.now()).total_seconds()
 
     # the timer -----------------------------------------------------------------------------
 
@@ -224,12 +229,12 @@ class Schedules:
         while True:
             self._wake.clear()
             try:
-                self.run_due()
+                looked_at = self.run_due()
             except Exception as exc:  # noqa: BLE001  # a store error: told, tried again
                 self._say(f"schedules: {exc}")
                 await asyncio.sleep(RETRY_AFTER)
                 continue
-            wait = self.next_wake()
+            wait = self.next_wake(looked_at)
             delay = MAX_SLEEP if wait is None else min(MAX_SLEEP, self.clock.real_seconds(wait))
             with contextlib.suppress(TimeoutError):
                 # A timer a hair early finds nothing due and sleeps the rest again.

@@ -50,18 +50,32 @@ class Cron:
 
     def next_after(self, moment: datetime) -> datetime | None:
         """The first tick strictly after `moment` (None if there is none in 50 years)."""
-        return self._step(moment, reverse=False)
-
-    def last_at_or_before(self, moment: datetime) -> datetime | None:
-        """The latest tick at or before `moment` (None if there is none in 50 years)."""
-        return self._step(moment + _EPSILON, reverse=True)
-
-    def _step(self, moment: datetime, *, reverse: bool) -> datetime | None:
         try:
-            tick = next(CronSim(self.expression, moment.astimezone(self.zone), reverse=reverse))
+            tick = next(CronSim(self.expression, moment.astimezone(self.zone)))
         except StopIteration:
             return None
         return tick.astimezone(UTC)
 
+    def last_at_or_before(self, moment: datetime) -> datetime | None:
+        """The latest tick at or before `moment` (None if there is none in 50 years).
 
-_EPSILON: Final = timedelta(microseconds=1)
+        Found by walking forward from ever earlier starts, so that it agrees with
+        `next_after` about every tick: cronsim's reverse walk compares wall-clock times,
+        and inside the autumn's repeated hour it answered the day before for a tick
+        already run that night (a daily 02:30 in Berlin, asked at 02:10 the second time)."""
+        span = _FIRST_SPAN
+        while span <= _HORIZON and moment - datetime.min.replace(tzinfo=UTC) > span:
+            latest = None
+            for tick in CronSim(self.expression, (moment - span).astimezone(self.zone)):
+                if tick.astimezone(UTC) > moment:
+                    break
+                latest = tick
+            if latest is not None:
+                return latest.astimezone(UTC)
+            span *= 2
+        return None
+
+
+_FIRST_SPAN: Final = timedelta(minutes=2)
+"""The first look back: the most frequent schedule (every minute) has a tick in it."""
+_HORIZON: Final = timedelta(days=366 * 50)

@@ -129,6 +129,9 @@ def _intermediate(
 ) -> NoReturn:
     """Fork the worker, say its pid, exit: the worker goes to the daemon."""
     try:
+        # Named before the fork: the worker becomes the daemon's child the moment this
+        # process exits, and is never one under the template's name.
+        _set_name(os.path.basename(sys.executable))  # a spawned worker's name
         os.close(pid_read)
         worker = os.fork()
         if worker == 0:
@@ -149,7 +152,6 @@ def _worker(control: socket.socket, command_fd: int, result_fd: int) -> NoReturn
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
         os.close(devnull)
-        _set_name(os.path.basename(sys.executable))  # a spawned worker's name
         command_fd, result_fd = _moved_up(command_fd), _moved_up(result_fd)
         # The argv of a spawned worker (`python -m bgjobd.worker COMMAND RESULT`).
         main_path = os.path.join(os.path.dirname(runtime.__file__), "__main__.py")

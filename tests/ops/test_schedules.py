@@ -17,7 +17,7 @@ import pytest
 
 from bgjobd import submission
 from bgjobd.clock import TEST_CLOCK_ENV, Clock
-from bgjobd.schedules import Schedules, key_prefix, tick_key, tick_of_key
+from bgjobd.schedules import Schedules, key_prefix, schedules_of, tick_key, tick_of_key
 from bgjobd.store.base import KeyTaken
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobs.config import Config, parse_settings
@@ -230,6 +230,47 @@ def test_daylight_saving_neither_skips_nor_doubles(
     ]
 
 
+def test_a_timer_a_hair_early_wakes_again_for_its_tick(store: SQLiteStore) -> None:
+    """The timer fires 1 ms before 09:02 and finds nothing due; the pass takes 2 ms. The
+    next wake is now, for 09:02, not at 09:03 (which left 09:02 a minute late, past its
+    grace, skipped: the real daemon's fast-clock test lost a tick so)."""
+    clock = FakeClock(datetime(2026, 1, 5, 9, 1, 59, 999000, tzinfo=UTC))
+    runner = schedules(store, EVERY_MINUTE, clock)
+    runner.run_due()  # the schedule begins: its first tick is 09:02
+    looked_at = runner.run_due()
+    clock.set(datetime(2026, 1, 5, 9, 2, 0, 1000, tzinfo=UTC))
+    wait = runner.next_wake(looked_at)
+    assert wait is not None and wait <= 0
+    runner.run_due()
+    assert ticks_in(store, "tick") == ["2026-01-05T09:02:00Z"]
+
+
+BERLIN_RUN_ONCE = config_of(
+    '[schedules.night]\ncron = "30 2 * * *"\ntimezone = "Europe/Berlin"\n'
+    'class = "Echo"\nmethod = "handle"\nmissed = "run_once"\n'
+)
+
+
+@pytest.mark.parametrize("first_look", ["00:45", "01:10", "01:45", "02:10"])
+def test_a_night_first_looked_at_late_in_the_autumn_fold_runs_that_night(
+    store: SQLiteStore, first_look: str
+) -> None:
+    """The daemon was down over 02:30 on 25 October (00:30 UTC) and looks first at
+    `first_look` UTC, up to inside the repeated hour: `run_once` runs that night's tick,
+    not the one before (which ran)."""
+    previous = datetime(2026, 10, 24, 0, 30, tzinfo=UTC)
+    submitter(store, BERLIN_RUN_ONCE)(job_of(BERLIN_RUN_ONCE, previous), lambda _: None)
+    hour, minute = map(int, first_look.split(":"))
+    clock = FakeClock(datetime(2026, 10, 25, hour, minute, tzinfo=UTC))
+    schedules(store, BERLIN_RUN_ONCE, clock).run_due()
+    assert ticks_in(store, "night") == ["2026-10-24T00:30:00Z", "2026-10-25T00:30:00Z"]
+
+
+def job_of(config: Config, tick: datetime) -> JobSpec:
+    """The job the configuration's one schedule makes for `tick`."""
+    return schedules_of(config)[0].job(tick)
+
+
 @pytest.mark.parametrize(
     ("table", "message"),
     [
@@ -320,6 +361,57 @@ def test_a_real_daemon_runs_every_minute_on_a_fast_clock(workspace: Workspace) -
     assert listed[0].next_run > listed[0].last_run
     shown = workspace.bgjobctl("schedules")
     assert shown.returncode == 0 and "tick" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("evening", "night_tick"),
+    [
+        # 29 March: 02:00 CET -> 03:00 CEST, 02:30 does not exist: it runs at 03:00 CEST.
+        (datetime(2026, 3, 28, 22, tzinfo=UTC), datetime(2026, 3, 29, 1, 0, tzinfo=UTC)),
+        # 25 October: 03:00 CEST -> 02:00 CET, 02:30 comes twice: it runs the first time.
+        (datetime(2026, 10, 24, 22, tzinfo=UTC), datetime(2026, 10, 25, 0, 30, tzinfo=UTC)),
+    ],
+    ids=["spring", "autumn"],
+)
+def test_a_real_daemon_runs_a_berlin_night_once_across_daylight_saving(
+    workspace: Workspace, evening: datetime, night_tick: datetime
+) -> None:
+    """A nightly 02:30 Europe/Berlin schedule on a real daemon whose clock runs 1,500 times
+    faster (an hour every 2.4 s), from 22:00 UTC the evening before until the change is
+    over; beside it a quarter-hourly schedule wakes the daemon's scheduler all night,
+    inside the repeated hour too. The night has one job, at the tick cron's rules give.
+    The night before ran (its job is in the store) and `missed = "run_once"`, so however
+    late the daemon first looks (a slow start; at this speed the grace is 40 ms), it is
+    this night's job that runs, never a second one and never the night before's again."""
+    night = {"cron": "30 2 * * *", "class": "Echo", "method": "handle", "missed": "run_once"}
+    quarter = {"cron": "*/15 * * * *", "class": "Echo", "method": "handle"}
+    workspace.write_config(
+        {
+            "schedules": {
+                "night": {**night, "timezone": "Europe/Berlin"},
+                "quarter": {**quarter, "timezone": "Europe/Berlin"},
+            }
+        }
+    )
+    night_before = schedules_of(BERLIN_RUN_ONCE)[0].cron.last_at_or_before(evening)
+    assert night_before is not None
+    workspace.storage.mkdir(parents=True, exist_ok=True)
+    seeded = SQLiteStore(workspace.storage / "bgjobs.db")
+    try:
+        submitter(seeded, BERLIN_RUN_ONCE)(job_of(BERLIN_RUN_ONCE, night_before), lambda _: None)
+    finally:
+        seeded.close()
+    workspace.env[TEST_CLOCK_ENV] = f"{evening.timestamp()},{time.time()},1500"
+    workspace.start_daemon()
+
+    def keys(name: str) -> list[str]:
+        jobs = workspace.client().list_jobs(limit=1000).jobs
+        return sorted(job.key for job in jobs if job.key and job.key.startswith(key_prefix(name)))
+
+    # The scheduler went through the night: a quarter-hourly tick after the change is over.
+    over = tick_key("quarter", night_tick.replace(hour=3, minute=0))
+    wait_for(lambda: any(key > over for key in keys("quarter")), timeout=60, what="the night")
+    assert keys("night") == [tick_key("night", night_before), tick_key("night", night_tick)]
 
 
 def test_reload_and_the_dashboard_show_changed_schedules(workspace: Workspace) -> None:
