@@ -400,7 +400,7 @@ class Dispatcher:
             and not slots.may_claim
             and row.class_name not in self.limits
             and row.class_name not in self.rates
-            and not self._store.pauses()
+            and not self._store.any_paused()
         )
         worker = self._pool.take_idle() if eligible else None
         if worker is not None and slots is not None:

@@ -501,6 +501,10 @@ class Store(abc.ABC):
     def pauses(self) -> list[PauseInfo]:
         """The pauses in force, by kind and name."""
 
+    def any_paused(self) -> bool:
+        """Whether any pause is in force (a submit's fast path asks this every time)."""
+        return bool(self.pauses())
+
     # bulk actions ----------------------------------------------------------------------------
 
     @abc.abstractmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Final
 
 from bgjobs.model import PauseInfo, PauseKind
 
@@ -14,6 +15,9 @@ class HeldBack:
     everything: bool = False
     classes: list[str] = field(default_factory=list)
     queues: list[str] = field(default_factory=list)
+
+
+NOTHING_HELD: Final = HeldBack()
 
 
 def held_back(rows: Iterable[tuple[str, str]]) -> HeldBack:

@@ -1169,6 +1169,10 @@ class PostgresStore(Store):
     def pauses(self) -> list[PauseInfo]:
         return pause_infos(self._read("SELECT kind, name, since FROM pauses ORDER BY kind, name"))
 
+    def any_paused(self) -> bool:
+        row = self._read("SELECT EXISTS (SELECT 1 FROM pauses)").fetchone()
+        return row is not None and bool(row[0])
+
     # bulk actions ----------------------------------------------------------------------------
 
     def matching_ids(self, query: JobQuery, after: int, limit: int) -> list[int]:

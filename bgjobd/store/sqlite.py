@@ -43,7 +43,7 @@ from bgjobd.store.base import (
     WaitingEntry,
     in_claim_order,
 )
-from bgjobd.store.pauses import held_back, pause_infos
+from bgjobd.store.pauses import NOTHING_HELD, held_back, pause_infos
 from bgjobd.store.rows import COLUMNS as _COLUMNS
 from bgjobd.store.rows import decode_error as _decode_error
 from bgjobd.store.rows import encode as _encode
@@ -241,6 +241,9 @@ class SQLiteStore(Store):
         """Whether the open transaction holds any write (kept or a submit's)."""
         self._contended = False
         """Whether a write lock was ever found taken by another process."""
+        self._pauses_seen_at: int | None = None
+        """The data_version at which `_paused` was read (None: read it again)."""
+        self._paused = False
         self.rollbacks = 0
         """How many times SQLite rolled the open transaction back under a failing statement
         (the kept writes were redone, the submits' were lost): a submit made before the
@@ -397,6 +400,7 @@ class SQLiteStore(Store):
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
         self._forget()
+        self._pauses_seen_at = None  # a pause or resume of this transaction is undone
 
     def _forget(self) -> None:
         self._kept = []
@@ -968,7 +972,11 @@ class SQLiteStore(Store):
         queue: str = DEFAULT_QUEUE,
     ) -> JobInfo | None:
         self._begin()
-        held = held_back(self._db.execute("SELECT kind, name FROM pauses"))
+        held = (
+            held_back(self._db.execute("SELECT kind, name FROM pauses"))
+            if self.any_paused()
+            else NOTHING_HELD
+        )
         if held.everything or queue in held.queues:
             return None
         full = self._held_back(limits, rates or {}, now)
@@ -1182,6 +1190,7 @@ class SQLiteStore(Store):
     # pauses ---------------------------------------------------------------------------------
 
     def pause(self, kind: PauseKind, name: str, now: float) -> bool:
+        self._pauses_seen_at = None
         row = self._write(
             "INSERT INTO pauses (kind, name, since) VALUES (?, ?, ?) "
             "ON CONFLICT (kind, name) DO NOTHING RETURNING kind",
@@ -1190,6 +1199,7 @@ class SQLiteStore(Store):
         return row is not None
 
     def resume(self, kind: PauseKind, name: str) -> bool:
+        self._pauses_seen_at = None
         row = self._write(
             "DELETE FROM pauses WHERE kind = ? AND name = ? RETURNING kind", (kind.value, name)
         ).fetchone()
@@ -1199,6 +1209,15 @@ class SQLiteStore(Store):
         return pause_infos(
             self._db.execute("SELECT kind, name, since FROM pauses ORDER BY kind, name")
         )
+
+    def any_paused(self) -> bool:
+        # Read again only when another connection committed since (its data_version
+        # moved) or this one paused or resumed: a submit costs a pragma, not a query.
+        version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        if version != self._pauses_seen_at:
+            self._paused = self._db.execute("SELECT EXISTS (SELECT 1 FROM pauses)").fetchone()[0]
+            self._pauses_seen_at = version
+        return bool(self._paused)
 
     # bulk actions ----------------------------------------------------------------------------
 

@@ -56,6 +56,29 @@ def test_a_pause_holds_for_another_connection(store: Store, peer: Store) -> None
     assert claimed_ids(store) == [job_id]
 
 
+def test_any_paused_follows_every_connections_pauses_and_resumes(store: Store, peer: Store) -> None:
+    """What a submit's fast path asks: right after this connection's own pause, resume and
+    rollback, and after another connection's commits (SQLite answers it from a cache)."""
+    assert not store.any_paused() and not peer.any_paused()
+    store.pause(PauseKind.QUEUE, "mail", time.time())
+    assert store.any_paused()  # its own, before the commit
+    store.rollback()
+    assert not store.any_paused()
+    store.pause(PauseKind.QUEUE, "mail", time.time())
+    store.commit()
+    assert store.any_paused() and peer.any_paused()
+    peer.resume(PauseKind.QUEUE, "mail")
+    assert not peer.any_paused()
+    peer.rollback()
+    assert peer.any_paused()
+    peer.resume(PauseKind.QUEUE, "mail")
+    peer.commit()
+    assert not store.any_paused() and not peer.any_paused()
+    peer.pause(PauseKind.ALL, "", time.time())
+    peer.commit()
+    assert store.any_paused()
+
+
 def test_pauses_are_listed_once_each(store: Store) -> None:
     now = time.time()
     assert store.pause(PauseKind.QUEUE, "mail", now)
