@@ -197,9 +197,13 @@ def _checked_queue(queue: str | None) -> str | None:
 
 
 def _check_sendable(spec: JobSpec) -> None:
-    """Refuse at once a job too large for any request (the daemon's `max_params_bytes`,
-    which it checks, is lower still): sent, it would only get the connection closed."""
-    size = len(msgspec.msgpack.encode(spec))
+    check_sendable_size(len(msgspec.msgpack.encode(spec)))
+
+
+def check_sendable_size(size: int) -> None:
+    """Refuse at once a job of `size` bytes encoded too large for any request (the
+    daemon's `max_params_bytes`, which it checks, is lower still): sent, it would only get
+    the connection closed."""
     if size > MAX_FRAME_BYTES:
         raise TooLarge(
             ErrorCode.TOO_LARGE,

@@ -23,7 +23,9 @@ from bgjobctl.library import (
     JobHandle,
     LinkSpec,
     _client_for,
+    check_sendable_size,
     make_spec,
+    new_key,
     spool_or_raise,
 )
 from bgjobs.errors import DaemonUnreachable, UsageError
@@ -64,10 +66,7 @@ def run_background_jobs(
     fallback="error", BulkIncomplete says how many were stored and holds their handles."""
     client = _client_for(config, socket)
     handles: list[JobHandle] = []
-    specs = (
-        make_spec(*job, delay, priority=priority, at=at, queue=queue) for job in _checked(jobs)
-    )
-    requests = _requests(specs)
+    requests = _requests(_specs(jobs, delay, priority=priority, at=at, queue=queue))
     for request in requests:
         try:
             submitted = client.client.submit(request)
@@ -91,15 +90,53 @@ def _checked(jobs: Iterable[LinkSpec]) -> Iterator[tuple[str, str, list[object]]
     for job in jobs:
         if not isinstance(job, tuple | list) or len(job) not in (2, 3):
             raise UsageError(f"a job is (class, method) or (class, method, params), not {job!r}")
-        yield (job[0], job[1], list(job[2]) if len(job) == 3 else [])
+        if len(job) == 2:
+            yield (job[0], job[1], [])
+        elif isinstance(job[2], str | bytes):
+            raise UsageError("params must be a list of values, not a single string")
+        else:
+            yield (job[0], job[1], list(job[2]))
 
 
-def _requests(specs: Iterator[JobSpec]) -> Iterator[list[JobSpec]]:
+def _specs(
+    jobs: Iterable[LinkSpec],
+    delay: float,
+    *,
+    priority: Priority | str | None,
+    at: datetime | None,
+    queue: str | None,
+) -> Iterator[tuple[JobSpec, int]]:
+    """Each job's spec (with its own idempotency key) and its encoded size. What the jobs
+    share (delay or due time, priority, queue, the caller's trace) is checked once, by
+    `make_spec`; each job is encoded once, for what `make_spec` checks of one (its params
+    encodable, the whole small enough to send) and for its request's size alike."""
+    shared = make_spec("", "", [], delay, priority=priority, at=at, queue=queue)
+    encoder = msgspec.msgpack.Encoder()
+    for class_name, method, params in _checked(jobs):
+        spec = JobSpec(
+            class_name=class_name,
+            method=method,
+            params=params,
+            priority=shared.priority,
+            delay=shared.delay,
+            run_at=shared.run_at,
+            key=new_key(),
+            trace=shared.trace,
+            queue=shared.queue,
+        )
+        try:
+            size = len(encoder.encode(spec))
+        except (TypeError, OverflowError) as exc:
+            raise UsageError(f"parameters cannot be encoded: {exc}") from None
+        check_sendable_size(size)
+        yield spec, size
+
+
+def _requests(specs: Iterator[tuple[JobSpec, int]]) -> Iterator[list[JobSpec]]:
     """The specs in requests of at most JOBS_PER_REQUEST jobs and REQUEST_BYTES."""
     request: list[JobSpec] = []
     size = 0
-    for spec in specs:
-        spec_size = len(msgspec.msgpack.encode(spec))
+    for spec, spec_size in specs:
         if request and (len(request) == JOBS_PER_REQUEST or size + spec_size > REQUEST_BYTES):
             yield request
             request, size = [], 0
