@@ -11,7 +11,7 @@ import pytest
 from bgjobctl import BulkIncomplete, run_background_jobs
 from bgjobctl.library import close_clients, make_spec
 from bgjobctl.many import JOBS_PER_REQUEST
-from bgjobs.errors import RefusedError
+from bgjobs.errors import RefusedError, UsageError
 from bgjobs.model import JobState
 from tests.support.waiting import wait_for
 from tests.support.workspace import Workspace
@@ -91,5 +91,9 @@ def test_bad_jobs_are_refused_before_anything_is_sent(configured: Workspace) -> 
         run_background_jobs([("Echo",)])  # type: ignore[list-item]
     with pytest.raises(Exception, match="iterable"):
         run_background_jobs("Echo")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="not a single string"):
+        run_background_jobs([("Echo", "handle", "abc")])
+    with pytest.raises(UsageError, match="cannot be encoded"):
+        run_background_jobs([("Echo", "handle", [1]), ("Echo", "handle", [object()])])
     with configured.client() as client:
         assert sum(client.stats().counts.values()) == 0
