@@ -213,8 +213,37 @@ def check_sendable_size(size: int) -> None:
 
 
 def new_key() -> str:
-    """A random idempotency key (128 bits, as a uuid4 has)."""
-    return os.urandom(16).hex()
+    """A fresh idempotency key: 32 hex digits, as a uuid4's, unique as well (see `_Keys`)."""
+    return _keys.next()
+
+
+class _Keys:
+    """Keys made of 96 random bits drawn per process (again in a forked child, and after
+    2**32 keys) and a counter. Two processes' keys collide as rarely as two uuid4s (the
+    prefixes would have to), and the store's unique index takes one process's keys in
+    order: a wholly random key per job lands on a random page of that index, which was
+    half of what storing a job cost in a bulk enqueue (7 of 15 µs a row)."""
+
+    def __init__(self) -> None:
+        self._draw()
+        os.register_at_fork(after_in_child=self._draw)
+
+    def _draw(self) -> None:
+        # A fresh lock too: the parent's may have been held by another thread at the fork.
+        self._lock = threading.Lock()
+        self._prefix = os.urandom(12).hex()
+        self._count = 0
+
+    def next(self) -> str:
+        with self._lock:
+            if self._count == 1 << 32:
+                self._prefix, self._count = os.urandom(12).hex(), 0
+            count = self._count
+            self._count += 1
+            return f"{self._prefix}{count:08x}"
+
+
+_keys = _Keys()
 
 
 def _checked_key(key: str) -> str:

@@ -152,8 +152,9 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     then: list[ChainLink] = []
     """Jobs to run after this one, each given the previous one's result first."""
     key: str | None = None
-    """Idempotency key, made by the client (a uuid4): a submit resent with the same key
-    (after a timeout, a broken connection, a fallback) is the same job, not a second one."""
+    """Idempotency key, made by the client (as unique as a uuid4): a submit resent with the
+    same key (after a timeout, a broken connection, a fallback) is the same job, not a
+    second one."""
     trace: TraceContext | None = None
     """The submitter's trace context, filled in by `run_background_job` when a span is
     current: every attempt of the job (and of its chain's links) is a span in that trace."""
