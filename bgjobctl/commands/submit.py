@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--key",
         metavar="KEY",
         help="idempotency key: submitting the same key again gives the same job "
-        "(default: a fresh random key)",
+        "(default: a fresh unique key)",
     )
     parser.add_argument(
         "--wait",
