@@ -2,7 +2,9 @@
 
 One psycopg 3 connection per store, in autocommit mode: reads outside a write see the
 latest commits (as SQLite's do), and the first write of a transaction sends BEGIN, so that
-writes join one open transaction until `commit()`, as on SQLite. The isolation is READ
+writes join one open transaction until `commit()`, as on SQLite. A submit of one job with
+no transaction open may be one statement outside any (`submit`'s `alone`): PostgreSQL
+commits it before answering, the round trips of BEGIN and COMMIT saved. The isolation is READ
 COMMITTED: each statement sees what was committed when it started, which the claims below
 rely on.
 
@@ -46,6 +48,7 @@ from psycopg.pq import TransactionStatus
 from bgjobd.store import pgsubmit, ratewindow
 from bgjobd.store.base import (
     HELD_COUNT_CAP,
+    Added,
     AttemptOutput,
     FinishedAttempt,
     JobQuery,
@@ -91,6 +94,11 @@ _LIVE: Final = pgsubmit.LIVE
 _FINAL: Final = [state.value for state in sorted(FINAL_STATES)]
 _FOLD_ROWS: Final = 1_000
 """state_counts rows past which `counts()` folds them into one per state."""
+_FENCE: Final = (
+    "AND state = 'running' AND owner = %s AND attempts = %s "
+    "AND (%s::integer IS NULL OR round = %s::integer)"
+)
+"""`attempt_is_current`'s condition, for a statement that ends the attempt itself."""
 _MIGRATE_LOCK: Final = "bgjobs schema migration"
 _CLASS_LOCK: Final = "bgjobs class limit"
 CONNECT_TIMEOUT_SECONDS: Final = 3
@@ -431,6 +439,28 @@ class PostgresStore(Store):
         # is left to roll back to (StoreRetry passes through the steps).
         return pgsubmit.run(self._write_rows, pgsubmit.add(links), passthrough=(StoreRetry,))
 
+    def submit(self, links: Sequence[NewJob], *, alone: bool = False) -> Added:
+        """A single job in one statement (`pgsubmit.add_one`: no savepoint; the fast path's
+        pause check inside the INSERT), and with `alone`, while no transaction is open,
+        that statement outside any transaction: PostgreSQL commits it before it answers,
+        so the submit costs one round trip instead of BEGIN, INSERT and COMMIT. A chain or
+        batch: `add` (under a savepoint) after the pause check."""
+        if len(links) != 1 or links[0].batch_callback:
+            return super().submit(links, alone=alone)
+        steps = pgsubmit.add_one(links[0])
+        self._connected()  # reconnecting redoes a lost transaction's kept writes: join them
+        if alone and not self.in_transaction:
+            run_rows, committed = self._alone_rows, True
+        else:
+            run_rows, committed = self._write_rows, False
+        job_id, state = pgsubmit.run(run_rows, steps, passthrough=(StoreRetry,))
+        return Added([job_id], started=state is JobState.RUNNING, committed=committed)
+
+    def _alone_rows(self, query: str, args: Sequence[Any]) -> pgsubmit.Rows:
+        # In autocommit, outside a transaction: each statement commits before its answer.
+        cursor = self._read(query, args)
+        return cursor.fetchall() if cursor.description is not None else []
+
     def add_each(self, jobs: Sequence[NewJob]) -> list[int] | None:
         steps = pgsubmit.add_each(jobs)
         return pgsubmit.run(self._write_rows, steps, passthrough=(StoreRetry,))
@@ -721,20 +751,24 @@ class PostgresStore(Store):
         reason: str | None = None,
         count_attempt: bool = True,
     ) -> JobInfo:
-        if attempt.owner is not None and not self.attempt_is_current(
-            job_id, attempt.owner, attempt.number, attempt.round
-        ):
-            raise StaleAttempt(f"job {job_id}: attempt {attempt.number} of {attempt.owner}")
         error = None if attempt.error is None else encode(attempt.error)
         encoded = None if result is None else encode(result)
         final = state in FINAL_STATES
         if final and count_attempt:
             # The row itself describes the final attempt (jobs.outcome): no attempts row.
+            # The fence (`attempt_is_current`) is the UPDATE's own condition: it locks the
+            # row and checks it again once locked (READ COMMITTED), as SELECT ... FOR
+            # UPDATE would, one round trip fewer for the commonest end of an attempt.
+            fence = ""
+            fenced: tuple[Any, ...] = ()
+            if attempt.owner is not None:
+                fence = _FENCE
+                fenced = (attempt.owner, attempt.number, attempt.round, attempt.round)
             row = self._write(
                 "UPDATE jobs SET state = %s, result = %s, error = coalesce(%s, error), "
                 "reason = %s, finished_at = %s, started_at = coalesce(started_at, %s), "
                 "outcome = %s, max_attempts = coalesce(%s, max_attempts) WHERE id = %s "
-                f"RETURNING {COLUMNS}",
+                f"{fence} RETURNING {COLUMNS}",
                 (
                     state.value,
                     encoded,
@@ -745,10 +779,17 @@ class PostgresStore(Store):
                     attempt.outcome.value,
                     max_attempts,
                     job_id,
+                    *fenced,
                 ),
             ).fetchone()
+            if row is None and attempt.owner is not None:
+                raise StaleAttempt(f"job {job_id}: attempt {attempt.number} of {attempt.owner}")
             assert row is not None, f"job {job_id} is not stored"
             return row_to_job(row)
+        if attempt.owner is not None and not self.attempt_is_current(
+            job_id, attempt.owner, attempt.number, attempt.round
+        ):
+            raise StaleAttempt(f"job {job_id}: attempt {attempt.number} of {attempt.owner}")
         self._write(
             "INSERT INTO attempts (job_id, number, round, started_at, finished_at, outcome, "
             "worker_pid, error, duration, node) SELECT id, %s, round, coalesce(started_at, %s), "
