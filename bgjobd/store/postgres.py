@@ -64,7 +64,7 @@ from bgjobd.store.base import (
     in_claim_order,
 )
 from bgjobd.store.offline import StoreConflict, StoreOffline, StoreRetry
-from bgjobd.store.pauses import HeldBack, held_back, pause_infos
+from bgjobd.store.pauses import pause_infos
 from bgjobd.store.rows import (
     COLUMNS,
     decode_error,
@@ -99,6 +99,13 @@ _FENCE: Final = (
     "AND (%s::integer IS NULL OR round = %s::integer)"
 )
 """`attempt_is_current`'s condition, for a statement that ends the attempt itself."""
+_NOT_PAUSED: Final = (
+    "NOT EXISTS (SELECT FROM pauses WHERE pauses.kind = 'all' "
+    "OR (pauses.kind = 'queue' AND pauses.name = jobs.queue) "
+    "OR (pauses.kind = 'class' AND pauses.name = jobs.class_name))"
+)
+"""A job of `jobs` no stored pause holds back (as `pauses.held_back` reads them: a kind this
+version does not know holds nothing back)."""
 _MIGRATE_LOCK: Final = "bgjobs schema migration"
 _CLASS_LOCK: Final = "bgjobs class limit"
 CONNECT_TIMEOUT_SECONDS: Final = 3
@@ -924,20 +931,19 @@ class PostgresStore(Store):
         Limits and rates count per (class, limit key), each such group with a lock of its
         own."""
         self._begin()
-        paused = self._paused()
-        if paused.everything or queue in paused.queues:
-            return None
         rates = rates or {}
         full = self._held_back(limits, rates, now)
         while True:
+            # The pauses are read by this statement itself (`_NOT_PAUSED`): a pause
+            # committed before it began holds, with no round trip of its own.
             row = self._read(
                 "SELECT id, class_name, limit_key FROM jobs WHERE queue = %s AND state = 'queued' "
-                "AND NOT oneshot AND class_name <> ALL(%s::text[]) "
+                f"AND NOT oneshot AND {_NOT_PAUSED} "
                 "AND NOT EXISTS (SELECT FROM unnest(%s::text[], %s::text[]) "
                 "AS held (class_name, limit_key) WHERE held.class_name = jobs.class_name "
                 "AND held.limit_key = jobs.limit_key) "
                 "ORDER BY priority, run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                (queue, paused.classes, [name for name, _ in full], [key for _, key in full]),
+                (queue, [name for name, _ in full], [key for _, key in full]),
             ).fetchone()
             if row is None:
                 return None
@@ -981,10 +987,6 @@ class PostgresStore(Store):
             )
             full += [(name, key) for key, count in started if count >= rate.starts]
         return full
-
-    def _paused(self) -> HeldBack:
-        """What the stored pauses hold back."""
-        return held_back(self._read("SELECT kind, name FROM pauses").fetchall())
 
     def _slot_free(
         self, class_name: str, key: str, limit: int | None, rate: Rate | None, now: float
