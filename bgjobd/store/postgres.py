@@ -2,11 +2,12 @@
 
 One psycopg 3 connection per store, in autocommit mode: reads outside a write see the
 latest commits (as SQLite's do), and the first write of a transaction sends BEGIN, so that
-writes join one open transaction until `commit()`, as on SQLite. A submit of one job with
-no transaction open may be one statement outside any (`submit`'s `alone`): PostgreSQL
-commits it before answering, the round trips of BEGIN and COMMIT saved. The isolation is READ
-COMMITTED: each statement sees what was committed when it started, which the claims below
-rely on.
+writes join one open transaction until `commit()`, as on SQLite. A submit of one job that
+may be committed at once (`submit`'s `alone`) is one statement outside any transaction
+(PostgreSQL commits it before answering: the round trips of BEGIN and COMMIT saved), or,
+with the daemon's other writes open, its INSERT and their COMMIT in one round trip. The
+isolation is READ COMMITTED: each statement sees what was committed when it started, which
+the claims below rely on.
 
 Where SQLite has one writer at a time, here writers run side by side, so what SQLite gets
 from its write lock is asked for explicitly:
@@ -233,10 +234,23 @@ class PostgresStore(Store):
 
     # the connection: lost and found again ----------------------------------------------------
 
-    def _execute(self, query: str | bytes | sql.Composable, args: Sequence[Any] = ()) -> Any:
-        """One statement; a connection that breaks under it makes the store offline."""
+    def _execute(
+        self,
+        query: str | bytes | sql.Composable,
+        args: Sequence[Any] = (),
+        *,
+        then_commit: bool = False,
+    ) -> Any:
+        """One statement (with `then_commit`, and the COMMIT of its transaction sent with it
+        in one round trip: a pipeline, which ends with no transaction open); a connection
+        that breaks under it makes the store offline."""
         self._connected()
         try:
+            if then_commit:
+                with self._db.pipeline():
+                    cursor = self._db.execute(query, args)  # type: ignore[arg-type]
+                    self._db.execute("COMMIT")
+                return cursor
             return self._db.execute(query, args)  # type: ignore[arg-type]
         except (errors.DeadlockDetected, errors.SerializationFailure) as exc:
             raise self._conflict(exc) from exc
@@ -448,20 +462,46 @@ class PostgresStore(Store):
 
     def submit(self, links: Sequence[NewJob], *, alone: bool = False) -> Added:
         """A single job in one statement (`pgsubmit.add_one`: no savepoint; the fast path's
-        pause check inside the INSERT), and with `alone`, while no transaction is open,
-        that statement outside any transaction: PostgreSQL commits it before it answers,
-        so the submit costs one round trip instead of BEGIN, INSERT and COMMIT. A chain or
-        batch: `add` (under a savepoint) after the pause check."""
+        pause check inside the INSERT). With `alone`: while no transaction is open, that
+        statement outside any transaction (PostgreSQL commits it before it answers: one
+        round trip instead of BEGIN, INSERT and COMMIT); while the daemon's other writes
+        are open, the INSERT with their COMMIT in one round trip. A chain or batch: `add`
+        (under a savepoint) after the pause check."""
         if len(links) != 1 or links[0].batch_callback:
             return super().submit(links, alone=alone)
         steps = pgsubmit.add_one(links[0])
         self._connected()  # reconnecting redoes a lost transaction's kept writes: join them
+        run_rows: Callable[[str, Sequence[Any]], pgsubmit.Rows] = self._write_rows
+        committed = alone
         if alone and not self.in_transaction:
-            run_rows, committed = self._alone_rows, True
+            run_rows = self._alone_rows
+        elif alone and self._db.info.transaction_status == TransactionStatus.INTRANS:
+            # The daemon's other writes are open (an attempt's end, a claim): the INSERT and
+            # their COMMIT in one round trip, instead of the INSERT now and the COMMIT at the
+            # end of the loop iteration.
+            run_rows = self._committing_rows
         else:
-            run_rows, committed = self._write_rows, False
+            committed = False
         job_id, state = pgsubmit.run(run_rows, steps, passthrough=(StoreRetry,))
         return Added([job_id], started=state is JobState.RUNNING, committed=committed)
+
+    def _committing_rows(self, query: str, args: Sequence[Any]) -> pgsubmit.Rows:
+        # The first statement commits the open transaction with it; a conflict's lookups
+        # after it read outside any transaction.
+        if self._db.info.transaction_status != TransactionStatus.INTRANS:
+            return self._alone_rows(query, args)
+        try:
+            cursor = self._execute(query, args, then_commit=True)
+        except psycopg.Error:
+            if _status(self._db) == TransactionStatus.INERROR:
+                # The statement failed the transaction, and psycopg's pipeline ends with a
+                # Flush, after which the server's idle-in-transaction timer is off: roll
+                # back and redo the kept writes now, in a transaction of plain statements,
+                # rather than at the journal's next commit.
+                self.redo_kept_writes()
+            raise
+        self._forget()
+        return cursor.fetchall() if cursor.description is not None else []
 
     def _alone_rows(self, query: str, args: Sequence[Any]) -> pgsubmit.Rows:
         # In autocommit, outside a transaction: each statement commits before its answer.
@@ -1457,6 +1497,11 @@ def _group_lock(class_name: str, limit_key: str) -> str:
     """What names the advisory lock of a class's group: the class alone when its limits
     count the whole class (as before limit keys), else the class and the key."""
     return f"{class_name}/{limit_key}" if limit_key else class_name
+
+
+def _status(db: psycopg.Connection[Any]) -> TransactionStatus:
+    """The connection's transaction status now (read again after a statement)."""
+    return db.info.transaction_status
 
 
 def _is_disconnect(exc: BaseException) -> bool:

@@ -6,7 +6,9 @@ outside a transaction is committed by its own statement. Runs against every back
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
+import psycopg
 import pytest
 
 from bgjobd.store.base import KeyTaken, NewJob, Store, UniqueTaken
@@ -102,7 +104,18 @@ def test_a_lone_submit_is_committed_if_the_store_says_so(store: Store, peer: Sto
     assert peer.get(added.ids[0]) is not None
 
 
-def test_on_postgresql_a_lone_submit_commits_by_itself_and_others_join_the_transaction(
+def claimed(store: Store) -> int:
+    job = store.claim_next("n1", WORKER_PID, time.time(), {})
+    assert job is not None, "nothing was claimed"
+    return job.id
+
+
+def state_of(store: Store, job_id: int) -> JobState | None:
+    job = store.get(job_id)
+    return None if job is None else job.state
+
+
+def test_on_postgresql_a_lone_submit_commits_by_itself_or_with_the_open_writes(
     store: Store, peer: Store
 ) -> None:
     if not isinstance(store, PostgresStore):
@@ -114,10 +127,29 @@ def test_on_postgresql_a_lone_submit_commits_by_itself_and_others_join_the_trans
     not_alone = store.submit([new_job()])
     assert not not_alone.committed and store.in_transaction
     assert peer.get(not_alone.ids[0]) is None
-
-    # A transaction is open (another write of the daemon's, here that submit): the next
-    # submit joins it, even when it may go alone.
-    joined = store.submit([new_job()], alone=True)
-    assert not joined.committed
     store.commit()
-    assert peer.get(not_alone.ids[0]) is not None and peer.get(joined.ids[0]) is not None
+
+    # The daemon's other writes are open (a claim): a lone submit commits them with it.
+    job_id = claimed(store)
+    assert store.in_transaction and state_of(peer, job_id) is JobState.QUEUED
+    with_them = store.submit([new_job()], alone=True)
+    assert with_them.committed and not store.in_transaction
+    assert state_of(peer, job_id) is JobState.RUNNING
+    assert state_of(peer, with_them.ids[0]) is JobState.QUEUED
+
+
+def test_on_postgresql_a_lone_submit_that_fails_keeps_the_open_writes(
+    store: Store, peer: Store
+) -> None:
+    """Its INSERT fails the transaction it was to commit: the other writes of that
+    transaction are redone at once in a new one, which the next commit makes durable."""
+    if not isinstance(store, PostgresStore):
+        pytest.skip("PostgreSQL's INSERT and COMMIT in one round trip")
+    store.add([new_job()])
+    store.commit()
+    job_id = claimed(store)
+    with pytest.raises(psycopg.errors.NotNullViolation):
+        store.submit([replace(new_job(), class_name=None)], alone=True)  # type: ignore[arg-type]
+    assert store.in_transaction
+    store.commit()
+    assert state_of(peer, job_id) is JobState.RUNNING
