@@ -389,8 +389,11 @@ class Dispatcher:
         queue and no job queued ahead of it there (as far as the last claim knows), is
         stored as already running (no claim follows) and starts once committed
         (`start_stored`, or `give_back` if the commit failed). Never for a class with a
-        limit: only a claim counts its running jobs (and starts) across every node; nor
-        while any pause is stored: a claim checks them."""
+        limit: only a claim counts its running jobs (and starts) across every node. Nor
+        while any pause is stored, which the store decides as it stores the row
+        (`Store.submit`: on PostgreSQL inside the INSERT, so a pause committed by another
+        node holds without a round trip of its own); a worker given for a row stored
+        queued instead comes back through `give_back`."""
         slots = self.queues.get(row.queue)
         eligible = (
             slots is not None
@@ -400,7 +403,6 @@ class Dispatcher:
             and not slots.may_claim
             and row.class_name not in self.limits
             and row.class_name not in self.rates
-            and not self._store.any_paused()
         )
         worker = self._pool.take_idle() if eligible else None
         if worker is not None and slots is not None:

@@ -3,7 +3,8 @@ answered once committed; then accepted: logged, timed, announced, and handed to 
 
 The fast path of a single daemon: a job due now, submitted while a worker is idle and
 nothing is queued ahead of it, is stored as already running with that worker and begins
-once committed, with no claim (see `Dispatcher.idle_worker_for`).
+once committed, with no claim (see `Dispatcher.idle_worker_for`), unless a pause is stored
+(`Store.submit` decides, as it stores the row).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from bgjobd.dispatch import Dispatcher
 from bgjobd.joblog import JobLog, describe_params
 from bgjobd.journal import Journal
 from bgjobd.publisher import Publisher
-from bgjobd.store.base import KeyTaken, NewJob, Store, UniqueTaken
+from bgjobd.store.base import KeyTaken, NewJob, Store, UniqueTaken, as_queued
 from bgjobd.workers import WorkerProcess
 from bgjobs.config import Config
 from bgjobs.errors import RefusedError
@@ -41,6 +42,8 @@ class _Submitted:
     """Jobs stored as running (the fast path), with their worker."""
     batches: list[tuple[list[NewJob], list[int]]] = field(default_factory=list)
     """Batches stored: their rows (the callback first) and ids."""
+    durable: bool = False
+    """Committed on its own already (`Store.submit`'s `alone`)."""
 
 
 class Intake:
@@ -79,8 +82,12 @@ class Intake:
         built = [self.rows_of(spec, now) for spec in specs]
         submitted = _Submitted()
         if not self._store_each(built, submitted):
+            single = len(built) == 1
+            # Committed on its own only while no attempt runs: an attempt's end is a write
+            # that would then need a commit of its own, where a submit's commit carries it.
+            alone = single and self._journal.alone() and not self._dispatcher.busy
             for rows in built:
-                self._store_rows(rows, submitted, now, may_start=len(built) == 1)
+                self._store_rows(rows, submitted, now, may_start=single, alone=alone)
 
         def on_commit(failure: BaseException | None) -> None:
             if failure is not None:
@@ -91,7 +98,7 @@ class Intake:
             on_stored(submitted.results)
             self._accepted(submitted)
 
-        self._journal.when_committed(on_commit)
+        self._journal.when_committed(on_commit, durable=submitted.durable)
 
     def rows_of(self, spec: JobSpec, now: float) -> list[NewJob]:
         """The rows a spec is stored as (a chain's links, a batch's callback and members);
@@ -125,11 +132,18 @@ class Intake:
         return True
 
     def _store_rows(
-        self, rows: list[NewJob], submitted: _Submitted, now: float, *, may_start: bool
+        self,
+        rows: list[NewJob],
+        submitted: _Submitted,
+        now: float,
+        *,
+        may_start: bool,
+        alone: bool = False,
     ) -> None:
         """One spec's rows: the live job with its unique key, the job stored with its
         idempotency key, or the rows stored, as running at once when the fast path allows
-        (`may_start`)."""
+        (`may_start`) and no pause is stored (the store decides: `Store.submit`); with
+        `alone`, perhaps committed at once on their own."""
         key = rows[0].unique_key
         existing = self._store.find_live_unique(key) if key else None
         if existing is not None:
@@ -141,7 +155,7 @@ class Intake:
                 rows[0], state=JobState.RUNNING, started_at=now, worker_pid=worker.pid
             )
         try:
-            ids = self._store.add(rows)
+            added = self._store.submit(rows, alone=alone)
         except BaseException as exc:
             if worker is not None:
                 self._dispatcher.give_back(worker, rows[0].queue)
@@ -155,6 +169,13 @@ class Intake:
                 submitted.results.append(([exc.job_id], True))
                 return
             raise
+        ids = added.ids
+        submitted.durable = added.committed
+        if worker is not None and not added.started:
+            # A pause is stored: the job waits queued for a claim, which checks pauses.
+            self._dispatcher.give_back(worker, rows[0].queue)
+            worker = None
+            rows[0] = as_queued(rows[0])
         if worker is not None:
             submitted.started.append((worker, submission.started_job(rows[0], ids)))
         elif rows[0].batch_callback:

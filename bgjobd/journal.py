@@ -3,7 +3,10 @@ all of them durable together.
 
 A submit is acknowledged only after `journal.committed()`, which commits at the end of
 the loop iteration, so however many clients submit at the same moment they share one
-commit. Any other write (a claim, an attempt's outcome) opens a transaction that commits
+commit. The first submit of an iteration, with nothing else awaiting a commit, may instead
+be committed by the store on its own at once (`alone()`: on PostgreSQL one statement
+outside a transaction, one round trip instead of three); it is answered in turn all the
+same. Any other write (a claim, an attempt's outcome) opens a transaction that commits
 with the next submit's, or within LAZY_COMMIT_SECONDS when none comes: fewer commits,
 each carrying more, and never a transaction left open.
 
@@ -38,6 +41,10 @@ RETRY_MAX_SECONDS: Final = 1.0
 GIVE_UP_SECONDS: Final = 30.0
 """A commit failing for another reason than a full disk (I/O errors, a read-only file) is
 retried this long, then the daemon stops: a full disk empties, a broken one does not."""
+
+
+DURABLE: Final = -1
+"""A waiter whose writes were committed before it waited: no rollback can lose them."""
 
 
 class CommitFailed(Exception):
@@ -135,12 +142,25 @@ class Journal:
                 loop.call_soon(self.flush)
         return self._pending
 
-    def when_committed(self, callback: Callable[[BaseException | None], None]) -> None:
+    def when_committed(
+        self, callback: Callable[[BaseException | None], None], *, durable: bool = False
+    ) -> None:
         """Commit at the end of this loop iteration, like `committed()`, and then call
         `callback(None)` (or `callback(error)`) at once, inside the commit: a submit's
-        reply goes out right after its commit, ahead of whatever else is queued."""
+        reply goes out right after its commit, ahead of whatever else is queued.
+
+        `durable`: the submit's rows were committed on their own already (`alone`): the
+        callback comes at the same point, in turn with the others, and is told None
+        whatever becomes of this commit."""
         self.committed()
-        self._waiters.append((self.store.rollbacks, callback))
+        self._waiters.append((DURABLE if durable else self.store.rollbacks, callback))
+
+    def alone(self) -> bool:
+        """Whether nothing awaits a commit in this loop iteration: a submit now may be
+        committed on its own at once (`Store.submit`'s `alone`), when that costs less than
+        joining the transaction; the submits after it in the same iteration share one
+        commit, as before, so a burst costs one commit more at most."""
+        return self._pending is None and self._retry is None and self.lost is None
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once the writes made so far are committed (e.g. publish events);
@@ -189,7 +209,7 @@ class Journal:
         for made_at, waiter in waiters:
             # A submit written before SQLite dropped the transaction under a failing
             # statement was not stored (its rows were not redone).
-            waiter(None if made_at == rollbacks else self._lost_writes())
+            waiter(None if made_at in (rollbacks, DURABLE) else self._lost_writes())
         for callback in callbacks:
             callback()
 
@@ -226,9 +246,10 @@ class Journal:
             self._fatal(f"the store is gone: {exc}")
             return
         error = _store_error(exc)
-        # The submits learn at once that their jobs were not stored.
-        for _, waiter in waiters:
-            waiter(error)
+        # The submits learn at once that their jobs were not stored (but those committed
+        # on their own before, that they were).
+        for made_at, waiter in waiters:
+            waiter(None if made_at == DURABLE else error)
         try:
             redone = self.store.redo_kept_writes()
         except Exception as again:  # noqa: BLE001  # the last resort: a restart recovers
@@ -285,8 +306,8 @@ class Journal:
             self._on_error(f"rollback failed: {exc}")
         if pending is not None and not pending.done():
             pending.set_exception(error)
-        for _, waiter in waiters:
-            waiter(error)
+        for made_at, waiter in waiters:
+            waiter(None if made_at == DURABLE else error)
         for callback in callbacks:
             callback()
 

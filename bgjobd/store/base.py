@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bgjobs.model import (
@@ -69,6 +69,22 @@ class NewJob:
     "" counts the whole class. Claims count running jobs and starts per (class, key)."""
     queue: str = DEFAULT_QUEUE
     """The named queue whose workers run it (`[queues.NAME]`)."""
+
+
+@dataclass(frozen=True)
+class Added:
+    """What `Store.submit` stored."""
+
+    ids: list[int]
+    started: bool
+    """The first row went in as running (the fast path), not as queued."""
+    committed: bool
+    """The rows were committed on their own already (no commit of the caller's needed)."""
+
+
+def as_queued(row: NewJob) -> NewJob:
+    """A fast-path row (RUNNING, its worker given) as the plain queued row it stands for."""
+    return replace(row, state=JobState.QUEUED, started_at=None, worker_pid=None)
 
 
 @dataclass(frozen=True)
@@ -207,6 +223,20 @@ class Store(abc.ABC):
         batch (its callback first: its id is the batch id of every row).
         A RUNNING job starts its first attempt at once, as if claimed. Raises KeyTaken,
         inserting nothing, when the first link's idempotency key is already stored."""
+
+    def submit(self, links: Sequence[NewJob], *, alone: bool = False) -> Added:
+        """`add`, for a client's submit. A first row stored RUNNING (the fast path: its
+        worker is given) goes in as queued instead (`as_queued`) when any pause is stored:
+        only a claim checks pauses, and a pause committed before this call, by any process,
+        holds for the job (`Added.started`). With `alone` (nothing else of the caller's
+        awaits a commit), a backend may commit the rows at once on their own, when no
+        transaction is open, if that is quicker than a commit of the caller's: it says so
+        (`Added.committed`). Raises as `add` does."""
+        started = links[0].state is JobState.RUNNING
+        if started and self.any_paused():
+            links = [as_queued(links[0]), *links[1:]]
+            started = False
+        return Added(self.add(links), started=started, committed=False)
 
     def add_each(self, jobs: Sequence[NewJob]) -> list[int] | None:
         """Insert single jobs (no chain, no batch, none running), a row each, all or none,

@@ -41,6 +41,29 @@ _INSERT_INTO: Final = (
 )
 _ROW: Final = "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
 _INSERT: Final = f"{_INSERT_INTO}{_ROW} RETURNING id"
+_COLUMNS: Final = 24
+_STATE, _ATTEMPTS, _STARTED_AT, _WORKER_PID = 4, 15, 16, 17
+"""Positions in `_values` of what a fast-path row (RUNNING) changes from a queued one."""
+_UNLESS_PAUSED: Final = {
+    _STATE: "CASE WHEN paused.p THEN 'queued' ELSE %s END",
+    _ATTEMPTS: "CASE WHEN paused.p THEN 0 ELSE %s END",
+    _STARTED_AT: "CASE WHEN paused.p THEN NULL ELSE %s::double precision END",
+    _WORKER_PID: "CASE WHEN paused.p THEN NULL ELSE %s::integer END",
+}
+_ONE: Final = f"{_INSERT_INTO}{_ROW} ON CONFLICT DO NOTHING RETURNING id, state"
+_ONE_UNLESS_PAUSED: Final = (
+    _INSERT_INTO.removesuffix(" VALUES ")
+    + " SELECT "
+    + ",".join(_UNLESS_PAUSED.get(column, "%s") for column in range(_COLUMNS))
+    + " FROM (SELECT EXISTS (SELECT 1 FROM pauses) AS p) AS paused"
+    + " ON CONFLICT DO NOTHING RETURNING id, state"
+)
+"""A fast-path row (RUNNING, its worker given) stored as queued instead when any pause is
+stored, decided in the INSERT's own snapshot: a pause committed by any node before the
+statement began holds for it, as a separate SELECT before it would, for one round trip."""
+_ONE_TRIES: Final = 3
+"""A conflicting row gone before it was read (pruned, or a unique job finished): insert
+again; a third time is not expected of anything but a store being emptied under us."""
 EACH_ROWS: Final = 1000
 """Rows per INSERT of `add_each`: 24,000 parameters, within PostgreSQL's 65,535."""
 
@@ -64,6 +87,45 @@ def add(links: Sequence[NewJob]) -> Steps[list[int]]:
         if refused is None:
             raise
         raise refused from None
+
+
+def add_one(link: NewJob) -> Steps[tuple[int, JobState]]:
+    """A single job (no chain, no batch) in one statement, for the store's own submits: its
+    id and the state stored. A conflict on a unique index (its idempotency key, an equal
+    live unique job) inserts nothing instead of failing, so no savepoint is needed (two
+    round trips fewer than `add`): KeyTaken or UniqueTaken then, as `add` raises. A RUNNING
+    row (the fast path) is stored as queued instead when any pause is stored (see
+    `_ONE_UNLESS_PAUSED`).
+
+    ON CONFLICT waits for a conflicting row of a transaction still open (as the unique
+    index would) and inserts if that transaction rolls back, so an empty answer means a
+    committed (or our own transaction's) row holds the key: read in a new snapshot below."""
+    query = _ONE_UNLESS_PAUSED if link.state is JobState.RUNNING else _ONE
+    values = _values(link, None, None)
+    for _ in range(_ONE_TRIES):
+        rows = yield (query, values)
+        if rows:
+            return int(rows[0][0]), JobState(rows[0][1])
+        refused = yield from _taken(link)
+        if refused is not None:
+            raise refused
+    raise RuntimeError(
+        f"job {link.class_name}::{link.method} conflicted with a stored job "
+        f"{_ONE_TRIES} times, which was gone each time it was looked for"
+    )
+
+
+def _taken(link: NewJob) -> Steps[Exception | None]:
+    """Why a single job's row was not inserted: its key taken, or an equal live job."""
+    if link.key is not None:
+        found = yield from find_by_key(link.key)
+        if found is not None:
+            return KeyTaken(link.key, found)
+    if link.unique_key is not None:
+        live = yield from find_live_unique(link.unique_key)
+        if live is not None:
+            return UniqueTaken(live)
+    return None
 
 
 def add_each(links: Sequence[NewJob]) -> Steps[list[int] | None]:

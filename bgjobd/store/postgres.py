@@ -2,9 +2,12 @@
 
 One psycopg 3 connection per store, in autocommit mode: reads outside a write see the
 latest commits (as SQLite's do), and the first write of a transaction sends BEGIN, so that
-writes join one open transaction until `commit()`, as on SQLite. The isolation is READ
-COMMITTED: each statement sees what was committed when it started, which the claims below
-rely on.
+writes join one open transaction until `commit()`, as on SQLite. A submit of one job that
+may be committed at once (`submit`'s `alone`) is one statement outside any transaction
+(PostgreSQL commits it before answering: the round trips of BEGIN and COMMIT saved), or,
+with the daemon's other writes open, its INSERT and their COMMIT in one round trip. The
+isolation is READ COMMITTED: each statement sees what was committed when it started, which
+the claims below rely on.
 
 Where SQLite has one writer at a time, here writers run side by side, so what SQLite gets
 from its write lock is asked for explicitly:
@@ -46,6 +49,7 @@ from psycopg.pq import TransactionStatus
 from bgjobd.store import pgsubmit, ratewindow
 from bgjobd.store.base import (
     HELD_COUNT_CAP,
+    Added,
     AttemptOutput,
     FinishedAttempt,
     JobQuery,
@@ -61,7 +65,7 @@ from bgjobd.store.base import (
     in_claim_order,
 )
 from bgjobd.store.offline import StoreConflict, StoreOffline, StoreRetry
-from bgjobd.store.pauses import HeldBack, held_back, pause_infos
+from bgjobd.store.pauses import pause_infos
 from bgjobd.store.rows import (
     COLUMNS,
     decode_error,
@@ -91,6 +95,18 @@ _LIVE: Final = pgsubmit.LIVE
 _FINAL: Final = [state.value for state in sorted(FINAL_STATES)]
 _FOLD_ROWS: Final = 1_000
 """state_counts rows past which `counts()` folds them into one per state."""
+_FENCE: Final = (
+    "AND state = 'running' AND owner = %s AND attempts = %s "
+    "AND (%s::integer IS NULL OR round = %s::integer)"
+)
+"""`attempt_is_current`'s condition, for a statement that ends the attempt itself."""
+_NOT_PAUSED: Final = (
+    "NOT EXISTS (SELECT FROM pauses WHERE pauses.kind = 'all' "
+    "OR (pauses.kind = 'queue' AND pauses.name = jobs.queue) "
+    "OR (pauses.kind = 'class' AND pauses.name = jobs.class_name))"
+)
+"""A job of `jobs` no stored pause holds back (as `pauses.held_back` reads them: a kind this
+version does not know holds nothing back)."""
 _MIGRATE_LOCK: Final = "bgjobs schema migration"
 _CLASS_LOCK: Final = "bgjobs class limit"
 CONNECT_TIMEOUT_SECONDS: Final = 3
@@ -218,10 +234,23 @@ class PostgresStore(Store):
 
     # the connection: lost and found again ----------------------------------------------------
 
-    def _execute(self, query: str | bytes | sql.Composable, args: Sequence[Any] = ()) -> Any:
-        """One statement; a connection that breaks under it makes the store offline."""
+    def _execute(
+        self,
+        query: str | bytes | sql.Composable,
+        args: Sequence[Any] = (),
+        *,
+        then_commit: bool = False,
+    ) -> Any:
+        """One statement (with `then_commit`, and the COMMIT of its transaction sent with it
+        in one round trip: a pipeline, which ends with no transaction open); a connection
+        that breaks under it makes the store offline."""
         self._connected()
         try:
+            if then_commit:
+                with self._db.pipeline():
+                    cursor = self._db.execute(query, args)  # type: ignore[arg-type]
+                    self._db.execute("COMMIT")
+                return cursor
             return self._db.execute(query, args)  # type: ignore[arg-type]
         except (errors.DeadlockDetected, errors.SerializationFailure) as exc:
             raise self._conflict(exc) from exc
@@ -430,6 +459,54 @@ class PostgresStore(Store):
         # A lost connection or a broken deadlock took the whole transaction: no savepoint
         # is left to roll back to (StoreRetry passes through the steps).
         return pgsubmit.run(self._write_rows, pgsubmit.add(links), passthrough=(StoreRetry,))
+
+    def submit(self, links: Sequence[NewJob], *, alone: bool = False) -> Added:
+        """A single job in one statement (`pgsubmit.add_one`: no savepoint; the fast path's
+        pause check inside the INSERT). With `alone`: while no transaction is open, that
+        statement outside any transaction (PostgreSQL commits it before it answers: one
+        round trip instead of BEGIN, INSERT and COMMIT); while the daemon's other writes
+        are open, the INSERT with their COMMIT in one round trip. A chain or batch: `add`
+        (under a savepoint) after the pause check."""
+        if len(links) != 1 or links[0].batch_callback:
+            return super().submit(links, alone=alone)
+        steps = pgsubmit.add_one(links[0])
+        self._connected()  # reconnecting redoes a lost transaction's kept writes: join them
+        run_rows: Callable[[str, Sequence[Any]], pgsubmit.Rows] = self._write_rows
+        committed = alone
+        if alone and not self.in_transaction:
+            run_rows = self._alone_rows
+        elif alone and self._db.info.transaction_status == TransactionStatus.INTRANS:
+            # The daemon's other writes are open (an attempt's end, a claim): the INSERT and
+            # their COMMIT in one round trip, instead of the INSERT now and the COMMIT at the
+            # end of the loop iteration.
+            run_rows = self._committing_rows
+        else:
+            committed = False
+        job_id, state = pgsubmit.run(run_rows, steps, passthrough=(StoreRetry,))
+        return Added([job_id], started=state is JobState.RUNNING, committed=committed)
+
+    def _committing_rows(self, query: str, args: Sequence[Any]) -> pgsubmit.Rows:
+        # The first statement commits the open transaction with it; a conflict's lookups
+        # after it read outside any transaction.
+        if self._db.info.transaction_status != TransactionStatus.INTRANS:
+            return self._alone_rows(query, args)
+        try:
+            cursor = self._execute(query, args, then_commit=True)
+        except psycopg.Error:
+            if _status(self._db) == TransactionStatus.INERROR:
+                # The statement failed the transaction, and psycopg's pipeline ends with a
+                # Flush, after which the server's idle-in-transaction timer is off: roll
+                # back and redo the kept writes now, in a transaction of plain statements,
+                # rather than at the journal's next commit.
+                self.redo_kept_writes()
+            raise
+        self._forget()
+        return cursor.fetchall() if cursor.description is not None else []
+
+    def _alone_rows(self, query: str, args: Sequence[Any]) -> pgsubmit.Rows:
+        # In autocommit, outside a transaction: each statement commits before its answer.
+        cursor = self._read(query, args)
+        return cursor.fetchall() if cursor.description is not None else []
 
     def add_each(self, jobs: Sequence[NewJob]) -> list[int] | None:
         steps = pgsubmit.add_each(jobs)
@@ -721,20 +798,24 @@ class PostgresStore(Store):
         reason: str | None = None,
         count_attempt: bool = True,
     ) -> JobInfo:
-        if attempt.owner is not None and not self.attempt_is_current(
-            job_id, attempt.owner, attempt.number, attempt.round
-        ):
-            raise StaleAttempt(f"job {job_id}: attempt {attempt.number} of {attempt.owner}")
         error = None if attempt.error is None else encode(attempt.error)
         encoded = None if result is None else encode(result)
         final = state in FINAL_STATES
         if final and count_attempt:
             # The row itself describes the final attempt (jobs.outcome): no attempts row.
+            # The fence (`attempt_is_current`) is the UPDATE's own condition: it locks the
+            # row and checks it again once locked (READ COMMITTED), as SELECT ... FOR
+            # UPDATE would, one round trip fewer for the commonest end of an attempt.
+            fence = ""
+            fenced: tuple[Any, ...] = ()
+            if attempt.owner is not None:
+                fence = _FENCE
+                fenced = (attempt.owner, attempt.number, attempt.round, attempt.round)
             row = self._write(
                 "UPDATE jobs SET state = %s, result = %s, error = coalesce(%s, error), "
                 "reason = %s, finished_at = %s, started_at = coalesce(started_at, %s), "
                 "outcome = %s, max_attempts = coalesce(%s, max_attempts) WHERE id = %s "
-                f"RETURNING {COLUMNS}",
+                f"{fence} RETURNING {COLUMNS}",
                 (
                     state.value,
                     encoded,
@@ -745,10 +826,17 @@ class PostgresStore(Store):
                     attempt.outcome.value,
                     max_attempts,
                     job_id,
+                    *fenced,
                 ),
             ).fetchone()
+            if row is None and attempt.owner is not None:
+                raise StaleAttempt(f"job {job_id}: attempt {attempt.number} of {attempt.owner}")
             assert row is not None, f"job {job_id} is not stored"
             return row_to_job(row)
+        if attempt.owner is not None and not self.attempt_is_current(
+            job_id, attempt.owner, attempt.number, attempt.round
+        ):
+            raise StaleAttempt(f"job {job_id}: attempt {attempt.number} of {attempt.owner}")
         self._write(
             "INSERT INTO attempts (job_id, number, round, started_at, finished_at, outcome, "
             "worker_pid, error, duration, node) SELECT id, %s, round, coalesce(started_at, %s), "
@@ -883,20 +971,19 @@ class PostgresStore(Store):
         Limits and rates count per (class, limit key), each such group with a lock of its
         own."""
         self._begin()
-        paused = self._paused()
-        if paused.everything or queue in paused.queues:
-            return None
         rates = rates or {}
         full = self._held_back(limits, rates, now)
         while True:
+            # The pauses are read by this statement itself (`_NOT_PAUSED`): a pause
+            # committed before it began holds, with no round trip of its own.
             row = self._read(
                 "SELECT id, class_name, limit_key FROM jobs WHERE queue = %s AND state = 'queued' "
-                "AND NOT oneshot AND class_name <> ALL(%s::text[]) "
+                f"AND NOT oneshot AND {_NOT_PAUSED} "
                 "AND NOT EXISTS (SELECT FROM unnest(%s::text[], %s::text[]) "
                 "AS held (class_name, limit_key) WHERE held.class_name = jobs.class_name "
                 "AND held.limit_key = jobs.limit_key) "
                 "ORDER BY priority, run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                (queue, paused.classes, [name for name, _ in full], [key for _, key in full]),
+                (queue, [name for name, _ in full], [key for _, key in full]),
             ).fetchone()
             if row is None:
                 return None
@@ -940,10 +1027,6 @@ class PostgresStore(Store):
             )
             full += [(name, key) for key, count in started if count >= rate.starts]
         return full
-
-    def _paused(self) -> HeldBack:
-        """What the stored pauses hold back."""
-        return held_back(self._read("SELECT kind, name FROM pauses").fetchall())
 
     def _slot_free(
         self, class_name: str, key: str, limit: int | None, rate: Rate | None, now: float
@@ -1414,6 +1497,11 @@ def _group_lock(class_name: str, limit_key: str) -> str:
     """What names the advisory lock of a class's group: the class alone when its limits
     count the whole class (as before limit keys), else the class and the key."""
     return f"{class_name}/{limit_key}" if limit_key else class_name
+
+
+def _status(db: psycopg.Connection[Any]) -> TransactionStatus:
+    """The connection's transaction status now (read again after a statement)."""
+    return db.info.transaction_status
 
 
 def _is_disconnect(exc: BaseException) -> bool:
