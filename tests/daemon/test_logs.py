@@ -215,8 +215,10 @@ def test_a_silent_job_writes_no_outputs_row(workspace: Workspace) -> None:
     silent = _run(workspace, JobSpec(class_name="Echo", method="handle", params=["quiet"]))
     loud = _run(workspace, JobSpec(class_name="Printer", method="handle", params=["loud"]))
     assert silent.state is loud.state is JobState.SUCCEEDED
+    # Read through another connection: the outcome commits a moment after the daemon
+    # answers `wait` (its lazy commit), so the loud job's row is waited for.
+    wait_for(lambda: len(_outputs(workspace, loud.id)) == 1, what="the loud job's output row")
     assert _outputs(workspace, silent.id) == []
-    assert len(_outputs(workspace, loud.id)) == 1
     shown = workspace.bgjobctl("logs", str(silent.id))
     assert shown.returncode == 0 and shown.stdout == ""
     assert f"job {silent.id} (succeeded) printed nothing" in shown.stderr
