@@ -115,11 +115,11 @@ def state_of(store: Store, job_id: int) -> JobState | None:
     return None if job is None else job.state
 
 
+@pytest.mark.parametrize("backend_name", ["postgresql"], indirect=True)
 def test_on_postgresql_a_lone_submit_commits_by_itself_or_with_the_open_writes(
     store: Store, peer: Store
 ) -> None:
-    if not isinstance(store, PostgresStore):
-        pytest.skip("PostgreSQL's statement outside a transaction commits on its own")
+    assert isinstance(store, PostgresStore)
     alone = store.submit([new_job()], alone=True)
     assert alone.committed and not store.in_transaction
     assert peer.get(alone.ids[0]) is not None  # before any commit of this connection's
@@ -138,13 +138,13 @@ def test_on_postgresql_a_lone_submit_commits_by_itself_or_with_the_open_writes(
     assert state_of(peer, with_them.ids[0]) is JobState.QUEUED
 
 
+@pytest.mark.parametrize("backend_name", ["postgresql"], indirect=True)
 def test_on_postgresql_a_lone_submit_that_fails_keeps_the_open_writes(
     store: Store, peer: Store
 ) -> None:
     """Its INSERT fails the transaction it was to commit: the other writes of that
     transaction are redone at once in a new one, which the next commit makes durable."""
-    if not isinstance(store, PostgresStore):
-        pytest.skip("PostgreSQL's INSERT and COMMIT in one round trip")
+    assert isinstance(store, PostgresStore)
     store.add([new_job()])
     store.commit()
     job_id = claimed(store)
