@@ -99,7 +99,8 @@ _FENCE: Final = (
     "AND state = 'running' AND owner = %s AND attempts = %s "
     "AND (%s::integer IS NULL OR round = %s::integer)"
 )
-"""`attempt_is_current`'s condition, for a statement that ends the attempt itself."""
+"""The attempt (owner, number, round or None for any) is the job's current one: checked by
+`attempt_is_current`, and by a statement that ends the attempt itself."""
 _NOT_PAUSED: Final = (
     "NOT EXISTS (SELECT FROM pauses WHERE pauses.kind = 'all' "
     "OR (pauses.kind = 'queue' AND pauses.name = jobs.queue) "
@@ -1191,11 +1192,10 @@ class PostgresStore(Store):
     ) -> bool:
         # The row locked: no reclaim can end the attempt between this check and the commit.
         row = self._write(
-            "SELECT round FROM jobs WHERE id = %s AND state = 'running' AND owner = %s "
-            "AND attempts = %s FOR UPDATE",
-            (job_id, owner, number),
+            f"SELECT 1 FROM jobs WHERE id = %s {_FENCE} FOR UPDATE",
+            (job_id, owner, number, round_number, round_number),
         ).fetchone()
-        return row is not None and round_number in (None, row[0])
+        return row is not None
 
     def request_cancel(self, job_id: int, reason: str) -> str | None:
         row = self._write(
