@@ -11,9 +11,10 @@ from typing import Final
 
 from bgjobd import batches, chains, locks, outcomes
 from bgjobd.attempts import Attempts
-from bgjobd.dispatch import CHANGES_POLL_SECONDS, Dispatcher
+from bgjobd.dispatch import Dispatcher
 from bgjobd.joblog import JobLog
 from bgjobd.journal import Journal
+from bgjobd.notices import POLL_SECONDS
 from bgjobd.publisher import Publisher
 from bgjobd.store.base import JobQuery, Store, UniqueTaken
 from bgjobs.config import Config
@@ -122,7 +123,7 @@ class Actions:
             after = self._get(job.id)
             if after.state is not JobState.RUNNING or after.attempts != job.attempts:
                 return after
-            await asyncio.sleep(CHANGES_POLL_SECONDS)
+            await asyncio.sleep(POLL_SECONDS)
         return self._get(job.id)
 
     # retry ---------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ The store is the queue (`Store.claim_next` honours priorities and every class's 
 across all the processes sharing it), so no queue is kept here: only how many slots are
 free, a flag saying whether a claim may find work (it found none, and no news came since:
 a submit, a due time, an end that frees a limit, another process's commit), the timer of
-the next due time, and a cheap poll of the store's change counter for other processes'
-commits (their submits claimed here, their cancels obeyed here).
+the next due time, and a watch on other processes' commits (`bgjobd.notices`: their
+submits claimed here, their cancels obeyed here).
 
 How an attempt's end is recorded is not decided here: `record` (the engine's) does it.
 """
@@ -31,6 +31,7 @@ from typing import Final, Protocol
 from bgjobd.attempts import AttemptResult, Attempts
 from bgjobd.duetimer import DueTimer
 from bgjobd.joblog import NO_JOB, JobLog
+from bgjobd.notices import ChangeWatch
 from bgjobd.publisher import Publisher
 from bgjobd.store.base import NewJob, Store
 from bgjobd.store.offline import StoreRetry, is_transient
@@ -44,9 +45,6 @@ RATE_SLOT_LATE_SECONDS: Final = 0.001
 """The rate timer fires this long after a window frees a start: never before it (the
 store's clock and the loop's may differ by rounding), which would claim nothing and re-arm
 the timer for the same instant."""
-CHANGES_POLL_SECONDS: Final = 0.05
-"""How often the store's change counter is read: the delay before a job submitted through
-another node (or a cancel sent to one) is seen here, when it did not wake us itself."""
 
 LOST_CLAIM: Final = "its claim was lost with the store's connection; another node has the job"
 
@@ -177,7 +175,7 @@ class Dispatcher:
         self._all_ended = asyncio.Event()
         self._all_ended.set()
         self._draining = False
-        self._watcher: asyncio.Task[None] | None = None
+        self._changes: ChangeWatch | None = None
         self._unrecorded: list[tuple[JobInfo, AttemptResult]] = []
         """Ends of attempts that found the store locked, to offer it again."""
         self._retry_timer: asyncio.TimerHandle | None = None
@@ -187,7 +185,8 @@ class Dispatcher:
     def start(self) -> None:
         self._store.changed()  # the baseline: what is there now is read below
         self.due.refresh()
-        self._watcher = asyncio.create_task(self._watch_changes())
+        self._changes = ChangeWatch(self._store, self.changed_elsewhere, self._log)
+        self._changes.start()
         self.pump()
 
     async def drain(self, timeout: float) -> None:
@@ -196,10 +195,8 @@ class Dispatcher:
         self._draining = True
         self.due.stop()
         self._disarm_rate_timer()
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        if self._changes is not None:
+            await self._changes.stop()
         # Dispatches still waiting for a worker give up: their jobs stay queued.
         for task in list(self._waiting):
             task.cancel()
@@ -237,19 +234,6 @@ class Dispatcher:
         """A claim may find work: free slots claim at once."""
         self.notice_work()
         self.pump()
-
-    async def _watch_changes(self) -> None:
-        """Another process committed: its submits may be ours to run, its cancels may be
-        for our attempts, its schedules may come due first."""
-        while True:
-            await asyncio.sleep(CHANGES_POLL_SECONDS)
-            try:
-                if self._store.changed():
-                    self.changed_elsewhere()
-            except StoreRetry:
-                continue  # the store said so once; it reconnects, and then this is news
-            except Exception as exc:  # noqa: BLE001  # a store hiccup: the next poll retries
-                self._log.error(NO_JOB, f"reading the store's changes failed: {exc!r}")
 
     def changed_elsewhere(self) -> None:
         for job_id in self._store.lost_claims():

@@ -455,6 +455,23 @@ class Store(abc.ABC):
         """Whether another process committed since the last call (cheap: polled)."""
         return True
 
+    pushes_notices: bool = False
+    """Whether another process's commit is pushed to us (`notice_socket`), so that
+    `changed()` is only a safety poll (`bgjobd.notices`)."""
+    on_news: Callable[[], None] | None = None
+    """Called when a notice of another process's commit was read along with the answer to
+    a statement (inside that call: it may only schedule a look, `read_notices`)."""
+
+    def notice_socket(self) -> int | None:
+        """The socket that becomes readable when another process's notice arrives, while
+        there is one to watch (connected); None otherwise."""
+        return None
+
+    def read_notices(self) -> bool:
+        """Whether the notices that arrived (read without a round trip) tell of another
+        process's commit since the last call of this or `changed()`."""
+        return False
+
     def lost_claims(self) -> list[int]:
         """Jobs whose claim by this process was lost with a transaction the server dropped
         and could not be made again (another process has the job now): the attempts begun

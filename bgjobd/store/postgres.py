@@ -172,6 +172,8 @@ class PostgresStore(Store):
         self._backoff = RECONNECT_FIRST_SECONDS
         self._reconnected = False
         """Notices may have been missed while offline: `changed()` says so once."""
+        self._news = False
+        """A notice of another connection's commit was read and not yet told."""
         self._db = self._connect()
         try:
             self._migrate()
@@ -198,6 +200,7 @@ class PostgresStore(Store):
                 "SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
                 (f"{IDLE_IN_TRANSACTION_SECONDS * 1000}",),
             )
+        db.add_notify_handler(functools.partial(self._heard, db.info.backend_pid))
         db.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.schema)))
 
     def _migrate(self) -> None:
@@ -1213,25 +1216,57 @@ class PostgresStore(Store):
         )
         return [(int(job_id), str(reason)) for job_id, reason in rows]
 
+    pushes_notices = True
+
     def changed(self) -> bool:
         """Whether another connection committed a change of jobs since the last call: the
         notices on the schema's channel (a trigger on jobs sends one at each such commit),
         less this connection's own. The server sends them between transactions only:
         inside one, this tells nothing new until the commit."""
         if not self.in_transaction:
-            # An empty round trip: the server sends the notices waiting before its answer.
-            # Offline, it reconnects when it is time to try (or raises StoreOffline).
+            # An empty round trip: the server sends the notices waiting before its answer
+            # (`_heard` takes them). Offline, it reconnects when it is time to try (or
+            # raises StoreOffline).
             self._read("SELECT 1")
+        return self._take_news()
+
+    def notice_socket(self) -> int | None:
+        if self.offline is not None or self._db.closed or self._db.broken:
+            return None
+        return self._db.fileno()
+
+    def read_notices(self) -> bool:
+        """The notices an idle connection was sent (the server pushes them as other
+        sessions commit), read from the socket without a statement."""
+        if self.offline is not None or self._db.closed:
+            return self._take_news()
+        pgconn = self._db.pgconn
+        try:
+            pgconn.consume_input()
+        except psycopg.Error as exc:
+            raise self._lost(exc) from exc
+        mine = self._db.info.backend_pid
+        while (notice := pgconn.notifies()) is not None:
+            if notice.be_pid != mine:
+                self._news = True
+        return self._take_news()
+
+    def _heard(self, mine: int, notice: psycopg.Notify) -> None:
+        """A notice read while a statement was answered on the connection whose server
+        process is `mine` (psycopg hands each over here)."""
+        if notice.pid != mine:
+            self._news = True
+            if self.on_news is not None:
+                self.on_news()
+
+    def _take_news(self) -> bool:
         if self._reconnected:
             # Whatever was committed while this node could not listen is unknown: news.
             self._reconnected = False
+            self._news = False
             return True
-        mine = self._db.info.backend_pid
-        try:
-            notices = list(self._db.notifies(timeout=0))
-        except psycopg.Error as exc:
-            raise self._lost(exc) from exc
-        return any(notice.pid != mine for notice in notices)
+        news, self._news = self._news, False
+        return news
 
     # pauses ---------------------------------------------------------------------------------
 
