@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -68,6 +68,20 @@ class Claims(Protocol):
         `rates` across every process; None if there is none to start now."""
         ...
 
+    def claim_batch(
+        self,
+        owner: str,
+        worker_pids: Sequence[int],
+        now: float,
+        limits: Mapping[str, int],
+        queue: str,
+        *,
+        rates: Mapping[str, Rate] | None = None,
+    ) -> list[JobInfo]:
+        """`claim` for each worker in turn, up to the first with no job: the jobs started,
+        each naming its worker (`worker_pid`)."""
+        ...
+
     def next_rate_slot(self, rates: Mapping[str, Rate], now: float) -> float | None:
         """When a start frees for a job that waits for its class's rate, if one does."""
         ...
@@ -102,6 +116,18 @@ class SharedQueue:
         rates: Mapping[str, Rate] | None = None,
     ) -> JobInfo | None:
         return self._store.claim_next(owner, worker_pid, now, limits, rates, queue=queue)
+
+    def claim_batch(
+        self,
+        owner: str,
+        worker_pids: Sequence[int],
+        now: float,
+        limits: Mapping[str, int],
+        queue: str,
+        *,
+        rates: Mapping[str, Rate] | None = None,
+    ) -> list[JobInfo]:
+        return self._store.claim_batch(owner, worker_pids, now, limits, rates, queue=queue)
 
     def next_rate_slot(self, rates: Mapping[str, Rate], now: float) -> float | None:
         return self._store.next_rate_slot(rates, now)
@@ -273,16 +299,22 @@ class Dispatcher:
 
     def _pump(self, slots: QueueSlots) -> None:
         while slots.free > 0 and slots.may_claim and not self._draining:
-            worker = self._pool.take_idle()
-            if worker is None:
+            workers: list[WorkerProcess] = []
+            while len(workers) < slots.free and (worker := self._pool.take_idle()) is not None:
+                workers.append(worker)
+            if not workers:
                 self._wait_for_workers(slots)
                 return
-            job = self._claim(worker, slots)
-            if job is None:
-                self._pool.release(worker, reusable=True)
+            # The idle workers' jobs in one claim (one statement where the store can).
+            jobs = {job.worker_pid: job for job in self._claim(workers, slots)}
+            for worker in workers:
+                if (job := jobs.get(worker.pid)) is None:
+                    self._pool.release(worker, reusable=True)
+                else:
+                    slots.free -= 1
+                    self._begin(worker, job, slots)
+            if len(jobs) < len(workers):
                 return
-            slots.free -= 1
-            self._begin(worker, job, slots)
 
     def _wait_for_workers(self, slots: QueueSlots) -> None:
         """No worker is idle (they are starting, or each attempt gets a fresh one): one
@@ -309,30 +341,40 @@ class Dispatcher:
         except BaseException:
             self._release_slot(None, slots)
             raise
-        job = self._claim(worker, slots)
-        if job is None:
+        claimed = self._claim([worker], slots)
+        if not claimed:
             self._free_slot(worker, slots)
             return
-        self._begin(worker, job, slots)
+        self._begin(worker, claimed[0], slots)
 
-    def _claim(self, worker: WorkerProcess, slots: QueueSlots) -> JobInfo | None:
+    def _claim(self, workers: list[WorkerProcess], slots: QueueSlots) -> list[JobInfo]:
+        """The workers' jobs (fewer when the queue has fewer to give now: then no claim
+        may find work until news)."""
+        pids = [worker.pid for worker in workers]
+        now = time.time()
         try:
-            job = self._claims.claim(
-                self._owner, worker.pid, time.time(), self.limits, slots.name, rates=self.rates
-            )
+            if len(pids) == 1:
+                job = self._claims.claim(
+                    self._owner, pids[0], now, self.limits, slots.name, rates=self.rates
+                )
+                jobs = [] if job is None else [job]
+            else:
+                jobs = self._claims.claim_batch(
+                    self._owner, pids, now, self.limits, slots.name, rates=self.rates
+                )
         except StoreRetry:
-            job = None  # said once by the store; its reconnection is news that wakes us
+            jobs = []  # said once by the store; its reconnection is news that wakes us
         except Exception as exc:  # noqa: BLE001  # one claim's trouble must not stop the daemon
             self._log.error(NO_JOB, f"claiming a job failed: {exc!r}")
-            job = None
-        if job is None:
+            jobs = []
+        if len(jobs) < len(pids):
             slots.may_claim = False
             self._arm_rate_timer()
-            return None
-        # The claim commits with the next batch; the attempt does not wait for it. A crash
-        # before that re-runs the job from `queued`.
-        self._publisher.later(job)
-        return job
+        # The claims commit with the next batch; the attempts do not wait for it. A crash
+        # before that re-runs the jobs from `queued`.
+        for job in jobs:
+            self._publisher.later(job)
+        return jobs
 
     # rates ---------------------------------------------------------------------------------
 

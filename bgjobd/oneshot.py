@@ -152,6 +152,24 @@ class OwnJobs:
             rate=(rates or {}).get(job.class_name),
         )
 
+    def claim_batch(
+        self,
+        owner: str,
+        worker_pids: Sequence[int],
+        now: float,
+        limits: Mapping[str, int],
+        queue: str,
+        *,
+        rates: Mapping[str, Rate] | None = None,
+    ) -> list[JobInfo]:
+        jobs: list[JobInfo] = []
+        for worker_pid in worker_pids:
+            job = self.claim(owner, worker_pid, now, limits, queue, rates=rates)
+            if job is None:
+                break
+            jobs.append(job)
+        return jobs
+
     def next_rate_slot(self, rates: Mapping[str, Rate], now: float) -> float | None:
         queued = self._in(JobState.QUEUED)
         return self._store.next_rate_slot(rates, now, queued[0].id) if queued else None

@@ -397,6 +397,28 @@ class Store(abc.ABC):
         start its next attempt as `owner`'s; None if there is none. Limits and rates count
         per (class, limit key). Atomic against every other process sharing the store."""
 
+    def claim_batch(
+        self,
+        owner: str,
+        worker_pids: Sequence[int],
+        now: float,
+        limits: Mapping[str, int],
+        rates: Mapping[str, Rate] | None = None,
+        *,
+        queue: str = DEFAULT_QUEUE,
+    ) -> list[JobInfo]:
+        """`claim_next` for each of `worker_pids` in turn, up to the first the queue has no
+        job for: the jobs started, each naming its worker (`worker_pid`), in claim order.
+        A store may claim them in one statement (PostgreSQL, when no class has a limit or a
+        rate); the jobs and their order are those of the claims one by one."""
+        jobs: list[JobInfo] = []
+        for worker_pid in worker_pids:
+            job = self.claim_next(owner, worker_pid, now, limits, rates, queue=queue)
+            if job is None:
+                break
+            jobs.append(job)
+        return jobs
+
     @abc.abstractmethod
     def next_rate_slot(
         self, rates: Mapping[str, Rate], now: float, job_id: int | None = None

@@ -108,6 +108,12 @@ _NOT_PAUSED: Final = (
 )
 """A job of `jobs` no stored pause holds back (as `pauses.held_back` reads them: a kind this
 version does not know holds nothing back)."""
+_CLAIM_QUEUED: Final = (
+    "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = %s, "
+    "worker_pid = %s, owner = %s, cancel_reason = NULL WHERE id = %s "
+    f"AND state = 'queued' RETURNING {COLUMNS}"
+)
+"""A claim of one queued job (args: now, worker pid, owner, job id), as made and as redone."""
 _MIGRATE_LOCK: Final = "bgjobs schema migration"
 _CLASS_LOCK: Final = "bgjobs class limit"
 CONNECT_TIMEOUT_SECONDS: Final = 3
@@ -1000,15 +1006,45 @@ class PostgresStore(Store):
                 # and it is not theirs to run now anyway.
                 full.append((class_name, key))
                 continue
-            job = self._start(
-                "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = %s, "
-                "worker_pid = %s, owner = %s, cancel_reason = NULL WHERE id = %s "
-                f"AND state = 'queued' RETURNING {COLUMNS}",
-                (now, worker_pid, owner, job_id),
-            )
+            job = self._start(_CLAIM_QUEUED, (now, worker_pid, owner, job_id))
             if job is not None and rate is not None:
                 self._count_start(job_id, rate, now)
             return job
+
+    def claim_batch(
+        self,
+        owner: str,
+        worker_pids: Sequence[int],
+        now: float,
+        limits: Mapping[str, int],
+        rates: Mapping[str, Rate] | None = None,
+        *,
+        queue: str = DEFAULT_QUEUE,
+    ) -> list[JobInfo]:
+        """Several workers' jobs in one statement: the first queued jobs (as `claim_next`
+        orders them, its pauses read by the statement itself, locked rows of other
+        claimers skipped), one per worker. With any class limited or rated, the claims go
+        one by one, each counting its class under its lock (`claim_next`). Kept for a redo
+        as one claim per job, so that a lost transaction takes the same jobs again."""
+        if len(worker_pids) < 2 or limits or rates:
+            return super().claim_batch(owner, worker_pids, now, limits, rates, queue=queue)
+        rows = self._write(
+            "WITH picked AS (SELECT id FROM jobs WHERE queue = %s AND state = 'queued' "
+            f"AND NOT oneshot AND {_NOT_PAUSED} ORDER BY priority, run_at, id LIMIT %s "
+            "FOR UPDATE SKIP LOCKED), "
+            "numbered AS (SELECT id AS picked_id, row_number() OVER (ORDER BY id) AS slot "
+            "FROM picked) "
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = %s, "
+            "worker_pid = (%s::integer[])[numbered.slot], owner = %s, cancel_reason = NULL "
+            f"FROM numbered WHERE jobs.id = numbered.picked_id RETURNING {COLUMNS}",
+            (queue, len(worker_pids), now, list(worker_pids), owner),
+        ).fetchall()
+        self._kept.pop()
+        jobs = [row_to_job(row, [running_attempt(row)]) for row in rows]
+        jobs.sort(key=lambda job: (job.priority.rank, job.run_at, job.id))
+        for job in jobs:
+            self._kept.append((_CLAIM_QUEUED, (now, job.worker_pid, owner, job.id), job.id))
+        return jobs
 
     def _held_back(
         self, limits: Mapping[str, int], rates: Mapping[str, Rate], now: float

@@ -10,9 +10,10 @@ import itertools
 import sqlite3
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -123,6 +124,29 @@ def test_busy_slots_never_exceed_the_workers_and_each_job_runs_once(workspace: W
         assert not core.errors
 
     run(workspace, {"daemon": {"workers": 2}}, test)
+
+
+def test_idle_workers_claim_the_jobs_come_due_together_in_one_batch(
+    workspace: Workspace,
+) -> None:
+    async def test(core: Core) -> None:
+        batches: list[int] = []
+        claim_batch = core.store.claim_batch
+
+        def counted(owner: str, worker_pids: Sequence[int], *args: Any, **kwargs: Any) -> Any:
+            batches.append(len(worker_pids))
+            return claim_batch(owner, worker_pids, *args, **kwargs)
+
+        core.store.claim_batch = counted  # type: ignore[method-assign]
+        due = datetime.now(UTC) + timedelta(seconds=0.5)
+        spec = JobSpec(class_name="Sleep", method="handle", params=[0.05], run_at=due)
+        await core.submit(*[spec] * 3)
+        await core.until(lambda: core.finished() == 3)
+        assert batches[0] == 3  # the three idle workers' claims in one call
+        assert len({result.worker_pid for _, result, _ in core.ran}) == 3
+        assert not core.errors
+
+    run(workspace, {"daemon": {"workers": 3}}, test)
 
 
 def test_a_class_at_its_limit_waits_while_another_class_runs(workspace: Workspace) -> None:

@@ -222,8 +222,10 @@ def test_a_node_cut_off_from_postgresql_stops_its_attempts_before_the_others_rec
     with TcpProxy(("127.0.0.1", 5432)) as proxy:
         relayed = f"postgresql://postgres@127.0.0.1:{proxy.port}/test"
         cluster = make_pg_cluster(CUT_SETTINGS, per_node={"c": {"store": {"dsn": relayed}}})
-        cluster.start()
+        # c alone first, so that it claims the jobs: the others, reached without a relay and
+        # told of c's commit at once, would win the race for them.
         cut_off, name = cluster["c"], node_name(cluster["c"])
+        cut_off.start()
         tokens, gate = workspace.root / "tokens", workspace.root / "gate"
         specs = [
             JobSpec(
@@ -240,11 +242,13 @@ def test_a_node_cut_off_from_postgresql_stops_its_attempts_before_the_others_rec
         wait_for(running_on_c, timeout=30, what="node c to run some of the jobs")
         wait_for(cut_off.lock_files, timeout=30, what="node c's workers to take them up")
         theirs = running_on_c()
+        others = [node for node in cluster.nodes.values() if node is not cut_off]
+        for node in others:
+            node.start()
 
         proxy.cut()
         wait_for(lambda: CUT_OFF in cut_off.error_log(), timeout=30, what="c to stop its attempts")
         wait_for(lambda: not cut_off.lock_files(), timeout=10, what="c's attempts to end")
-        others = [node for node in cluster.nodes.values() if node is not cut_off]
         wait_for(
             lambda: any(f"reclaimed from node {name}" in node.error_log() for node in others),
             timeout=30,

@@ -1,0 +1,122 @@
+"""Claims in batches (`Store.claim_batch`), on both backends: several workers' jobs at once
+are exactly the jobs, in the order, that claims one by one would give, each started for the
+worker it names; a batch skips what another connection's open claim holds, and never
+shares a job with it; PostgreSQL's one-statement batch is redone job by job after the
+server dropped its transaction."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+
+from bgjobd.store.base import Store
+from bgjobd.store.postgres import PostgresStore
+from bgjobs.model import JobState, PauseKind, Priority
+from tests.store.support import PG_DSN, new_job
+
+NO_LIMITS: dict[str, int] = {}
+
+
+def _queued(store: Store, count: int, *, past: float) -> list[int]:
+    """`count` jobs in a mixed order of priority and due time; their claim order."""
+    made: list[tuple[int, float, int]] = []
+    for number in range(count):
+        priority = (Priority.LOW, Priority.MEDIUM, Priority.HIGH)[number % 3]
+        run_at = past + (number * 7) % 5
+        job_id = store.add([new_job(f"Job{number}", priority=priority, run_at=run_at)])[0]
+        made.append((priority.rank, run_at, job_id))
+    store.commit()
+    return [job_id for *_, job_id in sorted(made)]
+
+
+def test_a_batch_takes_the_jobs_claims_one_by_one_would_each_for_its_worker(
+    store: Store,
+) -> None:
+    order = _queued(store, 7, past=time.time() - 100)
+    now = time.time()
+    jobs = store.claim_batch("node-b", [501, 502, 503], now, NO_LIMITS)
+    assert [job.id for job in jobs] == order[:3]
+    assert sorted(job.worker_pid for job in jobs if job.worker_pid) == [501, 502, 503]
+    for job in jobs:
+        assert job.state is JobState.RUNNING and job.attempts == 1 and job.owner == "node-b"
+        assert store.attempt_is_current(job.id, "node-b", 1)
+        stored = store.get(job.id)
+        assert stored is not None and stored.worker_pid == job.worker_pid
+    store.commit()
+    # More workers than jobs: the rest, and no more.
+    rest = store.claim_batch("node-b", [504, 505, 506, 507, 508], now, NO_LIMITS)
+    assert [job.id for job in rest] == order[3:]
+    assert store.claim_batch("node-b", [509, 510], now, NO_LIMITS) == []
+
+
+def test_a_batch_passes_over_paused_oneshot_and_other_queues_jobs(store: Store) -> None:
+    now = time.time()
+    store.add([new_job("Held", run_at=now - 9)])
+    store.add([new_job("Mine", oneshot=True, run_at=now - 8)])
+    store.add([new_job("Elsewhere", queue="mail", run_at=now - 7)])
+    wanted = [store.add([new_job("Free", run_at=now - 6 + n)])[0] for n in range(2)]
+    store.pause(PauseKind.CLASS, "Held", now)
+    store.commit()
+    jobs = store.claim_batch("n1", [1, 2, 3], now, NO_LIMITS)
+    assert [job.id for job in jobs] == wanted
+
+
+def test_a_batch_with_limits_counts_each_class_as_claims_one_by_one(store: Store) -> None:
+    now = time.time()
+    limited = [store.add([new_job("Limited", run_at=now - 9 + n)])[0] for n in range(3)]
+    other = store.add([new_job("Other", run_at=now)])[0]
+    store.commit()
+    jobs = store.claim_batch("n1", [1, 2, 3], now, {"Limited": 1})
+    assert [job.id for job in jobs] == [limited[0], other]
+
+
+def test_a_batch_skips_the_rows_another_connections_open_claim_holds(
+    store: Store, peer: Store
+) -> None:
+    order = _queued(store, 6, past=time.time() - 100)
+    now = time.time()
+    theirs = peer.claim_batch("peer", [11, 12], now, NO_LIMITS)  # open: their rows locked
+    if isinstance(store, PostgresStore):
+        ours = store.claim_batch("me", [21, 22, 23], now, NO_LIMITS)
+        assert {job.id for job in ours}.isdisjoint(job.id for job in theirs)
+        assert [job.id for job in theirs + ours] == order[:5]
+        store.commit()
+    peer.commit()
+    taken = [job.id for job in theirs]
+    assert taken == order[:2]
+    assert all(state_of(store, job_id) is JobState.RUNNING for job_id in taken)
+
+
+def state_of(store: Store, job_id: int) -> JobState:
+    job = store.get(job_id)
+    assert job is not None
+    return job.state
+
+
+def test_a_batch_lost_with_the_connection_is_redone_job_by_job(store: Store) -> None:
+    if not isinstance(store, PostgresStore):
+        return  # SQLite has no connection to lose: its batch is claims one by one
+    order = _queued(store, 4, past=time.time() - 100)
+    now = time.time()
+    jobs = store.claim_batch("me", [31, 32, 33], now, NO_LIMITS)
+    assert [job.id for job in jobs] == order[:3]
+    with psycopg.connect(PG_DSN, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (store._db.info.backend_pid,))
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            store.commit()  # meets the loss, then reconnects and redoes the claims
+            break
+        except Exception:  # noqa: BLE001  # StoreOffline until the reconnection is due
+            assert time.monotonic() < deadline, "the store did not reconnect"
+            time.sleep(0.05)
+    if store.in_transaction:
+        store.commit()
+    assert store.lost_claims() == []
+    for job in jobs:
+        again = store.get(job.id)
+        assert again is not None and again.state is JobState.RUNNING
+        assert again.owner == "me" and again.worker_pid == job.worker_pid
+        assert again.attempts == 1
+    assert state_of(store, order[3]) is JobState.QUEUED
