@@ -29,7 +29,7 @@ from bgjobd.events import EventHub
 from bgjobd.joblog import NO_JOB, JobLog, describe_params
 from bgjobd.journal import Journal
 from bgjobd.pool import WorkerPool
-from bgjobd.store.base import KeyTaken, NewJob, Store, UniqueTaken
+from bgjobd.store.base import KeyTaken, NewJob, Store, UniqueTaken, claim_each
 from bgjobd.store.open import open_store
 from bgjobs.config import Config, load_config
 from bgjobs.errors import BgjobsError, ExitCode, RefusedError, UsageError
@@ -162,13 +162,10 @@ class OwnJobs:
         *,
         rates: Mapping[str, Rate] | None = None,
     ) -> list[JobInfo]:
-        jobs: list[JobInfo] = []
-        for worker_pid in worker_pids:
-            job = self.claim(owner, worker_pid, now, limits, queue, rates=rates)
-            if job is None:
-                break
-            jobs.append(job)
-        return jobs
+        return claim_each(
+            lambda worker_pid: self.claim(owner, worker_pid, now, limits, queue, rates=rates),
+            worker_pids,
+        )
 
     def next_rate_slot(self, rates: Mapping[str, Rate], now: float) -> float | None:
         queued = self._in(JobState.QUEUED)

@@ -411,13 +411,10 @@ class Store(abc.ABC):
         job for: the jobs started, each naming its worker (`worker_pid`), in claim order.
         A store may claim them in one statement (PostgreSQL, when no class has a limit or a
         rate); the jobs and their order are those of the claims one by one."""
-        jobs: list[JobInfo] = []
-        for worker_pid in worker_pids:
-            job = self.claim_next(owner, worker_pid, now, limits, rates, queue=queue)
-            if job is None:
-                break
-            jobs.append(job)
-        return jobs
+        return claim_each(
+            lambda worker_pid: self.claim_next(owner, worker_pid, now, limits, rates, queue=queue),
+            worker_pids,
+        )
 
     @abc.abstractmethod
     def next_rate_slot(
@@ -621,3 +618,14 @@ class StoredOutput:
     round: int
     attempt: int
     output: AttemptOutput
+
+
+def claim_each(claim: Callable[[int], JobInfo | None], worker_pids: Sequence[int]) -> list[JobInfo]:
+    """`claim` for each worker in turn, up to the first it has no job for: the jobs."""
+    jobs: list[JobInfo] = []
+    for worker_pid in worker_pids:
+        job = claim(worker_pid)
+        if job is None:
+            break
+        jobs.append(job)
+    return jobs

@@ -1021,27 +1021,34 @@ class PostgresStore(Store):
         *,
         queue: str = DEFAULT_QUEUE,
     ) -> list[JobInfo]:
-        """Several workers' jobs in one statement: the first queued jobs (as `claim_next`
-        orders them, its pauses read by the statement itself, locked rows of other
-        claimers skipped), one per worker. With any class limited or rated, the claims go
-        one by one, each counting its class under its lock (`claim_next`). Kept for a redo
-        as one claim per job, so that a lost transaction takes the same jobs again."""
+        """Several workers' jobs in two statements whatever their number: the first queued
+        jobs (as `claim_next` orders them, its pauses read by the statement itself, locked
+        rows of other claimers skipped), then their claim, one per worker. (Not one
+        statement: an UPDATE that changes no row still fires the statement trigger's
+        NOTIFY, and idle nodes would wake each other for ever.) With any class limited or
+        rated, the claims go one by one, each counting its class under its lock
+        (`claim_next`). Kept for a redo as one claim per job, so that a lost transaction
+        takes the same jobs again."""
         if len(worker_pids) < 2 or limits or rates:
             return super().claim_batch(owner, worker_pids, now, limits, rates, queue=queue)
+        self._begin()
+        picked = self._read(
+            "SELECT id FROM jobs WHERE queue = %s AND state = 'queued' AND NOT oneshot "
+            f"AND {_NOT_PAUSED} ORDER BY priority, run_at, id LIMIT %s FOR UPDATE SKIP LOCKED",
+            (queue, len(worker_pids)),
+        ).fetchall()
+        if not picked:
+            return []
+        ids = [int(job_id) for (job_id,) in picked]
         rows = self._write(
-            "WITH picked AS (SELECT id FROM jobs WHERE queue = %s AND state = 'queued' "
-            f"AND NOT oneshot AND {_NOT_PAUSED} ORDER BY priority, run_at, id LIMIT %s "
-            "FOR UPDATE SKIP LOCKED), "
-            "numbered AS (SELECT id AS picked_id, row_number() OVER (ORDER BY id) AS slot "
-            "FROM picked) "
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = %s, "
-            "worker_pid = (%s::integer[])[numbered.slot], owner = %s, cancel_reason = NULL "
-            f"FROM numbered WHERE jobs.id = numbered.picked_id RETURNING {COLUMNS}",
-            (queue, len(worker_pids), now, list(worker_pids), owner),
+            "worker_pid = (%s::integer[])[array_position(%s::bigint[], id)], owner = %s, "
+            f"cancel_reason = NULL WHERE id = ANY(%s) AND state = 'queued' RETURNING {COLUMNS}",
+            (now, list(worker_pids[: len(ids)]), ids, owner, ids),
         ).fetchall()
         self._kept.pop()
-        jobs = [row_to_job(row, [running_attempt(row)]) for row in rows]
-        jobs.sort(key=lambda job: (job.priority.rank, job.run_at, job.id))
+        claimed = {job.id: job for job in (row_to_job(row, [running_attempt(row)]) for row in rows)}
+        jobs = [claimed[job_id] for job_id in ids if job_id in claimed]
         for job in jobs:
             self._kept.append((_CLAIM_QUEUED, (now, job.worker_pid, owner, job.id), job.id))
         return jobs

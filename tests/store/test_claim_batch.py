@@ -120,3 +120,17 @@ def test_a_batch_lost_with_the_connection_is_redone_job_by_job(store: Store) -> 
         assert again.owner == "me" and again.worker_pid == job.worker_pid
         assert again.attempts == 1
     assert state_of(store, order[3]) is JobState.QUEUED
+
+
+def test_a_claim_that_finds_nothing_tells_no_other_process(store: Store, peer: Store) -> None:
+    """Else idle nodes would wake each other for ever: each one's empty claim a notice to
+    the others, whose empty claims notify it back."""
+    store.add([new_job("Running")])
+    store.commit()
+    assert store.claim_batch("me", [1], time.time(), NO_LIMITS)
+    store.commit()
+    peer.changed()
+    assert store.claim_batch("me", [2, 3], time.time(), NO_LIMITS) == []
+    assert store.claim_next("me", 4, time.time(), NO_LIMITS) is None
+    store.commit()
+    assert not peer.changed()

@@ -54,8 +54,13 @@ async def _until(condition: Callable[[], bool], what: str) -> None:
         await asyncio.sleep(0.005)
 
 
-def _watch(store: PostgresStore, tmp_path: Path, looks: list[float]) -> ChangeWatch:
-    return ChangeWatch(store, lambda: looks.append(time.monotonic()), JobLog(tmp_path))
+def _started(store: PostgresStore, tmp_path: Path) -> tuple[ChangeWatch, list[float]]:
+    """A watch on `store`, started from what is there now, and the times it acted."""
+    looks: list[float] = []
+    watch = ChangeWatch(store, lambda: looks.append(time.monotonic()), JobLog(tmp_path))
+    store.changed()
+    watch.start()
+    return watch, looks
 
 
 def _inode(store: PostgresStore) -> int:
@@ -82,10 +87,7 @@ def test_a_commit_through_another_connection_is_acted_on_as_its_notice_arrives(
     watched, other = stores
 
     async def scenario() -> None:
-        looks: list[float] = []
-        watch = _watch(watched, tmp_path, looks)
-        watched.changed()
-        watch.start()
+        watch, looks = _started(watched, tmp_path)
         assert watch.pushed
         assert _descriptors_of(_inode(watched)) == 2  # libpq's and the watch's
         # Its own commit is not news.
@@ -109,10 +111,7 @@ def test_a_notice_read_with_a_statement_s_answer_is_acted_on_too(
     watched, other = stores
 
     async def scenario() -> None:
-        looks: list[float] = []
-        watch = _watch(watched, tmp_path, looks)
-        watched.changed()
-        watch.start()
+        watch, looks = _started(watched, tmp_path)
         socket = watched.notice_socket()
         assert socket is not None
         other.add([new_job("Theirs")])
@@ -136,10 +135,7 @@ def test_a_burst_of_commits_is_acted_on_in_a_few_looks_the_last_one_included(
     monkeypatch.setattr(notices, "GATHER_SECONDS", 2.0)
 
     async def scenario() -> None:
-        looks: list[float] = []
-        watch = _watch(watched, tmp_path, looks)
-        watched.changed()
-        watch.start()
+        watch, looks = _started(watched, tmp_path)
         for number in range(20):
             other.add([new_job(f"Theirs{number}")])
             other.commit()
@@ -162,10 +158,7 @@ def test_the_watch_follows_the_store_to_its_new_connection_after_the_server_drop
     watched, other = stores
 
     async def scenario() -> None:
-        looks: list[float] = []
-        watch = _watch(watched, tmp_path, looks)
-        watched.changed()
-        watch.start()
+        watch, looks = _started(watched, tmp_path)
         old_pid, old_inode = watched._db.info.backend_pid, _inode(watched)
         with psycopg.connect(PG_DSN, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (old_pid,))
