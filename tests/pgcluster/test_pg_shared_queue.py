@@ -6,16 +6,19 @@ show the whole cluster."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
 from bgjobs.model import JobSpec, JobState
 from tests.dashboard.support import free_port
 from tests.pgcluster.conftest import MakePgCluster, node_name
+from tests.store.support import PG_DSN
 from tests.support.cluster import Cluster, Node
 from tests.support.waiting import wait_for
 from tests.support.workspace import Workspace
@@ -156,3 +159,33 @@ def test_run_job_runs_its_job_in_the_postgresql_store_beside_the_nodes(
     shown = cluster["a"].bgjobctl("show", str(job.id), "--json")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["state"] == "succeeded"
+
+
+def _commits() -> int:
+    """Transactions committed in the test database so far (every session's, the server's
+    statistics: up to a second late)."""
+    with psycopg.connect(PG_DSN, autocommit=True) as db:
+        row = db.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_idle_nodes_stay_quiet_once_their_jobs_are_done(
+    make_pg_cluster: MakePgCluster, workspace: Workspace
+) -> None:
+    """Nodes with idle workers learn of each other's commits from pushed notices; a claim
+    that finds nothing must not itself be news to the others, or two idle nodes would wake
+    each other for ever (each empty claim a notice, answered by an empty claim)."""
+    cluster = make_pg_cluster(TOKENS, names=("a", "b"))
+    cluster.start()
+    tokens = workspace.root / "tokens"
+    ids = submit_tokens(cluster["a"], tokens, range(6))
+    for job_id in ids:
+        cluster.wait_for_job(job_id, lambda job: job.state.is_final, what="to run")
+    before = _commits()
+    time.sleep(4)  # a window to count in: two quiet nodes commit a few times a second at most
+    during = _commits() - before
+    assert during < 100, f"{during} commits in 4 s between two idle nodes"
+    cluster.close()
