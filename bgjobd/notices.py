@@ -123,6 +123,9 @@ class ChangeWatch:
             wait = (1.0 - self._spared()) * GATHER_SECONDS
             if wait > 0:
                 self._act_timer = self._loop.call_later(wait, self._act)
+                # Until then more notices are no more news: they wait in the socket, read
+                # all at once, instead of waking the loop one by one.
+                self._socket.pause()
             else:
                 self._act()
 
@@ -136,8 +139,10 @@ class ChangeWatch:
     def _act(self) -> None:
         self._act_timer = None
         self._news = False
+        self._socket.resume()
         self._spare = max(0.0, self._spared() - 1.0)
         try:
+            self._store.read_notices()  # those waiting in the socket: this look covers them
             self._on_change()
         except StoreRetry:
             pass
@@ -163,6 +168,7 @@ class _WatchedSocket:
         self._on_readable = on_readable
         self._fd: int | None = None
         self._identity: tuple[int, int] | None = None
+        self._paused = False
 
     @property
     def watching(self) -> bool:
@@ -186,10 +192,23 @@ class _WatchedSocket:
         self._identity = identity
         self._loop.add_reader(self._fd, self._on_readable)
 
+    def pause(self) -> None:
+        """Stop watching for a while (the descriptor is kept): see `resume`."""
+        if self._fd is not None and not self._paused:
+            self._loop.remove_reader(self._fd)
+            self._paused = True
+
+    def resume(self) -> None:
+        if self._fd is not None and self._paused:
+            self._loop.add_reader(self._fd, self._on_readable)
+        self._paused = False
+
     def close(self) -> None:
         if self._fd is None:
             return
-        self._loop.remove_reader(self._fd)
+        if not self._paused:
+            self._loop.remove_reader(self._fd)
         os.close(self._fd)
         self._fd = None
         self._identity = None
+        self._paused = False
