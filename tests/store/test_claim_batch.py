@@ -11,6 +11,7 @@ import time
 import psycopg
 
 from bgjobd.store.base import Store
+from bgjobd.store.offline import StoreOffline
 from bgjobd.store.postgres import PostgresStore
 from bgjobs.model import JobState, PauseKind, Priority
 from tests.store.support import PG_DSN, new_job
@@ -28,6 +29,12 @@ def _queued(store: Store, count: int, *, past: float) -> list[int]:
         made.append((priority.rank, run_at, job_id))
     store.commit()
     return [job_id for *_, job_id in sorted(made)]
+
+
+def state_of(store: Store, job_id: int) -> JobState:
+    job = store.get(job_id)
+    assert job is not None
+    return job.state
 
 
 def test_a_batch_takes_the_jobs_claims_one_by_one_would_each_for_its_worker(
@@ -88,12 +95,6 @@ def test_a_batch_skips_the_rows_another_connections_open_claim_holds(
     assert all(state_of(store, job_id) is JobState.RUNNING for job_id in taken)
 
 
-def state_of(store: Store, job_id: int) -> JobState:
-    job = store.get(job_id)
-    assert job is not None
-    return job.state
-
-
 def test_a_batch_lost_with_the_connection_is_redone_job_by_job(store: Store) -> None:
     if not isinstance(store, PostgresStore):
         return  # SQLite has no connection to lose: its batch is claims one by one
@@ -108,7 +109,7 @@ def test_a_batch_lost_with_the_connection_is_redone_job_by_job(store: Store) -> 
         try:
             store.commit()  # meets the loss, then reconnects and redoes the claims
             break
-        except Exception:  # noqa: BLE001  # StoreOffline until the reconnection is due
+        except StoreOffline:  # until the reconnection is due
             assert time.monotonic() < deadline, "the store did not reconnect"
             time.sleep(0.05)
     if store.in_transaction:
