@@ -54,20 +54,6 @@ Record = Callable[[JobInfo, AttemptResult], None]
 class Claims(Protocol):
     """The jobs a dispatcher takes, and their due times."""
 
-    def claim(
-        self,
-        owner: str,
-        worker_pid: int,
-        now: float,
-        limits: Mapping[str, int],
-        queue: str,
-        *,
-        rates: Mapping[str, Rate] | None = None,
-    ) -> JobInfo | None:
-        """Start the next job's attempt of `queue` as `owner`'s, honouring `limits` and
-        `rates` across every process; None if there is none to start now."""
-        ...
-
     def claim_batch(
         self,
         owner: str,
@@ -78,8 +64,9 @@ class Claims(Protocol):
         *,
         rates: Mapping[str, Rate] | None = None,
     ) -> list[JobInfo]:
-        """`claim` for each worker in turn, up to the first with no job: the jobs started,
-        each naming its worker (`worker_pid`)."""
+        """Start the next jobs' attempts of `queue` as `owner`'s, one per worker in turn,
+        honouring `limits` and `rates` across every process: the jobs started, each naming
+        its worker (`worker_pid`); fewer (or none) when the queue has fewer to start now."""
         ...
 
     def next_rate_slot(self, rates: Mapping[str, Rate], now: float) -> float | None:
@@ -104,18 +91,6 @@ class SharedQueue:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-
-    def claim(
-        self,
-        owner: str,
-        worker_pid: int,
-        now: float,
-        limits: Mapping[str, int],
-        queue: str,
-        *,
-        rates: Mapping[str, Rate] | None = None,
-    ) -> JobInfo | None:
-        return self._store.claim_next(owner, worker_pid, now, limits, rates, queue=queue)
 
     def claim_batch(
         self,
@@ -353,15 +328,9 @@ class Dispatcher:
         pids = [worker.pid for worker in workers]
         now = time.time()
         try:
-            if len(pids) == 1:
-                job = self._claims.claim(
-                    self._owner, pids[0], now, self.limits, slots.name, rates=self.rates
-                )
-                jobs = [] if job is None else [job]
-            else:
-                jobs = self._claims.claim_batch(
-                    self._owner, pids, now, self.limits, slots.name, rates=self.rates
-                )
+            jobs = self._claims.claim_batch(
+                self._owner, pids, now, self.limits, slots.name, rates=self.rates
+            )
         except StoreRetry:
             jobs = []  # said once by the store; its reconnection is news that wakes us
         except Exception as exc:  # noqa: BLE001  # one claim's trouble must not stop the daemon

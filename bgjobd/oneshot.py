@@ -129,15 +129,13 @@ class OwnJobs:
     def _in(self, state: JobState) -> list[JobInfo]:
         return [job for job in self.jobs() if job.state is state]
 
-    def claim(
+    def _claim_one(
         self,
         owner: str,
         worker_pid: int,
         now: float,
         limits: Mapping[str, int],
-        queue: str,
-        *,
-        rates: Mapping[str, Rate] | None = None,
+        rates: Mapping[str, Rate] | None,
     ) -> JobInfo | None:
         queued = self._in(JobState.QUEUED)
         if not queued:
@@ -163,7 +161,7 @@ class OwnJobs:
         rates: Mapping[str, Rate] | None = None,
     ) -> list[JobInfo]:
         return claim_each(
-            lambda worker_pid: self.claim(owner, worker_pid, now, limits, queue, rates=rates),
+            lambda worker_pid: self._claim_one(owner, worker_pid, now, limits, rates),
             worker_pids,
         )
 
