@@ -23,8 +23,10 @@ from typing import Any, Literal
 
 import msgspec
 
+from bgjobctl import direct
 from bgjobctl.address import resolve_address
 from bgjobctl.client import DEFAULT_TIMEOUT, Client
+from bgjobctl.direct import DirectEnqueue
 from bgjobctl.fallback import POLL_SECONDS, SpooledJob, Spooler, remaining, through_daemon
 from bgjobs.config import CONFIG_ENV, SOCKET_ENV
 from bgjobs.errors import DaemonUnreachable, JobCancelled, JobFailed, TooLarge, UsageError
@@ -277,11 +279,17 @@ class JobClient:
         self.config_path = str(loaded.path) if loaded.path else None
         self.fallback = fallback
         self.spooler = Spooler(loaded, self.config_path, socket)
+        self.direct = DirectEnqueue(loaded) if direct.wanted(loaded) else None
 
     def close(self) -> None:
         self.client.close()
+        if self.direct is not None:
+            self.direct.close()
 
     def submit(self, spec: JobSpec, *, fallback: Fallback | None = None) -> JobHandle:
+        stored = self.direct.submit(spec) if self.direct is not None else None
+        if stored is not None:
+            return JobHandle(id=stored[0], last_id=stored[-1], client=self.client)
         try:
             submitted = self.client.submit([spec])
         except DaemonUnreachable:

@@ -7,8 +7,9 @@ commit. The first submit of an iteration, with nothing else awaiting a commit, m
 be committed by the store on its own at once (`alone()`: on PostgreSQL one statement
 outside a transaction, one round trip instead of three); it is answered in turn all the
 same. Any other write (a claim, an attempt's outcome) opens a transaction that commits
-with the next submit's, or within LAZY_COMMIT_SECONDS when none comes: fewer commits,
-each carrying more, and never a transaction left open.
+with the next submit's, or within the store's `commit_within` when none comes (SQLite:
+2 ms; PostgreSQL: 10 ms): fewer commits, each carrying more, and never a transaction left
+open.
 
 A failed commit (a full disk) loses nothing the daemon acted on: the submits of the batch
 are told `store_full` (or `store_unavailable`) at once, and every other write of it (claims,
@@ -35,7 +36,6 @@ from bgjobd.store.sqlite import is_full
 from bgjobs.errors import RequestFailed, StoreFull, StoreUnavailable
 from bgjobs.protocol import ErrorCode
 
-LAZY_COMMIT_SECONDS: Final = 0.002
 RETRY_FIRST_SECONDS: Final = 0.01
 RETRY_MAX_SECONDS: Final = 1.0
 GIVE_UP_SECONDS: Final = 30.0
@@ -56,6 +56,8 @@ class JournalStore(Protocol):
 
     on_begin: Callable[[], None] | None
     rollbacks: int
+    commit_within: float
+    """Seconds a write may wait for its commit when no submit carries it."""
 
     def commit(self) -> None: ...
 
@@ -170,7 +172,8 @@ class Journal:
 
     def _commit_soon(self) -> None:
         if self._lazy is None and self._pending is None and self._retry is None:
-            self._lazy = asyncio.get_running_loop().call_later(LAZY_COMMIT_SECONDS, self.flush)
+            delay = self.store.commit_within
+            self._lazy = asyncio.get_running_loop().call_later(delay, self.flush)
 
     def impatient(self) -> None:
         """Shutdown: a commit that keeps failing fails its waiters instead of keeping them

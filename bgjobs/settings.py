@@ -160,6 +160,10 @@ class StoreSettings(_Table, frozen=True):
     schema: SchemaName = "bgjobs"
     """PostgreSQL: the schema holding the store's tables (one per queue: tenants and tests
     sharing a database each take their own)."""
+    enqueue: Literal["direct", "daemon"] = "direct"
+    """PostgreSQL: how `run_background_job` submits. `direct`: it stores the job itself, in
+    one committed statement, and the nodes learn of it from the database (a host that only
+    submits needs no daemon); `daemon`: through the daemon's socket, as on SQLite."""
 
 
 class DashboardSettings(_Table, frozen=True):

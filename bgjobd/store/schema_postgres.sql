@@ -115,20 +115,29 @@ CREATE OR REPLACE TRIGGER count_update AFTER UPDATE OF state ON jobs
 CREATE OR REPLACE TRIGGER count_delete AFTER DELETE ON jobs
     FOR EACH ROW EXECUTE FUNCTION count_delete();
 
--- Change notices: a statement that changes jobs tells the listeners of this schema's channel
--- (its name: the schema's) at its commit; the notice carries the sender's pid, so that a
--- node ignores its own (PostgresStore.changed). PostgreSQL sends equal notices of one
--- transaction once.
+-- Change notices: a change of jobs that another node may act on tells the listeners of this
+-- schema's channel (its name: the schema's) at its commit; the notice carries the sender's
+-- pid, so that a node ignores its own (PostgresStore.changed). PostgreSQL sends equal
+-- notices of one transaction once. Worth a notice: jobs stored, and a job made queued or
+-- scheduled (released, retried, reclaimed, requeued) or asked to cancel while it runs. Not
+-- a claim, an attempt's end or a deletion, which no other node waits for: a transaction
+-- that notifies holds a lock over the whole database until its commit is flushed, so
+-- commits that notify are flushed one after the other, where others share a flush.
 CREATE OR REPLACE FUNCTION notify_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_notify(TG_TABLE_SCHEMA, '');
     RETURN NULL;
 END $$;
-CREATE OR REPLACE TRIGGER jobs_changed AFTER INSERT OR UPDATE OR DELETE ON jobs
+DROP TRIGGER IF EXISTS jobs_changed ON jobs;
+CREATE OR REPLACE TRIGGER jobs_added_notify AFTER INSERT ON jobs
     FOR EACH STATEMENT EXECUTE FUNCTION notify_change();
+CREATE OR REPLACE TRIGGER jobs_ready_notify AFTER UPDATE ON jobs
+    FOR EACH ROW WHEN (NEW.state IN ('queued', 'scheduled')
+        OR (NEW.state = 'running' AND NEW.cancel_reason IS NOT NULL))
+    EXECUTE FUNCTION notify_change();
 
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-INSERT INTO meta (key, value) VALUES ('schema_version', '3')
+INSERT INTO meta (key, value) VALUES ('schema_version', '4')
     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
 
 -- The processes sharing the queue. A node renews its lease while it lives; one whose

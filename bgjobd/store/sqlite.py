@@ -65,6 +65,10 @@ from bgjobs.model import (
 )
 from bgjobs.rates import Rate
 
+COMMIT_WITHIN_SECONDS: Final = 0.002
+"""The journal commits claims and attempts' ends within this: the database's one write
+lock is held meanwhile (`run_job.py`, `bgjobctl` wait for it)."""
+
 _LIVE: Final = ", ".join(f"'{state.value}'" for state in sorted(LIVE_STATES))
 _FINAL: Final = ", ".join(f"'{state.value}'" for state in sorted(FINAL_STATES))
 SCHEMA: Final = Path(__file__).with_name("schema.sql")
@@ -265,6 +269,7 @@ class SQLiteStore(Store):
                     self._db.rollback()
                 time.sleep(0.01)
         self.on_begin: Callable[[], None] | None = None
+        self.commit_within = COMMIT_WITHIN_SECONDS
         self._checkpointer: _Checkpointer | None = None
         if background_checkpoints:
             self._db.execute("PRAGMA wal_autocheckpoint = 0")

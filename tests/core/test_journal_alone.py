@@ -18,6 +18,7 @@ class FailingStore:
     def __init__(self) -> None:
         self.on_begin: Callable[[], None] | None = None
         self.rollbacks = 0
+        self.commit_within = 0.002
         self.failing = False
         self.commits = 0
 

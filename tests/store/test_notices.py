@@ -21,7 +21,15 @@ from bgjobd import notices
 from bgjobd.joblog import JobLog
 from bgjobd.notices import ChangeWatch
 from bgjobd.store.postgres import PostgresStore
-from tests.store.support import PG_DSN, address_of, new_job, open_store, require_postgres
+from bgjobs.model import JobState, Outcome
+from tests.store.support import (
+    PG_DSN,
+    address_of,
+    attempt,
+    new_job,
+    open_store,
+    require_postgres,
+)
 
 DEADLINE = 15.0
 
@@ -176,3 +184,35 @@ def test_the_watch_follows_the_store_to_its_new_connection_after_the_server_drop
         assert _descriptors_of(_inode(watched)) == 1
 
     asyncio.run(scenario())
+
+
+def test_only_what_another_node_may_act_on_sends_a_notice(
+    stores: tuple[PostgresStore, PostgresStore],
+) -> None:
+    """A job stored, made queued or scheduled again, or asked to cancel while it runs is
+    news to the other nodes; a claim and an attempt's end are not (a commit that notifies
+    holds a lock over the whole database until it is flushed: see the schema's triggers)."""
+    watched, other = stores
+    watched.changed()
+
+    def news_after(write: Callable[[], object]) -> bool:
+        write()
+        other.commit()
+        return watched.changed()
+
+    first, second = (new_job(), new_job())
+    assert news_after(lambda: other.add([first]))
+    assert news_after(lambda: other.add([second]))
+    claimed = other.claim_batch("other", [11, 12], time.time(), {})
+    other.commit()
+    assert len(claimed) == 2 and not watched.changed()
+    ended, retried = claimed
+    assert not news_after(
+        lambda: other.finish_attempt(ended.id, attempt(1, Outcome.SUCCEEDED), JobState.SUCCEEDED)
+    )
+    assert news_after(lambda: other.request_cancel(retried.id, "asked"))
+    assert news_after(
+        lambda: other.finish_attempt(
+            retried.id, attempt(1, Outcome.FAILED), JobState.SCHEDULED, run_at=time.time() + 60
+        )
+    )
