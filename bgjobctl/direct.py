@@ -37,9 +37,11 @@ from psycopg import sql
 from bgjobd import submission
 from bgjobd.store import pgsubmit
 from bgjobd.store.base import KeyTaken, NewJob, UniqueTaken
+from bgjobd.store.postgres import GET_JOB, SCHEMA_VERSION, link_defaults
+from bgjobd.store.rows import row_to_job
 from bgjobs.config import Config
 from bgjobs.errors import RefusedError
-from bgjobs.model import JobSpec
+from bgjobs.model import JobInfo, JobSpec
 
 RETRY_SECONDS: Final = 1.0
 """After the database failed to answer, submits go through the daemon this long before
@@ -47,11 +49,6 @@ the next try of a connection: a server that is down is not waited for on every c
 _abandoned: list[psycopg.Connection[Any]] = []
 """Connections inherited over a fork: kept referenced, never closed, since finalizing one
 would end the parent's session with it."""
-
-
-def wanted(config: Config) -> bool:
-    store = config.settings.store
-    return store.backend == "postgresql" and store.enqueue == "direct"
 
 
 class DirectEnqueue:
@@ -85,6 +82,22 @@ class DirectEnqueue:
                 # and a statement that committed is found there by its key.
                 self._drop()
                 return None
+
+    def stored(self, job_id: int) -> JobInfo | None:
+        """The job as the store holds it (without its attempts' history); None while the
+        database cannot be reached (or the job is not there)."""
+        with self._lock:
+            if os.getpid() != self._pid:
+                self._forget_inherited()
+            db = self._connection()
+            if db is None:
+                return None
+            try:
+                row = db.execute(GET_JOB, (job_id,)).fetchone()
+            except psycopg.Error:
+                self._drop()
+                return None
+        return None if row is None else row_to_job(row)
 
     def close(self) -> None:
         with self._lock:
@@ -124,8 +137,6 @@ def _connect(config: Config) -> psycopg.Connection[Any] | None:
     timeouts: a server that vanished is noticed within seconds); None when that schema
     holds no store of the version this code writes (the daemon will say why). Raises
     psycopg.Error when there is no such schema or the server does not answer."""
-    from bgjobd.store.postgres import SCHEMA_VERSION, link_defaults
-
     dsn = config.store_dsn or ""
     db = psycopg.connect(
         dsn,

@@ -17,18 +17,16 @@ import os
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from bgjobctl import direct
 from bgjobctl.address import resolve_address
 from bgjobctl.client import DEFAULT_TIMEOUT, Client
-from bgjobctl.direct import DirectEnqueue
 from bgjobctl.fallback import POLL_SECONDS, SpooledJob, Spooler, remaining, through_daemon
-from bgjobs.config import CONFIG_ENV, SOCKET_ENV
+from bgjobs.config import CONFIG_ENV, SOCKET_ENV, Config
 from bgjobs.errors import DaemonUnreachable, JobCancelled, JobFailed, TooLarge, UsageError
 from bgjobs.model import (
     MAX_BATCH_JOBS,
@@ -46,6 +44,9 @@ from bgjobs.sizes import format_size
 from bgjobs.times import delay_problem, run_at_problem
 from bgjobs.tracing import current_trace
 
+if TYPE_CHECKING:
+    from bgjobctl.direct import DirectEnqueue
+
 Fallback = Literal["spawn", "error"]
 LinkSpec = tuple[str, str] | tuple[str, str, Sequence[Any]]
 
@@ -55,7 +56,8 @@ class JobHandle:
 
     A job spooled because no daemon answered behaves the same: its `id` is known once the
     drainer or the daemon has stored it (None until then), and `wait()` waits through the
-    daemon when it answers, else by reading the store."""
+    daemon when it answers, else by reading the store. So does a job the library stored
+    itself on PostgreSQL (`bgjobctl.direct`), on a host with no daemon."""
 
     def __init__(
         self,
@@ -64,11 +66,14 @@ class JobHandle:
         client: Client | None = None,
         *,
         spooled: SpooledJob | None = None,
+        stored: Callable[[int], JobInfo | None] | None = None,
     ) -> None:
         self._id = id
         self._last_id = last_id if last_id is not None else id
         self.client = client
         self.spooled = spooled
+        self._stored = stored if stored is not None or spooled is None else spooled.stored
+        """The job as the store holds it, or None while it cannot say."""
 
     def __repr__(self) -> str:
         return f"JobHandle(id={self.id!r}, last_id={self._last_id!r})"
@@ -99,9 +104,9 @@ class JobHandle:
             try:
                 return self.client.get(job_id)
             except DaemonUnreachable:
-                if self.spooled is None:
+                if self._stored is None:
                     raise
-        found = self.spooled.stored(job_id) if self.spooled is not None else None
+        found = self._stored(job_id) if self._stored is not None else None
         if found is None:
             raise DaemonUnreachable(f"no daemon answers and job {job_id} cannot be read")
         return found
@@ -109,20 +114,22 @@ class JobHandle:
     def wait(self, timeout: float | None = None) -> Any:
         """The result of the job (of the chain's last link); raises JobFailed (or
         JobCancelled) if it did not succeed, TimeoutError after `timeout` seconds."""
-        if self.spooled is None:
+        if self._stored is None:
             assert self.client is not None and self._last_id is not None
             return result_of(self.client.wait(self._last_id, timeout))
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            return result_of(self._wait_spooled(self.spooled, deadline))
+            return result_of(self._wait_stored(self._stored, deadline))
         except TimeoutError:
             raise TimeoutError(f"the job did not finish within {timeout}s") from None
 
-    def _wait_spooled(self, spooled: SpooledJob, deadline: float | None) -> JobInfo:
+    def _wait_stored(
+        self, stored: Callable[[int], JobInfo | None], deadline: float | None
+    ) -> JobInfo:
         while True:
             last = self.last_id
             if last is not None:
-                job = spooled.stored(last)
+                job = stored(last)
                 if job is not None and job.state.is_final:
                     return job
                 if self.client is not None:
@@ -279,7 +286,7 @@ class JobClient:
         self.config_path = str(loaded.path) if loaded.path else None
         self.fallback = fallback
         self.spooler = Spooler(loaded, self.config_path, socket)
-        self.direct = DirectEnqueue(loaded) if direct.wanted(loaded) else None
+        self.direct = _direct_enqueue(loaded)
 
     def close(self) -> None:
         self.client.close()
@@ -287,9 +294,10 @@ class JobClient:
             self.direct.close()
 
     def submit(self, spec: JobSpec, *, fallback: Fallback | None = None) -> JobHandle:
-        stored = self.direct.submit(spec) if self.direct is not None else None
-        if stored is not None:
-            return JobHandle(id=stored[0], last_id=stored[-1], client=self.client)
+        if self.direct is not None and (stored := self.direct.submit(spec)) is not None:
+            return JobHandle(
+                id=stored[0], last_id=stored[-1], client=self.client, stored=self.direct.stored
+            )
         try:
             submitted = self.client.submit([spec])
         except DaemonUnreachable:
@@ -300,6 +308,19 @@ class JobClient:
             )
         last = submitted.last_ids[0] if submitted.last_ids else submitted.ids[0]
         return JobHandle(id=submitted.ids[0], last_id=last, client=self.client)
+
+
+def _direct_enqueue(config: Config) -> DirectEnqueue | None:
+    """The library's own writer of jobs into a PostgreSQL store (`[store] enqueue`), if the
+    configuration asks for one and psycopg is installed (else submits go to the daemon)."""
+    store = config.settings.store
+    if store.backend != "postgresql" or store.enqueue != "direct":
+        return None
+    try:
+        from bgjobctl.direct import DirectEnqueue
+    except ImportError:
+        return None
+    return DirectEnqueue(config)
 
 
 def spool_or_raise(spooler: Spooler, spec: JobSpec) -> SpooledJob:

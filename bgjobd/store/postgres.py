@@ -108,6 +108,8 @@ _NOT_PAUSED: Final = (
 )
 """A job of `jobs` no stored pause holds back (as `pauses.held_back` reads them: a kind this
 version does not know holds nothing back)."""
+GET_JOB: Final = f"SELECT {COLUMNS} FROM jobs WHERE id = %s"
+"""A job's row (its attempts' history is another table's)."""
 _CLAIM_FIRST: Final = (
     "WITH locked AS (SELECT id, priority, run_at FROM jobs WHERE queue = %s "
     f"AND state = 'queued' AND NOT oneshot AND {_NOT_PAUSED} "
@@ -567,7 +569,7 @@ class PostgresStore(Store):
     # reading -------------------------------------------------------------------------------
 
     def get(self, job_id: int) -> JobInfo | None:
-        row = self._read(f"SELECT {COLUMNS} FROM jobs WHERE id = %s", (job_id,)).fetchone()
+        row = self._read(GET_JOB, (job_id,)).fetchone()
         if row is None:
             return None
         history = self._history(job_id)

@@ -16,7 +16,7 @@ import tomli_w
 
 from bgjobctl import run_background_job
 from bgjobctl.library import close_clients
-from bgjobs.errors import DaemonUnreachable, RefusedError
+from bgjobs.errors import DaemonUnreachable, JobFailed, RefusedError
 from bgjobs.model import JobState
 from tests.pgcluster.conftest import MakePgCluster
 from tests.support.cluster import Node
@@ -86,6 +86,30 @@ def test_a_delayed_job_stored_directly_runs_when_due(make_pg_cluster: MakePgClus
     assert done.state is JobState.SUCCEEDED
     assert done.started_at is not None and done.run_at is not None
     assert done.started_at >= done.run_at
+    cluster.close()
+
+
+def test_a_host_with_no_daemon_submits_and_waits_through_the_store(
+    make_pg_cluster: MakePgCluster,
+) -> None:
+    """The client's configuration names a socket nobody listens on (a web host that runs no
+    daemon); the node elsewhere runs the jobs, and the handles learn their ends from the
+    store."""
+    cluster = make_pg_cluster(names=("a",))
+    node = cluster["a"]
+    node.start()
+    client = node.config_path.with_name("web-host.toml")
+    settings = merged({"daemon": {"socket": str(node.socket_path) + ".none"}}, node.settings)
+    client.write_bytes(tomli_w.dumps(settings).encode())
+    handle = run_background_job(
+        "Echo", "handle", ["from the web"], config=str(client), fallback="error"
+    )
+    assert handle.wait(timeout=30) == ["from the web"]
+    assert handle.job().state is JobState.SUCCEEDED
+    failing = run_background_job("Fail", "handle", config=str(client), fallback="error")
+    with pytest.raises(JobFailed):
+        failing.wait(timeout=30)
+    assert not list(node.storage.glob("spool/*"))
     cluster.close()
 
 
