@@ -59,7 +59,7 @@ def wait_finished(target: BgjobsTarget, count: int) -> None:
     while (target.finished() or (0, 0))[0] < count:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{count} jobs did not finish in 300 s")
-        time.sleep(0.002)
+        time.sleep(0.02)  # a stats call costs the node statements: not too often
 
 
 def statements(lines: list[str], jobs: int) -> None:

@@ -16,6 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from bgjobctl import run_background_job
+from bgjobctl.library import close_clients
 from bgjobs.errors import BgjobsError, RequestFailed
 from bgjobs.model import JobSpec, JobState, Outcome
 from tests.pgcluster.conftest import MakePgCluster, node_name
@@ -64,7 +66,38 @@ class Load:
             thread = threading.Thread(target=self._submit, args=(node,), daemon=True)
             thread.start()
             self.threads.append(thread)
+        direct = threading.Thread(target=self._submit_directly, args=(cluster["a"],), daemon=True)
+        direct.start()
+        self.threads.append(direct)
         return self
+
+    def _submit_directly(self, node: Node) -> None:
+        """`run_background_job` one job at a time, on PostgreSQL its own INSERT (the daemon
+        only when the database does not answer it)."""
+        sent = 0
+        while not self.stop.is_set():
+            name = f"direct-{sent}"
+            sent += 1
+            try:
+                handle = run_background_job(
+                    "Token",
+                    "handle",
+                    [str(self.tokens), name],
+                    config=str(node.config_path),
+                    fallback="error",
+                )
+            except RequestFailed as exc:
+                self._refused(f"direct {exc.code}")
+                self.stop.wait(0.05)
+                continue
+            except BgjobsError as exc:
+                self._refused(f"direct {type(exc).__name__}")
+                self.stop.wait(0.05)
+                continue
+            assert handle.id is not None
+            with self.lock:
+                self.acknowledged[handle.id] = name
+            self.stop.wait(PAUSE / BATCH)
 
     def _submit(self, node: Node) -> None:
         client = node.client(timeout=30)
@@ -102,6 +135,7 @@ class Load:
         self.stop.set()
         for thread in self.threads:
             thread.join(60)
+        close_clients()
         return dict(self.acknowledged)
 
 
