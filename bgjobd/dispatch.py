@@ -432,8 +432,10 @@ class Dispatcher:
     def _ended(
         self, worker: WorkerProcess, job: JobInfo, result: AttemptResult, slots: QueueSlots
     ) -> None:
-        """An attempt ended: record it, then the worker takes the next job. Called from
-        the worker pipe's callback, so nothing may escape."""
+        """An attempt ended: record it, then the worker takes the next job (claimed along
+        with the end, where the store can: `_ask_along`). Called from the worker pipe's
+        callback, so nothing may escape."""
+        asked = self._ask_along(worker, job, slots)
         try:
             self._record(job, result)
         except Exception as exc:  # noqa: BLE001  # one job's trouble must not stop the daemon
@@ -450,7 +452,31 @@ class Dispatcher:
                 self._all_ended.set()
             if job.class_name in self.limits:
                 self.notice_work()  # a job its limit held back may go now, in any queue
-            self._free_slot(worker, slots)
+            following = self._store.claimed_along() if asked else None
+            if following is None:
+                self._free_slot(worker, slots)
+            else:
+                # The worker and its slot go on to the job claimed with the end.
+                self._publisher.later(following)
+                self._begin(worker, following, slots)
+
+    def _ask_along(self, worker: WorkerProcess, job: JobInfo, slots: QueueSlots) -> bool:
+        """Whether the store was asked to claim the worker's next job with this attempt's
+        end: only where a free worker would claim at once anyway and in this queue (one
+        queue, no limit or rate, no link of a chain or batch whose end releases a job that
+        may come first, the last claim found work) and the worker goes on as it is."""
+        if (
+            self._draining
+            or len(self.queues) > 1
+            or self.limits
+            or self.rates
+            or job.chain_id is not None
+            or job.batch_id is not None
+            or not slots.may_claim
+            or not self._pool.reusable_at_once(worker)
+        ):
+            return False
+        return self._store.claim_along_next_end(self._owner, worker.pid, slots.name, time.time())
 
     def _record_later(self, job: JobInfo, result: AttemptResult, exc: Exception) -> None:
         """The store stayed locked by another process past its wait (a node stopped while

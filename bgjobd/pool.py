@@ -140,14 +140,7 @@ class WorkerPool:
             self._spawn_in_background()
 
     def release(self, worker: WorkerProcess, *, reusable: bool) -> None:
-        keep = (
-            reusable
-            and worker.alive
-            and not self._fresh
-            and not self._closing
-            and worker.generation == self._generation
-            and not (self._max_jobs and worker.attempts_run >= self._max_jobs)
-        )
+        keep = reusable and self._keeps(worker)
         if keep:
             if worker.untidied():
                 self._tidy(worker)
@@ -155,6 +148,20 @@ class WorkerPool:
             return
         self._retire(worker)
         self._replace(worker)
+
+    def reusable_at_once(self, worker: WorkerProcess) -> bool:
+        """Whether a worker whose attempt just ended may take another job at once, with no
+        trip through the pool: `release` would keep it, and it needs no tidying."""
+        return self._keeps(worker) and not worker.untidied()
+
+    def _keeps(self, worker: WorkerProcess) -> bool:
+        return (
+            worker.alive
+            and not self._fresh
+            and not self._closing
+            and worker.generation == self._generation
+            and not (self._max_jobs and worker.attempts_run >= self._max_jobs)
+        )
 
     async def stop_worker(self, worker: WorkerProcess) -> None:
         await worker.kill(self._config.settings.daemon.kill_grace)

@@ -416,6 +416,20 @@ class Store(abc.ABC):
             worker_pids,
         )
 
+    def claim_along_next_end(self, owner: str, worker_pid: int, queue: str, now: float) -> bool:
+        """Ask that the next final end of an attempt recorded here (`finish_attempt`) also
+        claims the next queued job of `queue` for `worker_pid` (as `claim_batch` would, with
+        no limit or rate), in the same round trip to the server: the worker's next job
+        costs no wait of its own. `claimed_along()` then has it. False, asking nothing,
+        where a store has no round trips to save (SQLite)."""
+        return False
+
+    def claimed_along(self) -> JobInfo | None:
+        """The job claimed along with an attempt's end since `claim_along_next_end`, if
+        any (claimed even when the end was refused as stale: it is the caller's to run).
+        Ends the request either way."""
+        return None
+
     @abc.abstractmethod
     def next_rate_slot(
         self, rates: Mapping[str, Rate], now: float, job_id: int | None = None

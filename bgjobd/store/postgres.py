@@ -193,6 +193,9 @@ class PostgresStore(Store):
         self.schema = schema
         self.on_begin: Callable[[], None] | None = None
         self.commit_within = COMMIT_WITHIN_SECONDS
+        self._along: tuple[str, int, str, float] | None = None
+        """A claim to make along with the next final end (`claim_along_next_end`)."""
+        self._claimed_along: JobInfo | None = None
         self._dsn = dsn
         self._application_name = application_name
         self._on_error = on_error
@@ -303,6 +306,20 @@ class PostgresStore(Store):
             raise self._conflict(exc) from exc
         except psycopg.Error as exc:
             # Most are OperationalError, not all (an idle session's end is InternalError).
+            if not self._db.broken and not self._db.closed and not _is_disconnect(exc):
+                raise
+            raise self._lost(exc) from exc
+
+    def _execute_all(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        """Statements sent together in one pipeline, their answers read once all are sent:
+        one round trip. Errors as `_execute`'s."""
+        self._connected()
+        try:
+            with self._db.pipeline():
+                return [self._db.execute(query, args) for query, args in statements]
+        except (errors.DeadlockDetected, errors.SerializationFailure) as exc:
+            raise self._conflict(exc) from exc
+        except psycopg.Error as exc:
             if not self._db.broken and not self._db.closed and not _is_disconnect(exc):
                 raise
             raise self._lost(exc) from exc
@@ -858,7 +875,7 @@ class PostgresStore(Store):
             if attempt.owner is not None:
                 fence = _FENCE
                 fenced = (attempt.owner, attempt.number, attempt.round, attempt.round)
-            row = self._write(
+            row = self._write_and_claim(
                 "UPDATE jobs SET state = %s, result = %s, error = coalesce(%s, error), "
                 "reason = %s, finished_at = %s, started_at = coalesce(started_at, %s), "
                 "outcome = %s, max_attempts = coalesce(%s, max_attempts) WHERE id = %s "
@@ -875,7 +892,7 @@ class PostgresStore(Store):
                     job_id,
                     *fenced,
                 ),
-            ).fetchone()
+            )
             if row is None and attempt.owner is not None:
                 raise StaleAttempt(f"job {job_id}: attempt {attempt.number} of {attempt.owner}")
             assert row is not None, f"job {job_id} is not stored"
@@ -917,6 +934,41 @@ class PostgresStore(Store):
         ).fetchone()
         assert row is not None, f"job {job_id} is not stored"
         return row_to_job(row)
+
+    def claim_along_next_end(self, owner: str, worker_pid: int, queue: str, now: float) -> bool:
+        self._along = (owner, worker_pid, queue, now)
+        self._claimed_along = None
+        return True
+
+    def claimed_along(self) -> JobInfo | None:
+        job, self._claimed_along, self._along = self._claimed_along, None, None
+        return job
+
+    def _write_and_claim(self, query: str, args: Sequence[Any]) -> tuple[Any, ...] | None:
+        """The end's UPDATE (its row, or None), and the claim asked for along with it, if
+        any, in one pipeline: both sent, then both answers read (`_CLAIM_ONE`, kept for a
+        redo as a claim of that job, after the end)."""
+        along, self._along = self._along, None
+        if along is None:
+            row: tuple[Any, ...] | None = self._write(query, args).fetchone()
+            return row
+        owner, worker_pid, queue, now = along
+        self._begin()
+        claim_args = (now, worker_pid, owner, queue)
+        try:
+            ended, claimed = self._execute_all([(query, args), (_CLAIM_ONE, claim_args)])
+        except psycopg.Error:
+            if _status(self._db) == TransactionStatus.INERROR:
+                self.redo_kept_writes()  # as `_committing_rows` does, for the same reason
+            raise
+        self._dirty = True
+        self._kept.append((query, args, None))
+        row = ended.fetchone()
+        if (got := claimed.fetchone()) is not None:
+            job = row_to_job(got, [running_attempt(got)])
+            self._kept.append((_CLAIM_QUEUED, (now, worker_pid, owner, job.id), job.id))
+            self._claimed_along = job
+        return row
 
     def _keep_final_attempts(self, job_ids: Sequence[int], states: Sequence[str]) -> None:
         """Before a finished job runs again, its final attempt moves from its row to the

@@ -9,12 +9,13 @@ from __future__ import annotations
 import time
 
 import psycopg
+import pytest
 
-from bgjobd.store.base import Store
+from bgjobd.store.base import StaleAttempt, Store
 from bgjobd.store.offline import StoreOffline
 from bgjobd.store.postgres import PostgresStore
-from bgjobs.model import JobState, PauseKind, Priority
-from tests.store.support import PG_DSN, new_job
+from bgjobs.model import JobState, Outcome, PauseKind, Priority
+from tests.store.support import PG_DSN, attempt, new_job
 
 NO_LIMITS: dict[str, int] = {}
 
@@ -135,3 +136,74 @@ def test_a_claim_that_finds_nothing_tells_no_other_process(store: Store, peer: S
     assert store.claim_next("me", 4, time.time(), NO_LIMITS) is None
     store.commit()
     assert not peer.changed()
+
+
+def test_a_claim_along_an_end_takes_the_next_job_for_that_worker(store: Store) -> None:
+    """PostgreSQL sends a worker's next claim with its attempt's end (one round trip): the
+    job a claim would take, started for that worker; a stale end (its attempt reclaimed)
+    still hands over the job claimed with it; an end that is not final claims nothing, and
+    the request ends with `claimed_along`. SQLite has no round trip to save: nothing is
+    asked."""
+    order = _queued(store, 4, past=time.time() - 100)
+    (first,) = store.claim_batch("me", [41], time.time(), NO_LIMITS)
+    if not store.claim_along_next_end("me", 41, first.queue, time.time()):
+        assert not isinstance(store, PostgresStore)
+        assert store.claimed_along() is None
+        return
+    done = store.finish_attempt(
+        first.id, attempt(1, Outcome.SUCCEEDED, owner="me"), JobState.SUCCEEDED
+    )
+    assert done.state is JobState.SUCCEEDED
+    second = store.claimed_along()
+    assert second is not None and [first.id, second.id] == order[:2]
+    assert second.state is JobState.RUNNING and second.worker_pid == 41
+    assert store.claimed_along() is None, "one request, one job"
+    # Stale: another owner's attempt. The end is refused; the job claimed with it is ours.
+    assert store.claim_along_next_end("me", 42, first.queue, time.time())
+    with pytest.raises(StaleAttempt):
+        store.finish_attempt(
+            second.id, attempt(1, Outcome.SUCCEEDED, owner="someone else"), JobState.SUCCEEDED
+        )
+    third = store.claimed_along()
+    assert third is not None and third.id == order[2] and third.worker_pid == 42
+    # Not final (a retry): no claim, and the request is over.
+    assert store.claim_along_next_end("me", 43, first.queue, time.time())
+    store.finish_attempt(
+        third.id,
+        attempt(1, Outcome.FAILED, owner="me"),
+        JobState.SCHEDULED,
+        run_at=time.time() + 60,
+    )
+    assert store.claimed_along() is None
+    store.finish_attempt(second.id, attempt(1, Outcome.SUCCEEDED, owner="me"), JobState.SUCCEEDED)
+    assert state_of(store, order[3]) is JobState.QUEUED
+    store.commit()
+
+
+def test_a_claim_along_an_end_lost_with_the_connection_is_redone(store: Store) -> None:
+    if not isinstance(store, PostgresStore):
+        return  # nothing is claimed along an end on SQLite
+    order = _queued(store, 2, past=time.time() - 100)
+    (first,) = store.claim_batch("me", [51], time.time(), NO_LIMITS)
+    store.commit()
+    assert store.claim_along_next_end("me", 51, first.queue, time.time())
+    store.finish_attempt(first.id, attempt(1, Outcome.SUCCEEDED, owner="me"), JobState.SUCCEEDED)
+    second = store.claimed_along()
+    assert second is not None and second.id == order[1]
+    with psycopg.connect(PG_DSN, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (store._db.info.backend_pid,))
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            store.commit()  # meets the loss, reconnects, redoes the end and the claim
+            break
+        except StoreOffline:
+            assert time.monotonic() < deadline, "the store did not reconnect"
+            time.sleep(0.05)
+    if store.in_transaction:
+        store.commit()
+    assert store.lost_claims() == []
+    assert state_of(store, first.id) is JobState.SUCCEEDED
+    again = store.get(second.id)
+    assert again is not None and again.state is JobState.RUNNING
+    assert again.owner == "me" and again.worker_pid == 51 and again.attempts == 1
