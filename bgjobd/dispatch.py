@@ -241,6 +241,7 @@ class Dispatcher:
             self._attempts.interrupt(job_id, LOST_CLAIM)
         for job_id, reason in self._store.cancel_requests(self._owner):
             self._attempts.cancel(job_id, reason)
+        self._publisher.stored_elsewhere()
         if self._draining:
             return
         self.due.refresh()

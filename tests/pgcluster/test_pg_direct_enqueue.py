@@ -6,7 +6,9 @@ connection of its own and leaves the parent's alone."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from bgjobs.errors import DaemonUnreachable, JobFailed, RefusedError
 from bgjobs.model import JobState
 from tests.pgcluster.conftest import MakePgCluster
 from tests.support.cluster import Node
+from tests.support.waiting import wait_for
 from tests.support.workspace import merged
 
 
@@ -110,6 +113,34 @@ def test_a_host_with_no_daemon_submits_and_waits_through_the_store(
     with pytest.raises(JobFailed):
         failing.wait(timeout=30)
     assert not list(node.storage.glob("spool/*"))
+    cluster.close()
+
+
+def test_a_node_announces_a_job_stored_directly_to_its_watchers(
+    make_pg_cluster: MakePgCluster,
+) -> None:
+    """A delayed job stored by the library reaches a node's live views (the dashboard, a
+    client's subscription) when the node hears of it, not only when it runs."""
+    cluster = make_pg_cluster(names=("a",))
+    node = cluster["a"]
+    node.start()
+    seen: list[int] = []
+    stream = node.client().events()
+
+    def listen() -> None:
+        with contextlib.suppress(Exception):  # the stream closed at the end
+            seen.extend(event.job_id for event in stream)
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    try:
+        job_id = _submit(node.config_path, "in an hour", delay=3600, fallback="error")
+        wait_for(lambda: job_id in seen, timeout=15, what="the node to announce the job")
+    finally:
+        node.process.stop()  # ends the stream: its reader returns
+        listener.join(10)
+        stream.close()
+    assert cluster.job(job_id).state is JobState.SCHEDULED
     cluster.close()
 
 
