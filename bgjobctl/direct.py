@@ -29,7 +29,8 @@ import os
 import socket
 import threading
 import time
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -43,6 +44,7 @@ from bgjobs.config import Config
 from bgjobs.errors import RefusedError
 from bgjobs.model import JobInfo, JobSpec
 
+T = TypeVar("T")
 RETRY_SECONDS: Final = 1.0
 """After the database failed to answer, submits go through the daemon this long before
 the next try of a connection: a server that is down is not waited for on every call."""
@@ -69,23 +71,19 @@ class DirectEnqueue:
             rows = submission.build(self._config, spec, time.time(), _owner())
         except RefusedError:
             return None
-        with self._lock:
-            if os.getpid() != self._pid:
-                self._forget_inherited()
-            db = self._connection()
-            if db is None:
-                return None
-            try:
-                return _store(db, rows)
-            except psycopg.Error:
-                # Lost, or refused by a store not as this code expects: the daemon decides,
-                # and a statement that committed is found there by its key.
-                self._drop()
-                return None
+        # Lost, or refused by a store not as this code expects: the daemon decides, and a
+        # statement that committed is found there by its key.
+        return self._with_connection(lambda db: _store(db, rows))
 
     def stored(self, job_id: int) -> JobInfo | None:
         """The job as the store holds it (without its attempts' history); None while the
         database cannot be reached (or the job is not there)."""
+        row = self._with_connection(lambda db: db.execute(GET_JOB, (job_id,)).fetchone())
+        return None if row is None else row_to_job(row)
+
+    def _with_connection(self, work: Callable[[psycopg.Connection[Any]], T]) -> T | None:
+        """`work` done on this process's connection (made if need be); None when there is
+        none to be had now, or the work failed on it (then it is dropped)."""
         with self._lock:
             if os.getpid() != self._pid:
                 self._forget_inherited()
@@ -93,11 +91,10 @@ class DirectEnqueue:
             if db is None:
                 return None
             try:
-                row = db.execute(GET_JOB, (job_id,)).fetchone()
+                return work(db)
             except psycopg.Error:
                 self._drop()
                 return None
-        return None if row is None else row_to_job(row)
 
     def close(self) -> None:
         with self._lock:

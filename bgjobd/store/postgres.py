@@ -294,32 +294,31 @@ class PostgresStore(Store):
         """One statement (with `then_commit`, and the COMMIT of its transaction sent with it
         in one round trip: a pipeline, which ends with no transaction open); a connection
         that breaks under it makes the store offline."""
+        if then_commit:
+            return self._execute_all([(query, args), ("COMMIT", ())])[0]
+        with self._answering():
+            return self._db.execute(query, args)  # type: ignore[arg-type]
+
+    def _execute_all(
+        self, statements: Sequence[tuple[str | bytes | sql.Composable, Sequence[Any]]]
+    ) -> list[Any]:
+        """Statements sent together in one pipeline, their answers read once all are sent:
+        one round trip. Errors as `_execute`'s."""
+        with self._answering(), self._db.pipeline():
+            return [self._db.execute(query, args) for query, args in statements]  # type: ignore[arg-type]
+
+    @contextlib.contextmanager
+    def _answering(self) -> Iterator[None]:
+        """Connected (or StoreOffline), and the server's errors as the store says them: a
+        deadlock broken by undoing the transaction (its kept writes redone), a connection
+        gone (offline)."""
         self._connected()
         try:
-            if then_commit:
-                with self._db.pipeline():
-                    cursor = self._db.execute(query, args)  # type: ignore[arg-type]
-                    self._db.execute("COMMIT")
-                return cursor
-            return self._db.execute(query, args)  # type: ignore[arg-type]
+            yield
         except (errors.DeadlockDetected, errors.SerializationFailure) as exc:
             raise self._conflict(exc) from exc
         except psycopg.Error as exc:
             # Most are OperationalError, not all (an idle session's end is InternalError).
-            if not self._db.broken and not self._db.closed and not _is_disconnect(exc):
-                raise
-            raise self._lost(exc) from exc
-
-    def _execute_all(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
-        """Statements sent together in one pipeline, their answers read once all are sent:
-        one round trip. Errors as `_execute`'s."""
-        self._connected()
-        try:
-            with self._db.pipeline():
-                return [self._db.execute(query, args) for query, args in statements]
-        except (errors.DeadlockDetected, errors.SerializationFailure) as exc:
-            raise self._conflict(exc) from exc
-        except psycopg.Error as exc:
             if not self._db.broken and not self._db.closed and not _is_disconnect(exc):
                 raise
             raise self._lost(exc) from exc
