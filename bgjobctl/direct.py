@@ -29,6 +29,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
@@ -60,6 +61,9 @@ class DirectEnqueue:
         self._db: psycopg.Connection[Any] | None = None
         self._pid = os.getpid()
         self._not_before = 0.0
+        # A fork made while another thread held the lock would leave it held in the child.
+        mine = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _after_fork(mine))
 
     def submit(self, spec: JobSpec) -> list[int] | None:
         """The ids of the job's links, stored and committed; None when the daemon must take
@@ -121,12 +125,23 @@ class DirectEnqueue:
         self._db = None
         self._not_before = time.monotonic() + RETRY_SECONDS
 
+    def forked(self) -> None:
+        """In a child just forked: a lock of its own, and no inherited connection."""
+        self._lock = threading.Lock()
+        self._forget_inherited()
+
     def _forget_inherited(self) -> None:
         if self._db is not None:
             _abandoned.append(self._db)
         self._db = None
         self._pid = os.getpid()
         self._not_before = 0.0
+
+
+def _after_fork(writer: weakref.ref[DirectEnqueue]) -> None:
+    found = writer()
+    if found is not None:
+        found.forked()
 
 
 def _connect(config: Config) -> psycopg.Connection[Any] | None:
