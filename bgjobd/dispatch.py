@@ -281,7 +281,7 @@ class Dispatcher:
             if not workers:
                 self._wait_for_workers(slots)
                 return
-            # The idle workers' jobs in one claim (on PostgreSQL two statements, however many).
+            # The idle workers' jobs in one claim (on PostgreSQL one statement, however many).
             jobs = {job.worker_pid: job for job in self._claim(workers, slots)}
             for worker in workers:
                 if (job := jobs.get(worker.pid)) is None:

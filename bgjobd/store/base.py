@@ -409,7 +409,7 @@ class Store(abc.ABC):
     ) -> list[JobInfo]:
         """`claim_next` for each of `worker_pids` in turn, up to the first the queue has no
         job for: the jobs started, each naming its worker (`worker_pid`), in claim order.
-        A store may claim them all at once (PostgreSQL, in two statements, when no class has
+        A store may claim them all at once (PostgreSQL, in one statement, when no class has
         a limit or a rate); the jobs and their order are those of the claims one by one."""
         return claim_each(
             lambda worker_pid: self.claim_next(owner, worker_pid, now, limits, rates, queue=queue),

@@ -964,10 +964,15 @@ class PostgresStore(Store):
         self._kept.append((query, args, None))
         row = ended.fetchone()
         if (got := claimed.fetchone()) is not None:
-            job = row_to_job(got, [running_attempt(got)])
-            self._kept.append((_CLAIM_QUEUED, (now, worker_pid, owner, job.id), job.id))
-            self._claimed_along = job
+            self._claimed_along = self._kept_claim(got, owner, now)
         return row
+
+    def _kept_claim(self, row: tuple[Any, ...], owner: str, now: float) -> JobInfo:
+        """The job a claim statement started (its row), kept for a redo as a claim of that
+        job, so that a lost transaction takes the same job again."""
+        job = row_to_job(row, [running_attempt(row)])
+        self._kept.append((_CLAIM_QUEUED, (now, job.worker_pid, owner, job.id), job.id))
+        return job
 
     def _keep_final_attempts(self, job_ids: Sequence[int], states: Sequence[str]) -> None:
         """Before a finished job runs again, its final attempt moves from its row to the
@@ -1124,10 +1129,7 @@ class PostgresStore(Store):
             args = (queue, len(worker_pids), now, list(worker_pids), owner)
             rows = sorted(self._write(_CLAIM_FIRST, args).fetchall(), key=lambda row: row[-1])
         self._kept.pop()
-        claimed = [row_to_job(row, [running_attempt(row)]) for row in rows]
-        for job in claimed:
-            self._kept.append((_CLAIM_QUEUED, (now, job.worker_pid, owner, job.id), job.id))
-        return claimed
+        return [self._kept_claim(row, owner, now) for row in rows]
 
     def _held_back(
         self, limits: Mapping[str, int], rates: Mapping[str, Rate], now: float
@@ -1339,7 +1341,8 @@ class PostgresStore(Store):
 
     def changed(self) -> bool:
         """Whether another connection committed a change of jobs since the last call: the
-        notices on the schema's channel (a trigger on jobs sends one at each such commit),
+        notices on the schema's channel (the jobs table's triggers send one at each commit
+        that stores a job, makes one queued or scheduled, or asks a running one to cancel),
         less this connection's own. The server sends them between transactions only:
         inside one, this tells nothing new until the commit."""
         if not self.in_transaction:
