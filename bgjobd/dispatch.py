@@ -443,10 +443,14 @@ class Dispatcher:
             if is_transient(exc):
                 self._record_later(job, result, exc)
                 return
+            crashed = self._internal_error_result(job, exc)
             try:
-                self._internal_error(job, exc)
+                self._record(job, crashed)
             except Exception as again:  # noqa: BLE001  # e.g. the store itself is failing
-                self._log.error(NO_JOB, f"job {job.id}: could not record its end: {again!r}")
+                if is_transient(again):
+                    self._record_later(job, crashed, again)  # not left running for ever
+                else:
+                    self._log.error(NO_JOB, f"job {job.id}: could not record its end: {again!r}")
         finally:
             self._in_flight -= 1
             if not self._in_flight:
@@ -511,10 +515,14 @@ class Dispatcher:
             self.pump()
 
     def _internal_error(self, job: JobInfo, exc: Exception) -> None:
+        self._record(job, self._internal_error_result(job, exc))
+
+    def _internal_error_result(self, job: JobInfo, exc: Exception) -> AttemptResult:
+        """The attempt's end when the daemon failed it (logged): crashed, with the error."""
         self._log.error(NO_JOB, f"job {job.id}: internal error: {exc!r}")
         failure = ErrorInfo(type="InternalError", message=repr(exc), hierarchy=[])
         now = time.time()
-        self._record(job, AttemptResult(Outcome.CRASHED, now, now, None, error=failure))
+        return AttemptResult(Outcome.CRASHED, now, now, None, error=failure)
 
     def _free_slot(self, worker: WorkerProcess | None, slots: QueueSlots) -> None:
         """An attempt is over (or never began): see `_release_slot`; then the next job

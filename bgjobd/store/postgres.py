@@ -1663,6 +1663,12 @@ def _status(db: psycopg.Connection[Any]) -> TransactionStatus:
 
 def _is_disconnect(exc: BaseException) -> bool:
     state = getattr(exc, "sqlstate", None) or ""
+    if not state and isinstance(exc, psycopg.OperationalError):
+        # The client's own failure to talk to the server (reading, sending, a pipeline left
+        # busy by a session the server ended mid-way: "cannot exit pipeline mode while
+        # busy"), before psycopg may have marked the connection broken: what the server
+        # did with the statements is unknown, so the connection is given up.
+        return True
     return state.startswith(_DISCONNECTS)
 
 
