@@ -134,8 +134,19 @@ def test_a_missing_log_file_is_an_error_unless_followed(workspace: Workspace) ->
     assert shown.returncode == 1 and "does not exist yet" in shown.stderr
 
 
-def _outputs(workspace: Workspace, job_id: int) -> list[tuple[int, int, int, bytes]]:
-    """The job's rows of the outputs table: (round, attempt, printed, tail)."""
+def _outputs(workspace: Workspace, job_id: int, count: int) -> list[tuple[int, int, int, bytes]]:
+    """The job's rows of the outputs table: (round, attempt, printed, tail), once `count`
+    are there. Read through another connection: an attempt's outcome commits a moment
+    after the daemon answers `wait` (its lazy commit)."""
+
+    def all_there() -> list[tuple[int, int, int, bytes]] | None:
+        rows = _rows_of_outputs(workspace, job_id)
+        return rows if len(rows) == count else None
+
+    return wait_for(all_there, what=f"{count} output row(s) of job {job_id}")
+
+
+def _rows_of_outputs(workspace: Workspace, job_id: int) -> list[tuple[int, int, int, bytes]]:
     with contextlib.closing(sqlite3.connect(workspace.storage / "bgjobs.db")) as db:
         rows = db.execute(
             "SELECT round, attempt, printed, tail FROM outputs WHERE job_id = ? "
@@ -161,7 +172,10 @@ def test_the_stored_tails_are_shown_when_the_file_is_not_on_this_node(
     output = workspace.storage / "logs" / "jobs" / f"{job.id}.log"
     whole = output.read_bytes()
     assert whole == b"said twice\nsaid twice\n"
-    assert _outputs(workspace, job.id) == [(1, 1, 11, b"said twice\n"), (1, 2, 11, b"said twice\n")]
+    assert _outputs(workspace, job.id, 2) == [
+        (1, 1, 11, b"said twice\n"),
+        (1, 2, 11, b"said twice\n"),
+    ]
     output.unlink()  # as on another node, whose disk never had it
 
     shown = workspace.bgjobctl("logs", str(job.id))
@@ -179,7 +193,7 @@ def test_a_huge_output_keeps_only_its_last_64_kib_in_the_store(workspace: Worksp
     assert job.state is JobState.SUCCEEDED, job.error
     output = workspace.storage / "logs" / "jobs" / f"{job.id}.log"
     whole = output.read_bytes()
-    [(_, attempt, printed, tail)] = _outputs(workspace, job.id)
+    [(_, attempt, printed, tail)] = _outputs(workspace, job.id, 1)
     assert (attempt, printed) == (1, len(whole))
     assert len(tail) == STORED_TAIL_BYTES
     assert tail == whole[-STORED_TAIL_BYTES:]
@@ -207,7 +221,7 @@ def test_a_timed_out_attempt_keeps_its_tail_too(workspace: Workspace) -> None:
     job = _run(workspace, JobSpec(class_name="Chatty", method="handle", params=["late", 60]))
     assert job.state is JobState.FAILED and job.error is not None
     assert job.error.type == "TimeoutError"
-    assert _outputs(workspace, job.id) == [(1, 1, 5, b"late\n")]
+    assert _outputs(workspace, job.id, 1) == [(1, 1, 5, b"late\n")]
 
 
 def test_a_silent_job_writes_no_outputs_row(workspace: Workspace) -> None:
@@ -215,10 +229,8 @@ def test_a_silent_job_writes_no_outputs_row(workspace: Workspace) -> None:
     silent = _run(workspace, JobSpec(class_name="Echo", method="handle", params=["quiet"]))
     loud = _run(workspace, JobSpec(class_name="Printer", method="handle", params=["loud"]))
     assert silent.state is loud.state is JobState.SUCCEEDED
-    # Read through another connection: the outcome commits a moment after the daemon
-    # answers `wait` (its lazy commit), so the loud job's row is waited for.
-    wait_for(lambda: len(_outputs(workspace, loud.id)) == 1, what="the loud job's output row")
-    assert _outputs(workspace, silent.id) == []
+    _outputs(workspace, loud.id, 1)  # committed after the silent job's outcome
+    assert _rows_of_outputs(workspace, silent.id) == []
     shown = workspace.bgjobctl("logs", str(silent.id))
     assert shown.returncode == 0 and shown.stdout == ""
     assert f"job {silent.id} (succeeded) printed nothing" in shown.stderr

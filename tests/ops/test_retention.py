@@ -105,7 +105,9 @@ def test_prune_removes_old_finished_jobs_and_their_output_only(workspace: Worksp
     wait_for(lambda: client.get(tail).state is JobState.RUNNING, what="the chain's last link")
     output = workspace.storage / "logs" / "jobs" / f"{printed}.log"
     assert output.exists()
-    assert _stored_outputs(workspace, printed) == 1  # its output's tail, kept in the store
+    # Its output's tail, kept in the store; read through another connection, so waited
+    # for: the outcome commits a moment after the daemon answers `wait` (its lazy commit).
+    wait_for(lambda: _stored_outputs(workspace, printed) == 1, what="the stored output")
     time.sleep(1.1)  # past the 1 s retention (a duration, not a wait for an outcome)
 
     dry = workspace.bgjobctl("--json", "prune", "--dry-run")
