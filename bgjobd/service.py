@@ -238,6 +238,14 @@ class QueueService:
         """See `Intake.submit`."""
         self._engine.submit(specs, on_stored)
 
+    def submit_waits(self, specs: Sequence[JobSpec], why: Exception) -> None:
+        """Say that a submit waits for a transaction still open that holds a key of it."""
+        first = specs[0]
+        self._engine.log.warning(
+            f"{first.class_name}::{first.method}",
+            f"a submit waits for another transaction, still open, that holds its key ({why})",
+        )
+
     async def cancel(self, job_id: int, reason: str = CANCELLED_BY_REQUEST) -> JobInfo:
         return await self._engine.actions.cancel(job_id, reason)
 

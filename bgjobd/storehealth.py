@@ -96,7 +96,11 @@ def open_store(config: Config, on_error: Callable[[str], None]) -> SQLiteStore |
     integrity (`PRAGMA quick_check`): a damaged database is refused with what to do,
     before anything is written into it."""
     if config.settings.store.backend == "postgresql":
-        return open_postgres(config, on_error)  # the server checks its own pages
+        from bgjobd.store.postgres import SUBMIT_LOCK_WAIT
+
+        store = open_postgres(config, on_error)  # the server checks its own pages
+        store.submit_lock_wait = SUBMIT_LOCK_WAIT  # the loop never waits for an application
+        return store
     return _open_sqlite(config, on_error)
 
 

@@ -4,18 +4,32 @@ The one handler that is not `async def handle(...) -> Reply`: the hottest reques
 from inside the commit that stores its jobs, through `ctx.send`, with no task and no hop
 through the event loop. Measured (bench/compare.py, w2, 3 rounds of 2,000 submits): as a
 coroutine awaiting its commit, the median submit took 1.5x as long and the daemon spent
-17 % more CPU per job. `handlers.submit_at_once` is its route."""
+17 % more CPU per job. `handlers.submit_at_once` is its route.
+
+A submit whose key another transaction holds, still open (an application's `enqueue_in`
+of the same key on PostgreSQL), is tried again every KEY_HELD_RETRY_SECONDS, the loop free
+in between, until that transaction ends or KEY_HELD_PATIENCE_SECONDS pass: the client
+waits as it would for the same INSERT of its own, and no node stalls meanwhile."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
+from collections.abc import Callable
+from typing import Final
 
 from bgjobd.handlers.context import Context
 from bgjobd.intake import Stored
-from bgjobd.store.offline import StoreRetry
+from bgjobd.store.offline import KeyHeld, StoreRetry
 from bgjobd.store.sqlite import is_full
 from bgjobs.errors import RequestFailed, StoreFull, StoreUnavailable
 from bgjobs.protocol import Error, ErrorCode, Submit, Submitted
+
+KEY_HELD_RETRY_SECONDS: Final = 0.1
+KEY_HELD_PATIENCE_SECONDS: Final = 20.0
+"""Within the clients' reply timeout (30 s): a key held longer is the application's
+transaction stuck open, told as `store_unavailable`."""
 
 
 def handle(ctx: Context, request: Submit) -> None:
@@ -41,6 +55,9 @@ def handle(ctx: Context, request: Submit) -> None:
 
     try:
         ctx.service.submit(request.jobs, answer)
+    except KeyHeld as exc:
+        ctx.service.submit_waits(request.jobs, exc)
+        _again_later(ctx, request, answer, time.monotonic() + KEY_HELD_PATIENCE_SECONDS)
     except StoreRetry as exc:
         # The PostgreSQL store lost its server (it reconnects): nothing was stored.
         raise StoreUnavailable(
@@ -51,3 +68,31 @@ def handle(ctx: Context, request: Submit) -> None:
         if is_full(exc):
             raise StoreFull(ErrorCode.STORE_FULL, f"the store's disk is full: {exc}") from exc
         raise StoreUnavailable(ErrorCode.STORE_UNAVAILABLE, f"the store failed: {exc}") from exc
+
+
+def _again_later(
+    ctx: Context,
+    request: Submit,
+    answer: Callable[[Stored | BaseException], None],
+    give_up_at: float,
+) -> None:
+    def again() -> None:
+        try:
+            ctx.service.submit(request.jobs, answer)
+        except KeyHeld as exc:
+            if time.monotonic() < give_up_at:
+                _again_later(ctx, request, answer, give_up_at)
+                return
+            answer(_unavailable(f"the store is busy: {exc}"))
+        except RequestFailed as exc:
+            answer(exc)
+        except StoreRetry as exc:
+            answer(_unavailable(f"the store is unavailable: {exc}"))
+        except Exception as exc:  # noqa: BLE001  # answered, as the server answers any failure
+            answer(exc)
+
+    asyncio.get_running_loop().call_later(KEY_HELD_RETRY_SECONDS, again)
+
+
+def _unavailable(message: str) -> StoreUnavailable:
+    return StoreUnavailable(ErrorCode.STORE_UNAVAILABLE, message)

@@ -27,6 +27,13 @@ class StoreConflict(StoreRetry):
     were redone at once in a new one."""
 
 
+class KeyHeld(StoreConflict):
+    """A submit waited its short while for a key that another transaction, still open,
+    holds (an application's `enqueue_in` of the same idempotency or unique key, not
+    committed yet): nothing of it was stored, and the transaction's other writes were
+    redone. Once that transaction ends the submit finds the key stored, or free."""
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether a store error means "not now, later": SQLite's lock held past the wait, a
     server out of reach, a transaction undone by a conflict."""

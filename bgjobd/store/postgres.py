@@ -64,7 +64,7 @@ from bgjobd.store.base import (
     WaitingEntry,
     in_claim_order,
 )
-from bgjobd.store.offline import StoreConflict, StoreOffline, StoreRetry
+from bgjobd.store.offline import KeyHeld, StoreConflict, StoreOffline, StoreRetry
 from bgjobd.store.pauses import pause_infos
 from bgjobd.store.rows import (
     COLUMNS,
@@ -162,6 +162,16 @@ _DISCONNECTS: Final = ("08", "57P", "25P03")
 """SQLSTATE classes of a connection gone: connection exceptions, operator intervention
 (the server shutting down, terminated backends, a server still starting), a session ended
 for idling in a transaction."""
+SUBMIT_LOCK_WAIT: Final = "50ms"
+"""How long a daemon's submit waits for a key held by another open transaction (an
+application's `enqueue_in` of the same key, not committed yet) before it gives up with
+KeyHeld: the statement blocks the daemon's loop, which must not wait for an application
+(`PostgresStore.submit_lock_wait`). Set for the submit's INSERTs only (`_BRIEFLY`); every
+other wait is the session's."""
+_BRIEFLY: Final = "SELECT set_config('lock_timeout', %s, true)"
+"""A transaction-local lock_timeout, sent in one pipeline ahead of a submit's statement
+(and, inside the daemon's open transaction, the session's put back after it)."""
+_NEVER_PREPARED: Final = frozenset({_BRIEFLY, "COMMIT"})
 COMMIT_WITHIN_SECONDS: Final = 0.01
 """The journal commits claims and attempts' ends within this (SQLite's store: 2 ms). Each
 commit blocks the daemon's loop for a round trip and a WAL flush; a transaction left open
@@ -171,6 +181,17 @@ jobs/s, `bench/run.py --systems bgjobs-pg1 --only W1`)."""
 IDLE_IN_TRANSACTION_SECONDS: Final = 5
 """A transaction of ours is open for milliseconds (the journal commits within 10 ms): one
 idle this long belongs to a frozen process, whose locks must not hold the others up."""
+
+
+def _prepared(query: object) -> bool | None:
+    """Whether psycopg may prepare a pipeline's statement (None: after a few uses). Never
+    those that may follow a failed statement in one pipeline, and that the server skips:
+    psycopg may take one for prepared that the server never parsed."""
+    return False if query in _NEVER_PREPARED else None
+
+
+def _rows_of(cursor: psycopg.Cursor[Any]) -> pgsubmit.Rows:
+    return cursor.fetchall() if cursor.description is not None else []
 
 
 def link_defaults(dsn: str) -> dict[str, Any]:
@@ -205,6 +226,12 @@ class PostgresStore(Store):
         self._lost_claims: list[int] = []
         self._dirty = False
         """Whether the open transaction holds any write (kept or a submit's)."""
+        self.submit_lock_wait: str | None = None
+        """How long a submit's INSERT may wait for a lock (SUBMIT_LOCK_WAIT: the daemon's),
+        then KeyHeld; None: as long as the session's lock_timeout says (by default, for
+        ever: a client of its own, like `run_job.py`, waits for the key's transaction)."""
+        self._session_lock_timeout = "0"
+        """The session's lock_timeout (the DSN's, or the server's), put back after a submit."""
         self._redo_pending = False
         """The connection went with a transaction holding writes: the kept ones are redone
         first thing on the next connection."""
@@ -246,6 +273,7 @@ class PostgresStore(Store):
                 "SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
                 (f"{IDLE_IN_TRANSACTION_SECONDS * 1000}",),
             )
+        (self._session_lock_timeout,) = db.execute("SHOW lock_timeout").fetchone() or ("0",)
         db.add_notify_handler(functools.partial(self._heard, db.info.backend_pid))
         db.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.schema)))
 
@@ -288,14 +316,8 @@ class PostgresStore(Store):
         self,
         query: str | bytes | sql.Composable,
         args: Sequence[Any] = (),
-        *,
-        then_commit: bool = False,
     ) -> Any:
-        """One statement (with `then_commit`, and the COMMIT of its transaction sent with it
-        in one round trip: a pipeline, which ends with no transaction open); a connection
-        that breaks under it makes the store offline."""
-        if then_commit:
-            return self._execute_all([(query, args), ("COMMIT", ())])[0]
+        """One statement; a connection that breaks under it makes the store offline."""
         with self._answering():
             return self._db.execute(query, args)  # type: ignore[arg-type]
 
@@ -305,7 +327,10 @@ class PostgresStore(Store):
         """Statements sent together in one pipeline, their answers read once all are sent:
         one round trip. Errors as `_execute`'s."""
         with self._answering(), self._db.pipeline():
-            return [self._db.execute(query, args) for query, args in statements]  # type: ignore[arg-type]
+            return [
+                self._db.execute(query, args, prepare=_prepared(query))  # type: ignore[arg-type]
+                for query, args in statements
+            ]
 
     @contextlib.contextmanager
     def _answering(self) -> Iterator[None]:
@@ -317,6 +342,9 @@ class PostgresStore(Store):
             yield
         except (errors.DeadlockDetected, errors.SerializationFailure) as exc:
             raise self._conflict(exc) from exc
+        except errors.LockNotAvailable as exc:
+            self._conflict(exc)
+            raise KeyHeld(f"a lock held by another transaction: {_first_line(exc)}") from exc
         except psycopg.Error as exc:
             # Most are OperationalError, not all (an idle session's end is InternalError).
             if not self._db.broken and not self._db.closed and not _is_disconnect(exc):
@@ -554,7 +582,9 @@ class PostgresStore(Store):
         if self._db.info.transaction_status != TransactionStatus.INTRANS:
             return self._alone_rows(query, args)
         try:
-            cursor = self._execute(query, args, then_commit=True)
+            wait = self._brief_wait(query)
+            first = [] if wait is None else [(_BRIEFLY, (wait,))]
+            cursor = self._execute_all([*first, (query, args), ("COMMIT", ())])[-2]
         except psycopg.Error:
             if _status(self._db) == TransactionStatus.INERROR:
                 # The statement failed the transaction, and psycopg's pipeline ends with a
@@ -567,18 +597,43 @@ class PostgresStore(Store):
         return cursor.fetchall() if cursor.description is not None else []
 
     def _alone_rows(self, query: str, args: Sequence[Any]) -> pgsubmit.Rows:
-        # In autocommit, outside a transaction: each statement commits before its answer.
-        cursor = self._read(query, args)
-        return cursor.fetchall() if cursor.description is not None else []
+        # In autocommit, outside a transaction: the pipeline's statements are one implicit
+        # transaction, committed before the answer (the lock wait set for it alone).
+        if (wait := self._brief_wait(query)) is None:
+            return _rows_of(self._read(query, args))
+        cursor = self._execute_all([(_BRIEFLY, (wait,)), (query, args)])[1]
+        return _rows_of(cursor)
+
+    def _brief_wait(self, query: str) -> str | None:
+        """The lock wait of a submit's statement, when it is shorter than the session's:
+        for an INSERT, the one statement that may wait for another transaction (on a
+        unique index). Not for the lookups, which read, nor for the savepoints' statements,
+        which must come alone after a failed statement."""
+        if self.submit_lock_wait is None or not query.startswith("INSERT"):
+            return None
+        return self.submit_lock_wait
 
     def add_each(self, jobs: Sequence[NewJob]) -> list[int] | None:
         steps = pgsubmit.add_each(jobs)
         return pgsubmit.run(self._write_rows, steps, passthrough=(StoreRetry,))
 
     def _write_rows(self, query: str, args: Sequence[Any]) -> pgsubmit.Rows:
-        # A submit's statements: not kept for a redo (its client is told it failed).
-        cursor = self._write(query, args, submit=True)
-        return cursor.fetchall() if cursor.description is not None else []
+        # A submit's statements: not kept for a redo (its client is told it failed). Its
+        # short lock wait, then the session's again for the transaction's other writes (a
+        # failed statement takes the setting with it: to its savepoint, or the whole
+        # transaction).
+        if (wait := self._brief_wait(query)) is None:
+            return _rows_of(self._write(query, args, submit=True))
+        self._begin()
+        cursor = self._execute_all(
+            [
+                (_BRIEFLY, (wait,)),
+                (query, args),
+                (_BRIEFLY, (self._session_lock_timeout,)),
+            ]
+        )[1]
+        self._dirty = True
+        return _rows_of(cursor)
 
     def _read_rows(self, query: str, args: Sequence[Any]) -> pgsubmit.Rows:
         cursor = self._read(query, args)

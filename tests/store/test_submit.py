@@ -12,7 +12,8 @@ import psycopg
 import pytest
 
 from bgjobd.store.base import KeyTaken, NewJob, Store, UniqueTaken
-from bgjobd.store.postgres import PostgresStore
+from bgjobd.store.offline import KeyHeld
+from bgjobd.store.postgres import SUBMIT_LOCK_WAIT, PostgresStore
 from bgjobs.model import JobState, PauseKind
 from tests.store.support import new_job
 
@@ -153,3 +154,36 @@ def test_on_postgresql_a_lone_submit_that_fails_keeps_the_open_writes(
     assert store.in_transaction
     store.commit()
     assert state_of(peer, job_id) is JobState.RUNNING
+
+
+@pytest.mark.parametrize("backend_name", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("path", ["alone", "with the open writes", "in the transaction"])
+def test_on_postgresql_a_key_held_by_an_open_transaction_is_waited_for_briefly(
+    store: Store, peer: Store, path: str
+) -> None:
+    """Another transaction, still open, stored a job with the key (an application's
+    `enqueue_in`): the daemon's submit gives up after its short lock wait with KeyHeld, stores
+    nothing, and the store's other open writes are redone; the wait was the submit's alone
+    (a later write of the transaction waits as long as the session says). Once that
+    transaction commits, the key is found."""
+    assert isinstance(store, PostgresStore) and isinstance(peer, PostgresStore)
+    store.submit_lock_wait = SUBMIT_LOCK_WAIT  # as the daemon's store
+    store.add([new_job()])
+    store.commit()
+    peer.add([new_job(key="held")])  # not committed: the peer's transaction holds the key
+    job_id = claimed(store) if path != "alone" else None
+    started = time.monotonic()
+    with pytest.raises(KeyHeld):
+        store.submit([new_job(key="held")], alone=path != "in the transaction")
+    assert time.monotonic() - started < 5  # the brief wait, not the peer's transaction
+    if job_id is not None:
+        assert store.in_transaction  # the claim, redone
+        assert store._read("SHOW lock_timeout").fetchone() == ("0",)
+        store.commit()
+        assert state_of(peer, job_id) is JobState.RUNNING
+    peer.commit()
+    with pytest.raises(KeyTaken):
+        store.submit([new_job(key="held")], alone=True)
+    store.submit([new_job()])  # stored inside the transaction: the session's wait after it
+    assert store.in_transaction and store._read("SHOW lock_timeout").fetchone() == ("0",)
+    store.commit()
