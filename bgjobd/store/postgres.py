@@ -46,7 +46,7 @@ from psycopg import errors, sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
-from bgjobd.store import pgsubmit, ratewindow
+from bgjobd.store import pgpipeline, pgsubmit, ratewindow
 from bgjobd.store.base import (
     HELD_COUNT_CAP,
     Added,
@@ -326,7 +326,7 @@ class PostgresStore(Store):
     ) -> list[Any]:
         """Statements sent together in one pipeline, their answers read once all are sent:
         one round trip. Errors as `_execute`'s."""
-        with self._answering(), self._db.pipeline():
+        with self._answering(), pgpipeline.pipeline(self._db):
             return [
                 self._db.execute(query, args, prepare=_prepared(query))  # type: ignore[arg-type]
                 for query, args in statements
@@ -448,11 +448,25 @@ class PostgresStore(Store):
             if self.on_begin is not None:
                 self.on_begin()
 
+    def _opening(self) -> list[tuple[str, Sequence[Any]]]:
+        """`_begin`, its BEGIN (if one is needed) returned to be sent in one pipeline with
+        the statement that opens the transaction: one round trip where there were two."""
+        self._connected()
+        if self._db.info.transaction_status != TransactionStatus.IDLE:
+            return []
+        if self.on_begin is not None:
+            self.on_begin()
+        return [("BEGIN", ())]
+
     def _write(
         self, query: str, args: Sequence[Any] = (), *, submit: bool = False
     ) -> psycopg.Cursor[Any]:
-        self._begin()
-        cursor: psycopg.Cursor[Any] = self._execute(query, args)
+        opening = self._opening()
+        cursor: psycopg.Cursor[Any] = (
+            self._execute_all([*opening, (query, args)])[-1]
+            if opening
+            else self._execute(query, args)
+        )
         self._dirty = True
         if not submit:
             self._kept.append((query, args, None))
@@ -1007,10 +1021,12 @@ class PostgresStore(Store):
             row: tuple[Any, ...] | None = self._write(query, args).fetchone()
             return row
         owner, worker_pid, queue, now = along
-        self._begin()
+        opening = self._opening()
         claim_args = (now, worker_pid, owner, queue)
         try:
-            ended, claimed = self._execute_all([(query, args), (_CLAIM_ONE, claim_args)])
+            *_, ended, claimed = self._execute_all(
+                [*opening, (query, args), (_CLAIM_ONE, claim_args)]
+            )
         except psycopg.Error:
             if _status(self._db) == TransactionStatus.INERROR:
                 self.redo_kept_writes()  # as `_committing_rows` does, for the same reason

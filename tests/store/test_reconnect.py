@@ -124,6 +124,44 @@ def test_a_session_ended_for_idling_in_a_transaction_is_reconnected_and_redone(
         frozen.close()
 
 
+@pytest.mark.parametrize("opened_by", ["a claim", "an end with the next claim", "a submit"])
+def test_a_session_idling_after_any_write_in_a_transaction_is_ended(
+    tmp_path: Path, opened_by: str
+) -> None:
+    """Whatever write left the transaction open (one statement, or several sent in one
+    pipeline), a node frozen then is ended by the server's idle-in-transaction timeout
+    (0.3 s here): its row locks never hold the other nodes up for longer."""
+    _, schema = address_of("postgresql", tmp_path)
+    dsn = f"{PG_DSN}?options=-c%20idle_in_transaction_session_timeout%3D300"
+    frozen = PostgresStore(dsn, schema, application_name=f"tests:{schema}")
+    try:
+        first, _ = frozen.add([new_job("A")])[0], frozen.add([new_job("B")])[0]
+        if opened_by != "a claim":
+            frozen.claim(first, "me", 1, time.time())
+        frozen.commit()
+        if opened_by == "a claim":
+            assert frozen.claim(first, "me", 1, time.time()) is not None
+        elif opened_by == "a submit":
+            frozen.submit_lock_wait = "50ms"
+            frozen.submit([new_job("C", key="k")])
+        else:
+            assert frozen.claim_along_next_end("me", 1, "default", time.time())
+            ended = FinishedAttempt(1, Outcome.SUCCEEDED, time.time(), 0.1, None, owner="me")
+            frozen.finish_attempt(first, ended, JobState.SUCCEEDED)
+            assert frozen.claimed_along() is not None
+        assert frozen.in_transaction
+        pid = frozen._db.info.backend_pid
+
+        def session_gone() -> bool:
+            with psycopg.connect(PG_DSN, autocommit=True) as db:
+                row = db.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,))
+                return row.fetchone() is None
+
+        wait_for(session_gone, timeout=10, what="the server to end the idle session")
+    finally:
+        frozen.close()
+
+
 def test_a_lost_claim_another_node_made_meanwhile_is_reported_once(
     store: PostgresStore, tmp_path: Path
 ) -> None:
