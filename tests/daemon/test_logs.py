@@ -139,9 +139,9 @@ def _outputs(workspace: Workspace, job_id: int, count: int) -> list[tuple[int, i
     are there. Read through another connection: an attempt's outcome commits a moment
     after the daemon answers `wait` (its lazy commit)."""
 
-    def all_there() -> list[tuple[int, int, int, bytes]] | None:
+    def all_there() -> list[tuple[int, int, int, bytes]]:
         rows = _rows_of_outputs(workspace, job_id)
-        return rows if len(rows) == count else None
+        return rows if len(rows) == count else []  # count > 0: an empty list is "not yet"
 
     return wait_for(all_there, what=f"{count} output row(s) of job {job_id}")
 

@@ -100,21 +100,12 @@ def test_a_session_ended_for_idling_in_a_transaction_is_reconnected_and_redone(
     set in the DSN, which the store then leaves as it is), releasing its row locks; the
     node, woken, commits on a new connection what it had kept."""
     store.close()
-    _, schema = address_of("postgresql", tmp_path)
-    dsn = f"{PG_DSN}?options=-c%20idle_in_transaction_session_timeout%3D300"
-    frozen = PostgresStore(dsn, schema, application_name=f"tests:{schema}")
+    frozen = _ended_when_idle(tmp_path)
     try:
         job_id = frozen.add([new_job("A")])[0]
         frozen.commit()
         assert frozen.claim(job_id, "me", 1, time.time()) is not None
-        pid = frozen._db.info.backend_pid
-
-        def session_gone() -> bool:
-            with psycopg.connect(PG_DSN, autocommit=True) as db:
-                row = db.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,))
-                return row.fetchone() is None
-
-        wait_for(session_gone, timeout=10, what="the server to end the idle session")
+        _wait_until_ended(frozen)
         with contextlib.suppress(StoreOffline):
             frozen.commit()  # meets the loss (the commit is then tried again, as the journal does)
         frozen.commit()
@@ -131,9 +122,7 @@ def test_a_session_idling_after_any_write_in_a_transaction_is_ended(
     """Whatever write left the transaction open (one statement, or several sent in one
     pipeline), a node frozen then is ended by the server's idle-in-transaction timeout
     (0.3 s here): its row locks never hold the other nodes up for longer."""
-    _, schema = address_of("postgresql", tmp_path)
-    dsn = f"{PG_DSN}?options=-c%20idle_in_transaction_session_timeout%3D300"
-    frozen = PostgresStore(dsn, schema, application_name=f"tests:{schema}")
+    frozen = _ended_when_idle(tmp_path)
     try:
         first, _ = frozen.add([new_job("A")])[0], frozen.add([new_job("B")])[0]
         if opened_by != "a claim":
@@ -150,16 +139,28 @@ def test_a_session_idling_after_any_write_in_a_transaction_is_ended(
             frozen.finish_attempt(first, ended, JobState.SUCCEEDED)
             assert frozen.claimed_along() is not None
         assert frozen.in_transaction
-        pid = frozen._db.info.backend_pid
-
-        def session_gone() -> bool:
-            with psycopg.connect(PG_DSN, autocommit=True) as db:
-                row = db.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,))
-                return row.fetchone() is None
-
-        wait_for(session_gone, timeout=10, what="the server to end the idle session")
+        _wait_until_ended(frozen)
     finally:
         frozen.close()
+
+
+def _ended_when_idle(tmp_path: Path) -> PostgresStore:
+    """The test's store, whose session the server ends after 0.3 s idle in a transaction
+    (set in the DSN, which the store then leaves as it is)."""
+    _, schema = address_of("postgresql", tmp_path)
+    dsn = f"{PG_DSN}?options=-c%20idle_in_transaction_session_timeout%3D300"
+    return PostgresStore(dsn, schema, application_name=f"tests:{schema}")
+
+
+def _wait_until_ended(frozen: PostgresStore) -> None:
+    pid = frozen._db.info.backend_pid
+
+    def session_gone() -> bool:
+        with psycopg.connect(PG_DSN, autocommit=True) as db:
+            row = db.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,))
+            return row.fetchone() is None
+
+    wait_for(session_gone, timeout=10, what="the server to end the idle session")
 
 
 def test_a_lost_claim_another_node_made_meanwhile_is_reported_once(
