@@ -601,10 +601,9 @@ class PostgresStore(Store):
             cursor = self._execute_all([*first, (query, args), ("COMMIT", ())])[-2]
         except psycopg.Error:
             if _status(self._db) == TransactionStatus.INERROR:
-                # The statement failed the transaction, and psycopg's pipeline ends with a
-                # Flush, after which the server's idle-in-transaction timer is off: roll
-                # back and redo the kept writes now, in a transaction of plain statements,
-                # rather than at the journal's next commit.
+                # The statement failed the transaction (and the COMMIT with it): roll back
+                # and redo the kept writes now, rather than leave a failed transaction
+                # open until the journal's next commit.
                 self.redo_kept_writes()
             raise
         self._forget()
@@ -638,14 +637,13 @@ class PostgresStore(Store):
         # transaction).
         if (wait := self._brief_wait(query)) is None:
             return _rows_of(self._write(query, args, submit=True))
-        self._begin()
-        cursor = self._execute_all(
-            [
-                (_BRIEFLY, (wait,)),
-                (query, args),
-                (_BRIEFLY, (self._session_lock_timeout,)),
-            ]
-        )[1]
+        statements = [
+            *self._opening(),
+            (_BRIEFLY, (wait,)),
+            (query, args),
+            (_BRIEFLY, (self._session_lock_timeout,)),
+        ]
+        cursor = self._execute_all(statements)[-2]
         self._dirty = True
         return _rows_of(cursor)
 

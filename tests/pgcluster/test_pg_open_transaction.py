@@ -36,10 +36,10 @@ def test_a_key_held_by_an_open_transaction_does_not_stall_the_node(
             lambda: "a submit waits for another transaction" in node.error_log(), what="the wait"
         )
         # The node goes on meanwhile: a submit is answered and its job runs (each call
-        # fails after 5 s if the node's loop waits for the application's transaction).
-        client = node.client(timeout=5)
+        # fails after 10 s if the node's loop waits for the application's transaction).
+        client = node.client(timeout=10)
         other = client.submit([make_spec("Echo", "handle", ["other"])]).ids[0]
-        assert client.wait(other, timeout=5).state is JobState.SUCCEEDED
+        assert client.wait(other, timeout=10).state is JobState.SUCCEEDED
         assert same_key.is_alive(), "answered before the key's transaction ended"
         app.execute(ending.upper())
     same_key.join(30)
