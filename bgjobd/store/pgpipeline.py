@@ -8,6 +8,10 @@ node frozen then (SIGSTOP, a paused VM) held its row locks until it woke or its 
 out, and another node's cancel or reclaim of those rows waited as long. This pipeline
 reads those answers after the Sync without a Flush: the server sends and flushes them at
 the Sync anyway.
+
+It overrides a private step of psycopg's `Pipeline` (its exit) and hands the connection
+the pipeline to enter: `tests/store/test_reconnect.py`'s frozen-session tests fail if a
+psycopg release changes either.
 """
 
 from __future__ import annotations
