@@ -442,11 +442,8 @@ class PostgresStore(Store):
 
     def _begin(self) -> None:
         """Open the write transaction, if none is open."""
-        self._connected()
-        if self._db.info.transaction_status == TransactionStatus.IDLE:
-            self._execute("BEGIN")
-            if self.on_begin is not None:
-                self.on_begin()
+        for query, args in self._opening():
+            self._execute(query, args)
 
     def _opening(self) -> list[tuple[str, Sequence[Any]]]:
         """`_begin`, its BEGIN (if one is needed) returned to be sent in one pipeline with
@@ -596,9 +593,8 @@ class PostgresStore(Store):
         if self._db.info.transaction_status != TransactionStatus.INTRANS:
             return self._alone_rows(query, args)
         try:
-            wait = self._brief_wait(query)
-            first = [] if wait is None else [(_BRIEFLY, (wait,))]
-            cursor = self._execute_all([*first, (query, args), ("COMMIT", ())])[-2]
+            statements = [*self._brief_wait(query), (query, args), ("COMMIT", ())]
+            cursor = self._execute_all(statements)[-2]
         except psycopg.Error:
             if _status(self._db) == TransactionStatus.INERROR:
                 # The statement failed the transaction (and the COMMIT with it): roll back
@@ -607,24 +603,23 @@ class PostgresStore(Store):
                 self.redo_kept_writes()
             raise
         self._forget()
-        return cursor.fetchall() if cursor.description is not None else []
+        return _rows_of(cursor)
 
     def _alone_rows(self, query: str, args: Sequence[Any]) -> pgsubmit.Rows:
         # In autocommit, outside a transaction: the pipeline's statements are one implicit
         # transaction, committed before the answer (the lock wait set for it alone).
-        if (wait := self._brief_wait(query)) is None:
+        if not (briefly := self._brief_wait(query)):
             return _rows_of(self._read(query, args))
-        cursor = self._execute_all([(_BRIEFLY, (wait,)), (query, args)])[1]
-        return _rows_of(cursor)
+        return _rows_of(self._execute_all([*briefly, (query, args)])[-1])
 
-    def _brief_wait(self, query: str) -> str | None:
-        """The lock wait of a submit's statement, when it is shorter than the session's:
-        for an INSERT, the one statement that may wait for another transaction (on a
-        unique index). Not for the lookups, which read, nor for the savepoints' statements,
-        which must come alone after a failed statement."""
+    def _brief_wait(self, query: str) -> list[tuple[str, Sequence[Any]]]:
+        """The statement setting a submit's lock wait, to send ahead of it, when that wait
+        is shorter than the session's: for an INSERT, the one statement that may wait for
+        another transaction (on a unique index). Nothing for the lookups, which read, nor for
+        the savepoints' statements, which must come alone after a failed statement."""
         if self.submit_lock_wait is None or not query.startswith("INSERT"):
-            return None
-        return self.submit_lock_wait
+            return []
+        return [(_BRIEFLY, (self.submit_lock_wait,))]
 
     def add_each(self, jobs: Sequence[NewJob]) -> list[int] | None:
         steps = pgsubmit.add_each(jobs)
@@ -635,11 +630,11 @@ class PostgresStore(Store):
         # short lock wait, then the session's again for the transaction's other writes (a
         # failed statement takes the setting with it: to its savepoint, or the whole
         # transaction).
-        if (wait := self._brief_wait(query)) is None:
+        if not (briefly := self._brief_wait(query)):
             return _rows_of(self._write(query, args, submit=True))
         statements = [
             *self._opening(),
-            (_BRIEFLY, (wait,)),
+            *briefly,
             (query, args),
             (_BRIEFLY, (self._session_lock_timeout,)),
         ]
@@ -648,8 +643,7 @@ class PostgresStore(Store):
         return _rows_of(cursor)
 
     def _read_rows(self, query: str, args: Sequence[Any]) -> pgsubmit.Rows:
-        cursor = self._read(query, args)
-        return cursor.fetchall() if cursor.description is not None else []
+        return _rows_of(self._read(query, args))
 
     def find_by_key(self, key: str) -> list[int] | None:
         return pgsubmit.run(self._read_rows, pgsubmit.find_by_key(key))
