@@ -1,9 +1,10 @@
 """What one job costs on a PostgreSQL node, process by process, and which statements it runs.
 
-    python -m bench.pg_costs [--jobs 3000] [--daemon-code DIR] [--server-log PATH]
+    python -m bench.pg_costs [--jobs 3000] [--nodes 1] [--daemon-code DIR] [--server-log PATH]
 
-One node (2 warm workers) on a fresh schema; after a warm-up, `--jobs` no-op jobs submitted
-one call at a time by one client (W1's shape). Prints jobs/s and the CPU per job of the
+One node (or `--nodes`, each with 2 warm workers) on a fresh schema; after a warm-up,
+`--jobs` no-op jobs submitted one call at a time by one client, round robin over the nodes
+(W1's shape). Prints jobs/s and the CPU per job of the
 daemon, its workers, the PostgreSQL server's processes (all of them: run it on a quiet
 machine) and the client, read from /proc. With the server's log readable (`--server-log`;
 Debian's path by default), the node's connection logs every statement it runs
@@ -29,7 +30,7 @@ from psycopg import sql
 
 from bench import procs
 from bench.bgjobs_target import BgjobsTarget, Daemon
-from bench.cluster_target import node_workspaces, postgres_store, start_nodes
+from bench.cluster_target import ClusterTarget, node_workspaces, postgres_store, start_nodes
 
 DSN = "postgresql://postgres@127.0.0.1:5432/test"
 SERVER_LOG = Path("/var/log/postgresql/postgresql-15-main.log")
@@ -82,6 +83,7 @@ def statements(lines: list[str], jobs: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=3000)
+    parser.add_argument("--nodes", type=int, default=1)
     parser.add_argument("--dsn", default=DSN)
     parser.add_argument("--daemon-code", type=Path, default=None)
     parser.add_argument("--server-log", type=Path, default=SERVER_LOG)
@@ -92,15 +94,19 @@ def main() -> int:
     joint = "&" if "?" in args.dsn else "?"
     dsn = f"{args.dsn}{joint}{LOG_EVERY_STATEMENT}" if logged else args.dsn
     schema = f"bgb_costs_{uuid.uuid4().hex[:10]}"
-    (workspace,) = node_workspaces(1, workers=2, store=postgres_store(dsn, schema))
-    (daemon,) = start_nodes([workspace])
+    workspaces = node_workspaces(args.nodes, workers=2, store=postgres_store(dsn, schema))
+    nodes = start_nodes(workspaces)
     lines: list[str] = []
     try:
-        target = BgjobsTarget(daemon)
+        target: BgjobsTarget = (
+            ClusterTarget(nodes, "nodes") if args.nodes > 1 else BgjobsTarget(nodes[0])
+        )
         for _ in range(WARM_UP):
             target.noop()
         wait_finished(target, WARM_UP)
-        daemons, workers, server = [daemon.pid], procs.tree(daemon.pid)[1:], server_pids()
+        daemons = [node.pid for node in nodes]
+        workers = [pid for node in nodes for pid in procs.tree(node.pid)[1:]]
+        server = server_pids()
         log_from = args.server_log.stat().st_size if logged else 0
         before = (cpu_seconds(daemons), cpu_seconds(workers), cpu_seconds(server))
         client_before = time.process_time()
@@ -118,17 +124,19 @@ def main() -> int:
                 lines = log.read().splitlines()
         target.close()
     finally:
-        daemon.stop()
-        workspace.remove()
+        for node in nodes:
+            node.stop()
+        for workspace in workspaces:
+            workspace.remove()
         with psycopg.connect(args.dsn, autocommit=True) as db:
             db.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
     per_job = [(end - start) / args.jobs * 1e6 for start, end in zip(before, after, strict=True)]
     client_per_job = client / args.jobs * 1e6
     code = "this checkout" if args.daemon_code is None else str(args.daemon_code)
-    print(f"one PostgreSQL node ({code}), {args.jobs} no-op jobs one call at a time:")
+    print(f"{args.nodes} PostgreSQL node(s) ({code}), {args.jobs} no-op jobs one call at a time:")
     print(f"  {args.jobs / elapsed:,.0f} jobs/s")
     print(
-        f"  CPU per job: daemon {per_job[0]:.0f} µs, workers {per_job[1]:.0f} µs, PostgreSQL "
+        f"  CPU per job: daemons {per_job[0]:.0f} µs, workers {per_job[1]:.0f} µs, PostgreSQL "
         f"{per_job[2]:.0f} µs, client {client_per_job:.0f} µs; "
         f"together {sum(per_job) + client_per_job:,.0f} µs"
     )

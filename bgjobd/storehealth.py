@@ -17,7 +17,8 @@ writes beside it (logs, job output, lock files) are recreated when missing, with
 On PostgreSQL (`[store] backend = "postgresql"`) there is no database file here: no space,
 reserve or identity checks (the server watches its own disk), only the directories of the
 storage kept, and the connection's health: while the server cannot be reached (the store
-is offline and reconnecting), submits are refused with `store_unavailable`.
+is offline and reconnecting), submits are refused with `store_unavailable`; once the store
+finds its tables gone (the schema dropped under the node), the store is lost, as above.
 """
 
 from __future__ import annotations
@@ -54,9 +55,11 @@ _Identity = tuple[int, int]
 
 
 class Connection(Protocol):
-    """A store on a server (PostgresStore): why it cannot be reached now, if so."""
+    """A store on a server (PostgresStore): why it cannot be reached now, if so, and why
+    its tables are gone for good (dropped under the node), if so."""
 
     offline: str | None
+    gone: str | None
 
 
 class StoreDamaged(BgjobsError):
@@ -84,10 +87,14 @@ def refuse_if_lost(config: Config) -> None:
         return
     except OSError as exc:
         reason = f"(unreadable: {exc})"
+    if config.settings.store.backend == "postgresql":
+        what = f"the PostgreSQL schema {config.settings.store.schema!r}"
+    else:
+        what = str(config.database_path)
     raise StoreDamaged(
         f"the store was lost while bgjobd ran: {reason}. Jobs it held may be gone. Restore "
-        f"{config.database_path} from a backup if there is one, or accept the loss; then "
-        f"delete {marker} and start bgjobd again."
+        f"{what} from a backup if there is one, or accept the loss; then delete {marker} "
+        "and start bgjobd again."
     )
 
 
@@ -215,6 +222,9 @@ class StoreHealth:
         if self.lost is not None:
             raise StoreUnavailable(ErrorCode.STORE_UNAVAILABLE, self.lost)
         if self._connection is not None:
+            if self._connection.gone is not None:
+                self._lose(self._connection.gone)
+                raise StoreUnavailable(ErrorCode.STORE_UNAVAILABLE, self.lost or "")
             if self._connection.offline is not None:
                 raise StoreUnavailable(ErrorCode.STORE_UNAVAILABLE, self._connection.offline)
             return
@@ -255,6 +265,9 @@ class StoreHealth:
     def check(self) -> None:
         """Everything, once: identities, missing directories, free space."""
         if self._connection is not None:
+            if self._connection.gone is not None:
+                self._lose(self._connection.gone)
+                return
             self._recreate_dirs()
             return
         database = self._config.database_path

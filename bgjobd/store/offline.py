@@ -27,6 +27,13 @@ class StoreConflict(StoreRetry):
     were redone at once in a new one."""
 
 
+class StoreGone(StoreRetry):
+    """The store's tables are no longer there (its PostgreSQL schema dropped, or one of its
+    tables, under the running node): nothing can be stored or read any more. A StoreRetry,
+    so that callers meanwhile refuse and keep as they do offline; the daemon's health check
+    sees `PostgresStore.gone` and stops it, as when SQLite's file is deleted."""
+
+
 class KeyHeld(StoreConflict):
     """A submit waited its short while for a key that another transaction, still open,
     holds (an application's `enqueue_in` of the same idempotency or unique key, not

@@ -64,7 +64,7 @@ from bgjobd.store.base import (
     WaitingEntry,
     in_claim_order,
 )
-from bgjobd.store.offline import KeyHeld, StoreConflict, StoreOffline, StoreRetry
+from bgjobd.store.offline import KeyHeld, StoreConflict, StoreGone, StoreOffline, StoreRetry
 from bgjobd.store.pauses import pause_infos
 from bgjobd.store.rows import (
     COLUMNS,
@@ -240,6 +240,8 @@ class PostgresStore(Store):
         submits gone): the journal tells a submit made before such a loss that it failed."""
         self.offline: str | None = None
         """Why the server cannot be reached now (None: connected)."""
+        self.gone: str | None = None
+        """Why the store's tables are no longer there (dropped under us), for good."""
         self._offline_since = 0.0
         self._next_try = 0.0
         self._backoff = RECONNECT_FIRST_SECONDS
@@ -345,6 +347,8 @@ class PostgresStore(Store):
         except errors.LockNotAvailable as exc:
             self._conflict(exc)
             raise KeyHeld(f"a lock held by another transaction: {_first_line(exc)}") from exc
+        except (errors.UndefinedTable, errors.InvalidSchemaName) as exc:
+            raise self._gone(_first_line(exc)) from exc
         except psycopg.Error as exc:
             # Most are OperationalError, not all (an idle session's end is InternalError).
             if not self._db.broken and not self._db.closed and not _is_disconnect(exc):
@@ -382,8 +386,27 @@ class PostgresStore(Store):
             )
         return StoreOffline(self.offline)
 
+    def _gone(self, why: str) -> StoreGone:
+        """The schema, or a table of it, was dropped under us: said once, and every call
+        from here on raises StoreGone without a statement (the open transaction, aborted
+        by the error, is rolled back: its writes had nowhere to go)."""
+        if self.gone is None:
+            self.gone = (
+                f"the PostgreSQL schema {self.schema!r} no longer holds bgjobs' tables "
+                f"({why}): dropped while this node ran?"
+            )
+            self._say(self.gone)
+            with contextlib.suppress(psycopg.Error):
+                self._db.execute("ROLLBACK")
+            self._dirty = False
+            self._kept.clear()
+        return StoreGone(self.gone)
+
     def _connected(self) -> None:
-        """Return once connected (reconnecting if it is time to try), else StoreOffline."""
+        """Return once connected (reconnecting if it is time to try), else StoreOffline
+        (or StoreGone, for good)."""
+        if self.gone is not None:
+            raise StoreGone(self.gone)
         if self.offline is None and not self._db.closed:
             return
         if self.offline is None:
@@ -1409,10 +1432,12 @@ class PostgresStore(Store):
         less this connection's own. The server sends them between transactions only:
         inside one, this tells nothing new until the commit."""
         if not self.in_transaction:
-            # An empty round trip: the server sends the notices waiting before its answer
-            # (`_heard` takes them). Offline, it reconnects when it is time to try (or
-            # raises StoreOffline).
-            self._read("SELECT 1")
+            # A round trip that reads no table: the server sends the notices waiting before
+            # its answer (`_heard` takes them). Offline, it reconnects when it is time to
+            # try (or raises StoreOffline). It also finds an idle node's tables dropped.
+            row = self._read("SELECT to_regclass('jobs') IS NOT NULL").fetchone()
+            if row is not None and not row[0]:
+                raise self._gone("its jobs table is missing")
         return self._take_news()
 
     def notice_socket(self) -> int | None:

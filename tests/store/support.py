@@ -30,7 +30,7 @@ StoreAddress = tuple[str, str]
 """A backend's name and where its store is: the SQLite file, or the PostgreSQL schema. What
 racer processes are given to open the test's store."""
 _SCHEMAS_MADE: set[str] = set()
-"""The PostgreSQL schemas opened by this process since the last `drop_schemas`."""
+"""The PostgreSQL schemas named or opened by this process since the last `drop_schemas`."""
 
 
 def address_of(backend: str, tmp: Path) -> StoreAddress:
@@ -38,7 +38,10 @@ def address_of(backend: str, tmp: Path) -> StoreAddress:
     it, so that every store a test opens there is the same."""
     if backend == "sqlite":
         return backend, str(tmp / "bgjobs.db")
-    return backend, "bgjobs_test_" + hashlib.sha256(str(tmp).encode()).hexdigest()[:20]
+    schema = "bgjobs_test_" + hashlib.sha256(str(tmp).encode()).hexdigest()[:20]
+    # Dropped after the test even when only its racer processes open it.
+    _SCHEMAS_MADE.add(schema)
+    return backend, schema
 
 
 def open_store(address: StoreAddress) -> Store:
