@@ -126,7 +126,7 @@ def _specs(
         )
         try:
             size = len(encoder.encode(spec))
-        except (TypeError, OverflowError) as exc:
+        except (TypeError, OverflowError, ValueError, RecursionError) as exc:
             raise UsageError(f"parameters cannot be encoded: {exc}") from None
         check_sendable_size(size)
         yield spec, size

@@ -42,5 +42,5 @@ def parse_delay(text: str | None) -> float:
 def check_encodable(params: list[Any]) -> None:
     try:
         msgspec.msgpack.encode(params)
-    except (TypeError, OverflowError) as exc:
+    except (TypeError, OverflowError, ValueError, RecursionError) as exc:
         raise UsageError(f"parameters cannot be encoded: {exc}") from None

@@ -13,7 +13,7 @@ import pytest
 
 from bgjobctl import JobClient, run_background_job, run_background_job_async
 from bgjobctl.library import close_clients, make_spec
-from bgjobs.errors import DaemonUnreachable, JobFailed, RefusedError
+from bgjobs.errors import DaemonUnreachable, JobFailed, RefusedError, UsageError
 from bgjobs.model import JobState
 from tests.support.waiting import wait_for
 from tests.support.workspace import Workspace
@@ -55,6 +55,16 @@ def test_refused_and_bad_arguments(configured: Workspace) -> None:
         run_background_job("Echo", "handle", priority="urgent")
     with pytest.raises(Exception, match="cannot be encoded"):
         run_background_job("Echo", "handle", [object()])
+    # A lone surrogate has no UTF-8; nesting past the encoder's depth: usage errors too.
+    with pytest.raises(UsageError, match="cannot be encoded.*surrogates"):
+        run_background_job("Echo", "handle", ["a\ud800"])
+    deep: list[object] = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(UsageError, match="cannot be encoded.*recursion"):
+        run_background_job("Echo", "handle", [deep])
+    with configured.client() as client:
+        assert sum(client.stats().counts.values()) == 0
 
 
 def test_delay_at_and_priority(configured: Workspace) -> None:
