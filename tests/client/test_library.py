@@ -56,12 +56,12 @@ def test_refused_and_bad_arguments(configured: Workspace) -> None:
     with pytest.raises(Exception, match="cannot be encoded"):
         run_background_job("Echo", "handle", [object()])
     # A lone surrogate has no UTF-8; nesting past the encoder's depth: usage errors too.
-    with pytest.raises(UsageError, match="cannot be encoded.*surrogates"):
+    with pytest.raises(UsageError, match=r"cannot be encoded.*surrogates"):
         run_background_job("Echo", "handle", ["a\ud800"])
     deep: list[object] = []
     for _ in range(5000):
         deep = [deep]
-    with pytest.raises(UsageError, match="cannot be encoded.*recursion"):
+    with pytest.raises(UsageError, match=r"cannot be encoded.*recursion"):
         run_background_job("Echo", "handle", [deep])
     with configured.client() as client:
         assert sum(client.stats().counts.values()) == 0

@@ -95,7 +95,7 @@ def test_bad_jobs_are_refused_before_anything_is_sent(configured: Workspace) -> 
         run_background_jobs([("Echo", "handle", "abc")])
     with pytest.raises(UsageError, match="cannot be encoded"):
         run_background_jobs([("Echo", "handle", [1]), ("Echo", "handle", [object()])])
-    with pytest.raises(UsageError, match="cannot be encoded.*surrogates"):
+    with pytest.raises(UsageError, match=r"cannot be encoded.*surrogates"):
         run_background_jobs([("Echo", "handle", [1]), ("Echo", "handle", ["\udfff"])])
     with configured.client() as client:
         assert sum(client.stats().counts.values()) == 0
