@@ -3,8 +3,8 @@ renewed by a heartbeat at a third of `[daemon] lease_seconds`; and the reclaimin
 running jobs of nodes whose lease ran out (each dead node's jobs by exactly one survivor:
 the store hands each expired node to one caller).
 
-A node that finds its own lease gone (it was paused, or its clock jumped, past the lease,
-and another node reclaimed its jobs) stops every attempt it runs: their ends would be
+A node that finds its own lease gone (it was paused past the lease, and another node
+reclaimed its jobs) stops every attempt it runs: their ends would be
 refused anyway (fencing), and the jobs are already running elsewhere. Then it registers
 anew and goes on.
 
@@ -15,6 +15,10 @@ every attempt it runs, as on a lost lease: their ends are recorded once the stor
 (refused as stale if reclaimed meanwhile). Nothing else is done until then; once the store
 answers, the first heartbeat renews the lease (or registers anew, if it was expired), and
 that beat expires no other node: those were likely cut off by the same outage.
+
+Lease times are read on the store's clock (`Store.clock`: PostgreSQL's, for nodes on
+several hosts), so hosts whose clocks disagree still agree on whose lease has ended; only
+how long since this node last renewed is measured here, on its own clock.
 """
 
 from __future__ import annotations
@@ -69,6 +73,8 @@ class Leases:
     def register(self) -> None:
         """Take this node's name in the store. ConfigError if a live process has it."""
         store = self._engine.store
+        now = store.clock()
+        self.node = replace(self.node, heartbeat_at=_at(now), lease_until=_at(now + self._lease))
         holder = store.register_node(self.node)
         if holder is not None and holder.host == self.node.host and not locks.pid_alive(holder.pid):
             store.leave(holder)  # this host's earlier daemon, killed: its lease is moot
@@ -122,10 +128,13 @@ class Leases:
 
     def beat(self) -> None:
         engine = self._engine
-        now = time.time()
+        here = time.time()
         # Not beaten for a lease: this loop was blocked (or the process stopped), or the
         # store out of reach; either way the others likely were held up too.
-        stalled = now - self._renewed_at > self._lease
+        stalled = here - self._renewed_at > self._lease
+        # Leases are times on the store's clock (PostgreSQL's, for nodes on several hosts),
+        # never this host's: a clock running ahead would find live nodes dead.
+        now = engine.store.clock()
         self.node = replace(
             self.node,
             heartbeat_at=_at(now),
@@ -134,7 +143,7 @@ class Leases:
             workers_total=engine.attempts.pool.size,
         )
         renewed = engine.store.heartbeat(self.node)
-        self._renewed_at = now
+        self._renewed_at = here
         if self._cut_off:
             self._cut_off = False
             self._say("the store answers again: this node renews its lease and claims again")

@@ -10,6 +10,7 @@ backend shared by several hosts keeps the same guarantees.
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -513,6 +514,14 @@ class Store(abc.ABC):
         return []
 
     # nodes ---------------------------------------------------------------------------------
+
+    def clock(self) -> float:
+        """Now, in epoch seconds, on the clock that judges the nodes' leases: one clock
+        that every node sharing the store reads alike. Here (one host's file), this host's;
+        a store on a server (PostgresStore) reads the server's, so that a host whose clock
+        runs ahead does not find the others' leases ended (and reclaim jobs they still run),
+        nor one whose clock lags keep its own past its end."""
+        return time.time()
 
     @abc.abstractmethod
     def register_node(self, node: NodeInfo) -> NodeInfo | None:

@@ -1513,6 +1513,12 @@ class PostgresStore(Store):
 
     # nodes ---------------------------------------------------------------------------------
 
+    def clock(self) -> float:
+        row = self._read("SELECT extract(epoch FROM clock_timestamp())::double precision")
+        found = row.fetchone()
+        assert found is not None
+        return float(found[0])
+
     def register_node(self, node: NodeInfo) -> NodeInfo | None:
         # One statement: of two processes registering a name at once, the second waits for
         # the first's row and then finds it live.

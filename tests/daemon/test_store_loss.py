@@ -7,38 +7,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from bgjobctl.address import Address
-from bgjobctl.client import Client
-from bgjobs.errors import BgjobsError, DaemonUnreachable, StoreUnavailable
 from bgjobs.model import JobSpec, JobState
 from tests.support.waiting import wait_for
-from tests.support.workspace import DaemonProcess, Workspace
+from tests.support.workspace import Workspace
 
 ECHO = JobSpec(class_name="Echo", method="handle", params=["x"])
-
-
-def acknowledged_after_loss(workspace: Workspace, daemon: DaemonProcess) -> tuple[int, set[str]]:
-    """Submit until the daemon is gone; how many were acknowledged, and the refusals."""
-    acknowledged = 0
-    refusals: set[str] = set()
-
-    def gone() -> bool:
-        nonlocal acknowledged
-        try:
-            with Client(Address(unix_path=workspace.socket_path), timeout=5) as client:
-                client.submit([ECHO])
-        except StoreUnavailable:
-            refusals.add("store_unavailable")
-        except DaemonUnreachable:
-            refusals.add("unreachable")
-        except BgjobsError as exc:
-            refusals.add(repr(exc))
-        else:
-            acknowledged += 1
-        return daemon.process.poll() is not None
-
-    wait_for(gone, timeout=15, what="the daemon to exit")
-    return acknowledged, refusals
 
 
 def test_deleted_database_stops_the_daemon(workspace: Workspace) -> None:
@@ -49,7 +22,7 @@ def test_deleted_database_stops_the_daemon(workspace: Workspace) -> None:
     for path in workspace.storage.glob("bgjobs.db*"):
         path.unlink()
 
-    acknowledged, refusals = acknowledged_after_loss(workspace, daemon)
+    acknowledged, refusals = daemon.submits_until_exit(ECHO, timeout=15)
     assert acknowledged == 0
     assert refusals <= {"store_unavailable", "unreachable"}, refusals
     assert daemon.process.returncode != 0
@@ -72,7 +45,7 @@ def test_deleted_storage_stops_the_daemon(workspace: Workspace) -> None:
     # The daemon may write into it meanwhile: what is left is no longer its store either.
     shutil.rmtree(workspace.storage, ignore_errors=True)
 
-    acknowledged, _ = acknowledged_after_loss(workspace, daemon)
+    acknowledged, _ = daemon.submits_until_exit(ECHO, timeout=15)
     assert acknowledged == 0
     assert daemon.process.returncode != 0
     assert "STORE LOST" in daemon.stderr

@@ -7,40 +7,13 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from bgjobs.errors import BgjobsError, DaemonUnreachable, StoreUnavailable
 from bgjobs.model import JobSpec, JobState
 from tests.pgcluster.conftest import MakePgCluster
 from tests.store.support import PG_DSN
-from tests.support.cluster import Node
 from tests.support.waiting import wait_for
 
 ECHO = JobSpec(class_name="Echo", method="handle", params=["x"])
 LOST_MARKER = "bgjobd.store-lost"
-
-
-def submits_until_gone(node: Node) -> tuple[int, set[str]]:
-    """Submit through `node` until its daemon exits: how many were acknowledged, and how
-    the others were refused."""
-    acknowledged = 0
-    refusals: set[str] = set()
-
-    def gone() -> bool:
-        nonlocal acknowledged
-        try:
-            with node.client(timeout=5) as client:
-                client.submit([ECHO])
-        except StoreUnavailable:
-            refusals.add("store_unavailable")
-        except DaemonUnreachable:
-            refusals.add("unreachable")
-        except BgjobsError as exc:
-            refusals.add(repr(exc))
-        else:
-            acknowledged += 1
-        return node.process.process.poll() is not None
-
-    wait_for(gone, timeout=20, what=f"node {node.name} to exit")
-    return acknowledged, refusals
 
 
 def test_a_dropped_schema_stops_every_node_busy_or_idle(make_pg_cluster: MakePgCluster) -> None:
@@ -56,7 +29,7 @@ def test_a_dropped_schema_stops_every_node_busy_or_idle(make_pg_cluster: MakePgC
     with psycopg.connect(PG_DSN, autocommit=True) as db:
         db.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
-    acknowledged, refusals = submits_until_gone(busy)
+    acknowledged, refusals = busy.process.submits_until_exit(ECHO)
     assert acknowledged == 0, "nothing is acknowledged into a dropped store"
     assert refusals <= {"store_unavailable", "unreachable"}, refusals
     # The idle node, sent nothing, finds out by itself.

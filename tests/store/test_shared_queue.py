@@ -391,6 +391,13 @@ def test_a_cancel_request_ends_with_the_attempt(store: Store) -> None:
 # nodes ---------------------------------------------------------------------------------------
 
 
+def test_the_store_s_clock_is_the_present(store: Store) -> None:
+    """The clock leases are read on: this host's, or the server's (on this host too)."""
+    before = time.time()
+    now = store.clock()
+    assert before - 1 < now < time.time() + 1
+
+
 def test_nodes_are_listed_by_name_with_their_lease(store: Store) -> None:
     now = time.time()
     second, first = node("b", now=now, busy=3), node("a", now=now, pid=200)

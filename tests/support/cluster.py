@@ -51,9 +51,9 @@ class Node:
         self.daemon: DaemonProcess | None = None
         self._clients: list[Client] = []
 
-    def start(self, *, ready: bool = True) -> DaemonProcess:
+    def start(self, *, ready: bool = True, env: dict[str, str] | None = None) -> DaemonProcess:
         workspace = self.cluster.workspace
-        daemon = DaemonProcess(workspace, self.config_path, socket_path=self.socket_path)
+        daemon = DaemonProcess(workspace, self.config_path, socket_path=self.socket_path, env=env)
         workspace.daemons.append(daemon)
         self.daemon = daemon
         return daemon.wait_ready() if ready else daemon

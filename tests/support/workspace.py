@@ -18,8 +18,8 @@ import tomli_w
 
 from bgjobctl.address import Address
 from bgjobctl.client import Client
-from bgjobs.errors import BgjobsError
-from bgjobs.model import JobInfo
+from bgjobs.errors import BgjobsError, DaemonUnreachable, StoreUnavailable
+from bgjobs.model import JobInfo, JobSpec
 from tests.support.procs import MARKER_ENV, kill_marked
 from tests.support.waiting import wait_for
 
@@ -75,11 +75,13 @@ class DaemonProcess:
         *,
         own_pid_env: str | None = None,
         socket_path: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         """Start bgjobd; with `own_pid_env`, that variable holds the daemon's own pid from
         its first instruction on (as systemd sets WATCHDOG_PID), through a shell that
         exports its pid and execs the daemon in its place. `socket_path`: where it
-        answers, when not the workspace's socket (one of several daemons)."""
+        answers, when not the workspace's socket (one of several daemons). `env`: variables
+        over the workspace's."""
         self.workspace = workspace
         self.socket_path = socket_path or workspace.socket_path
         self.stderr_path = workspace.root / f"bgjobd-{uuid.uuid4().hex[:6]}.err"
@@ -90,7 +92,7 @@ class DaemonProcess:
         self.process = subprocess.Popen(
             command,
             cwd=workspace.root,
-            env=workspace.env,
+            env={**workspace.env, **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=stderr,
             stderr=stderr,
@@ -133,6 +135,30 @@ class DaemonProcess:
         """SIGKILL the daemon alone (its workers see it go and take their jobs down)."""
         self.process.kill()
         self.process.wait(10)
+
+    def submits_until_exit(self, spec: JobSpec, timeout: float = 20) -> tuple[int, set[str]]:
+        """Submit `spec` again and again until the daemon exits (its store lost): how many
+        submits it acknowledged, and how it refused the others."""
+        acknowledged = 0
+        refusals: set[str] = set()
+
+        def gone() -> bool:
+            nonlocal acknowledged
+            try:
+                with Client(Address(unix_path=self.socket_path), timeout=5) as client:
+                    client.submit([spec])
+            except StoreUnavailable:
+                refusals.add("store_unavailable")
+            except DaemonUnreachable:
+                refusals.add("unreachable")
+            except BgjobsError as exc:
+                refusals.add(repr(exc))
+            else:
+                acknowledged += 1
+            return self.process.poll() is not None
+
+        wait_for(gone, timeout=timeout, what="the daemon to exit")
+        return acknowledged, refusals
 
 
 class Workspace:
