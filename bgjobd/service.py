@@ -198,6 +198,10 @@ class QueueService:
         """Every node the store has, expired ones included."""
         return self._store.nodes()
 
+    def clock(self) -> float:
+        """Now on the clock the nodes' leases are read on (`Store.clock`)."""
+        return self._store.clock()
+
     # logs and output -----------------------------------------------------------------------
 
     def log_path(self, *, errors: bool) -> Path:

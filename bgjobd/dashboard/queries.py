@@ -109,10 +109,16 @@ def stats(service: QueueService, now: float | None = None) -> dict[str, Any]:
         uptime_text=fmt_age(data["uptime"]),
         throughput=series,
         chart=chart.bars(series),
-        nodes=[node_row(node, service.node_name, now) for node in service.nodes()],
+        nodes=node_rows(service),
         rates=rate_rows(figures.rates, now),
     )
     return data
+
+
+def node_rows(service: QueueService) -> list[dict[str, Any]]:
+    """The nodes, their leases judged on the clock they are read on (the server's)."""
+    nodes, now = service.nodes(), service.clock()
+    return [node_row(node, service.node_name, now) for node in nodes]
 
 
 def rate_rows(rates: list[RateStats], now: float) -> list[dict[str, Any]]:

@@ -85,6 +85,12 @@ def test_nodes_whose_clocks_run_ahead_or_behind_agree_on_leases(
     for info in nodes.values():  # every lease on the server's clock, whatever the host's
         assert 0 < info.lease_until.timestamp() - now <= LEASE_SECONDS + 1, info
 
+    for node in (ahead, behind):  # their listings judge leases on that clock too
+        listing = node.bgjobctl("nodes")
+        assert listing.returncode == 0, listing.stderr
+        assert all(name in listing.stdout for name in nodes), listing.stdout
+        assert "lease expired" not in listing.stdout, listing.stdout
+
     job = cluster.job(job_id)
     assert job.state is JobState.RUNNING and job.attempts == 1, job
     assert job.owner == node_name(runner), "the job was not reclaimed from its live node"
