@@ -27,6 +27,13 @@ class StoreUnreachable(BgjobsError):
     exit_code = ExitCode.FAILED
 
 
+class StoreRefused(BgjobsError):
+    """The store's server answered, but will not let the DSN's role make or open the store
+    (its privileges): nothing can start on it."""
+
+    exit_code = ExitCode.FAILED
+
+
 def open_store(config: Config, on_error: Callable[[str], None] | None = None) -> OpenedStore:
     """The configured store, opened (PostgreSQL: connected, its schema made or checked)."""
     if config.settings.store.backend == "postgresql":
@@ -52,7 +59,18 @@ def open_postgres(config: Config, on_error: Callable[[str], None] | None = None)
             config.store_dsn, schema, application_name=config.node_name, on_error=on_error
         )
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StoreUnreachable(
-            f"the PostgreSQL store (schema {schema!r}) cannot be reached: {reason}"
+            f"the PostgreSQL store (schema {schema!r}) cannot be reached: {_reason(exc)}"
         ) from exc
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise StoreRefused(
+            f"the PostgreSQL store (schema {schema!r}) cannot be made or opened: "
+            f"{_reason(exc)}. The DSN's role needs the right to create schemas in the "
+            f'database, or a schema made for it once (CREATE SCHEMA "{schema}" '
+            "AUTHORIZATION that_role), in which it makes the tables itself"
+        ) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

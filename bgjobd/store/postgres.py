@@ -75,6 +75,7 @@ from bgjobd.store.rows import (
     running_attempt,
     time_of,
 )
+from bgjobs.errors import BgjobsError, ExitCode
 from bgjobs.model import (
     DEFAULT_QUEUE,
     FINAL_STATES,
@@ -194,6 +195,12 @@ def _rows_of(cursor: psycopg.Cursor[Any]) -> pgsubmit.Rows:
     return cursor.fetchall() if cursor.description is not None else []
 
 
+class SchemaTooNew(BgjobsError):
+    """The schema was made, or upgraded, by a newer bgjobs: this one must not write in it."""
+
+    exit_code = ExitCode.FAILED
+
+
 def link_defaults(dsn: str) -> dict[str, Any]:
     """`_LINK_DEFAULTS` that the DSN leaves out: its own settings win."""
     given = conninfo_to_dict(dsn)
@@ -289,7 +296,14 @@ class PostgresStore(Store):
                 (_MIGRATE_LOCK, self.schema),
             )
             name = sql.Identifier(self.schema)
-            self._db.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(name))
+            # Made only when missing: CREATE SCHEMA IF NOT EXISTS needs the right to create
+            # schemas in the database even when this one is there, and a role given a
+            # schema of its own (`CREATE SCHEMA ... AUTHORIZATION`) has no such right.
+            there = self._db.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)
+            ).fetchone()
+            if there is None:
+                self._db.execute(sql.SQL("CREATE SCHEMA {}").format(name))
             self._db.execute(sql.SQL("SET LOCAL search_path TO {}").format(name))
             found = self._db.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()
             if found and found[0]:
@@ -298,9 +312,10 @@ class PostgresStore(Store):
                 ).fetchone()
                 version = int(row[0]) if row else 0
                 if version > SCHEMA_VERSION:
-                    raise RuntimeError(
-                        f"schema {self.schema!r} is of version {version}, newer than this "
-                        f"bgjobd's ({SCHEMA_VERSION}): upgrade bgjobs"
+                    raise SchemaTooNew(
+                        f"the PostgreSQL store (schema {self.schema!r}) is of version "
+                        f"{version}, newer than this bgjobs writes ({SCHEMA_VERSION}): "
+                        "upgrade bgjobs here as on the other nodes"
                     )
                 if version == SCHEMA_VERSION and self._has_added_tables():
                     return

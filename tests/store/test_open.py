@@ -3,16 +3,21 @@ the configuration names."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
-from bgjobd.store.open import open_store
-from bgjobd.store.postgres import PostgresStore
+from bgjobd.store.open import StoreRefused, open_store
+from bgjobd.store.postgres import PostgresStore, SchemaTooNew
 from bgjobd.store.sqlite import SQLiteStore
 from bgjobs.config import STORE_DSN_ENV, Config, parse_settings
 from bgjobs.errors import ConfigError
-from tests.store.support import PG_DSN, address_of
+from tests.store.support import PG_DSN, address_of, new_job, require_postgres
 from tests.store.support import open_store as open_test_store
 
 PG = 'backend = "postgresql"'
@@ -79,3 +84,73 @@ def test_the_daemon_on_an_unreachable_postgresql_stops_with_a_clear_error(
         open_daemon_store(config, print)
     assert StoreUnreachable.exit_code == 1
     assert not (tmp_path / "storage").exists()
+
+
+@pytest.fixture
+def own_role() -> Iterator[str]:
+    """A login role of this test's own: like any new role (PostgreSQL 15 on), it may not
+    create schemas in the database. Dropped with what it owns after the test."""
+    require_postgres()
+    name = f"bgjobs_test_role_{uuid.uuid4().hex[:10]}"
+    role = sql.Identifier(name)
+    with psycopg.connect(PG_DSN, autocommit=True) as db:
+        db.execute(sql.SQL("CREATE ROLE {} LOGIN").format(role))
+    yield name
+    with psycopg.connect(PG_DSN, autocommit=True) as db:
+        db.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(role))
+        db.execute(sql.SQL("DROP ROLE {}").format(role))
+
+
+def _config_as(role: str, schema: str, tmp_path: Path) -> Config:
+    dsn = make_conninfo(PG_DSN, user=role)
+    text = f'[store]\n{PG}\ndsn = "{dsn}"\nschema = "{schema}"\n[daemon]\nnode = "open-test"\n'
+    return Config(parse_settings(text), tmp_path / "bgjobs.toml")
+
+
+def test_a_role_that_may_not_make_the_schema_gets_a_clear_error(
+    own_role: str, tmp_path: Path
+) -> None:
+    from bgjobd.storehealth import open_store as open_daemon_store
+
+    _, schema = address_of("postgresql", tmp_path)
+    with pytest.raises(StoreRefused) as refused:
+        open_daemon_store(_config_as(own_role, schema, tmp_path), print)
+    assert "cannot be made or opened: permission denied" in str(refused.value)
+    assert f'CREATE SCHEMA "{schema}" AUTHORIZATION' in str(refused.value)
+    assert StoreRefused.exit_code == 1
+
+
+def test_a_schema_made_for_the_role_is_enough(own_role: str, tmp_path: Path) -> None:
+    """The usual least-privilege set-up: an administrator makes the schema for the role,
+    which may not create schemas itself; the store makes its tables there."""
+    _, schema = address_of("postgresql", tmp_path)
+    with psycopg.connect(PG_DSN, autocommit=True) as db:
+        db.execute(
+            sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(
+                sql.Identifier(schema), sql.Identifier(own_role)
+            )
+        )
+    store = open_store(_config_as(own_role, schema, tmp_path))
+    try:
+        assert sum(store.counts().values()) == 0
+        assert store.add([new_job()]) != []
+        store.commit()
+    finally:
+        store.close()
+    again = open_store(_config_as(own_role, schema, tmp_path))  # the tables found, as made
+    try:
+        assert sum(again.counts().values()) == 1
+    finally:
+        again.close()
+
+
+def test_a_schema_of_a_newer_bgjobs_is_refused_clearly(tmp_path: Path) -> None:
+    require_postgres()
+    address = address_of("postgresql", tmp_path)
+    open_test_store(address).close()
+    with psycopg.connect(PG_DSN, autocommit=True) as db:
+        meta = sql.Identifier(address[1], "meta")
+        db.execute(sql.SQL("UPDATE {} SET value = '99' WHERE key = 'schema_version'").format(meta))
+    with pytest.raises(SchemaTooNew, match="is of version 99, newer than this bgjobs writes"):
+        open_test_store(address)
+    assert SchemaTooNew.exit_code == 1
