@@ -159,10 +159,12 @@ _LINK_DEFAULTS: Final[dict[str, Any]] = {
 """A server that vanishes without closing its connections (a host down, a network cut) is
 noticed within about ten seconds instead of the system's two hours: the store's calls
 block the daemon's loop (a synchronous driver), so a dead link must not hold them long."""
-_DISCONNECTS: Final = ("08", "57P", "25P03")
+_DISCONNECTS: Final = ("08", "57P", "25P03", "25006")
 """SQLSTATE classes of a connection gone: connection exceptions, operator intervention
 (the server shutting down, terminated backends, a server still starting), a session ended
-for idling in a transaction."""
+for idling in a transaction; and a write refused as read-only (the server demoted to a
+standby under us: a connection made again may reach the new primary, `_connect`)."""
+READ_ONLY: Final = "the server is read-only (a standby, or default_transaction_read_only)"
 SUBMIT_LOCK_WAIT: Final = "50ms"
 """How long a daemon's submit waits for a key held by another open transaction (an
 application's `enqueue_in` of the same key, not committed yet) before it gives up with
@@ -265,12 +267,23 @@ class PostgresStore(Store):
             raise
 
     def _connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(
+        db = psycopg.connect(
             self._dsn,
             autocommit=True,
             application_name=self._application_name,
             **link_defaults(self._dsn),
         )
+        try:
+            row = db.execute("SHOW transaction_read_only").fetchone()
+        except BaseException:
+            db.close()
+            raise
+        if row is not None and row[0] == "on":
+            # A standby (the DSN's host not the primary after a failover): no write would
+            # go through. Not connected, as far as the store goes: it tries again later.
+            db.close()
+            raise psycopg.OperationalError(f"{READ_ONLY}: bgjobs writes to the primary")
+        return db
 
     def _prepare(self, db: psycopg.Connection[Any]) -> None:
         db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))

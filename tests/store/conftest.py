@@ -1,13 +1,23 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from bgjobd.store.base import Store
-from tests.store.support import BACKENDS, Backend, drop_schemas, postgres_unavailable
+from tests.store.support import (
+    BACKENDS,
+    PG_DSN,
+    Backend,
+    drop_schemas,
+    postgres_unavailable,
+    require_postgres,
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -57,3 +67,18 @@ def peer(backend: Backend, tmp_path: Path, store: Store) -> Iterator[Store]:
     opened = backend(tmp_path)
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def own_role() -> Iterator[str]:
+    """A login role of this test's own: like any new role (PostgreSQL 15 on), it may not
+    create schemas in the database. Dropped with what it owns after the test."""
+    require_postgres()
+    name = f"bgjobs_test_role_{uuid.uuid4().hex[:10]}"
+    role = sql.Identifier(name)
+    with psycopg.connect(PG_DSN, autocommit=True) as db:
+        db.execute(sql.SQL("CREATE ROLE {} LOGIN").format(role))
+    yield name
+    with psycopg.connect(PG_DSN, autocommit=True) as db:
+        db.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(role))
+        db.execute(sql.SQL("DROP ROLE {}").format(role))

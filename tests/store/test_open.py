@@ -3,8 +3,6 @@ the configuration names."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -86,21 +84,6 @@ def test_the_daemon_on_an_unreachable_postgresql_stops_with_a_clear_error(
     assert not (tmp_path / "storage").exists()
 
 
-@pytest.fixture
-def own_role() -> Iterator[str]:
-    """A login role of this test's own: like any new role (PostgreSQL 15 on), it may not
-    create schemas in the database. Dropped with what it owns after the test."""
-    require_postgres()
-    name = f"bgjobs_test_role_{uuid.uuid4().hex[:10]}"
-    role = sql.Identifier(name)
-    with psycopg.connect(PG_DSN, autocommit=True) as db:
-        db.execute(sql.SQL("CREATE ROLE {} LOGIN").format(role))
-    yield name
-    with psycopg.connect(PG_DSN, autocommit=True) as db:
-        db.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(role))
-        db.execute(sql.SQL("DROP ROLE {}").format(role))
-
-
 def _config_as(role: str, schema: str, tmp_path: Path) -> Config:
     dsn = make_conninfo(PG_DSN, user=role)
     text = f'[store]\n{PG}\ndsn = "{dsn}"\nschema = "{schema}"\n[daemon]\nnode = "open-test"\n'
@@ -154,3 +137,21 @@ def test_a_schema_of_a_newer_bgjobs_is_refused_clearly(tmp_path: Path) -> None:
     with pytest.raises(SchemaTooNew, match="is of version 99, newer than this bgjobs writes"):
         open_test_store(address)
     assert SchemaTooNew.exit_code == 1
+
+
+def test_a_read_only_server_is_refused_at_start_as_unreachable(tmp_path: Path) -> None:
+    """A DSN that leads to a standby (or a read-only default): the daemon's start stops
+    with why (exit 1), before it writes anything."""
+    from bgjobd.store.open import StoreUnreachable
+    from bgjobd.storehealth import open_store as open_daemon_store
+
+    require_postgres()
+    _, schema = address_of("postgresql", tmp_path)
+    dsn = make_conninfo(PG_DSN, options="-c default_transaction_read_only=on")
+    text = f'[store]\n{PG}\ndsn = "{dsn}"\nschema = "{schema}"\n[daemon]\nnode = "open-test"\n'
+    config = Config(parse_settings(text), tmp_path / "bgjobs.toml")
+    with pytest.raises(StoreUnreachable, match="cannot be reached: the server is read-only"):
+        open_daemon_store(config, print)
+    with psycopg.connect(PG_DSN, autocommit=True) as db:
+        found = db.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+    assert found is None, "nothing was made"

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from bgjobd.store.base import FinishedAttempt
 from bgjobd.store.offline import StoreOffline
@@ -192,3 +194,52 @@ def test_a_lost_claim_another_node_made_meanwhile_is_reported_once(
     finally:
         other.close()
         store.close()
+
+
+def test_a_server_turned_read_only_is_offline_until_a_writable_one_answers(
+    own_role: str, tmp_path: Path
+) -> None:
+    """A failover can leave the DSN's host a standby: a write refused as read-only loses the
+    connection as a restart does, and a read-only server reached again is not connected
+    (no write could go through): the store stays offline until a connection reaches a
+    server that takes writes. (Read-only here: the sessions of the test's own role.)"""
+    _, schema = address_of("postgresql", tmp_path)
+    role = sql.Identifier(own_role)
+    with psycopg.connect(PG_DSN, autocommit=True) as db:
+        db.execute(
+            sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(sql.Identifier(schema), role)
+        )
+    store = PostgresStore(make_conninfo(PG_DSN, user=own_role), schema)
+    try:
+        job_id = store.add([new_job()])[0]
+        store.commit()
+        # Demoted under this session: its next write is refused; so are the next sessions.
+        store._db.execute("SET default_transaction_read_only = on")
+        with psycopg.connect(PG_DSN, autocommit=True) as db:
+            db.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(role))
+        with pytest.raises(StoreOffline):
+            store.claim(job_id, "me", 1, time.time())
+        wait_for(lambda: _refused_read_only(store), timeout=10, what="a read-only reconnection")
+
+        with psycopg.connect(PG_DSN, autocommit=True) as db:
+            db.execute(sql.SQL("ALTER ROLE {} RESET default_transaction_read_only").format(role))
+        wait_for(lambda: _claims(store, job_id), timeout=10, what="the writable server again")
+        store.commit()
+        job = store.get(job_id)
+        assert job is not None and job.state is JobState.RUNNING and job.attempts == 1, job
+    finally:
+        store.close()
+
+
+def _refused_read_only(store: PostgresStore) -> bool:
+    """A call that reconnected (it was time to try) to a read-only server, and so failed."""
+    with contextlib.suppress(StoreOffline):
+        store.get(1)
+    return store.offline is not None and "read-only" in store.offline
+
+
+def _claims(store: PostgresStore, job_id: int) -> bool:
+    try:
+        return store.claim(job_id, "me", 1, time.time()) is not None
+    except StoreOffline:
+        return False
