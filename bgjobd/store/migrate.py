@@ -40,6 +40,7 @@ import psycopg
 from psycopg import sql
 
 from bgjobd import locks
+from bgjobd.store.open import refused
 from bgjobd.store.postgres import PostgresStore
 from bgjobd.store.sqlite import SCHEMA_VERSION as SQLITE_VERSION
 from bgjobs.errors import BgjobsError, ConfigError, StoreUnavailable, UsageError
@@ -211,7 +212,7 @@ def _refuse_running(lite: sqlite3.Connection) -> None:
 def _prepare_target(dsn: str, schema: str) -> None:
     """The schema made (or upgraded) as a daemon makes it, in a transaction of its own: an
     empty store either way."""
-    with _connection_errors(dsn):
+    with _connection_errors(dsn, schema):
         PostgresStore(dsn, schema, application_name=APPLICATION).close()
 
 
@@ -219,7 +220,7 @@ def _prepare_target(dsn: str, schema: str) -> None:
 def _target(dsn: str, schema: str) -> Iterator[psycopg.Connection[Any]]:
     """A connection in one transaction (the migration's), the store's tables locked
     against every writer (a daemon already on it reads on, and writes after the commit)."""
-    with _connection_errors(dsn):
+    with _connection_errors(dsn, schema):
         pg = psycopg.connect(dsn, application_name=APPLICATION)
     try:
         pg.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
@@ -232,9 +233,11 @@ def _target(dsn: str, schema: str) -> Iterator[psycopg.Connection[Any]]:
 
 
 @contextlib.contextmanager
-def _connection_errors(dsn: str) -> Iterator[None]:
+def _connection_errors(dsn: str, schema: str) -> Iterator[None]:
     try:
         yield
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise refused(schema, exc) from None
     except psycopg.ProgrammingError as exc:
         # libpq could not parse it: say so without echoing it (it may hold a password).
         raise ConfigError(f"store.dsn: not a valid connection string: {exc}") from None

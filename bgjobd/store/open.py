@@ -63,12 +63,18 @@ def open_postgres(config: Config, on_error: Callable[[str], None] | None = None)
             f"the PostgreSQL store (schema {schema!r}) cannot be reached: {_reason(exc)}"
         ) from exc
     except psycopg.errors.InsufficientPrivilege as exc:
-        raise StoreRefused(
-            f"the PostgreSQL store (schema {schema!r}) cannot be made or opened: "
-            f"{_reason(exc)}. The DSN's role needs the right to create schemas in the "
-            f'database, or a schema made for it once (CREATE SCHEMA "{schema}" '
-            "AUTHORIZATION that_role), in which it makes the tables itself"
-        ) from exc
+        raise refused(schema, exc) from exc
+
+
+def refused(schema: str, exc: BaseException) -> StoreRefused:
+    """The server's refusal (InsufficientPrivilege) to make or open the store, with what
+    the role needs."""
+    return StoreRefused(
+        f"the PostgreSQL store (schema {schema!r}) cannot be made or opened: "
+        f"{_reason(exc)}. The DSN's role needs the right to create schemas in the "
+        f'database, or a schema made for it once (CREATE SCHEMA "{schema}" '
+        "AUTHORIZATION that_role), in which it makes the tables itself"
+    )
 
 
 def _reason(exc: BaseException) -> str:

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import psycopg
 import pytest
 import tomli_w
+from psycopg.conninfo import make_conninfo
 
 from bgjobd.store.base import AttemptOutput, JobQuery, Store, UniqueTaken
 from bgjobd.store.postgres import PostgresStore
@@ -351,3 +353,28 @@ def test_bad_targets_are_refused_and_nothing_changes(
     refused = migrate(lite, "--from", str(source))
     assert refused.returncode == 2 and 'backend = "postgresql"' in refused.stderr
     assert [job.id for job in everything(pg)] == [kept]
+
+
+def test_a_role_that_may_not_make_the_schema_is_told_what_it_needs(
+    tmp_path: Path, schema: str, own_role: str
+) -> None:
+    """Not "not a valid connection string" (a refusal is a ProgrammingError too): what the
+    role lacks, exit 1, nothing made."""
+    source = tmp_path / "s" / "bgjobs.db"
+    store = SQLiteStore(source)
+    store.add([new_job("Echo")])
+    store.commit()
+    store.close()
+    config = tmp_path / "role.toml"
+    dsn = make_conninfo(PG_DSN, user=own_role)
+    settings = merged(
+        DEFAULT_SETTINGS, {"store": {"backend": "postgresql", "dsn": dsn, "schema": schema}}
+    )
+    config.write_bytes(tomli_w.dumps(settings).encode())
+    refused = migrate(config, "--from", str(source))
+    assert refused.returncode == 1, refused.stderr
+    assert "cannot be made or opened: permission denied" in refused.stderr
+    assert "AUTHORIZATION" in refused.stderr
+    with psycopg.connect(PG_DSN, autocommit=True) as db:
+        made = db.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+    assert made is None
