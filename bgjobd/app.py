@@ -357,6 +357,7 @@ class Daemon:
         await pool.close()
         if self._connections is not None:
             await self._connections.close_all()
+        engine.publisher.stop()
         engine.journal.close()
         committed = lost or await self._final_commit(store)
         try:

@@ -115,6 +115,7 @@ class Engine:
 
     def start(self) -> None:
         self.dispatcher.start()
+        self.publisher.start()
 
     def wake(self) -> None:
         """Start ready jobs on free workers (after recovery queued some)."""

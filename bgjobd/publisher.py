@@ -1,9 +1,16 @@
 """Job events for whoever watches (clients' subscriptions, the dashboard's live view),
 sent once the change they announce is committed: a watcher never hears of a job the store
-could still lose, and events of one job come in the order of its commits."""
+could still lose, and events of one job come in the order of its commits.
+
+A job another process changes (another node runs it, a `run_job.py` runner or a drainer
+ends it) tells this daemon nothing: attempts' ends send no notice. So the jobs that clients
+wait for by id (`wait()`, `bgjobctl watch`) are read again every WATCH_SECONDS, between
+commits, and a state or attempt this daemon has not published is published then.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Final
 
 from bgjobd.events import EventHub
@@ -11,6 +18,9 @@ from bgjobd.journal import Journal
 from bgjobd.store.base import JobQuery, Store
 from bgjobs.model import JobInfo, Outcome
 
+WATCH_SECONDS: Final = 0.25
+"""How often the jobs clients wait for are read again (a change made elsewhere reaches its
+waiters within about this long)."""
 NEWEST_LOOKED_AT: Final = 20
 """Jobs stored elsewhere announced per look at most (`stored_elsewhere`): a nudge for live
 views, which then read the store; more at once would only be more of the same."""
@@ -23,6 +33,46 @@ class Publisher:
         self.events = events
         self._newest_seen = 0
         """The greatest job id `stored_elsewhere` has looked at."""
+        self._watch_timer: asyncio.TimerHandle | None = None
+        self._looking = False
+        """A look at the waited-for jobs awaits the next commit."""
+
+    def start(self) -> None:
+        """Read the jobs clients wait for again and again (see the module)."""
+        self._watch_timer = asyncio.get_running_loop().call_later(WATCH_SECONDS, self._tick)
+
+    def stop(self) -> None:
+        if self._watch_timer is not None:
+            self._watch_timer.cancel()
+            self._watch_timer = None
+
+    def _tick(self) -> None:
+        self.start()
+        if not self._looking and self.events.watched_ids():
+            self._looking = True
+            # After a commit: the store's own connection sees its uncommitted writes, and
+            # no watcher may hear of one.
+            self._journal.after_commit(self._look_at_watched)
+
+    def _look_at_watched(self) -> None:
+        self._looking = False
+        watched = sorted(self.events.watched_ids())
+        try:
+            states = self._store.states_of(watched) if watched else {}
+            for job_id, state in states.items():
+                told = self.events.told(job_id)
+                if told == state:
+                    continue
+                if told is None and not state[0].is_final:
+                    # Never published here and not over: its watchers read it as they
+                    # subscribed; what changes from here on is published.
+                    self.events.seen(job_id, state)
+                    continue
+                job = self._store.get(job_id)
+                if job is not None:
+                    self.events.publish(job)
+        except Exception:  # noqa: BLE001, S110  # the store now unreachable: the next look
+            pass
 
     @property
     def watched(self) -> bool:

@@ -262,6 +262,11 @@ class Store(abc.ABC):
         """The job with its attempt history."""
 
     @abc.abstractmethod
+    def states_of(self, job_ids: Sequence[int]) -> dict[int, tuple[JobState, int]]:
+        """The state and attempt count of each of these jobs the store has (by id): a cheap
+        look at jobs that clients wait for, which another process may be changing."""
+
+    @abc.abstractmethod
     def search(self, query: JobQuery) -> tuple[list[JobInfo], int]:
         """Matching jobs (newest first unless asked otherwise) and how many match in all."""
 

@@ -736,6 +736,12 @@ class PostgresStore(Store):
             for number, started, finished, outcome, pid, error, duration, round_number, node in rows
         ]
 
+    def states_of(self, job_ids: Sequence[int]) -> dict[int, tuple[JobState, int]]:
+        rows = self._read(
+            "SELECT id, state, attempts FROM jobs WHERE id = ANY(%s)", (list(job_ids),)
+        )
+        return {int(i): (JobState(state), int(n)) for i, state, n in rows}
+
     def search(self, query: JobQuery) -> tuple[list[JobInfo], int]:
         where, args = _filters(query)
         order = "ASC" if query.oldest_first else "DESC"

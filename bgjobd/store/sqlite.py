@@ -86,6 +86,8 @@ _ADDED_COLUMNS: Final = (
 )
 """Columns added since schema 1, in order, with their tables and types (see `_upgrade`)."""
 _BUSY_TIMEOUT_MS: Final = 10_000
+_IDS_PER_STATEMENT: Final = 500
+"""Job ids bound in one `IN (...)`: under SQLite's limit of bound variables."""
 _CONTENDED_BEGIN_SECONDS: Final = 0.0005
 """A BEGIN IMMEDIATE that waited longer than this met another process's write lock (the
 uncontended one takes a few µs): from then on the store waits for the lock in short steps
@@ -582,6 +584,17 @@ class SQLiteStore(Store):
             )
             for number, started, finished, outcome, pid, error, duration, round_number, node in rows
         ]
+
+    def states_of(self, job_ids: Sequence[int]) -> dict[int, tuple[JobState, int]]:
+        found: dict[int, tuple[JobState, int]] = {}
+        for start in range(0, len(job_ids), _IDS_PER_STATEMENT):
+            chunk = list(job_ids[start : start + _IDS_PER_STATEMENT])
+            marks = ", ".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT id, state, attempts FROM jobs WHERE id IN ({marks})", chunk
+            )
+            found.update((int(i), (JobState(state), int(n))) for i, state, n in rows)
+        return found
 
     def search(self, query: JobQuery) -> tuple[list[JobInfo], int]:
         where, args = self._filters(query)

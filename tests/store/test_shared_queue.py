@@ -391,6 +391,17 @@ def test_a_cancel_request_ends_with_the_attempt(store: Store) -> None:
 # nodes ---------------------------------------------------------------------------------------
 
 
+def test_states_of_gives_each_stored_job_s_state_and_attempt(store: Store) -> None:
+    first, second = store.add([new_job()])[0], store.add([new_job()])[0]
+    store.commit()
+    assert store.claim(first, "me", 1, time.time()) is not None
+    store.commit()
+    # More ids than one SQLite statement binds, most of them no job's.
+    asked = [first, *range(10**6, 10**6 + 1200), second]
+    assert store.states_of(asked) == {first: (JobState.RUNNING, 1), second: (JobState.QUEUED, 0)}
+    assert store.states_of([]) == {}
+
+
 def test_the_store_s_clock_is_the_present(store: Store) -> None:
     """The clock leases are read on: this host's, or the server's (on this host too)."""
     before = time.time()
