@@ -7,22 +7,17 @@ from __future__ import annotations
 import time
 
 from bgjobd.publisher import WATCH_SECONDS
-from bgjobs.model import JobSpec, JobState
+from bgjobs.model import JobState
 from tests.pgcluster.conftest import MakePgCluster, node_name
+from tests.support.cluster import waited_through
 
 
 def test_a_node_s_wait_returns_when_another_node_ends_the_job(
     make_pg_cluster: MakePgCluster,
 ) -> None:
     cluster = make_pg_cluster(names=("a", "b"))
-    runner, other = cluster["a"], cluster["b"]
-    runner.start()  # alone: the job can only run here
-    sleep = JobSpec(class_name="Sleep", method="handle", params=[1.0])
-    job_id = runner.client().submit([sleep]).ids[0]
-    cluster.wait_for_job(job_id, lambda job: job.state is JobState.RUNNING, what="to run")
-    other.start()
-
-    done = other.client().wait(job_id, timeout=30)
+    runner = cluster["a"]
+    done = waited_through(cluster, runner, cluster["b"])
     ended = time.time()
     assert done.state is JobState.SUCCEEDED, done
     assert done.owner == node_name(runner)

@@ -23,7 +23,7 @@ from bgjobctl.client import Client
 from bgjobd.store.base import JobQuery, Store
 from bgjobd.store.postgres import PostgresStore
 from bgjobd.store.sqlite import SQLiteStore
-from bgjobs.model import JobInfo
+from bgjobs.model import JobInfo, JobSpec, JobState
 from tests.support.waiting import wait_for
 from tests.support.workspace import DEFAULT_SETTINGS, DaemonProcess, Workspace, merged
 
@@ -192,3 +192,15 @@ class Cluster:
                 if len(page) < 1000:
                     break
         return found
+
+
+def waited_through(cluster: Cluster, runner: Node, other: Node, *, timeout: float = 30) -> JobInfo:
+    """A one-second job run by `runner` (started alone, so that only it can run the job),
+    waited for through `other` (started once the job runs): the job as that wait returns
+    it."""
+    runner.start()
+    sleep = JobSpec(class_name="Sleep", method="handle", params=[1.0])
+    job_id = runner.client().submit([sleep]).ids[0]
+    cluster.wait_for_job(job_id, lambda job: job.state is JobState.RUNNING, what="to run")
+    other.start()
+    return other.client().wait(job_id, timeout=timeout)
