@@ -47,6 +47,10 @@ class EventHub:
         if job_id in self.watched_ids():
             self._told[job_id] = state
 
+    def error(self, message: str) -> None:
+        """Say what went wrong while serving the listeners (the daemon logs it)."""
+        self._on_error(message)
+
     @property
     def has_listeners(self) -> bool:
         return bool(self._listeners)

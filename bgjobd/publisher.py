@@ -16,6 +16,7 @@ from typing import Final
 from bgjobd.events import EventHub
 from bgjobd.journal import Journal
 from bgjobd.store.base import JobQuery, Store
+from bgjobd.store.offline import is_transient
 from bgjobs.model import JobInfo, Outcome
 
 WATCH_SECONDS: Final = 0.25
@@ -71,8 +72,9 @@ class Publisher:
                 job = self._store.get(job_id)
                 if job is not None:
                     self.events.publish(job)
-        except Exception:  # noqa: BLE001, S110  # the store now unreachable: the next look
-            pass
+        except Exception as exc:  # noqa: BLE001  # a journal's callback must not raise
+            if not is_transient(exc):  # the store busy or unreachable: the next look retries
+                self.events.error(f"reading the waited-for jobs failed: {exc!r}")
 
     @property
     def watched(self) -> bool:
